@@ -1,0 +1,70 @@
+//! The command line: clap commands, output on stdout in kubeadm's `[phase] message` style,
+//! errors on stderr as one headline, the cause chain and a `hint:`, mapped to exit codes.
+
+mod error;
+
+pub use error::{CliError, ExitCode};
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::host::HostRoot;
+
+/// Bootstraps a Kubernetes control plane the way `kubeadm init` does, with an embedded static pod
+/// agent instead of a kubelet.
+#[derive(Debug, Parser)]
+#[command(name = "boot", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// kubeadm v1beta4 configuration (InitConfiguration, ClusterConfiguration, BootConfiguration).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Keep every host path under DIR instead of / (the files reference the prefixed paths).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl GlobalArgs {
+    /// The host root: `--root DIR` or the real `/`.
+    pub fn host_root(&self) -> Result<HostRoot, CliError> {
+        match &self.root {
+            None => Ok(HostRoot::system()),
+            Some(dir) => HostRoot::under(dir).map_err(|e| {
+                CliError::usage(format!("--root {}: {e}", dir.display()), "give an existing or creatable directory")
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Parses the command line, runs the command and exits with its code.
+pub fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            err.print();
+            err.exit_code()
+        }
+    };
+    std::process::exit(code as i32);
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    let _ = cli.global;
+    match cli.command {}
+}

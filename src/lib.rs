@@ -1,0 +1,16 @@
+//! `boot` bootstraps a Kubernetes control plane the way `kubeadm init` does, without a kubelet or
+//! a container runtime: it issues the PKI and kubeconfigs, renders the four static pod manifests,
+//! runs them with its embedded static pod agent and tears everything down again with `boot reset`.
+//!
+//! Data flows one way (design §3): [`config`] → [`pki`] / [`render`] (pure, in memory, all or
+//! nothing) → [`host`] writes → [`agent`] runs. `main.rs` only calls [`cli::main`].
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod host;
+pub mod pki;
+pub mod probe;
+pub mod render;
+pub mod runtime;
+pub mod version;

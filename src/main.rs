@@ -1,0 +1,1 @@
+fn main() { boot::cli::main() }
