@@ -1,4 +1,12 @@
-//! The cluster PKI (reference §2): CAs, leaf certificates and the service-account key pair,
-//! issued from the certificate profiles kept as data in `pki/` at the crate root.
-//!
-//! (Being built: see the PKI contract in the PR/issue notes.)
+//! Placeholder until the PKI branch lands: only the algorithm type config needs.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub enum KeyAlgorithm {
+    #[default]
+    #[serde(rename = "RSA-2048")]
+    Rsa2048,
+    #[serde(rename = "ECDSA-P256")]
+    EcdsaP256,
+}
