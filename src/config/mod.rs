@@ -1,6 +1,6 @@
 //! The configuration: kubeadm's v1beta4 documents plus boot's `BootConfiguration`, defaulted as
 //! kubeadm defaults them, overridden by flags, resolved against the host (node name, advertise
-//! address, component versions) and validated. Pure apart from [`Fallbacks::from_host`].
+//! address, component versions) and validated. Pure: what the host says comes in as [`HostFacts`], gathered by `host::facts`.
 
 mod boot;
 mod error;
@@ -17,5 +17,5 @@ pub use kubeadm::{
     LocalEtcd, Networking, NodeRegistration, Timeouts, KUBEADM_API_VERSION,
 };
 pub use load::{parse, DocumentSource, Documents};
-pub use resolve::{Config, Fallbacks, Overrides};
+pub use resolve::{Config, HostFacts, Overrides};
 pub use types::{bracket_host, is_dns_name, Arg, Cidrs, Endpoint, EnvVar, GoDuration, HostPathMount, HostPathType, Ip};

@@ -26,13 +26,18 @@ pub struct Overrides {
 
 /// What the host says when the configuration does not: injectable so tests need no real host.
 #[derive(Debug, Clone, Default)]
-pub struct Fallbacks {
+pub struct HostFacts {
     pub hostname: String,
     pub default_address: Option<IpAddr>,
     /// `kube-apiserver --version` found in the binary directories.
     pub kubernetes_binary: Option<Version>,
     /// `etcd --version` found in the binary directories.
     pub etcd_binary: Option<Version>,
+    /// kubeadm copies its own `*_proxy` variables into the pods (`GetProxyEnvVars`).
+    pub proxy_env: Vec<(String, String)>,
+    /// Which of the optional CA directories (`/etc/pki/ca-trust`, …) exist on this host; kubeadm
+    /// mounts only those.
+    pub existing_ca_dirs: Vec<String>,
 }
 
 /// The resolved configuration every later stage reads.
@@ -50,11 +55,13 @@ pub struct Config {
     pub etcd_version: Version,
     /// Fields accepted without effect, and other things the user should know.
     pub warnings: Vec<String>,
+    /// The host facts the configuration was resolved against.
+    pub host: HostFacts,
 }
 
 impl Config {
     /// Defaults, then the file's documents, then the flags, then the host's facts; validated.
-    pub fn build(docs: Documents, overrides: &Overrides, host: &Fallbacks) -> Result<Config, ConfigError> {
+    pub fn build(docs: Documents, overrides: &Overrides, host: &HostFacts) -> Result<Config, ConfigError> {
         let Documents { init, cluster, boot, static_pod_path, sources, mut warnings } = docs;
         let mut init = init.unwrap_or_default();
         let mut cluster = cluster.unwrap_or_default();
@@ -92,7 +99,18 @@ impl Config {
             warnings.push(format!("{field} has no effect: {why}"));
         }
         let static_pod_path = static_pod_path.unwrap_or_else(|| "/etc/kubernetes/manifests".into());
-        Ok(Config { init, cluster, boot, static_pod_path, node_name, advertise_address, kubernetes_version, etcd_version, warnings })
+        Ok(Config {
+            init,
+            cluster,
+            boot,
+            static_pod_path,
+            node_name,
+            advertise_address,
+            kubernetes_version,
+            etcd_version,
+            warnings,
+            host: host.clone(),
+        })
     }
 
     pub fn bind_port(&self) -> u16 {
@@ -185,7 +203,7 @@ fn apply_overrides(init: &mut InitConfiguration, cluster: &mut ClusterConfigurat
     Ok(())
 }
 
-fn resolve_kubernetes_version(cluster: &ClusterConfiguration, host: &Fallbacks, sources: &[DocumentSource]) -> Result<Version, ConfigError> {
+fn resolve_kubernetes_version(cluster: &ClusterConfiguration, host: &HostFacts, sources: &[DocumentSource]) -> Result<Version, ConfigError> {
     match cluster.kubernetes_version.as_deref() {
         Some(text) if !text.starts_with("stable") && !text.starts_with("latest") => text
             .parse()
@@ -203,7 +221,7 @@ fn resolve_etcd_version(
     cluster: &ClusterConfiguration,
     boot: &BootConfiguration,
     kubernetes: &Version,
-    host: &Fallbacks,
+    host: &HostFacts,
     sources: &[DocumentSource],
 ) -> Result<Version, ConfigError> {
     if let Some(pinned) = &boot.etcd_version {
