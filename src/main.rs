@@ -1,3 +1,1 @@
-fn main() {
-    boot::cli::main()
-}
+fn main() { boot::cli::main() }
