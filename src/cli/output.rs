@@ -9,7 +9,10 @@ pub fn render_error(err: RenderError) -> CliError {
     let hint = err.hint();
     let mut cli = CliError::new(ExitCode::Files, err.to_string());
     if let Some(source) = std::error::Error::source(&err) {
-        cli.headline = format!("{}: {source}", cli.headline);
+        let source = source.to_string();
+        if !cli.headline.contains(&source) {
+            cli.headline = format!("{}: {source}", cli.headline);
+        }
     }
     cli.hint = hint;
     cli
