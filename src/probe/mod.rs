@@ -9,6 +9,7 @@
 pub mod exec;
 pub mod grpc;
 pub mod http;
+mod insecure_tls;
 mod run;
 pub mod set;
 pub mod spec;
