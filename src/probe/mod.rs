@@ -8,6 +8,7 @@
 
 pub mod exec;
 pub mod grpc;
+mod grpc_wire;
 pub mod http;
 mod insecure_tls;
 mod run;
