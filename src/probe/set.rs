@@ -215,9 +215,10 @@ impl ProbeSet {
             }
             _ => {}
         }
-        match (was_ready, self.ready()) {
-            (false, true) => verdicts.push(Verdict::Ready),
-            (true, false) => verdicts.push(Verdict::NotReady {
+        // A restart implies not ready; the agent needs no second verdict for it.
+        match (was_ready, self.ready(), self.on_hold) {
+            (false, true, _) => verdicts.push(Verdict::Ready),
+            (true, false, false) => verdicts.push(Verdict::NotReady {
                 reason: self.readiness_reason(),
             }),
             _ => {}
@@ -276,3 +277,7 @@ impl ProbeSet {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "set_tests.rs"]
+mod tests;
