@@ -68,12 +68,12 @@ fn only_the_startup_probe_runs_until_it_succeeds() {
             timeout: secs(15)
         }]
     );
+    assert!(set.record(ProbeKind::Startup, &fail("not yet")).is_empty());
     // Not due again before one period has passed.
     assert!(set.take_due(start + secs(19)).is_empty());
     assert_eq!(set.next_due(), Some(start + secs(20)));
     // Results of probes that are not running are ignored.
     assert!(set.record(ProbeKind::Liveness, &fail("x")).is_empty());
-    assert!(set.record(ProbeKind::Startup, &fail("not yet")).is_empty());
 
     let now = start + secs(20);
     assert_eq!(kinds(&set.take_due(now)), vec![ProbeKind::Startup]);
@@ -95,12 +95,18 @@ fn only_the_startup_probe_runs_until_it_succeeds() {
         set.record(ProbeKind::Readiness, &ProbeResult::Success),
         vec![Verdict::Ready]
     );
+    assert!(set
+        .record(ProbeKind::Liveness, &ProbeResult::Success)
+        .is_empty());
     assert!(set.ready());
     assert!(set.record(ProbeKind::Startup, &fail("late")).is_empty());
     assert_eq!(
         kinds(&set.take_due(now + secs(1))),
         vec![ProbeKind::Readiness]
     );
+    assert!(set
+        .record(ProbeKind::Readiness, &ProbeResult::Success)
+        .is_empty());
     assert_eq!(
         kinds(&set.take_due(now + secs(10))),
         vec![ProbeKind::Liveness, ProbeKind::Readiness]
@@ -114,8 +120,8 @@ fn startup_exhaustion_restarts_after_kubeadms_four_minutes() {
     let mut restart_at = None;
     while let Some(at) = set.next_due() {
         for due in set.take_due(at) {
-            let error = format!("Get \"https://10.0.0.1:6443/livez\": dial tcp 10.0.0.1:6443: connect: connection refused");
-            for verdict in set.record(due.kind, &fail(&error)) {
+            let error = "Get \"https://10.0.0.1:6443/livez\": dial tcp 10.0.0.1:6443: connect: connection refused";
+            for verdict in set.record(due.kind, &fail(error)) {
                 assert!(matches!(verdict, Verdict::Restart { .. }), "{verdict:?}");
                 assert_eq!(
                     verdict,
@@ -264,4 +270,35 @@ fn built_from_a_container() {
         err.to_string(),
         "container etcd: tcpSocket.port: port metrics not found in the container's ports"
     );
+}
+
+#[test]
+fn a_probe_in_flight_is_not_handed_out_again() {
+    // kubeadm's readiness probe: period 1s, timeout 15s.
+    let start = Instant::now();
+    let mut set = ProbeSet::new(start, None, None, Some((tcp(3), kubeadm(0, 15, 3, 1))));
+    assert_eq!(kinds(&set.take_due(start)), vec![ProbeKind::Readiness]);
+    assert!(set.take_due(start + secs(5)).is_empty(), "still running");
+    assert_eq!(set.next_due(), None);
+    set.record(ProbeKind::Readiness, &fail("timeout"));
+    // The run began 5 periods ago, so the next one is due at once.
+    assert_eq!(set.next_due(), Some(start + secs(1)));
+    assert_eq!(
+        kinds(&set.take_due(start + secs(15))),
+        vec![ProbeKind::Readiness]
+    );
+}
+
+#[test]
+fn an_ignored_result_still_ends_the_run() {
+    let start = Instant::now();
+    let mut set = apiserver(start);
+    assert_eq!(
+        kinds(&set.take_due(start + secs(10))),
+        vec![ProbeKind::Startup]
+    );
+    set.set_terminating();
+    set.record(ProbeKind::Startup, &fail("x"));
+    assert!(set.record(ProbeKind::Startup, &fail("x")).is_empty());
+    assert_eq!(set.next_due(), None);
 }
