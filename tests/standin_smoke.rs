@@ -103,6 +103,15 @@ fn standin(dir: &Path, name: &str) -> Command {
     command
 }
 
+/// What a leaf certificate says; `name` is the file name without `.crt`/`.key`.
+struct Leaf<'a> {
+    name: &'a str,
+    cn: &'a str,
+    orgs: &'a [&'a str],
+    sans: &'a [&'a str],
+    usages: &'a [ExtendedKeyUsagePurpose],
+}
+
 /// A CA and the leaf certificates it signs, written as PEM files into a directory.
 struct Ca {
     issuer: Issuer<'static, KeyPair>,
@@ -126,17 +135,15 @@ impl Ca {
         }
     }
 
-    /// Issues a cert for `key`; `key_pem` is what lands in the `.key` file (PKCS#1 or SEC1).
-    fn issue(
-        &self,
-        dir: &Path,
-        name: &str,
-        cn: &str,
-        orgs: &[&str],
-        sans: &[&str],
-        usages: &[ExtendedKeyUsagePurpose],
-        key: (KeyPair, String),
-    ) {
+    /// Issues `leaf` for `key` (the key pair and the PEM that lands in the `.key` file).
+    fn issue(&self, dir: &Path, leaf: Leaf, key: (KeyPair, String)) {
+        let Leaf {
+            name,
+            cn,
+            orgs,
+            sans,
+            usages,
+        } = leaf;
         let mut params =
             CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -214,44 +221,42 @@ const BOTH: &[ExtendedKeyUsagePurpose] = &[
 fn pki(dir: &Path) {
     let ca = Ca::new("kubernetes");
     fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
+    let leaf = |name, cn, orgs, sans, usages| Leaf {
+        name,
+        cn,
+        orgs,
+        sans,
+        usages,
+    };
+    let local: &[&str] = &["127.0.0.1", "localhost"];
     ca.issue(
         dir,
-        "apiserver",
-        "kube-apiserver",
-        &[],
-        &["127.0.0.1", "localhost"],
-        SERVER,
+        leaf("apiserver", "kube-apiserver", &[], local, SERVER),
         rsa_key(),
     );
-    ca.issue(
-        dir,
+    let admin = leaf(
         "admin",
         "kubernetes-admin",
         &["kubeadm:cluster-admins"],
         &[],
         CLIENT,
-        ec_key(),
     );
+    ca.issue(dir, admin, ec_key());
     let etcd_ca = Ca::new("etcd-ca");
     fs::write(dir.join("etcd-ca.crt"), &etcd_ca.cert_pem).unwrap();
     etcd_ca.issue(
         dir,
-        "etcd-server",
-        "standin-test",
-        &[],
-        &["127.0.0.1", "localhost"],
-        BOTH,
+        leaf("etcd-server", "standin-test", &[], local, BOTH),
         rsa_key(),
     );
-    etcd_ca.issue(
-        dir,
+    let etcd_client = leaf(
         "apiserver-etcd-client",
         "kube-apiserver-etcd-client",
         &[],
         &[],
         CLIENT,
-        ec_key(),
     );
+    etcd_ca.issue(dir, etcd_client, ec_key());
 }
 
 fn apiserver_args(dir: &Path, port: u16, etcd: &str) -> Vec<String> {
@@ -392,6 +397,19 @@ fn request(
     Ok((status, body.to_string()))
 }
 
+/// A kubeconfig for the admin cert, embedded as kubeadm writes them.
+fn write_kubeconfig(dir: &Path, name: &str, port: u16) -> PathBuf {
+    let b64 = |file: &str| {
+        base64::engine::general_purpose::STANDARD.encode(fs::read(dir.join(file)).unwrap())
+    };
+    let path = dir.join(name);
+    fs::write(&path, format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n\
+         contexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        b64("ca.crt"), b64("admin.crt"), b64("admin.key"))).unwrap();
+    path
+}
+
 fn get(port: u16, tls: &Arc<ClientConfig>, path: &str) -> (u16, String) {
     request(port, Some(tls), "GET", path, "").unwrap()
 }
@@ -511,14 +529,7 @@ fn apiserver_serves_health_api_and_faults_without_etcd() {
 fn scheduler_self_signed_and_kubeconfig_check() {
     let dir = tempfile::tempdir().unwrap();
     pki(dir.path());
-    let b64 = |name: &str| {
-        base64::engine::general_purpose::STANDARD.encode(fs::read(dir.path().join(name)).unwrap())
-    };
-    let kubeconfig = dir.path().join("scheduler.conf");
-    fs::write(&kubeconfig, format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:6443\n\
-         contexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-        b64("ca.crt"), b64("admin.crt"), b64("admin.key"))).unwrap();
+    let kubeconfig = write_kubeconfig(dir.path(), "scheduler.conf", 6443);
 
     let missing = dir.path().join("missing.conf");
     let out = standin(dir.path(), "kube-scheduler")
@@ -579,6 +590,21 @@ fn faults_crash_ignore_sigterm_and_generic_http() {
         "{}",
         crashing.stderr()
     );
+
+    // `hang` at start: never listens; `exit=` written to the control file later: exits.
+    let (port, control) = (free_port(), dir.path().join("control"));
+    let mut command = standin(dir.path(), "boot-standin");
+    command
+        .args([format!("--listen=127.0.0.1:{port}"), "--http".into()])
+        .env("BOOT_STANDIN_FAULTS", "hang")
+        .env("BOOT_STANDIN_CONTROL", &control);
+    let mut hung = Proc::start(command, dir.path(), "hung");
+    wait_for("the hang log line", || {
+        hung.stderr().contains("never listening")
+    });
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    fs::write(&control, "exit=4").unwrap();
+    assert_eq!(hung.wait_exit().code(), Some(4));
 }
 
 #[test]
@@ -645,4 +671,45 @@ fn apiserver_talks_to_a_real_etcd() {
         "etcdctl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    let kubeconfig = write_kubeconfig(dir.path(), "admin.conf", api_port);
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .arg(format!("--kubeconfig={}", kubeconfig.display()))
+            .arg(format!("--cache-dir={}", p("kube-cache")))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_ok()
+    {
+        assert_eq!(
+            kubectl(&["get", "--raw", "/readyz"]),
+            (Some(0), "ok".to_string())
+        );
+        let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kubeadm-config"},"data":{"k":"v"}}"#;
+        assert_eq!(
+            request(
+                api_port,
+                Some(&admin),
+                "POST",
+                "/api/v1/namespaces/kube-system/configmaps",
+                cm
+            )
+            .unwrap()
+            .0,
+            201
+        );
+        let listed = kubectl(&["get", "configmaps", "-n", "kube-system"]);
+        assert!(listed.1.contains("kubeadm-config"), "{listed:?}");
+    }
 }
