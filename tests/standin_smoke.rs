@@ -3,261 +3,18 @@
 //! check, a real etcd (`/usr/bin/etcd`, skipped with a message when absent). Every process
 //! started is killed by a Drop guard; waits poll a condition with a deadline.
 
+#[path = "standin/testkit/mod.rs"]
+mod testkit;
+
 use std::fs;
-use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-
-const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A started process, killed (and reaped) when dropped.
-struct Proc {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl Proc {
-    fn start(mut command: Command, dir: &Path, tag: &str) -> Proc {
-        let (stdout, stderr) = (
-            dir.join(format!("{tag}.stdout")),
-            dir.join(format!("{tag}.stderr")),
-        );
-        command
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout).unwrap())
-            .stderr(fs::File::create(&stderr).unwrap());
-        Proc {
-            child: command.spawn().unwrap(),
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    fn wait_exit(&mut self) -> ExitStatus {
-        let mut status = None;
-        wait_for("process exit", || {
-            status = self.child.try_wait().unwrap();
-            status.is_some()
-        });
-        status.unwrap()
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `condition` every 20 ms until it holds; panics after `DEADLINE`.
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A bin directory with `name` linked to the stand-in, as the agent's tests set it up.
-fn standin(dir: &Path, name: &str) -> Command {
-    let link = dir.join("bin").join(name);
-    fs::create_dir_all(link.parent().unwrap()).unwrap();
-    if !link.exists() {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_boot-standin"), &link).unwrap();
-    }
-    let mut command = Command::new(link);
-    command
-        .env_remove("BOOT_STANDIN_FAULTS")
-        .env_remove("BOOT_STANDIN_CONTROL");
-    command
-}
-
-/// What a leaf certificate says; `name` is the file name without `.crt`/`.key`.
-struct Leaf<'a> {
-    name: &'a str,
-    cn: &'a str,
-    orgs: &'a [&'a str],
-    sans: &'a [&'a str],
-    usages: &'a [ExtendedKeyUsagePurpose],
-}
-
-/// A CA and the leaf certificates it signs, written as PEM files into a directory.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    cert_pem: String,
-}
-
-impl Ca {
-    fn new(cn: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert_pem = params.self_signed(&key).unwrap().pem();
-        Ca {
-            issuer: Issuer::new(params, key),
-            cert_pem,
-        }
-    }
-
-    /// Issues `leaf` for `key` (the key pair and the PEM that lands in the `.key` file).
-    fn issue(&self, dir: &Path, leaf: Leaf, key: (KeyPair, String)) {
-        let Leaf {
-            name,
-            cn,
-            orgs,
-            sans,
-            usages,
-        } = leaf;
-        let mut params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        for org in orgs {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *org);
-        }
-        params.extended_key_usages = usages.to_vec();
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        let cert = params.signed_by(&key.0, &self.issuer).unwrap();
-        fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
-        fs::write(dir.join(format!("{name}.key")), key.1).unwrap();
-    }
-}
-
-/// An RSA key whose file is PKCS#1 (`RSA PRIVATE KEY`), as kubeadm writes them.
-fn rsa_key() -> (KeyPair, String) {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::EncodePrivateKey;
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-    let pkcs8 = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
-    let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
-    assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
-    (KeyPair::from_pem(&pkcs8).unwrap(), pkcs1.to_string())
-}
-
-/// A P-256 key whose file is SEC1 (`EC PRIVATE KEY`) with the curve named, as Go and
-/// OpenSSL write and require it (p256's `to_sec1_der` leaves the optional curve out, which
-/// Go's `tls.X509KeyPair` rejects with "failed to parse private key").
-fn ec_key() -> (KeyPair, String) {
-    use p256::pkcs8::DecodePrivateKey;
-    const NAMED_CURVE_P256: [u8; 12] = [
-        0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let bare = p256::SecretKey::from_pkcs8_der(key.serialized_der())
-        .unwrap()
-        .to_sec1_der()
-        .unwrap();
-    // SEQUENCE { INTEGER 1, OCTET STRING (32 bytes), [1] public key }: the curve goes before [1].
-    assert_eq!((bare[0], bare[1], bare[5]), (0x30, 107, 0x04));
-    let mut der = vec![0x30, bare[1] + NAMED_CURVE_P256.len() as u8];
-    der.extend_from_slice(&bare[2..39]);
-    der.extend_from_slice(&NAMED_CURVE_P256);
-    der.extend_from_slice(&bare[39..]);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    (
-        key,
-        format!(
-            "-----BEGIN EC PRIVATE KEY-----\n{}\n-----END EC PRIVATE KEY-----\n",
-            lines.join("\n")
-        ),
-    )
-}
-
-const SERVER: &[ExtendedKeyUsagePurpose] = &[ExtendedKeyUsagePurpose::ServerAuth];
-const CLIENT: &[ExtendedKeyUsagePurpose] = &[ExtendedKeyUsagePurpose::ClientAuth];
-const BOTH: &[ExtendedKeyUsagePurpose] = &[
-    ExtendedKeyUsagePurpose::ServerAuth,
-    ExtendedKeyUsagePurpose::ClientAuth,
-];
-
-/// The cluster CA, an RSA serving cert for 127.0.0.1, an EC admin client cert, and the etcd
-/// CA with etcd's (RSA) server cert and the apiserver's (EC) etcd client cert, so the
-/// stand-in loads both PKCS#1 and SEC1 keys.
-fn pki(dir: &Path) {
-    let ca = Ca::new("kubernetes");
-    fs::write(dir.join("ca.crt"), &ca.cert_pem).unwrap();
-    let leaf = |name, cn, orgs, sans, usages| Leaf {
-        name,
-        cn,
-        orgs,
-        sans,
-        usages,
-    };
-    let local: &[&str] = &["127.0.0.1", "localhost"];
-    ca.issue(
-        dir,
-        leaf("apiserver", "kube-apiserver", &[], local, SERVER),
-        rsa_key(),
-    );
-    let admin = leaf(
-        "admin",
-        "kubernetes-admin",
-        &["kubeadm:cluster-admins"],
-        &[],
-        CLIENT,
-    );
-    ca.issue(dir, admin, ec_key());
-    let etcd_ca = Ca::new("etcd-ca");
-    fs::write(dir.join("etcd-ca.crt"), &etcd_ca.cert_pem).unwrap();
-    etcd_ca.issue(
-        dir,
-        leaf("etcd-server", "standin-test", &[], local, BOTH),
-        rsa_key(),
-    );
-    let etcd_client = leaf(
-        "apiserver-etcd-client",
-        "kube-apiserver-etcd-client",
-        &[],
-        &[],
-        CLIENT,
-    );
-    etcd_ca.issue(dir, etcd_client, ec_key());
-}
+use testkit::https::{client, get, insecure_client, request};
+use testkit::pki::{write_kubeconfig, write_test_pki};
+use testkit::{free_port, standin, wait_for, Proc, DEADLINE};
 
 fn apiserver_args(dir: &Path, port: u16, etcd: &str) -> Vec<String> {
     let p = |name: &str| dir.join(name).display().to_string();
@@ -276,142 +33,6 @@ fn apiserver_args(dir: &Path, port: u16, etcd: &str) -> Vec<String> {
         format!("--tls-private-key-file={}", p("apiserver.key")),
         "--bind-address=127.0.0.1".into(),
     ]
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// A client trusting `ca.crt` and presenting the admin cert (or no cert).
-fn client(dir: &Path, with_cert: bool) -> Arc<ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(dir.join("ca.crt")).unwrap())
-        .unwrap();
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    Arc::new(if with_cert {
-        let cert = CertificateDer::from_pem_file(dir.join("admin.crt")).unwrap();
-        builder
-            .with_client_auth_cert(
-                vec![cert],
-                PrivateKeyDer::from_pem_file(dir.join("admin.key")).unwrap(),
-            )
-            .unwrap()
-    } else {
-        builder.with_no_client_auth()
-    })
-}
-
-/// Accepts any server certificate, as the kubelet's HTTPS probes do.
-#[derive(Debug)]
-struct AnyServerCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-fn insecure_client() -> Arc<ClientConfig> {
-    let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    Arc::new(
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider())))
-            .with_no_client_auth(),
-    )
-}
-
-/// One HTTP/1.1 request to 127.0.0.1:`port` (TLS when `tls` is given): (status, body).
-fn request(
-    port: u16,
-    tls: Option<&Arc<ClientConfig>>,
-    method: &str,
-    path: &str,
-    body: &str,
-) -> Result<(u16, String), String> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-    let mut raw = Vec::new();
-    let result = match tls {
-        Some(config) => {
-            let conn = rustls::ClientConnection::new(
-                config.clone(),
-                ServerName::try_from("127.0.0.1").unwrap(),
-            )
-            .unwrap();
-            let mut stream = rustls::StreamOwned::new(conn, tcp);
-            stream
-                .write_all(head.as_bytes())
-                .and_then(|_| stream.read_to_end(&mut raw))
-        }
-        None => {
-            let mut tcp = tcp;
-            tcp.write_all(head.as_bytes())
-                .and_then(|_| tcp.read_to_end(&mut raw))
-        }
-    };
-    result.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no HTTP response: {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("no status")?;
-    Ok((status, body.to_string()))
-}
-
-/// A kubeconfig for the admin cert, embedded as kubeadm writes them.
-fn write_kubeconfig(dir: &Path, name: &str, port: u16) -> PathBuf {
-    let b64 = |file: &str| {
-        base64::engine::general_purpose::STANDARD.encode(fs::read(dir.join(file)).unwrap())
-    };
-    let path = dir.join(name);
-    fs::write(&path, format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    certificate-authority-data: {}\n    server: https://127.0.0.1:{port}\n\
-         contexts:\n- name: c\n  context: {{cluster: k, user: u}}\nusers:\n- name: u\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
-        b64("ca.crt"), b64("admin.crt"), b64("admin.key"))).unwrap();
-    path
-}
-
-fn get(port: u16, tls: &Arc<ClientConfig>, path: &str) -> (u16, String) {
-    request(port, Some(tls), "GET", path, "").unwrap()
 }
 
 #[test]
@@ -458,7 +79,7 @@ fn flags_are_checked_like_the_real_binaries() {
 #[test]
 fn apiserver_serves_health_api_and_faults_without_etcd() {
     let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    write_test_pki(dir.path());
     let (port, dead_etcd) = (free_port(), free_port());
     let control = dir.path().join("control");
     let record = dir.path().join("record.jsonl");
@@ -528,7 +149,7 @@ fn apiserver_serves_health_api_and_faults_without_etcd() {
 #[test]
 fn scheduler_self_signed_and_kubeconfig_check() {
     let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    write_test_pki(dir.path());
     let kubeconfig = write_kubeconfig(dir.path(), "scheduler.conf", 6443);
 
     let missing = dir.path().join("missing.conf");
@@ -614,7 +235,7 @@ fn apiserver_talks_to_a_real_etcd() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    pki(dir.path());
+    write_test_pki(dir.path());
     let p = |name: &str| dir.path().join(name).display().to_string();
     let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
     let client_url = format!("https://127.0.0.1:{client_port}");
