@@ -123,11 +123,19 @@ fn apiserver_serves_health_api_and_faults_without_etcd() {
     );
     assert_eq!(code, 401, "{body}");
     let recorded = fs::read_to_string(&record).unwrap();
-    assert_eq!(recorded.lines().count(), 3, "{recorded}");
-    assert!(
-        recorded.contains("\"user\":\"kubernetes-admin\"")
-            && recorded.contains("kubeadm:cluster-admins")
+    let lines: Vec<serde_json::Value> = recorded
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{recorded}");
+    assert_eq!(lines[0]["method"], "POST");
+    assert_eq!(lines[0]["user"], "kubernetes-admin");
+    assert_eq!(
+        lines[0]["groups"],
+        serde_json::json!(["kubeadm:cluster-admins"])
     );
+    assert_eq!(lines[0]["body"]["metadata"]["name"], "kubeadm-config");
+    assert_eq!(lines[3]["user"], serde_json::Value::Null);
 
     fs::write(&control, "fail-livez").unwrap();
     let (code, body) = get(port, &admin, "/livez");
