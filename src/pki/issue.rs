@@ -27,7 +27,7 @@ pub const CLUSTER_CA: &str = "ca";
 enum State {
     Ready {
         cert: CertFacts,
-        key: PrivateKey,
+        key: Box<PrivateKey>,
         generated: bool,
     },
     /// A CA certificate without its key: it cannot sign, everything it signs must exist.
@@ -116,7 +116,7 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
             let cert = CertFacts::from_der(der, &crt_path)?;
             entry.state = State::Ready {
                 cert,
-                key,
+                key: Box::new(key),
                 generated: true,
             };
         }
@@ -167,7 +167,7 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
 
     let ca = entries.into_iter().find(|e| e.profile.name == CLUSTER_CA);
     let (ca_cert, ca_key) = match ca.map(|e| e.state) {
-        Some(State::Ready { cert, key, .. }) => (cert, Some(key)),
+        Some(State::Ready { cert, key, .. }) => (cert, Some(*key)),
         Some(State::External(cert)) => (cert, None),
         _ => {
             return Err(PkiError::Profiles {
