@@ -757,3 +757,71 @@ fn invalid_cert_sans_are_warnings() {
     );
     assert!(ips.contains(&"10.0.0.5".to_string()), "{ips:?}");
 }
+
+/// A CA made by openssl (PKCS#8 RSA key, SHA-1 key identifiers, its own subject) is reused, and
+/// the leaves issued under it verify with openssl.
+#[test]
+fn openssl_made_ca_is_reused() {
+    if !openssl_available() {
+        eprintln!("note: openssl not found, skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let req = request(tmp.path(), KeyAlgorithm::EcdsaP256);
+    fs::create_dir_all(&req.cert_dir).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj",
+        ])
+        .arg("/O=Example Corp/CN=example-root")
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        ])
+        .arg("-keyout")
+        .arg(req.cert_dir.join("ca.key"))
+        .arg("-out")
+        .arg(req.cert_dir.join("ca.crt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ca_before = fs::read(req.cert_dir.join("ca.crt")).unwrap();
+    // openssl's NotBefore is its own "now", which may be later than the request's whole second.
+    let req = PkiRequest { now: req.now + Duration::from_secs(2), ..req };
+
+    let pki = issue_and_write(&req);
+    assert!(!pki.external_ca);
+    assert_eq!(pki.outcomes[0].action, CertAction::Reused);
+    assert_eq!(fs::read(req.cert_dir.join("ca.crt")).unwrap(), ca_before);
+    let creds = pki
+        .client_credentials("kubernetes-admin", &["kubeadm:cluster-admins"])
+        .unwrap();
+    let client = tmp.path().join("admin.crt");
+    fs::write(&client, creds.cert_pem).unwrap();
+    for leaf in [
+        req.cert_dir.join("apiserver.crt"),
+        req.cert_dir.join("apiserver-kubelet-client.crt"),
+        client,
+    ] {
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(req.cert_dir.join("ca.crt"))
+            .arg(&leaf)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            leaf.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And the reuse check accepts what it issued under the foreign CA.
+    let again = pki::issue(&req, &ExistingPki::load(&req.cert_dir).unwrap()).unwrap();
+    assert!(again.files.is_empty());
+}
