@@ -234,3 +234,18 @@ fn a_tampered_leaf_certificate_is_named_and_nothing_is_written() {
     assert!(headline.starts_with("error: ") && headline.contains("apiserver"), "{headline}");
     assert_eq!(files_under(&first).len(), before, "files were written");
 }
+
+#[test]
+fn every_example_configuration_validates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = boot(&["config", "validate", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "expected the three examples");
+}
