@@ -791,7 +791,10 @@ fn openssl_made_ca_is_reused() {
     );
     let ca_before = fs::read(req.cert_dir.join("ca.crt")).unwrap();
     // openssl's NotBefore is its own "now", which may be later than the request's whole second.
-    let req = PkiRequest { now: req.now + Duration::from_secs(2), ..req };
+    let req = PkiRequest {
+        now: req.now + Duration::from_secs(2),
+        ..req
+    };
 
     let pki = issue_and_write(&req);
     assert!(!pki.external_ca);

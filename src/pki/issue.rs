@@ -87,7 +87,9 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
     let mut outcomes = Vec::new();
     for i in 0..entries.len() {
         let (done, rest) = entries.split_at_mut(i);
-        let entry = &mut rest[0];
+        let Some((entry, _)) = rest.split_first_mut() else {
+            break;
+        };
         if matches!(entry.state, State::Pending) {
             let key = keys.pop().ok_or_else(|| PkiError::KeyGeneration {
                 algorithm: req.algorithm.to_string(),
