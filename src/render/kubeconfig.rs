@@ -11,7 +11,7 @@ use super::templates::Templates;
 use super::RenderError;
 use crate::config::Config;
 use crate::host::RenderedFile;
-use crate::pki::Pki;
+use crate::pki::{ClientSubject, Pki};
 
 /// One kubeconfig: its file, the client's CN and O, and whether it talks to the
 /// controlPlaneEndpoint (admins) or the local API server (components).
@@ -30,26 +30,32 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
     KubeconfigSpec { file: "scheduler.conf", user: "system:kube-scheduler", organizations: &[], via_endpoint: false },
 ];
 
-/// Renders every kubeconfig that is not already present with the same CA.
+/// Renders every kubeconfig that is not already present with the same CA. The client keys are
+/// generated in parallel (RSA key generation is most of the time `boot` takes).
 pub fn render(cfg: &Config, templates: &Templates, dir: &Path, pki: &Pki) -> Result<(Vec<RenderedFile>, Vec<String>), RenderError> {
-    let mut files = Vec::new();
     let mut warnings = Vec::new();
     let ca_data = BASE64.encode(pki.ca_cert_pem());
+    let mut wanted = Vec::new();
     for spec in KUBECONFIGS {
         let path = dir.join(spec.file);
         let server = if spec.via_endpoint { cfg.control_plane_url() } else { cfg.local_api_url() };
-        if let Some(existing) = read_existing(&path)? {
-            if existing.ca_data != ca_data {
-                return Err(RenderError::KubeconfigCaMismatch { path });
+        match read_existing(&path)? {
+            Some(existing) if existing.ca_data != ca_data => return Err(RenderError::KubeconfigCaMismatch { path }),
+            Some(existing) => {
+                if existing.server != server {
+                    warnings.push(format!("{}: keeps server {} (expected {server})", path.display(), existing.server));
+                }
             }
-            if existing.server != server {
-                warnings.push(format!("{}: keeps server {} (expected {server})", path.display(), existing.server));
-            }
-            continue;
+            None => wanted.push((spec, path, server)),
         }
-        let credentials = pki
-            .client_credentials(spec.user, spec.organizations)
-            .map_err(|source| RenderError::KubeconfigCredentials { path: path.clone(), source })?;
+    }
+    let subjects: Vec<ClientSubject> = wanted.iter().map(|(spec, _, _)| ClientSubject { cn: spec.user, organizations: spec.organizations }).collect();
+    let credentials = pki.client_credentials_many(&subjects).map_err(|source| RenderError::KubeconfigCredentials {
+        path: wanted.first().map(|(_, p, _)| p.clone()).unwrap_or_default(),
+        source,
+    })?;
+    let mut files = Vec::new();
+    for ((spec, path, server), credentials) in wanted.into_iter().zip(credentials) {
         let mut context = tera::Context::new();
         context.insert("ca_data", &ca_data);
         context.insert("server", &server);
