@@ -17,7 +17,10 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture"]
 fn manifests_with_pki_against_key_generation_alone() {
-    for (name, algorithm) in [("RSA-2048", KeyAlgorithm::Rsa2048), ("ECDSA-P256", KeyAlgorithm::EcdsaP256)] {
+    for (name, algorithm) in [
+        ("RSA-2048", KeyAlgorithm::Rsa2048),
+        ("ECDSA-P256", KeyAlgorithm::EcdsaP256),
+    ] {
         let mut whole = Vec::new();
         let mut keys_alone = Vec::new();
         let mut key_count = 0;
@@ -28,16 +31,32 @@ fn manifests_with_pki_against_key_generation_alone() {
             let out = dir.path().join("out");
             let start = Instant::now();
             let status = Command::new(env!("CARGO_BIN_EXE_boot"))
-                .args(["manifests", "--pki", "--node-name", "bench", "--apiserver-advertise-address", "127.0.0.1", "--config"])
+                .args([
+                    "manifests",
+                    "--pki",
+                    "--node-name",
+                    "bench",
+                    "--apiserver-advertise-address",
+                    "127.0.0.1",
+                    "--config",
+                ])
                 .arg(&config)
                 .arg("--out")
                 .arg(&out)
                 .output()
                 .unwrap();
             whole.push(start.elapsed());
-            assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+            assert!(
+                status.status.success(),
+                "{}",
+                String::from_utf8_lossy(&status.stderr)
+            );
             // Every .key plus the four kubeconfig client keys.
-            key_count = walk(&out).iter().filter(|p| p.extension().is_some_and(|e| e == "key")).count() + 4;
+            key_count = walk(&out)
+                .iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "key"))
+                .count()
+                + 4;
             let start = Instant::now();
             generate_keys(algorithm, key_count).unwrap();
             keys_alone.push(start.elapsed());
