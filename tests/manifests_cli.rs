@@ -461,3 +461,65 @@ fn every_example_configuration_validates() {
     }
     assert!(seen >= 3, "expected the three examples");
 }
+
+#[test]
+fn init_phases_write_the_real_layout_under_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), BASE);
+    let root = dir.path().join("root");
+    let run = |phase: &str| {
+        boot(&[
+            "init",
+            "phase",
+            phase,
+            "--config",
+            config.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+        ])
+    };
+    let early = run("kubeconfig");
+    assert!(!early.status.success());
+    assert!(
+        stderr(&early).contains("pki/ca.crt does not exist"),
+        "{}",
+        stderr(&early)
+    );
+    assert!(
+        stderr(&early).contains("hint: run `boot init phase certs` first"),
+        "{}",
+        stderr(&early)
+    );
+    for phase in ["certs", "kubeconfig", "etcd", "control-plane"] {
+        let out = run(phase);
+        assert!(out.status.success(), "{phase}: {}", stderr(&out));
+    }
+    let k8s = root.join("etc/kubernetes");
+    for file in [
+        "pki/ca.key",
+        "pki/etcd/server.crt",
+        "pki/sa.pub",
+        "admin.conf",
+        "scheduler.conf",
+        "manifests/etcd.yaml",
+        "manifests/kube-scheduler.yaml",
+    ] {
+        assert!(k8s.join(file).is_file(), "{file} missing");
+    }
+    assert_eq!(
+        std::fs::metadata(k8s.join("manifests"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    let apiserver = std::fs::read_to_string(k8s.join("manifests/kube-apiserver.yaml")).unwrap();
+    assert!(
+        apiserver.contains(&format!(
+            "--tls-cert-file={}/pki/apiserver.crt",
+            k8s.display()
+        )),
+        "paths inside the files are rooted"
+    );
+}
