@@ -3,6 +3,7 @@
 
 pub mod facts;
 mod fs;
+pub mod ledger;
 mod root;
 
 pub use fs::{write_all, WriteError};
