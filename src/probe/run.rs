@@ -1,0 +1,51 @@
+//! Runs one probe action once, bounded by its timeout, and turns the outcome into a
+//! [`ProbeResult`] with the kubelet's failure messages.
+
+use std::time::Duration;
+
+use super::spec::ProbeAction;
+
+/// The outcome of one probe run, as the kubelet's prober reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    Success,
+    /// Why it failed, worded like the kubelet's event message.
+    Failure(String),
+}
+
+/// Runs `action` once; the whole run (connect, TLS, request, response) is bounded by `timeout`.
+/// `env` is the container's environment, used by exec probes only.
+pub async fn run(action: &ProbeAction, timeout: Duration, env: &[(String, String)]) -> ProbeResult {
+    match action {
+        ProbeAction::HttpGet {
+            scheme,
+            host,
+            port,
+            path,
+            headers,
+        } => match super::http::get(*scheme, host, *port, path, headers, timeout).await {
+            Ok(response) => http_result(&response),
+            Err(e) => ProbeResult::Failure(e.to_string()),
+        },
+        ProbeAction::TcpSocket { host, port } => super::tcp::check(host, *port, timeout).await,
+        ProbeAction::Exec { command } => super::exec::check(command, env, timeout).await,
+        ProbeAction::Grpc {
+            host,
+            port,
+            service,
+        } => super::grpc::check(host, *port, service.as_deref(), timeout).await,
+    }
+}
+
+/// `pkg/probe/http`: a status in [200, 400) passes (a redirect to another host counts as success
+/// for the kubelet too, with a warning; `boot` does not follow redirects at all).
+fn http_result(response: &super::http::HttpResponse) -> ProbeResult {
+    if (200..400).contains(&response.status) {
+        ProbeResult::Success
+    } else {
+        ProbeResult::Failure(format!(
+            "HTTP probe failed with statuscode: {}",
+            response.status
+        ))
+    }
+}
