@@ -1,1 +1,3 @@
-fn main() { boot::cli::main() }
+fn main() {
+    boot::cli::main()
+}

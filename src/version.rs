@@ -15,7 +15,12 @@ pub struct Version {
 
 impl Version {
     pub const fn new(major: u64, minor: u64, patch: u64) -> Self {
-        Version { major, minor, patch, suffix: String::new() }
+        Version {
+            major,
+            minor,
+            patch,
+            suffix: String::new(),
+        }
     }
 
     /// True when `self` is at least `major.minor.patch`, ignoring any suffix.
@@ -27,7 +32,10 @@ impl Version {
     /// `Kubernetes v1.34.2` or `etcd Version: 3.4.23`.
     pub fn find_in(text: &str) -> Option<Version> {
         text.split(|c: char| c.is_whitespace() || c == ',')
-            .filter(|word| word.trim_start_matches('v').starts_with(|c: char| c.is_ascii_digit()))
+            .filter(|word| {
+                word.trim_start_matches('v')
+                    .starts_with(|c: char| c.is_ascii_digit())
+            })
             .find_map(|word| word.parse().ok())
     }
 }
@@ -42,12 +50,16 @@ impl FromStr for Version {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || VersionError(s.to_string());
         let body = s.strip_prefix('v').unwrap_or(s);
-        let end = body.find(|c: char| c == '-' || c == '+').unwrap_or(body.len());
+        let end = body
+            .find(|c: char| c == '-' || c == '+')
+            .unwrap_or(body.len());
         let (numbers, suffix) = body.split_at(end);
         let mut parts = numbers.split('.');
         let mut next = |required: bool| -> Result<u64, VersionError> {
             match parts.next() {
-                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().map_err(|_| err()),
+                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    p.parse().map_err(|_| err())
+                }
                 None if !required => Ok(0),
                 _ => Err(err()),
             }
@@ -56,13 +68,22 @@ impl FromStr for Version {
         if parts.next().is_some() {
             return Err(err());
         }
-        Ok(Version { major, minor, patch, suffix: suffix.to_string() })
+        Ok(Version {
+            major,
+            minor,
+            patch,
+            suffix: suffix.to_string(),
+        })
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}{}", self.major, self.minor, self.patch, self.suffix)
+        write!(
+            f,
+            "{}.{}.{}{}",
+            self.major, self.minor, self.patch, self.suffix
+        )
     }
 }
 
@@ -95,7 +116,13 @@ pub fn etcd_tag_for(kubernetes: &Version) -> &'static str {
 pub fn image_tag(version: &str) -> String {
     version
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -105,9 +132,15 @@ mod tests {
 
     #[test]
     fn parses_kubernetes_and_etcd_versions() {
-        assert_eq!("v1.34.2".parse::<Version>().unwrap(), Version::new(1, 34, 2));
+        assert_eq!(
+            "v1.34.2".parse::<Version>().unwrap(),
+            Version::new(1, 34, 2)
+        );
         let etcd: Version = "3.5.15-0".parse().unwrap();
-        assert_eq!((etcd.major, etcd.minor, etcd.patch, etcd.suffix.as_str()), (3, 5, 15, "-0"));
+        assert_eq!(
+            (etcd.major, etcd.minor, etcd.patch, etcd.suffix.as_str()),
+            (3, 5, 15, "-0")
+        );
         assert_eq!("1.31".parse::<Version>().unwrap(), Version::new(1, 31, 0));
         for bad in ["", "v", "1", "1.x.0", "1.2.3.4", "stable-1"] {
             assert!(bad.parse::<Version>().is_err(), "{bad} parsed");
@@ -116,8 +149,14 @@ mod tests {
 
     #[test]
     fn finds_versions_in_version_output() {
-        assert_eq!(Version::find_in("Kubernetes v1.31.4").unwrap(), Version::new(1, 31, 4));
-        assert_eq!(Version::find_in("etcd Version: 3.4.23\nGit SHA: x").unwrap(), Version::new(3, 4, 23));
+        assert_eq!(
+            Version::find_in("Kubernetes v1.31.4").unwrap(),
+            Version::new(1, 31, 4)
+        );
+        assert_eq!(
+            Version::find_in("etcd Version: 3.4.23\nGit SHA: x").unwrap(),
+            Version::new(3, 4, 23)
+        );
     }
 
     #[test]

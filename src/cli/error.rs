@@ -33,7 +33,12 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: ExitCode, headline: impl Into<String>) -> Self {
-        CliError { code, headline: headline.into(), cause: None, hint: None }
+        CliError {
+            code,
+            headline: headline.into(),
+            cause: None,
+            hint: None,
+        }
     }
 
     pub fn usage(headline: impl Into<String>, hint: impl Into<String>) -> Self {

@@ -42,7 +42,10 @@ impl GlobalArgs {
         match &self.root {
             None => Ok(HostRoot::system()),
             Some(dir) => HostRoot::under(dir).map_err(|e| {
-                CliError::usage(format!("--root {}: {e}", dir.display()), "give an existing or creatable directory")
+                CliError::usage(
+                    format!("--root {}: {e}", dir.display()),
+                    "give an existing or creatable directory",
+                )
             }),
         }
     }

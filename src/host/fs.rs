@@ -26,12 +26,21 @@ pub struct WriteError {
 pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
     for file in files {
         if let Some(dir) = file.path.parent() {
-            create_dir_all(dir).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
-            check_writable(dir).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
+            create_dir_all(dir).map_err(|source| WriteError {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            check_writable(dir).map_err(|source| WriteError {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
     }
     for file in files {
-        write_atomic(file).map_err(|source| WriteError { path: file.path.clone(), source })?;
+        write_atomic(file).map_err(|source| WriteError {
+            path: file.path.clone(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -43,17 +52,27 @@ fn create_dir_all(dir: &Path) -> io::Result<()> {
 /// Probes a directory by creating and removing a dot-file, so permission problems surface before
 /// the first real file is written.
 fn check_writable(dir: &Path) -> io::Result<()> {
-    let probe = tempfile::Builder::new().prefix(".boot-probe").tempfile_in(dir)?;
+    let probe = tempfile::Builder::new()
+        .prefix(".boot-probe")
+        .tempfile_in(dir)?;
     probe.close()
 }
 
 fn write_atomic(file: &RenderedFile) -> io::Result<()> {
     let dir = file.path.parent().unwrap_or(Path::new("/"));
-    let name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.boot-tmp"));
     let result = (|| {
-        let mut out: File =
-            OpenOptions::new().write(true).create(true).truncate(true).mode(file.mode).open(&tmp)?;
+        let mut out: File = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(file.mode)
+            .open(&tmp)?;
         // The mode passed to open() is filtered by the umask; set it exactly.
         out.set_permissions(fs::Permissions::from_mode(file.mode))?;
         out.write_all(&file.bytes)?;
@@ -80,9 +99,15 @@ mod tests {
         let meta = fs::metadata(&key.path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_to_string(&key.path).unwrap(), "secret");
-        let pki_mode = fs::metadata(dir.path().join("pki")).unwrap().permissions().mode();
+        let pki_mode = fs::metadata(dir.path().join("pki"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(pki_mode & 0o777, DIR_MODE);
-        let names: Vec<_> = fs::read_dir(dir.path().join("pki")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("pki"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "temporary files left: {names:?}");
     }
 

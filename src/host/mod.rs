@@ -21,6 +21,10 @@ pub struct RenderedFile {
 
 impl RenderedFile {
     pub fn new(path: impl Into<PathBuf>, mode: u32, bytes: impl Into<Vec<u8>>) -> Self {
-        RenderedFile { path: path.into(), mode, bytes: bytes.into() }
+        RenderedFile {
+            path: path.into(),
+            mode,
+            bytes: bytes.into(),
+        }
     }
 }

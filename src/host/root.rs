@@ -12,15 +12,23 @@ pub struct HostRoot {
 impl HostRoot {
     /// The real root, `/`. Only `main`-level code builds this one.
     pub fn system() -> Self {
-        HostRoot { prefix: PathBuf::from("/") }
+        HostRoot {
+            prefix: PathBuf::from("/"),
+        }
     }
 
     /// A root under `dir`; relative paths are made absolute against the current directory so
     /// that paths written into manifests stay valid for the processes that read them.
     pub fn under(dir: impl AsRef<Path>) -> std::io::Result<Self> {
         let dir = dir.as_ref();
-        let prefix = if dir.is_absolute() { dir.to_path_buf() } else { std::env::current_dir()?.join(dir) };
-        Ok(HostRoot { prefix: normalize(&prefix) })
+        let prefix = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(dir)
+        };
+        Ok(HostRoot {
+            prefix: normalize(&prefix),
+        })
     }
 
     pub fn is_system(&self) -> bool {
@@ -75,7 +83,10 @@ mod tests {
     #[test]
     fn system_root_is_identity() {
         let root = HostRoot::system();
-        assert_eq!(root.path("/etc/kubernetes/pki"), PathBuf::from("/etc/kubernetes/pki"));
+        assert_eq!(
+            root.path("/etc/kubernetes/pki"),
+            PathBuf::from("/etc/kubernetes/pki")
+        );
     }
 
     #[test]
@@ -85,6 +96,9 @@ mod tests {
         assert_eq!(pki, PathBuf::from("/tmp/r/etc/kubernetes/pki"));
         assert_eq!(root.path(&pki), pki);
         assert_eq!(root.host_path(&pki), PathBuf::from("/etc/kubernetes/pki"));
-        assert_eq!(root.path("/etc/../var/./lib"), PathBuf::from("/tmp/r/var/lib"));
+        assert_eq!(
+            root.path("/etc/../var/./lib"),
+            PathBuf::from("/tmp/r/var/lib")
+        );
     }
 }
