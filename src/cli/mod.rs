@@ -1,7 +1,12 @@
 //! The command line: clap commands, output on stdout in kubeadm's `[phase] message` style,
 //! errors on stderr as one headline, the cause chain and a `hint:`, mapped to exit codes.
 
+mod config_cmd;
 mod error;
+mod init;
+mod load;
+mod manifests;
+mod output;
 
 pub use error::{CliError, ExitCode};
 
@@ -52,7 +57,16 @@ impl GlobalArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Generate the static pod manifests (and with --pki the PKI and kubeconfigs) without
+    /// touching the host.
+    Manifests(manifests::ManifestsArgs),
+    /// Bootstrap the control plane; `boot init phase <name>` runs one phase.
+    Init(init::InitArgs),
+    /// Print the default configuration, or validate a configuration file.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+}
 
 /// Parses the command line, runs the command and exits with its code.
 pub fn main() {
@@ -68,6 +82,10 @@ pub fn main() {
 }
 
 fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    let _ = cli.global;
-    match cli.command {}
+    let global = &cli.global;
+    match cli.command {
+        Command::Manifests(args) => manifests::run(args, global),
+        Command::Init(args) => init::run(args, global),
+        Command::Config(command) => config_cmd::run(command, global),
+    }
 }

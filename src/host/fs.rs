@@ -21,69 +21,64 @@ pub struct WriteError {
     pub source: io::Error,
 }
 
-/// Writes every file atomically. Directories are created first for all files, so an unwritable
-/// output directory fails before any file is in place.
+/// Writes every file atomically, in two steps: first every file's content goes to its temporary
+/// file (where permissions, a full disk or a bad path fail), then all are renamed into place. A
+/// failure in the first step leaves no file of the set behind.
 pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
-    for file in files {
-        if let Some(dir) = file.path.parent() {
-            create_dir_all(dir).map_err(|source| WriteError {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-            check_writable(dir).map_err(|source| WriteError {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+    let mut staged: Vec<(PathBuf, &RenderedFile)> = Vec::with_capacity(files.len());
+    let result = (|| {
+        for file in files {
+            let tmp = stage(file).map_err(|source| WriteError { path: file.path.clone(), source })?;
+            staged.push((tmp, file));
+        }
+        for (tmp, file) in &staged {
+            fs::rename(tmp, &file.path).map_err(|source| WriteError { path: file.path.clone(), source })?;
+            if let Some(dir) = file.path.parent() {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for (tmp, _) in &staged {
+            let _ = fs::remove_file(tmp);
         }
     }
-    for file in files {
-        write_atomic(file).map_err(|source| WriteError {
-            path: file.path.clone(),
-            source,
-        })?;
-    }
-    Ok(())
+    result
 }
 
 fn create_dir_all(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
-/// Probes a directory by creating and removing a dot-file, so permission problems surface before
-/// the first real file is written.
-fn check_writable(dir: &Path) -> io::Result<()> {
-    let probe = tempfile::Builder::new()
-        .prefix(".boot-probe")
-        .tempfile_in(dir)?;
-    probe.close()
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.boot-tmp"))
 }
 
-fn write_atomic(file: &RenderedFile) -> io::Result<()> {
-    let dir = file.path.parent().unwrap_or(Path::new("/"));
-    let name = file
-        .path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.boot-tmp"));
+/// Writes the content to the dot-named temporary file beside the target, with the exact mode.
+fn stage(file: &RenderedFile) -> io::Result<PathBuf> {
+    if let Some(dir) = file.path.parent() {
+        create_dir_all(dir)?;
+    }
+    if file.path.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::IsADirectory, "a directory is in the way"));
+    }
+    let tmp = temporary_path(&file.path);
     let result = (|| {
-        let mut out: File = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(file.mode)
-            .open(&tmp)?;
+        let mut out = OpenOptions::new().write(true).create(true).truncate(true).mode(file.mode).open(&tmp)?;
         // The mode passed to open() is filtered by the umask; set it exactly.
         out.set_permissions(fs::Permissions::from_mode(file.mode))?;
         out.write_all(&file.bytes)?;
-        out.sync_all()?;
-        fs::rename(&tmp, &file.path)?;
-        File::open(dir)?.sync_all()
+        out.sync_all()
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    match result {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 #[cfg(test)]
@@ -99,15 +94,9 @@ mod tests {
         let meta = fs::metadata(&key.path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_to_string(&key.path).unwrap(), "secret");
-        let pki_mode = fs::metadata(dir.path().join("pki"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let pki_mode = fs::metadata(dir.path().join("pki")).unwrap().permissions().mode();
         assert_eq!(pki_mode & 0o777, DIR_MODE);
-        let names: Vec<_> = fs::read_dir(dir.path().join("pki"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("pki")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 2, "temporary files left: {names:?}");
     }
 
@@ -118,8 +107,8 @@ mod tests {
         fs::write(&blocker, "").unwrap();
         let ok = RenderedFile::new(dir.path().join("ok/a"), 0o600, "a");
         let bad = RenderedFile::new(blocker.join("b"), 0o600, "b");
-        let err = write_all(&[ok.clone(), bad]).unwrap_err();
-        assert_eq!(err.path, blocker);
+        let err = write_all(&[ok.clone(), bad.clone()]).unwrap_err();
+        assert_eq!(err.path, bad.path);
         assert!(!ok.path.exists());
     }
 }

@@ -1,5 +1,7 @@
-//! Every side effect on the host: the `--root` prefix ([`HostRoot`]) and atomic file writes.
+//! Every side effect on the host: the `--root` prefix ([`HostRoot`]), atomic file writes and the
+//! facts the configuration falls back on.
 
+pub mod facts;
 mod fs;
 mod root;
 

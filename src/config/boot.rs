@@ -1,0 +1,99 @@
+//! boot's own configuration document (`apiVersion: boot/v1alpha1`, `kind: BootConfiguration`) for
+//! what kubeadm has no field for: where the component binaries are, pinned component versions,
+//! and the agent's options. Defaults mirror the kubelet where the agent stands in for it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::GoDuration;
+
+pub const BOOT_API_VERSION: &str = "boot/v1alpha1";
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct BootConfiguration {
+    pub api_version: String,
+    pub kind: String,
+    /// Where `etcd`, `kube-apiserver`, … are looked up, in order, before `PATH`.
+    pub bin_dirs: Vec<PathBuf>,
+    /// The etcd version to render for (flags and probes differ by version); by default the
+    /// version of the `etcd` binary found in `binDirs`, else the one kubeadm pairs with
+    /// `kubernetesVersion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_version: Option<String>,
+    /// A directory of templates overriding the built-in ones (same file names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates_dir: Option<PathBuf>,
+    pub agent: AgentConfiguration,
+}
+
+impl Default for BootConfiguration {
+    fn default() -> Self {
+        BootConfiguration {
+            api_version: BOOT_API_VERSION.into(),
+            kind: "BootConfiguration".into(),
+            bin_dirs: vec!["/usr/local/bin".into(), "/usr/bin".into()],
+            etcd_version: None,
+            templates_dir: None,
+            agent: AgentConfiguration::default(),
+        }
+    }
+}
+
+/// How `boot init` runs the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    /// systemd when it is the init system, else a detached daemon.
+    #[default]
+    Auto,
+    Systemd,
+    Detach,
+    Foreground,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentConfiguration {
+    pub mode: AgentMode,
+    /// The kubelet's healthz address (`healthzBindAddress:healthzPort`, 127.0.0.1:10248).
+    pub status_address: String,
+    /// Full re-list of the manifest directory; notify does the real work, this catches what a
+    /// watch can miss. The kubelet re-lists every 20s (`fileCheckFrequency`).
+    pub relist_period: GoDuration,
+    pub stop_pods_on_exit: bool,
+    pub backoff: Backoff,
+}
+
+impl Default for AgentConfiguration {
+    fn default() -> Self {
+        AgentConfiguration {
+            mode: AgentMode::Auto,
+            status_address: "127.0.0.1:10248".into(),
+            relist_period: GoDuration(Duration::from_secs(2)),
+            stop_pods_on_exit: false,
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// CrashLoopBackOff (kubelet.go: `MaxContainerBackOff` 300s, initial 10s, reset after 600s).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backoff {
+    pub initial: GoDuration,
+    pub max: GoDuration,
+    pub reset_after: GoDuration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: GoDuration(Duration::from_secs(10)),
+            max: GoDuration(Duration::from_secs(300)),
+            reset_after: GoDuration(Duration::from_secs(600)),
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! What is already in the certificates directory and whether it may be reused (kubeadm's
+//! certs.go rules, reference §2). [`ExistingPki::load`] is the PKI's only I/O: it reads the
+//! files the profiles name under the certificates directory (`/etc/kubernetes/pki` by default).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::inspect::{format_time, CertFacts};
+use super::keys::PrivateKey;
+use super::profiles::{CertProfile, Profiles};
+use super::sans::AltNames;
+use super::PkiError;
+
+/// The PKI files found on disk: name relative to the certificates directory -> content.
+#[derive(Debug, Clone, Default)]
+pub struct ExistingPki {
+    files: BTreeMap<String, Vec<u8>>,
+}
+
+impl ExistingPki {
+    pub fn empty() -> Self {
+        ExistingPki::default()
+    }
+
+    /// Reads every certificate, key and service-account file the profiles name. Missing files
+    /// (or a missing directory) are simply absent; any other read error is returned.
+    pub fn load(cert_dir: &Path) -> Result<Self, PkiError> {
+        let profiles = Profiles::embedded()?;
+        let sa = &profiles.service_account;
+        let names = profiles
+            .certificates
+            .iter()
+            .flat_map(|p| [p.crt_file(), p.key_file()])
+            .chain([sa.key_file(), sa.pub_file()]);
+        let mut existing = ExistingPki::empty();
+        for name in names {
+            let path = cert_dir.join(&name);
+            match std::fs::read(&path) {
+                Ok(bytes) => existing.files.insert(name, bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(PkiError::Read { path, source }),
+            };
+        }
+        Ok(existing)
+    }
+
+    /// Adds a file (name relative to the certificates directory), e.g. for tests.
+    pub fn with_file(mut self, name: impl Into<String>, bytes: impl Into<Vec<u8>>) -> Self {
+        self.files.insert(name.into(), bytes.into());
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.files.get(name).map(Vec::as_slice)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// What exists of one certificate's pair.
+pub enum Found {
+    Nothing,
+    /// Only the certificate: an external CA, or an error for a leaf.
+    CertOnly(CertFacts),
+    /// Both files, and the key belongs to the certificate.
+    Pair(CertFacts, PrivateKey),
+}
+
+/// Loads a certificate's pair from `existing`. A key without its certificate is an error, and so
+/// is a key that does not belong to its certificate.
+pub fn find_pair(
+    profile: &CertProfile,
+    existing: &ExistingPki,
+    dir: &Path,
+) -> Result<Found, PkiError> {
+    let (crt_path, key_path) = (dir.join(profile.crt_file()), dir.join(profile.key_file()));
+    let crt = existing.get(&profile.crt_file());
+    let key = existing.get(&profile.key_file());
+    let facts = match crt {
+        Some(bytes) => CertFacts::from_pem(bytes, &crt_path)?,
+        None if key.is_some() => {
+            return Err(PkiError::IncompletePair {
+                present: key_path,
+                missing: crt_path,
+            })
+        }
+        None => return Ok(Found::Nothing),
+    };
+    let Some(key) = key else {
+        return Ok(Found::CertOnly(facts));
+    };
+    let key = std::str::from_utf8(key)
+        .map_err(|e| e.to_string())
+        .and_then(PrivateKey::from_pem)
+        .map_err(|reason| PkiError::ParseKey {
+            path: key_path.clone(),
+            reason,
+        })?;
+    if key.public_key_raw() != facts.public_key_raw.as_slice() {
+        return Err(PkiError::KeyMismatch {
+            cert: crt_path,
+            key: key_path,
+        });
+    }
+    Ok(Found::Pair(facts, key))
+}
+
+/// A certificate must be valid at `now` to be reused.
+pub fn check_validity(
+    name: &str,
+    facts: &CertFacts,
+    path: &Path,
+    now: SystemTime,
+    hint: &'static str,
+) -> Result<(), PkiError> {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if now < facts.not_before || now >= facts.not_after {
+        return Err(PkiError::OutsideValidity {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            not_before: format_time(facts.not_before),
+            not_after: format_time(facts.not_after),
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// An existing CA must be a CA (kubeadm's LoadCertificateAuthority) and valid now.
+pub fn check_ca(
+    profile: &CertProfile,
+    facts: &CertFacts,
+    dir: &Path,
+    now: SystemTime,
+) -> Result<(), PkiError> {
+    let path = dir.join(profile.crt_file());
+    if !facts.is_ca || !facts.has_key_usage(super::profiles::KeyUsage::CertSign) {
+        return Err(PkiError::NotACa { path });
+    }
+    let hint = "renew the CA or remove it, its key and every certificate it signed";
+    check_validity(&profile.name, facts, &path, now, hint)
+}
+
+/// What a leaf found on disk must satisfy: signed by its CA, valid now, and its profile.
+pub struct LeafExpectation<'a> {
+    pub profile: &'a CertProfile,
+    pub cn: &'a str,
+    pub alt_names: &'a AltNames,
+    pub ca: &'a CertFacts,
+    pub ca_path: PathBuf,
+}
+
+pub fn check_leaf(
+    want: &LeafExpectation,
+    facts: &CertFacts,
+    dir: &Path,
+    now: SystemTime,
+) -> Result<(), PkiError> {
+    let name = want.profile.name.clone();
+    let path = dir.join(want.profile.crt_file());
+    if let Err(reason) = facts.verify_signed_by(want.ca) {
+        return Err(PkiError::NotSignedByCa {
+            name,
+            path,
+            ca: want.ca_path.clone(),
+            reason,
+        });
+    }
+    let differences = profile_differences(want, facts);
+    if !differences.is_empty() {
+        return Err(PkiError::ProfileMismatch {
+            name,
+            path,
+            differences: differences.join("; "),
+        });
+    }
+    check_validity(
+        &name,
+        facts,
+        &path,
+        now,
+        "renew it or remove it to have it re-issued",
+    )
+}
+
+/// How `facts` differs from the profile: CN and O exactly, usages and SANs at least.
+pub fn profile_differences(want: &LeafExpectation, facts: &CertFacts) -> Vec<String> {
+    let p = want.profile;
+    let mut diffs = Vec::new();
+    if facts.cn.as_deref() != Some(want.cn) {
+        diffs.push(format!(
+            "CN is {:?}, expected {:?}",
+            facts.cn.as_deref().unwrap_or(""),
+            want.cn
+        ));
+    }
+    let (mut have_o, mut want_o) = (facts.orgs.clone(), p.o.clone());
+    have_o.sort();
+    want_o.sort();
+    if have_o != want_o {
+        diffs.push(format!("O is {have_o:?}, expected {want_o:?}"));
+    }
+    if facts.is_ca {
+        diffs.push("it is a CA, expected a leaf certificate".into());
+    }
+    for usage in p.key_usages.iter().filter(|u| !facts.has_key_usage(**u)) {
+        diffs.push(format!("key usage {usage} is missing"));
+    }
+    for usage in p
+        .ext_key_usages
+        .iter()
+        .filter(|u| !facts.has_ext_key_usage(**u))
+    {
+        diffs.push(format!("ext key usage {usage} is missing"));
+    }
+    let has_dns = |d: &String| facts.dns.iter().any(|f| f.eq_ignore_ascii_case(d));
+    let missing: Vec<String> = (want.alt_names.dns.iter())
+        .filter(|d| !has_dns(d))
+        .map(|d| format!("DNS:{d}"))
+        .chain(
+            want.alt_names
+                .ips
+                .iter()
+                .filter(|ip| !facts.ips.contains(ip))
+                .map(|ip| format!("IP:{ip}")),
+        )
+        .collect();
+    if !missing.is_empty() {
+        diffs.push(format!("SANs {} are missing", missing.join(", ")));
+    }
+    diffs
+}

@@ -1,0 +1,83 @@
+//! The kubeconfig files kubeadm writes to `/etc/kubernetes` (reference §3): client certificates
+//! signed by the cluster CA, embedded with the CA; written 0600. An existing kubeconfig is kept
+//! when it has the same CA (a different server only warns), as kubeadm's `validateKubeConfig`.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+
+use super::templates::Templates;
+use super::RenderError;
+use crate::config::Config;
+use crate::host::RenderedFile;
+use crate::pki::Pki;
+
+/// One kubeconfig: its file, the client's CN and O, and whether it talks to the
+/// controlPlaneEndpoint (admins) or the local API server (components).
+pub struct KubeconfigSpec {
+    pub file: &'static str,
+    pub user: &'static str,
+    pub organizations: &'static [&'static str],
+    pub via_endpoint: bool,
+}
+
+/// `getKubeConfigSpecsBase` without `kubelet.conf`: there is no kubelet.
+pub const KUBECONFIGS: &[KubeconfigSpec] = &[
+    KubeconfigSpec { file: "admin.conf", user: "kubernetes-admin", organizations: &["kubeadm:cluster-admins"], via_endpoint: true },
+    KubeconfigSpec { file: "super-admin.conf", user: "kubernetes-super-admin", organizations: &["system:masters"], via_endpoint: true },
+    KubeconfigSpec { file: "controller-manager.conf", user: "system:kube-controller-manager", organizations: &[], via_endpoint: false },
+    KubeconfigSpec { file: "scheduler.conf", user: "system:kube-scheduler", organizations: &[], via_endpoint: false },
+];
+
+/// Renders every kubeconfig that is not already present with the same CA.
+pub fn render(cfg: &Config, templates: &Templates, dir: &Path, pki: &Pki) -> Result<(Vec<RenderedFile>, Vec<String>), RenderError> {
+    let mut files = Vec::new();
+    let mut warnings = Vec::new();
+    let ca_data = BASE64.encode(pki.ca_cert_pem());
+    for spec in KUBECONFIGS {
+        let path = dir.join(spec.file);
+        let server = if spec.via_endpoint { cfg.control_plane_url() } else { cfg.local_api_url() };
+        if let Some(existing) = read_existing(&path)? {
+            if existing.ca_data != ca_data {
+                return Err(RenderError::KubeconfigCaMismatch { path });
+            }
+            if existing.server != server {
+                warnings.push(format!("{}: keeps server {} (expected {server})", path.display(), existing.server));
+            }
+            continue;
+        }
+        let credentials = pki
+            .client_credentials(spec.user, spec.organizations)
+            .map_err(|source| RenderError::KubeconfigCredentials { path: path.clone(), source })?;
+        let mut context = tera::Context::new();
+        context.insert("ca_data", &ca_data);
+        context.insert("server", &server);
+        context.insert("cluster_name", &cfg.cluster.cluster_name);
+        context.insert("user", spec.user);
+        context.insert("context_name", &format!("{}@{}", spec.user, cfg.cluster.cluster_name));
+        context.insert("client_certificate_data", &BASE64.encode(&credentials.cert_pem));
+        context.insert("client_key_data", &BASE64.encode(&credentials.key_pem));
+        let text = templates.render("kubeconfig.yaml.tera", &context)?.trim_start().to_string();
+        files.push(RenderedFile::new(path, 0o600, text));
+    }
+    Ok((files, warnings))
+}
+
+struct ExistingKubeconfig {
+    ca_data: String,
+    server: String,
+}
+
+fn read_existing(path: &Path) -> Result<Option<ExistingKubeconfig>, RenderError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(RenderError::Read { path: path.into(), source }),
+    };
+    let invalid = |why: &str| RenderError::KubeconfigInvalid { path: path.into(), why: why.into() };
+    let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| invalid(&e.to_string()))?;
+    let cluster = &value["clusters"][0]["cluster"];
+    let field = |name: &str| cluster[name].as_str().map(str::to_string).ok_or_else(|| invalid(&format!("clusters[0].cluster.{name} is missing")));
+    Ok(Some(ExistingKubeconfig { ca_data: field("certificate-authority-data")?, server: field("server")? }))
+}
