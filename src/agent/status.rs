@@ -136,7 +136,7 @@ impl PodStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusClientError {
-    #[error("the agent is not running (nothing answers on {socket}): {source}")]
+    #[error("nothing answers on {socket}")]
     NotRunning { socket: PathBuf, source: std::io::Error },
     #[error("the agent at {socket} did not answer properly: {problem}")]
     BadAnswer { socket: PathBuf, problem: String },

@@ -62,6 +62,8 @@ pub struct Supervisor {
     orphans: BTreeMap<String, usize>,
     warnings: Vec<String>,
     watching: Option<notify::RecommendedWatcher>,
+    /// The agent is stopping: nothing new starts.
+    shutting_down: bool,
 }
 
 impl Supervisor {
@@ -77,6 +79,7 @@ impl Supervisor {
             orphans: BTreeMap::new(),
             warnings,
             watching: None,
+            shutting_down: false,
         }
     }
 
@@ -157,7 +160,7 @@ impl Supervisor {
             }
         }
         for pod in &desired.pods {
-            if self.pods.contains_key(&pod.uid) {
+            if self.shutting_down || self.pods.contains_key(&pod.uid) {
                 continue;
             }
             let name_busy = self.pods.values().any(|w| w.pod.full_name == pod.full_name)
@@ -237,6 +240,7 @@ impl Supervisor {
 
     /// Returns whether the loop must go on (to wait for pods to stop).
     fn on_shutdown(&mut self) -> bool {
+        self.shutting_down = true;
         if !self.ctx.options.stop_pods_on_exit {
             self.ctx.note("stopping; the pods keep running and the next agent adopts them");
             return false;

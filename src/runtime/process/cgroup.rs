@@ -1,7 +1,7 @@
 //! Per-container cgroups: each container gets its own cgroup so that its `resources.limits` apply
 //! and stopping it reaches every process it started, even ones that left its process group.
 //!
-//! Layout: v2 (unified, `/sys/fs/cgroup` is cgroup2) → `/sys/fs/cgroup/<parent>/pod<uid>/<container>`
+//! Layout: v2 (unified, `/sys/fs/cgroup` is cgroup2) → `/sys/fs/cgroup/<parent>/pod<uid>/<container>-<restart>`
 //! at the hierarchy root, because v2's no-internal-processes rule forbids nesting under the agent's
 //! own populated cgroup. v1 → the same path in each of the `memory`, `cpu` and `pids` hierarchies,
 //! nested under the agent's own cgroup there (so a supervisor that accounts for the agent also
@@ -86,9 +86,10 @@ impl CgroupLayout {
         Some(CgroupLayout::V1 { parents })
     }
 
-    /// The container's cgroup directories.
-    pub fn container_dirs(&self, pod_uid: &str, container: &str) -> Vec<PathBuf> {
-        let leaf = |parent: &PathBuf| parent.join(format!("pod{pod_uid}")).join(container);
+    /// The cgroup directories of one run of a container. Each run gets its own (`<name>-<restart>`)
+    /// so that cleaning up after one run can never reach into the next.
+    pub fn container_dirs(&self, pod_uid: &str, container: &str, restart_count: u32) -> Vec<PathBuf> {
+        let leaf = |parent: &PathBuf| parent.join(format!("pod{pod_uid}")).join(format!("{container}-{restart_count}"));
         match self {
             CgroupLayout::V2 { parent } => vec![leaf(parent)],
             CgroupLayout::V1 { parents } => parents.iter().map(leaf).collect(),

@@ -91,7 +91,7 @@ impl ProcessRuntime {
         let mut setup = spawn::ChildSetup { mounts, ..Default::default() };
         let mut cgroup_dirs = Vec::new();
         if let Some(layout) = &self.cgroups {
-            cgroup_dirs = layout.container_dirs(request.pod.uid, &container.name);
+            cgroup_dirs = layout.container_dirs(request.pod.uid, &container.name, request.restart_count);
             let limits = Limits::from_resources(container.resources.as_ref());
             layout.create(&cgroup_dirs, limits).map_err(|e| format!("cannot set up its cgroup: {e}"))?;
             for dir in &cgroup_dirs {
