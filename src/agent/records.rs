@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::host::{write_all, RenderedFile};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
 use crate::runtime::{ContainerHandle, Sandbox};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,9 +64,20 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
     (records, problems)
 }
 
+/// Writes a record atomically (dot-named temporary file, then rename) but without fsync: records
+/// describe running processes, which do not survive a reboot either, and a sync per container
+/// start would put disk latency into every restart.
 pub fn save(dir: &Path, record: &PodRecord) -> Result<(), String> {
     let bytes = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
-    write_all(&[RenderedFile::new(record_path(dir, &record.uid), 0o600, bytes)]).map_err(|e| e.to_string())
+    let path = record_path(dir, &record.uid);
+    let tmp = dir.join(format!(".{}.json.tmp", record.uid));
+    let write = || -> std::io::Result<()> {
+        fs::create_dir_all(dir)?;
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        file.write_all(&bytes)?;
+        fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn remove(dir: &Path, uid: &str) {
