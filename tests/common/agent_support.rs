@@ -133,6 +133,7 @@ impl TestAgent {
     /// Kills every process the agent recorded (group and cgroup) and removes its namespaces.
     pub fn kill_everything(&self) {
         let (records, _) = load_all(&self.options.records_dir());
+        let mut cgroups = Vec::new();
         for record in records {
             for container in record.containers {
                 if let Some(handle) = container.process {
@@ -142,7 +143,18 @@ impl TestAgent {
                     for dir in &handle.cgroups {
                         cgroup::kill_all(dir);
                     }
+                    cgroups.extend(handle.cgroups);
                 }
+            }
+        }
+        // Killed processes leave their cgroups once reaped.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !cgroup::remove(&cgroups) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for dir in &cgroups {
+            if let Some(parent) = dir.parent().and_then(Path::parent) {
+                let _ = std::fs::remove_dir(parent); // the test's parent, once no other test uses it
             }
         }
         for entry in std::fs::read_dir(&self.options.netns_dir).into_iter().flatten().flatten() {
