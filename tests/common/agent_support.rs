@@ -121,7 +121,7 @@ impl TestAgent {
 
     /// Waits for the pod `<name>-node1` to satisfy `check`.
     pub async fn wait_pod<T>(&self, name: &str, timeout: Duration, check: impl Fn(&PodStatus) -> Option<T>) -> T {
-        let full = format!("{name}-{NODE}");
+        let full = format!("{name}-{}", self.options.node_name);
         self.wait_for(&format!("pod {full}"), timeout, |s| s.pods.iter().find(|p| p.name == full).and_then(&check)).await
     }
 
