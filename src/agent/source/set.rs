@@ -69,7 +69,7 @@ pub struct ManifestSet {
 impl ManifestSet {
     /// Whether `path` must be (re-)read: new, or its fingerprint changed.
     pub fn needs_read(&self, path: &Path, fingerprint: Fingerprint) -> bool {
-        self.files.get(path).is_none_or(|state| state.fingerprint() != fingerprint)
+        self.files.get(path).map_or(true, |state| state.fingerprint() != fingerprint)
     }
 
     /// Records the result of reading one file.

@@ -19,7 +19,6 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use super::quantity;
 
-const CGROUP2_SUPER_MAGIC: i64 = 0x63677270;
 /// CFS period the kubelet uses (`QuotaPeriod`, 100 ms).
 const CPU_PERIOD_US: u64 = 100_000;
 /// The kubelet's `MinQuotaPeriod` (1 ms).
@@ -71,7 +70,7 @@ impl CgroupLayout {
     pub fn detect(parent_name: &str) -> Option<CgroupLayout> {
         let root = Path::new("/sys/fs/cgroup");
         let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-        if nix::sys::statfs::statfs(root).ok()?.filesystem_type().0 as i64 == CGROUP2_SUPER_MAGIC {
+        if nix::sys::statfs::statfs(root).ok()?.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
             return Some(CgroupLayout::V2 { parent: root.join(parent_name) });
         }
         let mut parents = Vec::new();

@@ -9,12 +9,10 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-/// `NSFS_MAGIC` from `linux/magic.h`: what `statfs` reports for a bind-mounted namespace file.
-const NSFS_MAGIC: i64 = 0x6e736673;
-
-/// Whether `path` is a bind-mounted namespace (a previous agent's sandbox).
+/// Whether `path` is a bind-mounted namespace (a previous agent's sandbox): `statfs` reports
+/// `NSFS_MAGIC` (`linux/magic.h`) for it.
 pub fn is_mounted(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// Creates a network namespace with loopback up, bind-mounted at `path` (kept when it exists).
