@@ -50,9 +50,7 @@ impl FromStr for Version {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || VersionError(s.to_string());
         let body = s.strip_prefix('v').unwrap_or(s);
-        let end = body
-            .find(|c: char| c == '-' || c == '+')
-            .unwrap_or(body.len());
+        let end = body.find(['-', '+']).unwrap_or(body.len());
         let (numbers, suffix) = body.split_at(end);
         let mut parts = numbers.split('.');
         let mut next = |required: bool| -> Result<u64, VersionError> {

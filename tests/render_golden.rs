@@ -22,7 +22,10 @@ fn facts() -> HostFacts {
         kubernetes_binary: None,
         etcd_binary: None,
         proxy_env: vec![],
-        existing_ca_dirs: vec!["/etc/ca-certificates".into(), "/usr/share/ca-certificates".into()],
+        existing_ca_dirs: vec![
+            "/etc/ca-certificates".into(),
+            "/usr/share/ca-certificates".into(),
+        ],
     }
 }
 
@@ -36,36 +39,69 @@ fn load(case: &str) -> Config {
 fn render(case: &str) -> Vec<RenderedFile> {
     let cfg = load(case);
     let templates = Templates::built_in().unwrap();
-    render::manifests(&cfg, &HostRoot::system(), &templates, Path::new("/etc/kubernetes/manifests"), COMPONENTS, false).unwrap()
+    render::manifests(
+        &cfg,
+        &HostRoot::system(),
+        &templates,
+        Path::new("/etc/kubernetes/manifests"),
+        COMPONENTS,
+        false,
+    )
+    .unwrap()
 }
 
 fn pod(file: &RenderedFile) -> Pod {
-    serde_yaml::from_slice(&file.bytes).unwrap_or_else(|e| panic!("{} is not a Pod: {e}", file.path.display()))
+    serde_yaml::from_slice(&file.bytes)
+        .unwrap_or_else(|e| panic!("{} is not a Pod: {e}", file.path.display()))
 }
 
 fn command(pod: &Pod) -> Vec<String> {
-    pod.spec.as_ref().unwrap().containers[0].command.clone().unwrap()
+    pod.spec.as_ref().unwrap().containers[0]
+        .command
+        .clone()
+        .unwrap()
 }
 
 fn flag_names(pod: &Pod) -> BTreeSet<String> {
-    command(pod).iter().skip(1).map(|f| f.trim_start_matches("--").split('=').next().unwrap().to_string()).collect()
+    command(pod)
+        .iter()
+        .skip(1)
+        .map(|f| {
+            f.trim_start_matches("--")
+                .split('=')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
 }
 
 fn flag(pod: &Pod, name: &str) -> Option<String> {
     let prefix = format!("--{name}=");
-    command(pod).iter().find_map(|f| f.strip_prefix(&prefix).map(str::to_string))
+    command(pod)
+        .iter()
+        .find_map(|f| f.strip_prefix(&prefix).map(str::to_string))
 }
 
-fn by_name<'a>(files: &'a [RenderedFile], component: &str) -> Pod {
-    pod(files.iter().find(|f| f.path.ends_with(format!("{component}.yaml"))).unwrap_or_else(|| panic!("no {component}.yaml")))
+fn by_name(files: &[RenderedFile], component: &str) -> Pod {
+    pod(files
+        .iter()
+        .find(|f| f.path.ends_with(format!("{component}.yaml")))
+        .unwrap_or_else(|| panic!("no {component}.yaml")))
 }
 
 #[test]
 fn every_fixture_matches_its_golden_files() {
     let update = std::env::var_os("BOOT_UPDATE_GOLDEN").is_some();
-    let mut cases: Vec<_> = std::fs::read_dir(fixtures()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 5, "expected at least five fixtures, found {cases:?}");
+    assert!(
+        cases.len() >= 5,
+        "expected at least five fixtures, found {cases:?}"
+    );
     let mut mismatches = Vec::new();
     for case in &cases {
         let expected_dir = fixtures().join(case).join("expected");
@@ -77,16 +113,32 @@ fn every_fixture_matches_its_golden_files() {
                 std::fs::write(&expected_path, &file.bytes).unwrap();
                 continue;
             }
-            let expected = std::fs::read(&expected_path).unwrap_or_else(|_| panic!("missing golden {}", expected_path.display()));
+            let expected = std::fs::read(&expected_path)
+                .unwrap_or_else(|_| panic!("missing golden {}", expected_path.display()));
             if expected != file.bytes {
-                mismatches.push(format!("{case}/{}", file.path.file_name().unwrap().to_string_lossy()));
+                mismatches.push(format!(
+                    "{case}/{}",
+                    file.path.file_name().unwrap().to_string_lossy()
+                ));
             }
         }
-        let rendered: BTreeSet<_> = render(case).iter().map(|f| f.path.file_name().unwrap().to_owned()).collect();
-        let golden: BTreeSet<_> = std::fs::read_dir(&expected_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(rendered, golden, "{case}: rendered files differ from the golden set");
+        let rendered: BTreeSet<_> = render(case)
+            .iter()
+            .map(|f| f.path.file_name().unwrap().to_owned())
+            .collect();
+        let golden: BTreeSet<_> = std::fs::read_dir(&expected_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            rendered, golden,
+            "{case}: rendered files differ from the golden set"
+        );
     }
-    assert!(mismatches.is_empty(), "differs from golden (BOOT_UPDATE_GOLDEN=1 to update, then review): {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "differs from golden (BOOT_UPDATE_GOLDEN=1 to update, then review): {mismatches:?}"
+    );
 }
 
 fn set(names: &[&str]) -> BTreeSet<String> {
@@ -99,43 +151,109 @@ fn default_flags_are_exactly_kubeadms() {
     let files = render("defaults");
     assert_eq!(files.len(), 4);
     let apiserver = set(&[
-        "advertise-address", "allow-privileged", "authorization-mode", "client-ca-file", "enable-admission-plugins",
-        "enable-bootstrap-token-auth", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "etcd-servers",
-        "kubelet-client-certificate", "kubelet-client-key", "kubelet-preferred-address-types", "proxy-client-cert-file",
-        "proxy-client-key-file", "requestheader-allowed-names", "requestheader-client-ca-file",
-        "requestheader-extra-headers-prefix", "requestheader-group-headers", "requestheader-username-headers",
-        "secure-port", "service-account-issuer", "service-account-key-file", "service-account-signing-key-file",
-        "service-cluster-ip-range", "tls-cert-file", "tls-private-key-file",
+        "advertise-address",
+        "allow-privileged",
+        "authorization-mode",
+        "client-ca-file",
+        "enable-admission-plugins",
+        "enable-bootstrap-token-auth",
+        "etcd-cafile",
+        "etcd-certfile",
+        "etcd-keyfile",
+        "etcd-servers",
+        "kubelet-client-certificate",
+        "kubelet-client-key",
+        "kubelet-preferred-address-types",
+        "proxy-client-cert-file",
+        "proxy-client-key-file",
+        "requestheader-allowed-names",
+        "requestheader-client-ca-file",
+        "requestheader-extra-headers-prefix",
+        "requestheader-group-headers",
+        "requestheader-username-headers",
+        "secure-port",
+        "service-account-issuer",
+        "service-account-key-file",
+        "service-account-signing-key-file",
+        "service-cluster-ip-range",
+        "tls-cert-file",
+        "tls-private-key-file",
     ]);
     assert_eq!(flag_names(&by_name(&files, "kube-apiserver")), apiserver);
     let controller_manager = set(&[
-        "authentication-kubeconfig", "authorization-kubeconfig", "bind-address", "client-ca-file", "cluster-name",
-        "cluster-signing-cert-file", "cluster-signing-key-file", "controllers", "kubeconfig", "leader-elect",
-        "requestheader-client-ca-file", "root-ca-file", "service-account-private-key-file", "use-service-account-credentials",
+        "authentication-kubeconfig",
+        "authorization-kubeconfig",
+        "bind-address",
+        "client-ca-file",
+        "cluster-name",
+        "cluster-signing-cert-file",
+        "cluster-signing-key-file",
+        "controllers",
+        "kubeconfig",
+        "leader-elect",
+        "requestheader-client-ca-file",
+        "root-ca-file",
+        "service-account-private-key-file",
+        "use-service-account-credentials",
     ]);
-    assert_eq!(flag_names(&by_name(&files, "kube-controller-manager")), controller_manager);
-    let scheduler = set(&["authentication-kubeconfig", "authorization-kubeconfig", "bind-address", "kubeconfig", "leader-elect"]);
+    assert_eq!(
+        flag_names(&by_name(&files, "kube-controller-manager")),
+        controller_manager
+    );
+    let scheduler = set(&[
+        "authentication-kubeconfig",
+        "authorization-kubeconfig",
+        "bind-address",
+        "kubeconfig",
+        "leader-elect",
+    ]);
     assert_eq!(flag_names(&by_name(&files, "kube-scheduler")), scheduler);
     let etcd = set(&[
-        "advertise-client-urls", "cert-file", "client-cert-auth", "data-dir", "experimental-initial-corrupt-check",
-        "experimental-watch-progress-notify-interval", "initial-advertise-peer-urls", "initial-cluster", "key-file",
-        "listen-client-urls", "listen-metrics-urls", "listen-peer-urls", "name", "peer-cert-file", "peer-client-cert-auth",
-        "peer-key-file", "peer-trusted-ca-file", "snapshot-count", "trusted-ca-file",
+        "advertise-client-urls",
+        "cert-file",
+        "client-cert-auth",
+        "data-dir",
+        "experimental-initial-corrupt-check",
+        "experimental-watch-progress-notify-interval",
+        "initial-advertise-peer-urls",
+        "initial-cluster",
+        "key-file",
+        "listen-client-urls",
+        "listen-metrics-urls",
+        "listen-peer-urls",
+        "name",
+        "peer-cert-file",
+        "peer-client-cert-auth",
+        "peer-key-file",
+        "peer-trusted-ca-file",
+        "snapshot-count",
+        "trusted-ca-file",
     ]);
     // kubeadm 1.34 pairs with etcd 3.6.5, whose renamed flags replace the experimental ones.
     let etcd_36: BTreeSet<String> = etcd
         .iter()
         .filter(|f| !f.starts_with("experimental-"))
         .cloned()
-        .chain(["feature-gates".to_string(), "watch-progress-notify-interval".to_string()])
+        .chain([
+            "feature-gates".to_string(),
+            "watch-progress-notify-interval".to_string(),
+        ])
         .collect();
     assert_eq!(flag_names(&by_name(&files, "etcd")), etcd_36);
-    assert_eq!(flag_names(&by_name(&render("k8s-1.31-etcd-3.5"), "etcd")), etcd);
+    assert_eq!(
+        flag_names(&by_name(&render("k8s-1.31-etcd-3.5"), "etcd")),
+        etcd
+    );
     for file in &files {
         let command = command(&pod(file));
         let mut sorted = command[1..].to_vec();
         sorted.sort();
-        assert_eq!(command[1..], sorted[..], "{} flags are not sorted", file.path.display());
+        assert_eq!(
+            command[1..],
+            sorted[..],
+            "{} flags are not sorted",
+            file.path.display()
+        );
         assert_eq!(file.mode, 0o600);
     }
 }
@@ -144,24 +262,66 @@ fn default_flags_are_exactly_kubeadms() {
 fn extra_args_replace_defaults_and_keep_duplicates() {
     let files = render("custom");
     let apiserver = by_name(&files, "kube-apiserver");
-    assert_eq!(flag(&apiserver, "authorization-mode").as_deref(), Some("Node,RBAC,Webhook"));
-    let gates: Vec<_> = command(&apiserver).into_iter().filter(|f| f.starts_with("--feature-gates=")).collect();
+    assert_eq!(
+        flag(&apiserver, "authorization-mode").as_deref(),
+        Some("Node,RBAC,Webhook")
+    );
+    let gates: Vec<_> = command(&apiserver)
+        .into_iter()
+        .filter(|f| f.starts_with("--feature-gates="))
+        .collect();
     assert_eq!(gates, ["--feature-gates=A=true", "--feature-gates=B=false"]);
     assert_eq!(flag(&apiserver, "secure-port").as_deref(), Some("6444"));
-    assert_eq!(flag(&apiserver, "service-account-issuer").as_deref(), Some("https://kubernetes.default.svc.lab.local"));
-    let env: Vec<_> = apiserver.spec.as_ref().unwrap().containers[0].env.clone().unwrap().into_iter().map(|e| e.name).collect();
+    assert_eq!(
+        flag(&apiserver, "service-account-issuer").as_deref(),
+        Some("https://kubernetes.default.svc.lab.local")
+    );
+    let env: Vec<_> = apiserver.spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
     assert_eq!(env, ["GOMAXPROCS", "TZ"], "env sorted by name");
     let volumes = apiserver.spec.as_ref().unwrap().volumes.clone().unwrap();
     let k8s_certs = volumes.iter().find(|v| v.name == "k8s-certs").unwrap();
-    assert_eq!(k8s_certs.host_path.as_ref().unwrap().type_.as_deref(), Some("Directory"), "extraVolumes replace defaults of the same name");
+    assert_eq!(
+        k8s_certs.host_path.as_ref().unwrap().type_.as_deref(),
+        Some("Directory"),
+        "extraVolumes replace defaults of the same name"
+    );
     let controller_manager = by_name(&files, "kube-controller-manager");
-    assert_eq!(flag(&controller_manager, "cluster-cidr").as_deref(), Some("10.244.0.0/16"));
-    assert_eq!(flag(&controller_manager, "allocate-node-cidrs").as_deref(), Some("true"));
-    let probe = controller_manager.spec.unwrap().containers[0].liveness_probe.clone().unwrap();
-    assert_eq!(probe.http_get.unwrap().host.as_deref(), Some(""), "a wildcard bind-address probes the pod IP");
-    let scheduler = by_name(&files, "kube-scheduler").spec.unwrap().containers[0].startup_probe.clone().unwrap();
-    assert_eq!(scheduler.failure_threshold, Some(12), "startup budget follows timeouts.controlPlaneComponentHealthCheck");
-    assert_eq!(scheduler.http_get.unwrap().port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(10269));
+    assert_eq!(
+        flag(&controller_manager, "cluster-cidr").as_deref(),
+        Some("10.244.0.0/16")
+    );
+    assert_eq!(
+        flag(&controller_manager, "allocate-node-cidrs").as_deref(),
+        Some("true")
+    );
+    let probe = controller_manager.spec.unwrap().containers[0]
+        .liveness_probe
+        .clone()
+        .unwrap();
+    assert_eq!(
+        probe.http_get.unwrap().host.as_deref(),
+        Some(""),
+        "a wildcard bind-address probes the pod IP"
+    );
+    let scheduler = by_name(&files, "kube-scheduler").spec.unwrap().containers[0]
+        .startup_probe
+        .clone()
+        .unwrap();
+    assert_eq!(
+        scheduler.failure_threshold,
+        Some(12),
+        "startup budget follows timeouts.controlPlaneComponentHealthCheck"
+    );
+    assert_eq!(
+        scheduler.http_get.unwrap().port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(10269)
+    );
 }
 
 #[test]
@@ -169,32 +329,100 @@ fn external_etcd_drops_the_etcd_pod_and_wires_the_endpoints() {
     let files = render("external-etcd");
     assert_eq!(files.len(), 3);
     let apiserver = by_name(&files, "kube-apiserver");
-    assert_eq!(flag(&apiserver, "etcd-servers").as_deref(), Some("https://127.0.0.11:2379,https://127.0.0.12:2379"));
-    assert_eq!(flag(&apiserver, "etcd-cafile").as_deref(), Some("/etc/etcd/pki/ca.crt"));
+    assert_eq!(
+        flag(&apiserver, "etcd-servers").as_deref(),
+        Some("https://127.0.0.11:2379,https://127.0.0.12:2379")
+    );
+    assert_eq!(
+        flag(&apiserver, "etcd-cafile").as_deref(),
+        Some("/etc/etcd/pki/ca.crt")
+    );
     let volumes = apiserver.spec.unwrap().volumes.unwrap();
-    assert!(volumes.iter().any(|v| v.name == "etcd-certs-0" && v.host_path.as_ref().unwrap().path == "/etc/etcd/pki"));
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "etcd-certs-0"
+                && v.host_path.as_ref().unwrap().path == "/etc/etcd/pki")
+    );
 }
 
 #[test]
 fn versions_decide_probes_ports_and_etcd_flags() {
     let old = render("k8s-1.31-etcd-3.5");
     let scheduler = by_name(&old, "kube-scheduler").spec.unwrap().containers[0].clone();
-    assert_eq!(scheduler.liveness_probe.unwrap().http_get.unwrap().path.as_deref(), Some("/healthz"));
+    assert_eq!(
+        scheduler
+            .liveness_probe
+            .unwrap()
+            .http_get
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
     assert!(scheduler.readiness_probe.is_none() && scheduler.ports.is_none());
     let etcd = by_name(&old, "etcd").spec.unwrap().containers[0].clone();
-    assert_eq!(etcd.readiness_probe.unwrap().http_get.unwrap().path.as_deref(), Some("/readyz"));
+    assert_eq!(
+        etcd.readiness_probe
+            .unwrap()
+            .http_get
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
 
     let new = render("k8s-1.36-etcd-3.6");
     let scheduler = by_name(&new, "kube-scheduler").spec.unwrap().containers[0].clone();
-    assert_eq!(scheduler.readiness_probe.unwrap().http_get.unwrap().path.as_deref(), Some("/readyz"));
-    assert_eq!(scheduler.ports.unwrap()[0].name.as_deref(), Some("probe-port"));
+    assert_eq!(
+        scheduler
+            .readiness_probe
+            .unwrap()
+            .http_get
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        scheduler.ports.unwrap()[0].name.as_deref(),
+        Some("probe-port")
+    );
     let etcd = by_name(&new, "etcd");
-    assert_eq!(flag(&etcd, "feature-gates").as_deref(), Some("InitialCorruptCheck=true"));
-    assert_eq!(flag(&etcd, "watch-progress-notify-interval").as_deref(), Some("5s"));
+    assert_eq!(
+        flag(&etcd, "feature-gates").as_deref(),
+        Some("InitialCorruptCheck=true")
+    );
+    assert_eq!(
+        flag(&etcd, "watch-progress-notify-interval").as_deref(),
+        Some("5s")
+    );
 
-    let oldest = by_name(&render("etcd-3.5.9"), "etcd").spec.unwrap().containers[0].clone();
-    assert_eq!(oldest.liveness_probe.unwrap().http_get.unwrap().path.as_deref(), Some("/health?exclude=NOSPACE&serializable=true"));
-    assert_eq!(oldest.startup_probe.unwrap().http_get.unwrap().path.as_deref(), Some("/health?serializable=false"));
+    let oldest = by_name(&render("etcd-3.5.9"), "etcd")
+        .spec
+        .unwrap()
+        .containers[0]
+        .clone();
+    assert_eq!(
+        oldest
+            .liveness_probe
+            .unwrap()
+            .http_get
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/health?exclude=NOSPACE&serializable=true")
+    );
+    assert_eq!(
+        oldest
+            .startup_probe
+            .unwrap()
+            .http_get
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/health?serializable=false")
+    );
     assert!(oldest.readiness_probe.is_none());
 }
 
@@ -202,12 +430,27 @@ fn versions_decide_probes_ports_and_etcd_flags() {
 fn ipv6_brackets_urls_and_uses_ipv6_loopback() {
     let files = render("ipv6");
     let etcd = by_name(&files, "etcd");
-    assert_eq!(flag(&etcd, "listen-client-urls").as_deref(), Some("https://[::1]:2379,https://[::1]:2379"));
-    assert_eq!(flag(&etcd, "listen-metrics-urls").as_deref(), Some("http://[::1]:2381"));
+    assert_eq!(
+        flag(&etcd, "listen-client-urls").as_deref(),
+        Some("https://[::1]:2379,https://[::1]:2379")
+    );
+    assert_eq!(
+        flag(&etcd, "listen-metrics-urls").as_deref(),
+        Some("http://[::1]:2381")
+    );
     let apiserver = by_name(&files, "kube-apiserver");
-    assert_eq!(flag(&apiserver, "etcd-servers").as_deref(), Some("https://[::1]:2379"));
+    assert_eq!(
+        flag(&apiserver, "etcd-servers").as_deref(),
+        Some("https://[::1]:2379")
+    );
     let annotations = apiserver.metadata.annotations.unwrap();
-    assert_eq!(annotations["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"], "[::1]:6443");
-    let probe = etcd.spec.unwrap().containers[0].liveness_probe.clone().unwrap();
+    assert_eq!(
+        annotations["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"],
+        "[::1]:6443"
+    );
+    let probe = etcd.spec.unwrap().containers[0]
+        .liveness_probe
+        .clone()
+        .unwrap();
     assert_eq!(probe.http_get.unwrap().host.as_deref(), Some("::1"));
 }

@@ -14,9 +14,7 @@ pub enum ConfigCommand {
     /// `config print init-defaults`).
     PrintDefaults,
     /// Read, default and validate FILE; print warnings; exit non-zero on the first error.
-    Validate {
-        file: PathBuf,
-    },
+    Validate { file: PathBuf },
 }
 
 pub fn run(command: ConfigCommand, global: &GlobalArgs) -> Result<ExitCode, CliError> {
@@ -26,10 +24,20 @@ pub fn run(command: ConfigCommand, global: &GlobalArgs) -> Result<ExitCode, CliE
             Ok(ExitCode::Ok)
         }
         ConfigCommand::Validate { file } => {
-            let global = GlobalArgs { config: Some(file.clone()), ..global.clone() };
+            let global = GlobalArgs {
+                config: Some(file.clone()),
+                ..global.clone()
+            };
             let cfg = load::load(&global, &ConfigFlags::default())?;
             load::print_warnings(&cfg.warnings);
-            println!("{}: valid (Kubernetes v{}, etcd {}, node {:?}, advertise address {})", file.display(), cfg.kubernetes_version, cfg.etcd_version, cfg.node_name, cfg.advertise_address);
+            println!(
+                "{}: valid (Kubernetes v{}, etcd {}, node {:?}, advertise address {})",
+                file.display(),
+                cfg.kubernetes_version,
+                cfg.etcd_version,
+                cfg.node_name,
+                cfg.advertise_address
+            );
             Ok(ExitCode::Ok)
         }
     }
@@ -37,14 +45,23 @@ pub fn run(command: ConfigCommand, global: &GlobalArgs) -> Result<ExitCode, CliE
 
 /// kubeadm's static placeholders (`DefaultedStaticInitConfiguration`): node `node`, address 1.2.3.4.
 pub fn defaults_yaml() -> String {
-    let facts = HostFacts { hostname: "node".into(), default_address: Some("1.2.3.4".parse().expect("valid")), ..Default::default() };
-    let cfg = Config::build(Default::default(), &Overrides::default(), &facts).expect("defaults are valid");
+    let facts = HostFacts {
+        hostname: "node".into(),
+        default_address: Some("1.2.3.4".parse().expect("valid")),
+        ..Default::default()
+    };
+    let cfg = Config::build(Default::default(), &Overrides::default(), &facts)
+        .expect("defaults are valid");
     let documents = [
         serde_yaml::to_string(&cfg.init),
         serde_yaml::to_string(&cfg.cluster),
         serde_yaml::to_string(&BootConfiguration::default()),
     ];
-    documents.into_iter().map(|d| d.expect("configuration serializes")).collect::<Vec<_>>().join("---\n")
+    documents
+        .into_iter()
+        .map(|d| d.expect("configuration serializes"))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 #[cfg(test)]
@@ -59,7 +76,10 @@ mod tests {
         let init: InitConfiguration = docs.init.clone().unwrap();
         let cluster: ClusterConfiguration = docs.cluster.clone().unwrap();
         assert_eq!(init.local_api_endpoint.bind_port, 6443);
-        assert_eq!(cluster.networking.service_subnet.to_string(), "10.96.0.0/12");
+        assert_eq!(
+            cluster.networking.service_subnet.to_string(),
+            "10.96.0.0/12"
+        );
         assert_eq!(cluster.certificate_validity_period.to_string(), "8760h0m0s");
         assert!(text.contains("kind: BootConfiguration"));
     }

@@ -46,16 +46,46 @@ pub struct PhaseArgs {
 pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let InitCommand::Phase { phase } = args.command;
     let (flags, parts) = match &phase {
-        Phase::Certs(a) => (&a.config, Parts { pki: true, kubeconfigs: false, components: &[] }),
-        Phase::Kubeconfig(a) => (&a.config, Parts { pki: false, kubeconfigs: true, components: &[] }),
-        Phase::Etcd(a) => (&a.config, Parts { pki: false, kubeconfigs: false, components: &COMPONENTS[..1] }),
-        Phase::ControlPlane(a) => (&a.config, Parts { pki: false, kubeconfigs: false, components: &COMPONENTS[1..] }),
+        Phase::Certs(a) => (
+            &a.config,
+            Parts {
+                pki: true,
+                kubeconfigs: false,
+                components: &[],
+            },
+        ),
+        Phase::Kubeconfig(a) => (
+            &a.config,
+            Parts {
+                pki: false,
+                kubeconfigs: true,
+                components: &[],
+            },
+        ),
+        Phase::Etcd(a) => (
+            &a.config,
+            Parts {
+                pki: false,
+                kubeconfigs: false,
+                components: &COMPONENTS[..1],
+            },
+        ),
+        Phase::ControlPlane(a) => (
+            &a.config,
+            Parts {
+                pki: false,
+                kubeconfigs: false,
+                components: &COMPONENTS[1..],
+            },
+        ),
     };
     let root = global.host_root()?;
     let cfg = load::load(global, flags)?;
-    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref()).map_err(output::render_error)?;
+    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref())
+        .map_err(output::render_error)?;
     let layout = OutputLayout::host(&cfg, &root);
-    let bundle = render::bundle(&cfg, &root, &templates, &layout, parts, SystemTime::now()).map_err(output::render_error)?;
+    let bundle = render::bundle(&cfg, &root, &templates, &layout, parts, SystemTime::now())
+        .map_err(output::render_error)?;
     load::print_warnings(&bundle.warnings);
     output::write(&bundle.files)?;
     output::report(&bundle.files, &layout);

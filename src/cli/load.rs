@@ -58,8 +58,13 @@ pub fn load(global: &GlobalArgs, flags: &ConfigFlags) -> Result<Config, CliError
         None => config::Documents::default(),
         Some(path) => parse_file(path)?,
     };
-    let bin_dirs = documents.boot.as_ref().map(|b| b.bin_dirs.clone()).unwrap_or_else(|| config::BootConfiguration::default().bin_dirs);
-    let mut config = Config::build(documents, &flags.overrides(), &facts::gather(&bin_dirs)).map_err(config_error)?;
+    let bin_dirs = documents
+        .boot
+        .as_ref()
+        .map(|b| b.bin_dirs.clone())
+        .unwrap_or_else(|| config::BootConfiguration::default().bin_dirs);
+    let mut config = Config::build(documents, &flags.overrides(), &facts::gather(&bin_dirs))
+        .map_err(config_error)?;
     if let Some(dir) = &flags.templates {
         config.boot.templates_dir = Some(dir.clone());
     }
@@ -69,8 +74,11 @@ pub fn load(global: &GlobalArgs, flags: &ConfigFlags) -> Result<Config, CliError
 /// Parses a configuration file without resolving it against the host.
 pub fn parse_file(path: &std::path::Path) -> Result<config::Documents, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        CliError::new(ExitCode::Usage, format!("cannot read the configuration {}: {e}", path.display()))
-            .with_hint("check the --config path and its permissions")
+        CliError::new(
+            ExitCode::Usage,
+            format!("cannot read the configuration {}: {e}", path.display()),
+        )
+        .with_hint("check the --config path and its permissions")
     })?;
     config::parse(&path.display().to_string(), &text).map_err(config_error)
 }
@@ -78,7 +86,8 @@ pub fn parse_file(path: &std::path::Path) -> Result<config::Documents, CliError>
 pub fn config_error(err: config::ConfigError) -> CliError {
     let hint = err.hint.clone();
     let mut cli = CliError::new(ExitCode::Usage, err.to_string());
-    cli.hint = hint.or_else(|| Some("`boot config print-defaults` shows every field with its default".into()));
+    cli.hint = hint
+        .or_else(|| Some("`boot config print-defaults` shows every field with its default".into()));
     cli
 }
 

@@ -30,20 +30,33 @@ pub struct ManifestsArgs {
 pub fn run(args: ManifestsArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let root = global.host_root()?;
     let cfg = load::load(global, &args.config)?;
-    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref()).map_err(output::render_error)?;
+    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref())
+        .map_err(output::render_error)?;
     let layout = match (&args.out, args.stdout, root.is_system()) {
         (Some(dir), _, _) => OutputLayout::under(dir),
         // Nothing is written with --stdout; the layout only says where existing files would be.
         (None, true, _) | (None, false, false) => OutputLayout::host(&cfg, &root),
         (None, false, true) => {
-            return Err(CliError::usage("boot manifests needs --out DIR or --stdout", "e.g. `boot manifests --out ./kubernetes`, or --root DIR"))
+            return Err(CliError::usage(
+                "boot manifests needs --out DIR or --stdout",
+                "e.g. `boot manifests --out ./kubernetes`, or --root DIR",
+            ))
         }
     };
-    let parts = Parts { pki: args.pki, kubeconfigs: args.pki, components: COMPONENTS };
-    let bundle = render::bundle(&cfg, &root, &templates, &layout, parts, SystemTime::now()).map_err(output::render_error)?;
+    let parts = Parts {
+        pki: args.pki,
+        kubeconfigs: args.pki,
+        components: COMPONENTS,
+    };
+    let bundle = render::bundle(&cfg, &root, &templates, &layout, parts, SystemTime::now())
+        .map_err(output::render_error)?;
     load::print_warnings(&bundle.warnings);
     if args.stdout {
-        let stream: Vec<String> = bundle.files.iter().map(|f| String::from_utf8_lossy(&f.bytes).into_owned()).collect();
+        let stream: Vec<String> = bundle
+            .files
+            .iter()
+            .map(|f| String::from_utf8_lossy(&f.bytes).into_owned())
+            .collect();
         print!("{}", stream.join("---\n"));
         return Ok(ExitCode::Ok);
     }

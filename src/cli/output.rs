@@ -20,8 +20,11 @@ pub fn render_error(err: RenderError) -> CliError {
 
 pub fn write(files: &[RenderedFile]) -> Result<(), CliError> {
     host::write_all(files).map_err(|err| {
-        CliError::new(ExitCode::Files, format!("cannot write {}: {}", err.path.display(), err.source))
-            .with_hint("check that the directory is writable (nothing was written)")
+        CliError::new(
+            ExitCode::Files,
+            format!("cannot write {}: {}", err.path.display(), err.source),
+        )
+        .with_hint("check that the directory is writable (nothing was written)")
     })
 }
 
@@ -29,7 +32,11 @@ pub fn write(files: &[RenderedFile]) -> Result<(), CliError> {
 pub fn report(files: &[RenderedFile], layout: &OutputLayout) {
     for file in files {
         let path = file.path.display();
-        let name = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if file.path.starts_with(&layout.manifest_dir) {
             println!("[control-plane] Wrote static Pod manifest for {name:?} to {path}");
         } else if file.path.starts_with(&layout.cert_dir) {

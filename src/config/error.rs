@@ -21,7 +21,13 @@ impl ConfigError {
 
     /// An error about a command-line flag.
     pub fn flag(flag: &str, message: impl Into<String>) -> Self {
-        ConfigError { file: flag.to_string(), line: None, path: String::new(), message: message.into(), hint: None }
+        ConfigError {
+            file: flag.to_string(),
+            line: None,
+            path: String::new(),
+            message: message.into(),
+            hint: None,
+        }
     }
 }
 

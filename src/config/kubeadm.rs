@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::types::{Arg, Cidrs, EnvVar, Endpoint, GoDuration, HostPathMount, Ip};
+use super::types::{Arg, Cidrs, Endpoint, EnvVar, GoDuration, HostPathMount, Ip};
 use crate::pki::KeyAlgorithm;
 
 pub const KUBEADM_API_VERSION: &str = "kubeadm.k8s.io/v1beta4";
@@ -64,7 +64,10 @@ pub struct ApiEndpoint {
 
 impl Default for ApiEndpoint {
     fn default() -> Self {
-        ApiEndpoint { advertise_address: None, bind_port: 6443 }
+        ApiEndpoint {
+            advertise_address: None,
+            bind_port: 6443,
+        }
     }
 }
 
@@ -285,22 +288,73 @@ pub struct Proxy {
 
 /// Fields boot reads without error but does not act on: `(field path, why)`. Each set one becomes
 /// a warning.
-pub fn ignored_fields(init: &InitConfiguration, cluster: &ClusterConfiguration) -> Vec<(&'static str, &'static str)> {
+pub fn ignored_fields(
+    init: &InitConfiguration,
+    cluster: &ClusterConfiguration,
+) -> Vec<(&'static str, &'static str)> {
     let no_kubelet = "boot runs static pods without a kubelet or a CRI";
     let no_workers = "boot does not join workers yet";
     let reg = &init.node_registration;
     let checks: [(bool, &str, &str); 11] = [
-        (!init.bootstrap_tokens.is_empty(), "InitConfiguration.bootstrapTokens", no_workers),
-        (init.certificate_key.is_some(), "InitConfiguration.certificateKey", "boot does not upload certificates yet"),
-        (init.patches.is_some(), "InitConfiguration.patches", "manifest patches are not supported yet; use --templates"),
-        (reg.cri_socket.is_some(), "InitConfiguration.nodeRegistration.criSocket", no_kubelet),
-        (reg.taints.is_some(), "InitConfiguration.nodeRegistration.taints", "there is no Node object without a kubelet"),
-        (!reg.kubelet_extra_args.is_empty(), "InitConfiguration.nodeRegistration.kubeletExtraArgs", no_kubelet),
-        (reg.image_pull_policy.is_some(), "InitConfiguration.nodeRegistration.imagePullPolicy", "the process runtime pulls no images"),
-        (reg.image_pull_serial.is_some(), "InitConfiguration.nodeRegistration.imagePullSerial", "the process runtime pulls no images"),
-        (cluster.dns.is_some(), "ClusterConfiguration.dns", "boot installs no addons (no Nodes to run them)"),
-        (cluster.proxy.is_some(), "ClusterConfiguration.proxy", "boot installs no addons (no Nodes to run them)"),
-        (!cluster.feature_gates.is_empty(), "ClusterConfiguration.featureGates", "kubeadm feature gates do not apply to boot"),
+        (
+            !init.bootstrap_tokens.is_empty(),
+            "InitConfiguration.bootstrapTokens",
+            no_workers,
+        ),
+        (
+            init.certificate_key.is_some(),
+            "InitConfiguration.certificateKey",
+            "boot does not upload certificates yet",
+        ),
+        (
+            init.patches.is_some(),
+            "InitConfiguration.patches",
+            "manifest patches are not supported yet; use --templates",
+        ),
+        (
+            reg.cri_socket.is_some(),
+            "InitConfiguration.nodeRegistration.criSocket",
+            no_kubelet,
+        ),
+        (
+            reg.taints.is_some(),
+            "InitConfiguration.nodeRegistration.taints",
+            "there is no Node object without a kubelet",
+        ),
+        (
+            !reg.kubelet_extra_args.is_empty(),
+            "InitConfiguration.nodeRegistration.kubeletExtraArgs",
+            no_kubelet,
+        ),
+        (
+            reg.image_pull_policy.is_some(),
+            "InitConfiguration.nodeRegistration.imagePullPolicy",
+            "the process runtime pulls no images",
+        ),
+        (
+            reg.image_pull_serial.is_some(),
+            "InitConfiguration.nodeRegistration.imagePullSerial",
+            "the process runtime pulls no images",
+        ),
+        (
+            cluster.dns.is_some(),
+            "ClusterConfiguration.dns",
+            "boot installs no addons (no Nodes to run them)",
+        ),
+        (
+            cluster.proxy.is_some(),
+            "ClusterConfiguration.proxy",
+            "boot installs no addons (no Nodes to run them)",
+        ),
+        (
+            !cluster.feature_gates.is_empty(),
+            "ClusterConfiguration.featureGates",
+            "kubeadm feature gates do not apply to boot",
+        ),
     ];
-    checks.into_iter().filter(|(set, _, _)| *set).map(|(_, field, why)| (field, why)).collect()
+    checks
+        .into_iter()
+        .filter(|(set, _, _)| *set)
+        .map(|(_, field, why)| (field, why))
+        .collect()
 }

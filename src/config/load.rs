@@ -56,42 +56,96 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
             message,
             hint: None,
         };
-        let value: serde_yaml::Value = serde_yaml::from_str(&doc)
-            .map_err(|e| at(e.location().map(|l| l.line()), "", format!("malformed YAML: {}", strip_location(&e))))?;
+        let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
+            at(
+                e.location().map(|l| l.line()),
+                "",
+                format!("malformed YAML: {}", strip_location(&e)),
+            )
+        })?;
         if value.is_null() {
             continue;
         }
-        let mapping = value.as_mapping().ok_or_else(|| at(None, "", "a document must be a mapping".into()))?;
-        let field = |name: &str| mapping.get(name).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let mapping = value
+            .as_mapping()
+            .ok_or_else(|| at(None, "", "a document must be a mapping".into()))?;
+        let field = |name: &str| {
+            mapping
+                .get(name)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if api_version.is_empty() || kind.is_empty() {
-            return Err(at(None, "", "every document needs apiVersion and kind".into()));
+            return Err(at(
+                None,
+                "",
+                "every document needs apiVersion and kind".into(),
+            ));
         }
-        let source = DocumentSource { kind: kind.clone(), first_line, text: doc.clone() };
+        let source = DocumentSource {
+            kind: kind.clone(),
+            first_line,
+            text: doc.clone(),
+        };
         match (api_version.as_str(), kind.as_str()) {
-            (KUBEADM_API_VERSION, "InitConfiguration") => set_once(&mut documents.init, typed_document(file, first_line, &kind, &doc)?, &source, file)?,
-            (KUBEADM_API_VERSION, "ClusterConfiguration") => {
-                set_once(&mut documents.cluster, typed_document(file, first_line, &kind, &doc)?, &source, file)?
-            }
-            (BOOT_API_VERSION, "BootConfiguration") => set_once(&mut documents.boot, typed_document(file, first_line, &kind, &doc)?, &source, file)?,
+            (KUBEADM_API_VERSION, "InitConfiguration") => set_once(
+                &mut documents.init,
+                typed_document(file, first_line, &kind, &doc)?,
+                &source,
+                file,
+            )?,
+            (KUBEADM_API_VERSION, "ClusterConfiguration") => set_once(
+                &mut documents.cluster,
+                typed_document(file, first_line, &kind, &doc)?,
+                &source,
+                file,
+            )?,
+            (BOOT_API_VERSION, "BootConfiguration") => set_once(
+                &mut documents.boot,
+                typed_document(file, first_line, &kind, &doc)?,
+                &source,
+                file,
+            )?,
             ("kubelet.config.k8s.io/v1beta1", "KubeletConfiguration") => {
-                let path = mapping.get("staticPodPath").and_then(|v| v.as_str()).map(str::to_string);
+                let path = mapping
+                    .get("staticPodPath")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
                 documents.static_pod_path = path;
-                let others = mapping.keys().filter_map(|k| k.as_str()).filter(|k| {
-                    !matches!(*k, "apiVersion" | "kind" | "staticPodPath")
-                });
+                let others = mapping
+                    .keys()
+                    .filter_map(|k| k.as_str())
+                    .filter(|k| !matches!(*k, "apiVersion" | "kind" | "staticPodPath"));
                 for name in others {
                     documents.warnings.push(format!(
                         "{file}:{first_line}: KubeletConfiguration.{name} has no effect: boot's agent reads only staticPodPath"
                     ));
                 }
             }
-            (_, "JoinConfiguration" | "ResetConfiguration" | "UpgradeConfiguration" | "KubeProxyConfiguration") => {
-                documents.warnings.push(format!("{file}:{first_line}: {kind} has no effect on boot and is ignored"));
+            (
+                _,
+                "JoinConfiguration"
+                | "ResetConfiguration"
+                | "UpgradeConfiguration"
+                | "KubeProxyConfiguration",
+            ) => {
+                documents.warnings.push(format!(
+                    "{file}:{first_line}: {kind} has no effect on boot and is ignored"
+                ));
             }
-            (version, "InitConfiguration" | "ClusterConfiguration") if version.starts_with("kubeadm.k8s.io/") => {
-                return Err(at(None, &format!("{kind}.apiVersion"), format!("{version:?} is not supported"))
-                    .with_hint(format!("boot reads {KUBEADM_API_VERSION}; convert with `kubeadm config migrate`")));
+            (version, "InitConfiguration" | "ClusterConfiguration")
+                if version.starts_with("kubeadm.k8s.io/") =>
+            {
+                return Err(at(
+                    None,
+                    &format!("{kind}.apiVersion"),
+                    format!("{version:?} is not supported"),
+                )
+                .with_hint(format!(
+                    "boot reads {KUBEADM_API_VERSION}; convert with `kubeadm config migrate`"
+                )));
             }
             _ => {
                 return Err(at(None, "", format!("unknown document kind {kind:?} of apiVersion {api_version:?}"))
@@ -103,7 +157,12 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
     Ok(documents)
 }
 
-fn set_once<T>(slot: &mut Option<T>, value: T, source: &DocumentSource, file: &str) -> Result<(), ConfigError> {
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    source: &DocumentSource,
+    file: &str,
+) -> Result<(), ConfigError> {
     if slot.is_some() {
         return Err(ConfigError {
             file: file.to_string(),
@@ -119,20 +178,37 @@ fn set_once<T>(slot: &mut Option<T>, value: T, source: &DocumentSource, file: &s
 
 /// Deserializes one document into its type, turning serde's error into one naming the field path
 /// (`ClusterConfiguration.networking.podSubnet`) and the absolute line.
-fn typed_document<T: DeserializeOwned>(file: &str, first_line: usize, kind: &str, doc: &str) -> Result<T, ConfigError> {
+fn typed_document<T: DeserializeOwned>(
+    file: &str,
+    first_line: usize,
+    kind: &str,
+    doc: &str,
+) -> Result<T, ConfigError> {
     let deserializer = serde_yaml::Deserializer::from_str(doc);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let line = inner.location().map(|l| l.line() + first_line - 1);
-        let field = if path == "." { kind.to_string() } else { format!("{kind}.{path}") };
+        let field = if path == "." {
+            kind.to_string()
+        } else {
+            format!("{kind}.{path}")
+        };
         let message = strip_location(&inner);
         // serde_yaml prefixes its own (partial) view of the path; the full path is reported apart.
         let message = match message.split_once(": ") {
-            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => rest.to_string(),
+            Some((prefix, rest)) if !prefix.contains(' ') && path.starts_with(prefix) => {
+                rest.to_string()
+            }
             _ => message,
         };
-        ConfigError { file: file.to_string(), line, path: field, message, hint: None }
+        ConfigError {
+            file: file.to_string(),
+            line,
+            path: field,
+            message,
+            hint: None,
+        }
     })
 }
 
@@ -160,7 +236,11 @@ mod tests {
         assert!(docs.init.is_some() && docs.boot.is_some());
         assert_eq!(docs.cluster.unwrap().cluster_name, "c1");
         assert_eq!(docs.static_pod_path.as_deref(), Some("/x"));
-        assert!(docs.warnings[0].contains("cgroupDriver"), "{:?}", docs.warnings);
+        assert!(
+            docs.warnings[0].contains("cgroupDriver"),
+            "{:?}",
+            docs.warnings
+        );
     }
 
     #[test]
@@ -175,18 +255,36 @@ mod tests {
     #[test]
     fn unknown_fields_and_wrong_types_are_errors() {
         let unknown = error_of("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnets: x\n");
-        assert!(unknown.starts_with("config.yaml:4: ClusterConfiguration.networking"), "{unknown}");
+        assert!(
+            unknown.starts_with("config.yaml:4: ClusterConfiguration.networking"),
+            "{unknown}"
+        );
         assert!(unknown.contains("unknown field `podSubnets`"), "{unknown}");
         let wrong = error_of("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  bindPort: high\n");
-        assert!(wrong.starts_with("config.yaml:4: InitConfiguration.localAPIEndpoint.bindPort: invalid type"), "{wrong}");
+        assert!(
+            wrong.starts_with(
+                "config.yaml:4: InitConfiguration.localAPIEndpoint.bindPort: invalid type"
+            ),
+            "{wrong}"
+        );
     }
 
     #[test]
     fn malformed_yaml_and_unknown_kinds_are_errors() {
-        assert!(error_of("a: [b\n").starts_with("config.yaml:"), "{}", error_of("a: [b\n"));
+        assert!(
+            error_of("a: [b\n").starts_with("config.yaml:"),
+            "{}",
+            error_of("a: [b\n")
+        );
         assert!(error_of("apiVersion: v1\nkind: Pod\n").contains("unknown document kind \"Pod\""));
-        assert!(error_of("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n").contains("v1beta3"));
+        assert!(
+            error_of("apiVersion: kubeadm.k8s.io/v1beta3\nkind: ClusterConfiguration\n")
+                .contains("v1beta3")
+        );
         let twice = "apiVersion: boot/v1alpha1\nkind: BootConfiguration\n---\napiVersion: boot/v1alpha1\nkind: BootConfiguration\n";
-        assert_eq!(error_of(twice), "config.yaml:4: BootConfiguration: appears twice; give each kind once");
+        assert_eq!(
+            error_of(twice),
+            "config.yaml:4: BootConfiguration: appears twice; give each kind once"
+        );
     }
 }

@@ -13,9 +13,12 @@ mod validate;
 pub use boot::{AgentConfiguration, AgentMode, Backoff, BootConfiguration, BOOT_API_VERSION};
 pub use error::ConfigError;
 pub use kubeadm::{
-    ApiEndpoint, ApiServer, ClusterConfiguration, ControlPlaneComponent, Etcd, ExternalEtcd, InitConfiguration,
-    LocalEtcd, Networking, NodeRegistration, Timeouts, KUBEADM_API_VERSION,
+    ApiEndpoint, ApiServer, ClusterConfiguration, ControlPlaneComponent, Etcd, ExternalEtcd,
+    InitConfiguration, LocalEtcd, Networking, NodeRegistration, Timeouts, KUBEADM_API_VERSION,
 };
 pub use load::{parse, DocumentSource, Documents};
 pub use resolve::{Config, HostFacts, Overrides};
-pub use types::{bracket_host, is_dns_name, Arg, Cidrs, Endpoint, EnvVar, GoDuration, HostPathMount, HostPathType, Ip};
+pub use types::{
+    bracket_host, is_dns_name, Arg, Cidrs, Endpoint, EnvVar, GoDuration, HostPathMount,
+    HostPathType, Ip,
+};

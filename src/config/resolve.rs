@@ -61,8 +61,19 @@ pub struct Config {
 
 impl Config {
     /// Defaults, then the file's documents, then the flags, then the host's facts; validated.
-    pub fn build(docs: Documents, overrides: &Overrides, host: &HostFacts) -> Result<Config, ConfigError> {
-        let Documents { init, cluster, boot, static_pod_path, sources, mut warnings } = docs;
+    pub fn build(
+        docs: Documents,
+        overrides: &Overrides,
+        host: &HostFacts,
+    ) -> Result<Config, ConfigError> {
+        let Documents {
+            init,
+            cluster,
+            boot,
+            static_pod_path,
+            sources,
+            mut warnings,
+        } = docs;
         let mut init = init.unwrap_or_default();
         let mut cluster = cluster.unwrap_or_default();
         let boot = boot.unwrap_or_default();
@@ -85,15 +96,21 @@ impl Config {
         let advertise_address = match init.local_api_endpoint.advertise_address {
             Some(Ip(ip)) => ip,
             None => host.default_address.ok_or_else(|| {
-                ConfigError::flag("InitConfiguration.localAPIEndpoint.advertiseAddress", "not set and this host has no default route")
-                    .with_hint("pass --apiserver-advertise-address or set localAPIEndpoint.advertiseAddress")
+                ConfigError::flag(
+                    "InitConfiguration.localAPIEndpoint.advertiseAddress",
+                    "not set and this host has no default route",
+                )
+                .with_hint(
+                    "pass --apiserver-advertise-address or set localAPIEndpoint.advertiseAddress",
+                )
             })?,
         };
         init.local_api_endpoint.advertise_address = Some(Ip(advertise_address));
 
         let kubernetes_version = resolve_kubernetes_version(&cluster, host, &sources)?;
         cluster.kubernetes_version = Some(format!("v{kubernetes_version}"));
-        let etcd_version = resolve_etcd_version(&cluster, &boot, &kubernetes_version, host, &sources)?;
+        let etcd_version =
+            resolve_etcd_version(&cluster, &boot, &kubernetes_version, host, &sources)?;
 
         for (field, why) in super::kubeadm::ignored_fields(&init, &cluster) {
             warnings.push(format!("{field} has no effect: {why}"));
@@ -123,7 +140,11 @@ impl Config {
 
     /// `https://<advertiseAddress>:<bindPort>`: what controller-manager and scheduler use.
     pub fn local_api_url(&self) -> String {
-        format!("https://{}:{}", bracket_host(&self.advertise_address.to_string()), self.bind_port())
+        format!(
+            "https://{}:{}",
+            bracket_host(&self.advertise_address.to_string()),
+            self.bind_port()
+        )
     }
 
     /// The controlPlaneEndpoint's URL, or the local one without an endpoint (admin kubeconfigs).
@@ -151,7 +172,9 @@ impl Config {
 
     pub fn etcd_image(&self) -> String {
         let local = self.local_etcd();
-        let repository = local.and_then(|l| l.image_repository.clone()).unwrap_or_else(|| self.cluster.image_repository.clone());
+        let repository = local
+            .and_then(|l| l.image_repository.clone())
+            .unwrap_or_else(|| self.cluster.image_repository.clone());
         let tag = local
             .and_then(|l| l.image_tag.clone())
             .unwrap_or_else(|| version::etcd_tag_for(&self.kubernetes_version).to_string());
@@ -175,9 +198,22 @@ fn first_ip(cidrs: &Cidrs) -> IpAddr {
     }
 }
 
-fn apply_overrides(init: &mut InitConfiguration, cluster: &mut ClusterConfiguration, o: &Overrides) -> Result<(), ConfigError> {
-    fn parsed<T: std::str::FromStr<Err = String>>(flag: &str, value: &Option<String>) -> Result<Option<T>, ConfigError> {
-        value.as_deref().map(|v| v.parse::<T>().map_err(|e| ConfigError::flag(flag, format!("{v:?} {e}")))).transpose()
+fn apply_overrides(
+    init: &mut InitConfiguration,
+    cluster: &mut ClusterConfiguration,
+    o: &Overrides,
+) -> Result<(), ConfigError> {
+    fn parsed<T: std::str::FromStr<Err = String>>(
+        flag: &str,
+        value: &Option<String>,
+    ) -> Result<Option<T>, ConfigError> {
+        value
+            .as_deref()
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| ConfigError::flag(flag, format!("{v:?} {e}")))
+            })
+            .transpose()
     }
     if let Some(name) = &o.node_name {
         init.node_registration.name = Some(name.clone());
@@ -185,7 +221,9 @@ fn apply_overrides(init: &mut InitConfiguration, cluster: &mut ClusterConfigurat
     if let Some(ip) = parsed::<Ip>("--apiserver-advertise-address", &o.advertise_address)? {
         init.local_api_endpoint.advertise_address = Some(ip);
     }
-    if let Some(endpoint) = parsed::<Endpoint>("--control-plane-endpoint", &o.control_plane_endpoint)? {
+    if let Some(endpoint) =
+        parsed::<Endpoint>("--control-plane-endpoint", &o.control_plane_endpoint)?
+    {
         cluster.control_plane_endpoint = Some(endpoint);
     }
     if let Some(version) = &o.kubernetes_version {
@@ -203,15 +241,27 @@ fn apply_overrides(init: &mut InitConfiguration, cluster: &mut ClusterConfigurat
     Ok(())
 }
 
-fn resolve_kubernetes_version(cluster: &ClusterConfiguration, host: &HostFacts, sources: &[DocumentSource]) -> Result<Version, ConfigError> {
+fn resolve_kubernetes_version(
+    cluster: &ClusterConfiguration,
+    host: &HostFacts,
+    sources: &[DocumentSource],
+) -> Result<Version, ConfigError> {
     match cluster.kubernetes_version.as_deref() {
-        Some(text) if !text.starts_with("stable") && !text.starts_with("latest") => text
-            .parse()
-            .map_err(|e: version::VersionError| validate::error_at(sources, "ClusterConfiguration", &["kubernetesVersion"], e.to_string())),
-        _ => Ok(host
-            .kubernetes_binary
-            .clone()
-            .unwrap_or_else(|| version::DEFAULT_KUBERNETES_VERSION.parse().expect("valid default"))),
+        Some(text) if !text.starts_with("stable") && !text.starts_with("latest") => {
+            text.parse().map_err(|e: version::VersionError| {
+                validate::error_at(
+                    sources,
+                    "ClusterConfiguration",
+                    &["kubernetesVersion"],
+                    e.to_string(),
+                )
+            })
+        }
+        _ => Ok(host.kubernetes_binary.clone().unwrap_or_else(|| {
+            version::DEFAULT_KUBERNETES_VERSION
+                .parse()
+                .expect("valid default")
+        })),
     }
 }
 
@@ -225,17 +275,31 @@ fn resolve_etcd_version(
     sources: &[DocumentSource],
 ) -> Result<Version, ConfigError> {
     if let Some(pinned) = &boot.etcd_version {
-        return pinned
-            .parse()
-            .map_err(|e: version::VersionError| validate::error_at(sources, "BootConfiguration", &["etcdVersion"], e.to_string()));
+        return pinned.parse().map_err(|e: version::VersionError| {
+            validate::error_at(
+                sources,
+                "BootConfiguration",
+                &["etcdVersion"],
+                e.to_string(),
+            )
+        });
     }
     if let Some(found) = &host.etcd_binary {
         return Ok(found.clone());
     }
-    let tag = cluster.etcd.local.as_ref().and_then(|l| l.image_tag.clone());
+    let tag = cluster
+        .etcd
+        .local
+        .as_ref()
+        .and_then(|l| l.image_tag.clone());
     let tag = tag.unwrap_or_else(|| version::etcd_tag_for(kubernetes).to_string());
     tag.parse().map_err(|e: version::VersionError| {
-        validate::error_at(sources, "ClusterConfiguration", &["etcd", "local", "imageTag"], e.to_string())
-            .with_hint("pin the etcd version with BootConfiguration.etcdVersion")
+        validate::error_at(
+            sources,
+            "ClusterConfiguration",
+            &["etcd", "local", "imageTag"],
+            e.to_string(),
+        )
+        .with_hint("pin the etcd version with BootConfiguration.etcdVersion")
     })
 }

@@ -16,7 +16,8 @@ macro_rules! string_serde {
         impl<'de> Deserialize<'de> for $ty {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let text = String::deserialize(d)?;
-                text.parse().map_err(|e| de::Error::custom(format!("{text:?} {e}")))
+                text.parse()
+                    .map_err(|e| de::Error::custom(format!("{text:?} {e}")))
             }
         }
         impl Serialize for $ty {
@@ -44,7 +45,10 @@ impl Cidrs {
 impl FromStr for Cidrs {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let nets: Result<Vec<IpNet>, _> = s.split(',').map(|part| part.trim().parse::<IpNet>()).collect();
+        let nets: Result<Vec<IpNet>, _> = s
+            .split(',')
+            .map(|part| part.trim().parse::<IpNet>())
+            .collect();
         match nets {
             Ok(nets) if !nets.is_empty() && nets.len() <= 2 => Ok(Cidrs(nets)),
             Ok(_) => Err("is not a valid CIDR list (one CIDR, or two for dual-stack)".into()),
@@ -68,7 +72,9 @@ pub struct Ip(pub IpAddr);
 impl FromStr for Ip {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        s.parse().map(Ip).map_err(|_| "is not a valid IP address".into())
+        s.parse()
+            .map(Ip)
+            .map_err(|_| "is not a valid IP address".into())
     }
 }
 
@@ -96,10 +102,14 @@ impl FromStr for GoDuration {
             return Err(bad());
         }
         while !rest.is_empty() {
-            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .ok_or_else(bad)?;
             let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
             rest = &rest[num_len..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
             let seconds = match &rest[..unit_len] {
                 "ns" => 1e-9,
                 "us" | "µs" => 1e-6,
@@ -146,7 +156,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// `https://host:port`, bracketing IPv6 hosts; `default_port` is the API server's bindPort.
     pub fn url(&self, default_port: u16) -> String {
-        format!("https://{}:{}", bracket_host(&self.host), self.port.unwrap_or(default_port))
+        format!(
+            "https://{}:{}",
+            bracket_host(&self.host),
+            self.port.unwrap_or(default_port)
+        )
     }
 }
 
@@ -177,12 +191,17 @@ impl FromStr for Endpoint {
                 None => (s, None),
             }
         };
-        let port = port.map(|p| p.parse::<u16>().map_err(|_| bad())).transpose()?;
+        let port = port
+            .map(|p| p.parse::<u16>().map_err(|_| bad()))
+            .transpose()?;
         let valid_host = host.parse::<IpAddr>().is_ok() || is_dns_name(host);
         if !valid_host || port == Some(0) {
             return Err(bad());
         }
-        Ok(Endpoint { host: host.to_string(), port })
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -203,7 +222,9 @@ pub fn is_dns_name(name: &str) -> bool {
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -276,7 +297,11 @@ mod tests {
 
     #[test]
     fn go_durations_round_trip() {
-        for (text, secs, shown) in [("4m0s", 240, "4m0s"), ("8760h", 31_536_000, "8760h0m0s"), ("1h30m", 5400, "1h30m0s")] {
+        for (text, secs, shown) in [
+            ("4m0s", 240, "4m0s"),
+            ("8760h", 31_536_000, "8760h0m0s"),
+            ("1h30m", 5400, "1h30m0s"),
+        ] {
             let d: GoDuration = text.parse().unwrap();
             assert_eq!(d.0.as_secs(), secs);
             assert_eq!(d.to_string(), shown);
@@ -290,7 +315,10 @@ mod tests {
     #[test]
     fn cidrs_accept_single_and_dual_stack() {
         assert_eq!("10.96.0.0/12".parse::<Cidrs>().unwrap().0.len(), 1);
-        assert_eq!("10.96.0.0/12,fd00::/108".parse::<Cidrs>().unwrap().0.len(), 2);
+        assert_eq!(
+            "10.96.0.0/12,fd00::/108".parse::<Cidrs>().unwrap().0.len(),
+            2
+        );
         assert!("10.244.0.0/33".parse::<Cidrs>().is_err());
         assert!("a,b,c".parse::<Cidrs>().is_err());
     }
@@ -299,9 +327,18 @@ mod tests {
     fn endpoints_parse_hosts_ports_and_ipv6() {
         let e: Endpoint = "cp.example.com:443".parse().unwrap();
         assert_eq!((e.host.as_str(), e.port), ("cp.example.com", Some(443)));
-        assert_eq!("[fd00::1]:6443".parse::<Endpoint>().unwrap().url(1), "https://[fd00::1]:6443");
-        assert_eq!("fd00::1".parse::<Endpoint>().unwrap().url(6443), "https://[fd00::1]:6443");
-        assert_eq!("10.0.0.1".parse::<Endpoint>().unwrap().url(6443), "https://10.0.0.1:6443");
+        assert_eq!(
+            "[fd00::1]:6443".parse::<Endpoint>().unwrap().url(1),
+            "https://[fd00::1]:6443"
+        );
+        assert_eq!(
+            "fd00::1".parse::<Endpoint>().unwrap().url(6443),
+            "https://[fd00::1]:6443"
+        );
+        assert_eq!(
+            "10.0.0.1".parse::<Endpoint>().unwrap().url(6443),
+            "https://10.0.0.1:6443"
+        );
         for bad in ["", "Bad_Host", "h:0", "h:x", "[::1"] {
             assert!(bad.parse::<Endpoint>().is_err(), "{bad}");
         }

@@ -9,12 +9,20 @@ use super::load::DocumentSource;
 use super::types::is_dns_name;
 
 /// An error about `kind.path`, with the line of that field when the file has it.
-pub fn error_at(sources: &[DocumentSource], kind: &str, path: &[&str], message: impl Into<String>) -> ConfigError {
+pub fn error_at(
+    sources: &[DocumentSource],
+    kind: &str,
+    path: &[&str],
+    message: impl Into<String>,
+) -> ConfigError {
     let source = sources.iter().find(|s| s.kind == kind);
     ConfigError {
         file: source.map(|_| "config").unwrap_or("flags").to_string(),
         line: source.and_then(|s| locate(&s.text, path).map(|l| l + s.first_line - 1)),
-        path: std::iter::once(kind).chain(path.iter().copied()).collect::<Vec<_>>().join("."),
+        path: std::iter::once(kind)
+            .chain(path.iter().copied())
+            .collect::<Vec<_>>()
+            .join("."),
         message: message.into(),
         hint: None,
     }
@@ -26,7 +34,9 @@ fn locate(text: &str, path: &[&str]) -> Option<usize> {
     let mut parent_indent: isize = -1;
     for (index, line) in text.lines().enumerate() {
         let indent = (line.len() - line.trim_start().len()) as isize;
-        let Some((key, _)) = line.trim_start().trim_start_matches("- ").split_once(':') else { continue };
+        let Some((key, _)) = line.trim_start().trim_start_matches("- ").split_once(':') else {
+            continue;
+        };
         if indent <= parent_indent && depth > 0 {
             // Left the block we were searching in.
             return None;
@@ -43,15 +53,27 @@ fn locate(text: &str, path: &[&str]) -> Option<usize> {
 }
 
 /// Cross-field rules kubeadm's validation enforces.
-pub fn documents(init: &InitConfiguration, cluster: &ClusterConfiguration, sources: &[DocumentSource]) -> Result<(), ConfigError> {
+pub fn documents(
+    init: &InitConfiguration,
+    cluster: &ClusterConfiguration,
+    sources: &[DocumentSource],
+) -> Result<(), ConfigError> {
     let at = |kind: &str, path: &[&str], msg: String| error_at(sources, kind, path, msg);
     if cluster.etcd.local.is_some() && cluster.etcd.external.is_some() {
-        return Err(at("ClusterConfiguration", &["etcd"], "local and external are mutually exclusive".into())
-            .with_hint("keep etcd.local for a stacked etcd or etcd.external for your own cluster"));
+        return Err(at(
+            "ClusterConfiguration",
+            &["etcd"],
+            "local and external are mutually exclusive".into(),
+        )
+        .with_hint("keep etcd.local for a stacked etcd or etcd.external for your own cluster"));
     }
     if let Some(external) = &cluster.etcd.external {
         if external.endpoints.is_empty() {
-            return Err(at("ClusterConfiguration", &["etcd", "external", "endpoints"], "must list at least one endpoint".into()));
+            return Err(at(
+                "ClusterConfiguration",
+                &["etcd", "external", "endpoints"],
+                "must list at least one endpoint".into(),
+            ));
         }
         for endpoint in &external.endpoints {
             if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
@@ -64,11 +86,19 @@ pub fn documents(init: &InitConfiguration, cluster: &ClusterConfiguration, sourc
         }
         let files = [&external.ca_file, &external.cert_file, &external.key_file];
         if files.iter().any(|f| f.is_empty()) && files.iter().any(|f| !f.is_empty()) {
-            return Err(at("ClusterConfiguration", &["etcd", "external"], "caFile, certFile and keyFile go together".into()));
+            return Err(at(
+                "ClusterConfiguration",
+                &["etcd", "external"],
+                "caFile, certFile and keyFile go together".into(),
+            ));
         }
     }
     if init.local_api_endpoint.bind_port == 0 {
-        return Err(at("InitConfiguration", &["localAPIEndpoint", "bindPort"], "must be between 1 and 65535".into()));
+        return Err(at(
+            "InitConfiguration",
+            &["localAPIEndpoint", "bindPort"],
+            "must be between 1 and 65535".into(),
+        ));
     }
     let services = &cluster.networking.service_subnet.0;
     for net in services {
@@ -78,34 +108,85 @@ pub fn documents(init: &InitConfiguration, cluster: &ClusterConfiguration, sourc
             return Err(at(
                 "ClusterConfiguration",
                 &["networking", "serviceSubnet"],
-                format!("{net} is too large: at most 20 host bits (e.g. /12 for IPv4, /108 for IPv6)"),
+                format!(
+                    "{net} is too large: at most 20 host bits (e.g. /12 for IPv4, /108 for IPv6)"
+                ),
             ));
         }
     }
     if let Some(pods) = &cluster.networking.pod_subnet {
-        if let Some((p, s)) = pods.0.iter().flat_map(|p| services.iter().map(move |s| (p, s))).find(|(p, s)| overlaps(p, s)) {
-            return Err(at("ClusterConfiguration", &["networking", "podSubnet"], format!("{p} overlaps the service subnet {s}")));
+        if let Some((p, s)) = pods
+            .0
+            .iter()
+            .flat_map(|p| services.iter().map(move |s| (p, s)))
+            .find(|(p, s)| overlaps(p, s))
+        {
+            return Err(at(
+                "ClusterConfiguration",
+                &["networking", "podSubnet"],
+                format!("{p} overlaps the service subnet {s}"),
+            ));
         }
     }
     if !is_dns_name(&cluster.networking.dns_domain) {
-        return Err(at("ClusterConfiguration", &["networking", "dnsDomain"], format!("{:?} is not a DNS name", cluster.networking.dns_domain)));
+        return Err(at(
+            "ClusterConfiguration",
+            &["networking", "dnsDomain"],
+            format!("{:?} is not a DNS name", cluster.networking.dns_domain),
+        ));
     }
     let components = [
-        ("apiServer", &cluster.api_server.extra_args, &cluster.api_server.extra_volumes, &cluster.api_server.extra_envs),
-        ("controllerManager", &cluster.controller_manager.extra_args, &cluster.controller_manager.extra_volumes, &cluster.controller_manager.extra_envs),
-        ("scheduler", &cluster.scheduler.extra_args, &cluster.scheduler.extra_volumes, &cluster.scheduler.extra_envs),
+        (
+            "apiServer",
+            &cluster.api_server.extra_args,
+            &cluster.api_server.extra_volumes,
+            &cluster.api_server.extra_envs,
+        ),
+        (
+            "controllerManager",
+            &cluster.controller_manager.extra_args,
+            &cluster.controller_manager.extra_volumes,
+            &cluster.controller_manager.extra_envs,
+        ),
+        (
+            "scheduler",
+            &cluster.scheduler.extra_args,
+            &cluster.scheduler.extra_volumes,
+            &cluster.scheduler.extra_envs,
+        ),
     ];
     for (name, args, volumes, envs) in components {
-        if let Some(arg) = args.iter().find(|a| a.name.is_empty() || a.name.starts_with('-')) {
-            return Err(at("ClusterConfiguration", &[name, "extraArgs"], format!("{:?} is not a flag name (write it without dashes)", arg.name)));
+        if let Some(arg) = args
+            .iter()
+            .find(|a| a.name.is_empty() || a.name.starts_with('-'))
+        {
+            return Err(at(
+                "ClusterConfiguration",
+                &[name, "extraArgs"],
+                format!(
+                    "{:?} is not a flag name (write it without dashes)",
+                    arg.name
+                ),
+            ));
         }
         for volume in volumes.iter() {
             if !(volume.host_path.starts_with('/') && volume.mount_path.starts_with('/')) {
-                return Err(at("ClusterConfiguration", &[name, "extraVolumes"], format!("volume {:?}: hostPath and mountPath must be absolute", volume.name)));
+                return Err(at(
+                    "ClusterConfiguration",
+                    &[name, "extraVolumes"],
+                    format!(
+                        "volume {:?}: hostPath and mountPath must be absolute",
+                        volume.name
+                    ),
+                ));
             }
         }
         if let Some(env) = envs.iter().find(|e| e.name.is_empty()) {
-            return Err(at("ClusterConfiguration", &[name, "extraEnvs"], format!("an entry has an empty name (value {:?})", env.value)));
+            return Err(at(
+                "ClusterConfiguration",
+                &[name, "extraEnvs"],
+                format!("an entry has an empty name (value {:?})", env.value),
+            ));
         }
     }
     Ok(())
@@ -120,8 +201,13 @@ pub fn node_name(name: &str, sources: &[DocumentSource]) -> Result<(), ConfigErr
     if is_dns_name(name) {
         return Ok(());
     }
-    Err(error_at(sources, "InitConfiguration", &["nodeRegistration", "name"], format!("{name:?} is not a valid node name (lowercase RFC 1123 DNS name)"))
-        .with_hint("set nodeRegistration.name or --node-name"))
+    Err(error_at(
+        sources,
+        "InitConfiguration",
+        &["nodeRegistration", "name"],
+        format!("{name:?} is not a valid node name (lowercase RFC 1123 DNS name)"),
+    )
+    .with_hint("set nodeRegistration.name or --node-name"))
 }
 
 #[cfg(test)]

@@ -13,28 +13,43 @@ use crate::version::Version;
 
 /// Gathers the host's facts; `bin_dirs` are searched for `kube-apiserver` and `etcd`.
 pub fn gather(bin_dirs: &[PathBuf]) -> HostFacts {
-    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into());
+    let hostname = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
     HostFacts {
         hostname,
         default_address: default_route_address(),
         kubernetes_binary: find_binary(bin_dirs, "kube-apiserver").and_then(|b| binary_version(&b)),
         etcd_binary: find_binary(bin_dirs, "etcd").and_then(|b| binary_version(&b)),
         proxy_env: proxy_env(),
-        existing_ca_dirs: OPTIONAL_CA_DIRS.iter().filter(|(_, dir)| Path::new(dir).is_dir()).map(|(_, d)| d.to_string()).collect(),
+        existing_ca_dirs: OPTIONAL_CA_DIRS
+            .iter()
+            .filter(|(_, dir)| Path::new(dir).is_dir())
+            .map(|(_, d)| d.to_string())
+            .collect(),
     }
 }
 
 /// The first executable named `name` in `dirs`.
 pub fn find_binary(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    dirs.iter()
-        .map(|d| d.join(name))
-        .find(|p| p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false))
+    dirs.iter().map(|d| d.join(name)).find(|p| {
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    })
 }
 
 /// Runs `binary --version` (bounded to 5 s) and finds the version in its output.
 pub fn binary_version(binary: &Path) -> Option<Version> {
-    let mut child = Command::new(binary).arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
+    let mut child = Command::new(binary)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match child.try_wait() {
@@ -54,7 +69,9 @@ pub fn binary_version(binary: &Path) -> Option<Version> {
 
 /// kubeadm's `GetProxyEnvVars`: every `*_proxy` variable, either case.
 fn proxy_env() -> Vec<(String, String)> {
-    std::env::vars().filter(|(name, _)| name.to_ascii_lowercase().ends_with("_proxy")).collect()
+    std::env::vars()
+        .filter(|(name, _)| name.to_ascii_lowercase().ends_with("_proxy"))
+        .collect()
 }
 
 /// The IPv4 address of the default route's interface (kubeadm's `ChooseHostInterface`).

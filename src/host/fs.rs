@@ -28,13 +28,24 @@ pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
     let mut staged: Vec<(PathBuf, &RenderedFile)> = Vec::with_capacity(files.len());
     let result = (|| {
         for file in files {
-            let tmp = stage(file).map_err(|source| WriteError { path: file.path.clone(), source })?;
+            let tmp = stage(file).map_err(|source| WriteError {
+                path: file.path.clone(),
+                source,
+            })?;
             staged.push((tmp, file));
         }
         for (tmp, file) in &staged {
-            fs::rename(tmp, &file.path).map_err(|source| WriteError { path: file.path.clone(), source })?;
+            fs::rename(tmp, &file.path).map_err(|source| WriteError {
+                path: file.path.clone(),
+                source,
+            })?;
             if let Some(dir) = file.path.parent() {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(|source| WriteError { path: dir.to_path_buf(), source })?;
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|source| WriteError {
+                        path: dir.to_path_buf(),
+                        source,
+                    })?;
             }
         }
         Ok(())
@@ -52,7 +63,10 @@ fn create_dir_all(dir: &Path) -> io::Result<()> {
 }
 
 fn temporary_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.boot-tmp"))
 }
 
@@ -62,11 +76,19 @@ fn stage(file: &RenderedFile) -> io::Result<PathBuf> {
         create_dir_all(dir)?;
     }
     if file.path.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::IsADirectory, "a directory is in the way"));
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory is in the way",
+        ));
     }
     let tmp = temporary_path(&file.path);
     let result = (|| {
-        let mut out = OpenOptions::new().write(true).create(true).truncate(true).mode(file.mode).open(&tmp)?;
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(file.mode)
+            .open(&tmp)?;
         // The mode passed to open() is filtered by the umask; set it exactly.
         out.set_permissions(fs::Permissions::from_mode(file.mode))?;
         out.write_all(&file.bytes)?;
@@ -94,9 +116,15 @@ mod tests {
         let meta = fs::metadata(&key.path).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_to_string(&key.path).unwrap(), "secret");
-        let pki_mode = fs::metadata(dir.path().join("pki")).unwrap().permissions().mode();
+        let pki_mode = fs::metadata(dir.path().join("pki"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(pki_mode & 0o777, DIR_MODE);
-        let names: Vec<_> = fs::read_dir(dir.path().join("pki")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path().join("pki"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 2, "temporary files left: {names:?}");
     }
 

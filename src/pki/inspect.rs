@@ -127,9 +127,7 @@ impl CertFacts {
     }
 
     pub fn has_key_usage(&self, usage: KeyUsage) -> bool {
-        self.key_usages
-            .as_ref()
-            .map_or(true, |u| u.contains(&usage))
+        self.key_usages.as_ref().is_none_or(|u| u.contains(&usage))
     }
 
     pub fn has_ext_key_usage(&self, usage: ExtKeyUsage) -> bool {

@@ -10,7 +10,7 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 use super::inspect::CertFacts;
 use super::keys::{generate_keys, PrivateKey, PUBLIC_KEY_LABEL};
-use super::profiles::{CertProfile, Profiles, Signer};
+use super::profiles::{CertProfile, KeyPairProfile, Profiles, Signer};
 use super::reuse::{check_ca, check_leaf, find_pair, ExistingPki, Found, LeafExpectation};
 use super::sans::{alt_names, AltNames};
 use super::sign::{cert_pem, sign, CertSpec};
@@ -27,7 +27,7 @@ pub const CLUSTER_CA: &str = "ca";
 enum State {
     Ready {
         cert: CertFacts,
-        key: PrivateKey,
+        key: Box<PrivateKey>,
         generated: bool,
     },
     /// A CA certificate without its key: it cannot sign, everything it signs must exist.
@@ -74,19 +74,7 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
     }
 
     let sa = &profiles.service_account;
-    let (sa_key_path, sa_pub_path) = (dir.join(sa.key_file()), dir.join(sa.pub_file()));
-    let sa_key = match existing.get(&sa.key_file()) {
-        Some(bytes) => Some(
-            std::str::from_utf8(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(PrivateKey::from_pem)
-                .map_err(|reason| PkiError::ParseKey {
-                    path: sa_key_path.clone(),
-                    reason,
-                })?,
-        ),
-        None => None,
-    };
+    let sa_key = existing_sa_key(sa, existing, dir)?;
 
     // Every new key at once, on every core: key generation is nearly all of the time.
     let pending = entries
@@ -99,7 +87,9 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
     let mut outcomes = Vec::new();
     for i in 0..entries.len() {
         let (done, rest) = entries.split_at_mut(i);
-        let entry = &mut rest[0];
+        let Some((entry, _)) = rest.split_first_mut() else {
+            break;
+        };
         if matches!(entry.state, State::Pending) {
             let key = keys.pop().ok_or_else(|| PkiError::KeyGeneration {
                 algorithm: req.algorithm.to_string(),
@@ -116,7 +106,7 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
             let cert = CertFacts::from_der(der, &crt_path)?;
             entry.state = State::Ready {
                 cert,
-                key,
+                key: Box::new(key),
                 generated: true,
             };
         }
@@ -133,32 +123,14 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
         outcomes.push(CertOutcome { name, file, action });
     }
 
-    let sa_action = match sa_key {
-        Some(key) => {
-            match existing.get(&sa.pub_file()) {
-                Some(public) => check_sa_public(public, &key, &sa_pub_path, &sa_key_path)?,
-                None => files.push(RenderedFile::new(
-                    &sa_pub_path,
-                    KEY_MODE,
-                    key.public_key_pem(),
-                )),
-            }
-            CertAction::Reused
-        }
-        None => {
-            let key = keys.pop().ok_or_else(|| PkiError::KeyGeneration {
-                algorithm: req.algorithm.to_string(),
-                reason: "no key left for the service-account key pair".into(),
-            })?;
-            files.push(RenderedFile::new(&sa_key_path, KEY_MODE, key.pem()));
-            files.push(RenderedFile::new(
-                &sa_pub_path,
-                KEY_MODE,
-                key.public_key_pem(),
-            ));
-            CertAction::Generated
-        }
+    let sa_new_key = match sa_key {
+        Some(_) => None,
+        None => Some(keys.pop().ok_or_else(|| PkiError::KeyGeneration {
+            algorithm: req.algorithm.to_string(),
+            reason: "no key left for the service-account key pair".into(),
+        })?),
     };
+    let sa_action = service_account(sa, sa_key, sa_new_key, existing, dir, &mut files)?;
     outcomes.push(CertOutcome {
         name: sa.name.clone(),
         file: sa.file.clone(),
@@ -167,7 +139,7 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
 
     let ca = entries.into_iter().find(|e| e.profile.name == CLUSTER_CA);
     let (ca_cert, ca_key) = match ca.map(|e| e.state) {
-        Some(State::Ready { cert, key, .. }) => (cert, Some(key)),
+        Some(State::Ready { cert, key, .. }) => (cert, Some(*key)),
         Some(State::External(cert)) => (cert, None),
         _ => {
             return Err(PkiError::Profiles {
@@ -296,6 +268,56 @@ fn issue_one(
                 reason: format!("CA {name} cannot sign"),
             }),
         },
+    }
+}
+
+/// `sa.key` as found on disk, if any.
+fn existing_sa_key(
+    sa: &KeyPairProfile,
+    existing: &ExistingPki,
+    dir: &Path,
+) -> Result<Option<PrivateKey>, PkiError> {
+    let Some(bytes) = existing.get(&sa.key_file()) else {
+        return Ok(None);
+    };
+    std::str::from_utf8(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(PrivateKey::from_pem)
+        .map(Some)
+        .map_err(|reason| PkiError::ParseKey {
+            path: dir.join(sa.key_file()),
+            reason,
+        })
+}
+
+/// The service-account key pair (certs.go CreateServiceAccountKeyAndPublicKeyFiles): an existing
+/// `sa.key` is reused and `sa.pub` derived from it when missing; otherwise `new_key` is written.
+fn service_account(
+    sa: &KeyPairProfile,
+    found: Option<PrivateKey>,
+    new_key: Option<PrivateKey>,
+    existing: &ExistingPki,
+    dir: &Path,
+    files: &mut Vec<RenderedFile>,
+) -> Result<CertAction, PkiError> {
+    let (key_path, pub_path) = (dir.join(sa.key_file()), dir.join(sa.pub_file()));
+    match (found, new_key) {
+        (Some(key), _) => {
+            match existing.get(&sa.pub_file()) {
+                Some(public) => check_sa_public(public, &key, &pub_path, &key_path)?,
+                None => files.push(RenderedFile::new(pub_path, KEY_MODE, key.public_key_pem())),
+            }
+            Ok(CertAction::Reused)
+        }
+        (None, Some(key)) => {
+            files.push(RenderedFile::new(key_path, KEY_MODE, key.pem()));
+            files.push(RenderedFile::new(pub_path, KEY_MODE, key.public_key_pem()));
+            Ok(CertAction::Generated)
+        }
+        (None, None) => Err(PkiError::KeyGeneration {
+            algorithm: "service-account".into(),
+            reason: "no key was generated for sa.key".into(),
+        }),
     }
 }
 

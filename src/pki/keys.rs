@@ -129,7 +129,8 @@ impl PrivateKey {
                     KeyAlgorithm::Rsa3072 => 3072,
                     _ => 4096,
                 };
-                let key = rsa::RsaPrivateKey::new(&mut OsRng, bits).map_err(|e| failed(&e))?;
+                let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits)
+                    .map_err(|e| failed(&e))?;
                 let pkcs1 = key.to_pkcs1_der().map_err(|e| failed(&e))?;
                 let pkcs8 = key.to_pkcs8_der().map_err(|e| failed(&e))?;
                 (

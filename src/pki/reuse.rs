@@ -66,7 +66,7 @@ pub enum Found {
     /// Only the certificate: an external CA, or an error for a leaf.
     CertOnly(CertFacts),
     /// Both files, and the key belongs to the certificate.
-    Pair(CertFacts, PrivateKey),
+    Pair(CertFacts, Box<PrivateKey>),
 }
 
 /// Loads a certificate's pair from `existing`. A key without its certificate is an error, and so
@@ -105,7 +105,7 @@ pub fn find_pair(
             key: key_path,
         });
     }
-    Ok(Found::Pair(facts, key))
+    Ok(Found::Pair(facts, Box::new(key)))
 }
 
 /// A certificate must be valid at `now` to be reused.
@@ -234,4 +234,108 @@ pub fn profile_differences(want: &LeafExpectation, facts: &CertFacts) -> Vec<Str
         diffs.push(format!("SANs {} are missing", missing.join(", ")));
     }
     diffs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::pki::tests_support::request;
+    use crate::pki::{issue, sans::alt_names, Pki, PkiRequest};
+
+    /// Issues a fresh PKI and returns it with the files as they would be found on disk.
+    fn issued(req: &PkiRequest) -> (Pki, ExistingPki) {
+        let pki = issue(req, &ExistingPki::empty()).unwrap();
+        let existing = pki.files.iter().fold(ExistingPki::empty(), |e, f| {
+            let name = f
+                .path
+                .strip_prefix(&req.cert_dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            e.with_file(name, f.bytes.clone())
+        });
+        (pki, existing)
+    }
+
+    fn facts(existing: &ExistingPki, name: &str) -> CertFacts {
+        CertFacts::from_pem(existing.get(name).unwrap(), Path::new(name)).unwrap()
+    }
+
+    #[test]
+    fn profile_differences_lists_everything_that_differs() {
+        let req = request();
+        let (_, existing) = issued(&req);
+        let profiles = Profiles::embedded().unwrap();
+        let etcd_server = profiles.find("etcd-server").unwrap();
+        let sans = alt_names(
+            &etcd_server.sans,
+            "node1",
+            "etcd-server",
+            &req,
+            &mut Vec::new(),
+        );
+        let ca = facts(&existing, "ca.crt");
+        let want = LeafExpectation {
+            profile: etcd_server,
+            cn: "node1",
+            alt_names: &sans,
+            ca: &ca,
+            ca_path: "ca.crt".into(),
+        };
+        let diffs = profile_differences(&want, &facts(&existing, "apiserver.crt"));
+        assert_eq!(
+            diffs,
+            [
+                "CN is \"kube-apiserver\", expected \"node1\"",
+                "ext key usage client-auth is missing",
+                "SANs DNS:localhost, IP:127.0.0.1, IP:::1 are missing",
+            ]
+        );
+        let same = LeafExpectation {
+            profile: profiles.find("apiserver").unwrap(),
+            cn: "kube-apiserver",
+            ..want
+        };
+        let apiserver_sans = alt_names(
+            &[crate::pki::SanRule::Apiserver],
+            "",
+            "apiserver",
+            &req,
+            &mut Vec::new(),
+        );
+        let same = LeafExpectation {
+            alt_names: &apiserver_sans,
+            ..same
+        };
+        assert!(profile_differences(&same, &facts(&existing, "apiserver.crt")).is_empty());
+    }
+
+    #[test]
+    fn a_key_without_its_certificate_is_an_error() {
+        let req = request();
+        let (_, existing) = issued(&req);
+        let key = existing.get("etcd/ca.key").unwrap().to_vec();
+        let only_key = ExistingPki::empty().with_file("etcd/ca.key", key);
+        let err = issue(&req, &only_key).unwrap_err().to_string();
+        assert!(
+            err.contains("etcd/ca.key exists but") && err.contains("etcd/ca.crt does not"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_expired_leaf_is_an_error_naming_it() {
+        let mut req = request();
+        req.cert_validity = Duration::from_secs(3600);
+        let (_, existing) = issued(&req);
+        req.now += Duration::from_secs(2 * 3600);
+        let err = issue(&req, &existing).unwrap_err();
+        assert!(
+            matches!(err, PkiError::OutsideValidity { ref name, .. } if name == "apiserver"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("renew it or remove it"), "{err}");
+    }
 }

@@ -18,6 +18,6 @@ pub mod tcp;
 pub mod tracker;
 
 pub use run::{run, ProbeResult};
-pub use set::{ProbeSet, Verdict};
+pub use set::{DueProbe, ProbeSet, Verdict};
 pub use spec::{ProbeAction, ProbeSettings, ProbeSpecError, Scheme};
 pub use tracker::{ProbeKind, ProbeOutcomeChange, ProbeState, ProbeTracker};

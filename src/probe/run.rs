@@ -49,3 +49,53 @@ fn http_result(response: &super::http::HttpResponse) -> ProbeResult {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LONG: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn dispatches_tcp_and_exec() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tcp = ProbeAction::TcpSocket {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        assert_eq!(run(&tcp, LONG, &[]).await, ProbeResult::Success);
+
+        let exec = ProbeAction::Exec {
+            command: vec!["sh".into(), "-c".into(), "test \"$X\" = 1".into()],
+        };
+        assert_eq!(
+            run(&exec, LONG, &[("X".into(), "1".into())]).await,
+            ProbeResult::Success
+        );
+        assert_eq!(
+            run(&exec, LONG, &[]).await,
+            ProbeResult::Failure("exit status 1".into())
+        );
+    }
+
+    #[test]
+    fn http_status_classes() {
+        let result = |status| {
+            http_result(&super::super::http::HttpResponse {
+                status,
+                body: vec![],
+            })
+        };
+        assert_eq!(result(200), ProbeResult::Success);
+        assert_eq!(result(399), ProbeResult::Success);
+        assert_eq!(
+            result(199),
+            ProbeResult::Failure("HTTP probe failed with statuscode: 199".into())
+        );
+        assert_eq!(
+            result(400),
+            ProbeResult::Failure("HTTP probe failed with statuscode: 400".into())
+        );
+    }
+}

@@ -50,6 +50,9 @@ struct Slot {
     action: ProbeAction,
     tracker: ProbeTracker,
     last_run: Option<Instant>,
+    /// Handed out by `take_due` and not yet answered by `record`: like the kubelet's worker,
+    /// which probes sequentially, a probe never runs twice at once, however short its period.
+    in_flight: bool,
 }
 
 /// The three probes of one container instance.
@@ -78,6 +81,7 @@ impl ProbeSet {
                 action,
                 tracker: ProbeTracker::new(kind, settings),
                 last_run: None,
+                in_flight: false,
             })
         };
         let startup = slot(ProbeKind::Startup, startup);
@@ -157,11 +161,14 @@ impl ProbeSet {
             .iter()
             .filter(|k| self.active(**k))
             .filter_map(|k| self.slot(*k))
+            .filter(|s| !s.in_flight)
             .map(|s| s.tracker.next_due(self.container_started, s.last_run))
             .min()
     }
 
-    /// The probes due at `now`, each marked as run at `now` so it is due again one period later.
+    /// The probes due at `now`, each marked as run at `now` so it is due again one period later,
+    /// and in flight until its result is [`record`](Self::record)ed: every probe handed out here
+    /// must be answered, or it never runs again.
     pub fn take_due(&mut self, now: Instant) -> Vec<DueProbe> {
         let mut due = Vec::new();
         for kind in Self::KINDS {
@@ -170,8 +177,9 @@ impl ProbeSet {
             }
             let started = self.container_started;
             if let Some(slot) = self.slot_mut(kind) {
-                if slot.tracker.next_due(started, slot.last_run) <= now {
+                if !slot.in_flight && slot.tracker.next_due(started, slot.last_run) <= now {
                     slot.last_run = Some(now);
+                    slot.in_flight = true;
                     due.push(DueProbe {
                         kind,
                         action: slot.action.clone(),
@@ -187,6 +195,9 @@ impl ProbeSet {
     /// after start, anything on hold, liveness while terminating) are ignored, as the kubelet's
     /// worker would not have run them.
     pub fn record(&mut self, kind: ProbeKind, result: &ProbeResult) -> Vec<Verdict> {
+        if let Some(slot) = self.slot_mut(kind) {
+            slot.in_flight = false;
+        }
         if !self.active(kind) {
             return Vec::new();
         }
@@ -215,9 +226,10 @@ impl ProbeSet {
             }
             _ => {}
         }
-        match (was_ready, self.ready()) {
-            (false, true) => verdicts.push(Verdict::Ready),
-            (true, false) => verdicts.push(Verdict::NotReady {
+        // A restart implies not ready; the agent needs no second verdict for it.
+        match (was_ready, self.ready(), self.on_hold) {
+            (false, true, _) => verdicts.push(Verdict::Ready),
+            (true, false, false) => verdicts.push(Verdict::NotReady {
                 reason: self.readiness_reason(),
             }),
             _ => {}
@@ -276,3 +288,7 @@ impl ProbeSet {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "set_tests.rs"]
+mod tests;

@@ -269,3 +269,7 @@ impl ProbeSettings {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod tests;

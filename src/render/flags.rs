@@ -22,15 +22,24 @@ fn path_str(path: &Path) -> String {
 /// `[binary, --a=1, --b=2, …]`: defaults overridden by `extra` (all defaults of a name are
 /// replaced by all extra entries of that name), sorted by name, then value.
 pub fn command(binary: &str, defaults: Vec<Flag>, extra: &[Arg]) -> Vec<String> {
-    let mut flags: Vec<Flag> = defaults.into_iter().filter(|(name, _)| !extra.iter().any(|a| &a.name == name)).collect();
+    let mut flags: Vec<Flag> = defaults
+        .into_iter()
+        .filter(|(name, _)| !extra.iter().any(|a| &a.name == name))
+        .collect();
     flags.extend(extra.iter().map(|a| (a.name.clone(), a.value.clone())));
     flags.sort();
-    std::iter::once(binary.to_string()).chain(flags.into_iter().map(|(n, v)| format!("--{n}={v}"))).collect()
+    std::iter::once(binary.to_string())
+        .chain(flags.into_iter().map(|(n, v)| format!("--{n}={v}")))
+        .collect()
 }
 
 /// The value an `extraArgs` entry sets for `name`, if any (the last one wins for single values).
 pub fn extra_value<'a>(extra: &'a [Arg], name: &str) -> Option<&'a str> {
-    extra.iter().rev().find(|a| a.name == name).map(|a| a.value.as_str())
+    extra
+        .iter()
+        .rev()
+        .find(|a| a.name == name)
+        .map(|a| a.value.as_str())
 }
 
 /// The rooted host paths the flags refer to.
@@ -41,7 +50,10 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(cfg: &Config, root: &HostRoot) -> Self {
-        Paths { cert_dir: path_str(&root.path(cfg.cert_dir())), kubernetes_dir: path_str(&root.path("/etc/kubernetes")) }
+        Paths {
+            cert_dir: path_str(&root.path(cfg.cert_dir())),
+            kubernetes_dir: path_str(&root.path("/etc/kubernetes")),
+        }
     }
 
     fn pki(&self, file: &str) -> String {
@@ -69,9 +81,15 @@ pub fn kube_apiserver(cfg: &Config, p: &Paths) -> Vec<Flag> {
         flag("client-ca-file", p.pki("ca.crt")),
         flag("enable-admission-plugins", "NodeRestriction"),
         flag("enable-bootstrap-token-auth", "true"),
-        flag("kubelet-client-certificate", p.pki("apiserver-kubelet-client.crt")),
+        flag(
+            "kubelet-client-certificate",
+            p.pki("apiserver-kubelet-client.crt"),
+        ),
         flag("kubelet-client-key", p.pki("apiserver-kubelet-client.key")),
-        flag("kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname"),
+        flag(
+            "kubelet-preferred-address-types",
+            "InternalIP,ExternalIP,Hostname",
+        ),
         flag("proxy-client-cert-file", p.pki("front-proxy-client.crt")),
         flag("proxy-client-key-file", p.pki("front-proxy-client.key")),
         flag("requestheader-allowed-names", "front-proxy-client"),
@@ -80,10 +98,19 @@ pub fn kube_apiserver(cfg: &Config, p: &Paths) -> Vec<Flag> {
         flag("requestheader-group-headers", "X-Remote-Group"),
         flag("requestheader-username-headers", "X-Remote-User"),
         flag("secure-port", cfg.bind_port().to_string()),
-        flag("service-account-issuer", format!("https://kubernetes.default.svc.{}", cfg.cluster.networking.dns_domain)),
+        flag(
+            "service-account-issuer",
+            format!(
+                "https://kubernetes.default.svc.{}",
+                cfg.cluster.networking.dns_domain
+            ),
+        ),
         flag("service-account-key-file", p.pki("sa.pub")),
         flag("service-account-signing-key-file", p.pki("sa.key")),
-        flag("service-cluster-ip-range", cfg.cluster.networking.service_subnet.to_string()),
+        flag(
+            "service-cluster-ip-range",
+            cfg.cluster.networking.service_subnet.to_string(),
+        ),
         flag("tls-cert-file", p.pki("apiserver.crt")),
         flag("tls-private-key-file", p.pki("apiserver.key")),
     ];
@@ -94,7 +121,11 @@ pub fn kube_apiserver(cfg: &Config, p: &Paths) -> Vec<Flag> {
     match (&cfg.cluster.etcd.external, cfg.local_etcd()) {
         (Some(external), _) => {
             flags.push(flag("etcd-servers", external.endpoints.join(",")));
-            for (name, file) in [("etcd-cafile", &external.ca_file), ("etcd-certfile", &external.cert_file), ("etcd-keyfile", &external.key_file)] {
+            for (name, file) in [
+                ("etcd-cafile", &external.ca_file),
+                ("etcd-certfile", &external.cert_file),
+                ("etcd-keyfile", &external.key_file),
+            ] {
                 if !file.is_empty() {
                     flags.push(flag(name, file.clone()));
                 }
@@ -103,8 +134,11 @@ pub fn kube_apiserver(cfg: &Config, p: &Paths) -> Vec<Flag> {
         (None, local) => {
             // The apiserver talks to the local member; etcd.local.extraArgs advertise-client-urls
             // overrides the address as in kubeadm.
-            let advertised = local.and_then(|l| extra_value(&l.extra_args, "advertise-client-urls"));
-            let servers = advertised.map(str::to_string).unwrap_or_else(|| format!("https://{}:2379", bracket_host(loopback(cfg))));
+            let advertised =
+                local.and_then(|l| extra_value(&l.extra_args, "advertise-client-urls"));
+            let servers = advertised
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("https://{}:2379", bracket_host(loopback(cfg))));
             flags.push(flag("etcd-servers", servers));
             flags.push(flag("etcd-cafile", p.pki("etcd/ca.crt")));
             flags.push(flag("etcd-certfile", p.pki("apiserver-etcd-client.crt")));
@@ -116,7 +150,13 @@ pub fn kube_apiserver(cfg: &Config, p: &Paths) -> Vec<Flag> {
 
 pub fn kube_controller_manager(cfg: &Config, p: &Paths, external_ca: bool) -> Vec<Flag> {
     let kubeconfig = p.conf("controller-manager.conf");
-    let signing = |file: &str| if external_ca { String::new() } else { p.pki(file) };
+    let signing = |file: &str| {
+        if external_ca {
+            String::new()
+        } else {
+            p.pki(file)
+        }
+    };
     let mut flags = vec![
         flag("authentication-kubeconfig", kubeconfig.clone()),
         flag("authorization-kubeconfig", kubeconfig.clone()),
@@ -136,7 +176,10 @@ pub fn kube_controller_manager(cfg: &Config, p: &Paths, external_ca: bool) -> Ve
     if let Some(pods) = &cfg.cluster.networking.pod_subnet {
         flags.push(flag("allocate-node-cidrs", "true"));
         flags.push(flag("cluster-cidr", pods.to_string()));
-        flags.push(flag("service-cluster-ip-range", cfg.cluster.networking.service_subnet.to_string()));
+        flags.push(flag(
+            "service-cluster-ip-range",
+            cfg.cluster.networking.service_subnet.to_string(),
+        ));
     }
     flags
 }
@@ -163,10 +206,19 @@ pub fn etcd(cfg: &Config, p: &Paths, data_dir: &str) -> Vec<Flag> {
         flag("cert-file", etcd_pki("server.crt")),
         flag("client-cert-auth", "true"),
         flag("data-dir", data_dir),
-        flag("initial-advertise-peer-urls", format!("https://{address}:2380")),
-        flag("initial-cluster", format!("{}=https://{address}:2380", cfg.node_name)),
+        flag(
+            "initial-advertise-peer-urls",
+            format!("https://{address}:2380"),
+        ),
+        flag(
+            "initial-cluster",
+            format!("{}=https://{address}:2380", cfg.node_name),
+        ),
         flag("key-file", etcd_pki("server.key")),
-        flag("listen-client-urls", format!("https://{lo}:2379,https://{address}:2379")),
+        flag(
+            "listen-client-urls",
+            format!("https://{lo}:2379,https://{address}:2379"),
+        ),
         flag("listen-metrics-urls", format!("http://{lo}:2381")),
         flag("listen-peer-urls", format!("https://{address}:2380")),
         flag("name", cfg.node_name.clone()),
@@ -194,9 +246,30 @@ mod tests {
     #[test]
     fn extra_args_replace_all_defaults_of_a_name_and_sort() {
         let defaults = vec![flag("b", "1"), flag("a", "2"), flag("b", "0")];
-        let extra = [Arg { name: "b".into(), value: "9".into() }, Arg { name: "c".into(), value: "".into() }];
-        assert_eq!(command("x", defaults, &extra), ["x", "--a=2", "--b=9", "--c="]);
-        let dupes = [Arg { name: "z".into(), value: "2".into() }, Arg { name: "z".into(), value: "1".into() }];
+        let extra = [
+            Arg {
+                name: "b".into(),
+                value: "9".into(),
+            },
+            Arg {
+                name: "c".into(),
+                value: "".into(),
+            },
+        ];
+        assert_eq!(
+            command("x", defaults, &extra),
+            ["x", "--a=2", "--b=9", "--c="]
+        );
+        let dupes = [
+            Arg {
+                name: "z".into(),
+                value: "2".into(),
+            },
+            Arg {
+                name: "z".into(),
+                value: "1".into(),
+            },
+        ];
         assert_eq!(command("x", vec![], &dupes), ["x", "--z=1", "--z=2"]);
     }
 }

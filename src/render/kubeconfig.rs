@@ -11,7 +11,7 @@ use super::templates::Templates;
 use super::RenderError;
 use crate::config::Config;
 use crate::host::RenderedFile;
-use crate::pki::Pki;
+use crate::pki::{ClientSubject, Pki};
 
 /// One kubeconfig: its file, the client's CN and O, and whether it talks to the
 /// controlPlaneEndpoint (admins) or the local API server (components).
@@ -24,41 +24,102 @@ pub struct KubeconfigSpec {
 
 /// `getKubeConfigSpecsBase` without `kubelet.conf`: there is no kubelet.
 pub const KUBECONFIGS: &[KubeconfigSpec] = &[
-    KubeconfigSpec { file: "admin.conf", user: "kubernetes-admin", organizations: &["kubeadm:cluster-admins"], via_endpoint: true },
-    KubeconfigSpec { file: "super-admin.conf", user: "kubernetes-super-admin", organizations: &["system:masters"], via_endpoint: true },
-    KubeconfigSpec { file: "controller-manager.conf", user: "system:kube-controller-manager", organizations: &[], via_endpoint: false },
-    KubeconfigSpec { file: "scheduler.conf", user: "system:kube-scheduler", organizations: &[], via_endpoint: false },
+    KubeconfigSpec {
+        file: "admin.conf",
+        user: "kubernetes-admin",
+        organizations: &["kubeadm:cluster-admins"],
+        via_endpoint: true,
+    },
+    KubeconfigSpec {
+        file: "super-admin.conf",
+        user: "kubernetes-super-admin",
+        organizations: &["system:masters"],
+        via_endpoint: true,
+    },
+    KubeconfigSpec {
+        file: "controller-manager.conf",
+        user: "system:kube-controller-manager",
+        organizations: &[],
+        via_endpoint: false,
+    },
+    KubeconfigSpec {
+        file: "scheduler.conf",
+        user: "system:kube-scheduler",
+        organizations: &[],
+        via_endpoint: false,
+    },
 ];
 
-/// Renders every kubeconfig that is not already present with the same CA.
-pub fn render(cfg: &Config, templates: &Templates, dir: &Path, pki: &Pki) -> Result<(Vec<RenderedFile>, Vec<String>), RenderError> {
-    let mut files = Vec::new();
+/// Renders every kubeconfig that is not already present with the same CA. The client keys are
+/// generated in parallel (RSA key generation is most of the time `boot` takes).
+pub fn render(
+    cfg: &Config,
+    templates: &Templates,
+    dir: &Path,
+    pki: &Pki,
+) -> Result<(Vec<RenderedFile>, Vec<String>), RenderError> {
     let mut warnings = Vec::new();
     let ca_data = BASE64.encode(pki.ca_cert_pem());
+    let mut wanted = Vec::new();
     for spec in KUBECONFIGS {
         let path = dir.join(spec.file);
-        let server = if spec.via_endpoint { cfg.control_plane_url() } else { cfg.local_api_url() };
-        if let Some(existing) = read_existing(&path)? {
-            if existing.ca_data != ca_data {
-                return Err(RenderError::KubeconfigCaMismatch { path });
+        let server = if spec.via_endpoint {
+            cfg.control_plane_url()
+        } else {
+            cfg.local_api_url()
+        };
+        match read_existing(&path)? {
+            Some(existing) if existing.ca_data != ca_data => {
+                return Err(RenderError::KubeconfigCaMismatch { path })
             }
-            if existing.server != server {
-                warnings.push(format!("{}: keeps server {} (expected {server})", path.display(), existing.server));
+            Some(existing) => {
+                if existing.server != server {
+                    warnings.push(format!(
+                        "{}: keeps server {} (expected {server})",
+                        path.display(),
+                        existing.server
+                    ));
+                }
             }
-            continue;
+            None => wanted.push((spec, path, server)),
         }
-        let credentials = pki
-            .client_credentials(spec.user, spec.organizations)
-            .map_err(|source| RenderError::KubeconfigCredentials { path: path.clone(), source })?;
+    }
+    let subjects: Vec<ClientSubject> = wanted
+        .iter()
+        .map(|(spec, _, _)| ClientSubject {
+            cn: spec.user,
+            organizations: spec.organizations,
+        })
+        .collect();
+    let credentials = pki.client_credentials_many(&subjects).map_err(|source| {
+        RenderError::KubeconfigCredentials {
+            path: wanted
+                .first()
+                .map(|(_, p, _)| p.clone())
+                .unwrap_or_default(),
+            source: Box::new(source),
+        }
+    })?;
+    let mut files = Vec::new();
+    for ((spec, path, server), credentials) in wanted.into_iter().zip(credentials) {
         let mut context = tera::Context::new();
         context.insert("ca_data", &ca_data);
         context.insert("server", &server);
         context.insert("cluster_name", &cfg.cluster.cluster_name);
         context.insert("user", spec.user);
-        context.insert("context_name", &format!("{}@{}", spec.user, cfg.cluster.cluster_name));
-        context.insert("client_certificate_data", &BASE64.encode(&credentials.cert_pem));
+        context.insert(
+            "context_name",
+            &format!("{}@{}", spec.user, cfg.cluster.cluster_name),
+        );
+        context.insert(
+            "client_certificate_data",
+            &BASE64.encode(&credentials.cert_pem),
+        );
         context.insert("client_key_data", &BASE64.encode(&credentials.key_pem));
-        let text = templates.render("kubeconfig.yaml.tera", &context)?.trim_start().to_string();
+        let text = templates
+            .render("kubeconfig.yaml.tera", &context)?
+            .trim_start()
+            .to_string();
         files.push(RenderedFile::new(path, 0o600, text));
     }
     Ok((files, warnings))
@@ -73,11 +134,28 @@ fn read_existing(path: &Path) -> Result<Option<ExistingKubeconfig>, RenderError>
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(RenderError::Read { path: path.into(), source }),
+        Err(source) => {
+            return Err(RenderError::Read {
+                path: path.into(),
+                source,
+            })
+        }
     };
-    let invalid = |why: &str| RenderError::KubeconfigInvalid { path: path.into(), why: why.into() };
-    let value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| invalid(&e.to_string()))?;
+    let invalid = |why: &str| RenderError::KubeconfigInvalid {
+        path: path.into(),
+        why: why.into(),
+    };
+    let value: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| invalid(&e.to_string()))?;
     let cluster = &value["clusters"][0]["cluster"];
-    let field = |name: &str| cluster[name].as_str().map(str::to_string).ok_or_else(|| invalid(&format!("clusters[0].cluster.{name} is missing")));
-    Ok(Some(ExistingKubeconfig { ca_data: field("certificate-authority-data")?, server: field("server")? }))
+    let field = |name: &str| {
+        cluster[name]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| invalid(&format!("clusters[0].cluster.{name} is missing")))
+    };
+    Ok(Some(ExistingKubeconfig {
+        ca_data: field("certificate-authority-data")?,
+        server: field("server")?,
+    }))
 }

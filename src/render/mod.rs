@@ -40,7 +40,10 @@ pub enum RenderError {
         source: std::io::Error,
     },
     #[error("{path} matches no template (known: {})", known.join(", "))]
-    UnknownTemplate { path: PathBuf, known: Vec<&'static str> },
+    UnknownTemplate {
+        path: PathBuf,
+        known: Vec<&'static str>,
+    },
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
@@ -55,12 +58,12 @@ pub enum RenderError {
     KubeconfigCredentials {
         path: PathBuf,
         #[source]
-        source: PkiError,
+        source: Box<PkiError>,
     },
     #[error("the cluster CA {path} does not exist")]
     MissingCa { path: PathBuf },
     #[error(transparent)]
-    Pki(#[from] PkiError),
+    Pki(Box<PkiError>),
 }
 
 impl RenderError {
@@ -79,8 +82,19 @@ impl RenderError {
     }
 }
 
+impl From<PkiError> for RenderError {
+    fn from(err: PkiError) -> Self {
+        RenderError::Pki(Box::new(err))
+    }
+}
+
 /// The components in the order kubeadm writes them.
-pub const COMPONENTS: &[&str] = &["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+pub const COMPONENTS: &[&str] = &[
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
 
 /// Where files are written (and existing certificates and kubeconfigs are read). The paths
 /// written *inside* the files always follow the configuration and `--root`; `boot manifests --out
@@ -104,7 +118,11 @@ impl OutputLayout {
 
     /// `DIR` standing for `/etc/kubernetes`: `DIR/pki`, `DIR/*.conf`, `DIR/manifests`.
     pub fn under(dir: &Path) -> Self {
-        OutputLayout { cert_dir: dir.join("pki"), kubernetes_dir: dir.to_path_buf(), manifest_dir: dir.join("manifests") }
+        OutputLayout {
+            cert_dir: dir.join("pki"),
+            kubernetes_dir: dir.to_path_buf(),
+            manifest_dir: dir.join("manifests"),
+        }
     }
 }
 
@@ -130,22 +148,38 @@ pub fn manifests(
         .filter(|spec| components.contains(&spec.name))
         .map(|spec| {
             let template = format!("{}.yaml.tera", spec.name);
-            let context = tera::Context::from_serialize(&spec).map_err(|e| RenderError::Template { name: template.clone(), message: e.to_string() })?;
-            let text = templates.render(&template, &context)?.trim_start().to_string();
+            let context =
+                tera::Context::from_serialize(&spec).map_err(|e| RenderError::Template {
+                    name: template.clone(),
+                    message: e.to_string(),
+                })?;
+            let text = templates
+                .render(&template, &context)?
+                .trim_start()
+                .to_string();
             check_pod(&template, &text)?;
             // Manifests are 0600 in a 0700 directory (kubeadm's WriteStaticPodToDisk).
-            Ok(RenderedFile::new(manifest_dir.join(format!("{}.yaml", spec.name)), 0o600, text))
+            Ok(RenderedFile::new(
+                manifest_dir.join(format!("{}.yaml", spec.name)),
+                0o600,
+                text,
+            ))
         })
         .collect()
 }
 
 /// A manifest must be one Pod a kubelet would accept; a user template that breaks that fails here.
 fn check_pod(template: &str, text: &str) -> Result<Pod, RenderError> {
-    let invalid = |message: String| RenderError::InvalidPod { name: template.to_string(), message };
+    let invalid = |message: String| RenderError::InvalidPod {
+        name: template.to_string(),
+        message,
+    };
     let pod: Pod = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
     let spec = pod.spec.as_ref().ok_or_else(|| invalid("no spec".into()))?;
     if pod.metadata.name.as_deref().unwrap_or_default().is_empty() || spec.containers.is_empty() {
-        return Err(invalid("a Pod needs metadata.name and at least one container".into()));
+        return Err(invalid(
+            "a Pod needs metadata.name and at least one container".into(),
+        ));
     }
     Ok(pod)
 }
@@ -159,9 +193,15 @@ pub fn pki_request(cfg: &Config, cert_dir: &Path, now: SystemTime) -> PkiRequest
         advertise_address: cfg.advertise_address,
         first_service_ip: cfg.first_service_ip(),
         dns_domain: cfg.cluster.networking.dns_domain.clone(),
-        control_plane_endpoint_host: cfg.cluster.control_plane_endpoint.as_ref().map(|e| e.host.clone()),
+        control_plane_endpoint_host: cfg
+            .cluster
+            .control_plane_endpoint
+            .as_ref()
+            .map(|e| e.host.clone()),
         apiserver_cert_sans: cfg.cluster.api_server.cert_sans.clone(),
-        etcd_server_cert_sans: local.map(|l| l.server_cert_sans.clone()).unwrap_or_default(),
+        etcd_server_cert_sans: local
+            .map(|l| l.server_cert_sans.clone())
+            .unwrap_or_default(),
         etcd_peer_cert_sans: local.map(|l| l.peer_cert_sans.clone()).unwrap_or_default(),
         local_etcd: local.is_some(),
         algorithm: cfg.cluster.encryption_algorithm,
@@ -190,11 +230,23 @@ pub struct Parts<'a> {
 
 /// Renders the requested parts in memory. Kubeconfigs embed client certificates, so they need the
 /// cluster CA: issued here with `pki`, or already present in the layout's certificate directory.
-pub fn bundle(cfg: &Config, root: &HostRoot, templates: &Templates, layout: &OutputLayout, parts: Parts, now: SystemTime) -> Result<Bundle, RenderError> {
-    let mut bundle = Bundle { files: Vec::new(), warnings: cfg.warnings.clone() };
+pub fn bundle(
+    cfg: &Config,
+    root: &HostRoot,
+    templates: &Templates,
+    layout: &OutputLayout,
+    parts: Parts,
+    now: SystemTime,
+) -> Result<Bundle, RenderError> {
+    let mut bundle = Bundle {
+        files: Vec::new(),
+        warnings: cfg.warnings.clone(),
+    };
     let mut external_ca = is_external_ca(&layout.cert_dir);
     if parts.kubeconfigs && !parts.pki && !layout.cert_dir.join("ca.crt").exists() {
-        return Err(RenderError::MissingCa { path: layout.cert_dir.join("ca.crt") });
+        return Err(RenderError::MissingCa {
+            path: layout.cert_dir.join("ca.crt"),
+        });
     }
     if parts.pki || parts.kubeconfigs {
         let existing = ExistingPki::load(&layout.cert_dir)?;
@@ -205,12 +257,20 @@ pub fn bundle(cfg: &Config, root: &HostRoot, templates: &Templates, layout: &Out
             bundle.files.extend(issued.files.iter().cloned());
         }
         if parts.kubeconfigs && !issued.external_ca {
-            let (files, warnings) = kubeconfig::render(cfg, templates, &layout.kubernetes_dir, &issued)?;
+            let (files, warnings) =
+                kubeconfig::render(cfg, templates, &layout.kubernetes_dir, &issued)?;
             bundle.files.extend(files);
             bundle.warnings.extend(warnings);
         }
     }
-    bundle.files.extend(manifests(cfg, root, templates, &layout.manifest_dir, parts.components, external_ca)?);
+    bundle.files.extend(manifests(
+        cfg,
+        root,
+        templates,
+        &layout.manifest_dir,
+        parts.components,
+        external_ca,
+    )?);
     Ok(bundle)
 }
 

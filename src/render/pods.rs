@@ -14,7 +14,10 @@ pub struct KeyValue {
 }
 
 fn kv(key: &str, value: impl Into<String>) -> KeyValue {
-    KeyValue { key: key.to_string(), value: value.into() }
+    KeyValue {
+        key: key.to_string(),
+        value: value.into(),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -74,7 +77,10 @@ pub const OPTIONAL_CA_DIRS: &[(&str, &str)] = &[
     ("etc-ca-certificates", "/etc/ca-certificates"),
     ("etc-pki-ca-trust", "/etc/pki/ca-trust"),
     ("etc-pki-tls-certs", "/etc/pki/tls/certs"),
-    ("usr-local-share-ca-certificates", "/usr/local/share/ca-certificates"),
+    (
+        "usr-local-share-ca-certificates",
+        "/usr/local/share/ca-certificates",
+    ),
     ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
 ];
 
@@ -85,11 +91,26 @@ struct Probe<'a> {
     scheme: &'static str,
 }
 
-fn probes(cfg: &Config, p: Probe, liveness: &str, readiness: Option<&str>, startup: &str) -> (Vec<ProbeSpec>, Vec<PortSpec>) {
+fn probes(
+    cfg: &Config,
+    p: Probe,
+    liveness: &str,
+    readiness: Option<&str>,
+    startup: &str,
+) -> (Vec<ProbeSpec>, Vec<PortSpec>) {
     let named = cfg.kubernetes_version.at_least(1, 34, 0);
-    let port = if named { serde_json::json!("probe-port") } else { serde_json::json!(p.port) };
+    let port = if named {
+        serde_json::json!("probe-port")
+    } else {
+        serde_json::json!(p.port)
+    };
     // The startup budget follows timeouts.controlPlaneComponentHealthCheck: ceil(timeout / 10s).
-    let budget = cfg.init.timeouts.control_plane_component_health_check.0.as_secs();
+    let budget = cfg
+        .init
+        .timeouts
+        .control_plane_component_health_check
+        .0
+        .as_secs();
     let startup_threshold = budget.div_ceil(10).max(1) as u32;
     let spec = |kind, path: &str, delay, threshold, period| ProbeSpec {
         kind,
@@ -107,12 +128,25 @@ fn probes(cfg: &Config, p: Probe, liveness: &str, readiness: Option<&str>, start
         list.push(spec("readiness", path, 0, 3, 1));
     }
     list.push(spec("startup", startup, 10, startup_threshold, 10));
-    let ports = if named { vec![PortSpec { name: "probe-port", container_port: p.port }] } else { vec![] };
+    let ports = if named {
+        vec![PortSpec {
+            name: "probe-port",
+            container_port: p.port,
+        }]
+    } else {
+        vec![]
+    };
     (list, ports)
 }
 
 fn volume(name: &str, path: &str, path_type: HostPathType, read_only: bool) -> VolumeSpec {
-    VolumeSpec { name: name.into(), host_path: path.into(), mount_path: path.into(), path_type: path_type.as_str(), read_only }
+    VolumeSpec {
+        name: name.into(),
+        host_path: path.into(),
+        mount_path: path.into(),
+        path_type: path_type.as_str(),
+        read_only,
+    }
 }
 
 /// Defaults, then `extraVolumes` replacing defaults of the same name, sorted by name.
@@ -136,17 +170,33 @@ fn env(cfg: &Config, extra: &ControlPlaneComponent) -> Vec<EnvEntry> {
         .proxy_env
         .iter()
         .filter(|(name, _)| !extra.extra_envs.iter().any(|e| &e.name == name))
-        .map(|(name, value)| EnvEntry { name: name.clone(), value: value.clone() })
+        .map(|(name, value)| EnvEntry {
+            name: name.clone(),
+            value: value.clone(),
+        })
         .collect();
-    env.extend(extra.extra_envs.iter().map(|e| EnvEntry { name: e.name.clone(), value: e.value.clone() }));
+    env.extend(extra.extra_envs.iter().map(|e| EnvEntry {
+        name: e.name.clone(),
+        value: e.value.clone(),
+    }));
     env.sort_by(|a, b| a.name.cmp(&b.name));
     env
 }
 
 fn ca_volumes(cfg: &Config, paths: &Paths) -> Vec<VolumeSpec> {
     let mut volumes = vec![
-        volume("ca-certs", "/etc/ssl/certs", HostPathType::DirectoryOrCreate, true),
-        volume("k8s-certs", &paths.cert_dir, HostPathType::DirectoryOrCreate, true),
+        volume(
+            "ca-certs",
+            "/etc/ssl/certs",
+            HostPathType::DirectoryOrCreate,
+            true,
+        ),
+        volume(
+            "k8s-certs",
+            &paths.cert_dir,
+            HostPathType::DirectoryOrCreate,
+            true,
+        ),
     ];
     for (name, dir) in OPTIONAL_CA_DIRS {
         if cfg.host.existing_ca_dirs.iter().any(|d| d == dir) {
@@ -171,7 +221,9 @@ fn local_probe_host(extra: &ControlPlaneComponent) -> String {
 }
 
 fn secure_port(extra: &ControlPlaneComponent, default: u16) -> u16 {
-    extra_value(&extra.extra_args, "secure-port").and_then(|p| p.parse().ok()).unwrap_or(default)
+    extra_value(&extra.extra_args, "secure-port")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default)
 }
 
 pub fn kube_apiserver(cfg: &Config, root: &HostRoot) -> PodSpec {
@@ -182,23 +234,50 @@ pub fn kube_apiserver(cfg: &Config, root: &HostRoot) -> PodSpec {
         // The directories of the external etcd's files, unless already mounted.
         let mut index = 0;
         for file in [&external.ca_file, &external.cert_file, &external.key_file] {
-            let Some(dir) = std::path::Path::new(file).parent().map(|d| d.display().to_string()) else { continue };
+            let Some(dir) = std::path::Path::new(file)
+                .parent()
+                .map(|d| d.display().to_string())
+            else {
+                continue;
+            };
             if file.is_empty() || volumes.iter().any(|v| dir.starts_with(&v.host_path)) {
                 continue;
             }
-            volumes.push(volume(&format!("etcd-certs-{index}"), &dir, HostPathType::DirectoryOrCreate, true));
+            volumes.push(volume(
+                &format!("etcd-certs-{index}"),
+                &dir,
+                HostPathType::DirectoryOrCreate,
+                true,
+            ));
             index += 1;
         }
     }
     let address = cfg.advertise_address.to_string();
     let host_port = format!("{}:{}", bracket_host(&address), cfg.bind_port());
-    let (probes, ports) = probes(cfg, Probe { host: &address, port: cfg.bind_port(), scheme: "HTTPS" }, "/livez", Some("/readyz"), "/livez");
+    let (probes, ports) = probes(
+        cfg,
+        Probe {
+            host: &address,
+            port: cfg.bind_port(),
+            scheme: "HTTPS",
+        },
+        "/livez",
+        Some("/readyz"),
+        "/livez",
+    );
     PodSpec {
         name: "kube-apiserver",
         labels: labels("kube-apiserver"),
-        annotations: vec![kv("kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint", host_port)],
+        annotations: vec![kv(
+            "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint",
+            host_port,
+        )],
         image: cfg.component_image("kube-apiserver"),
-        command: flags::command("kube-apiserver", flags::kube_apiserver(cfg, &paths), &component.extra_args),
+        command: flags::command(
+            "kube-apiserver",
+            flags::kube_apiserver(cfg, &paths),
+            &component.extra_args,
+        ),
         env: env(cfg, &component),
         probes,
         ports,
@@ -211,21 +290,52 @@ pub fn kube_controller_manager(cfg: &Config, root: &HostRoot, external_ca: bool)
     let paths = Paths::new(cfg, root);
     let component = &cfg.cluster.controller_manager;
     let mut volumes = ca_volumes(cfg, &paths);
-    let kubeconfig = root.path("/etc/kubernetes/controller-manager.conf").display().to_string();
-    volumes.push(volume("kubeconfig", &kubeconfig, HostPathType::FileOrCreate, true));
+    let kubeconfig = root
+        .path("/etc/kubernetes/controller-manager.conf")
+        .display()
+        .to_string();
+    volumes.push(volume(
+        "kubeconfig",
+        &kubeconfig,
+        HostPathType::FileOrCreate,
+        true,
+    ));
     let flex = extra_value(&component.extra_args, "flex-volume-plugin-dir")
         .map(str::to_string)
-        .unwrap_or_else(|| root.path("/usr/libexec/kubernetes/kubelet-plugins/volume/exec").display().to_string());
-    volumes.push(volume("flexvolume-dir", &flex, HostPathType::DirectoryOrCreate, false));
+        .unwrap_or_else(|| {
+            root.path("/usr/libexec/kubernetes/kubelet-plugins/volume/exec")
+                .display()
+                .to_string()
+        });
+    volumes.push(volume(
+        "flexvolume-dir",
+        &flex,
+        HostPathType::DirectoryOrCreate,
+        false,
+    ));
     let host = local_probe_host(component);
     let port = secure_port(component, 10257);
-    let (probes, ports) = probes(cfg, Probe { host: &host, port, scheme: "HTTPS" }, "/healthz", None, "/healthz");
+    let (probes, ports) = probes(
+        cfg,
+        Probe {
+            host: &host,
+            port,
+            scheme: "HTTPS",
+        },
+        "/healthz",
+        None,
+        "/healthz",
+    );
     PodSpec {
         name: "kube-controller-manager",
         labels: labels("kube-controller-manager"),
         annotations: vec![],
         image: cfg.component_image("kube-controller-manager"),
-        command: flags::command("kube-controller-manager", flags::kube_controller_manager(cfg, &paths, external_ca), &component.extra_args),
+        command: flags::command(
+            "kube-controller-manager",
+            flags::kube_controller_manager(cfg, &paths, external_ca),
+            &component.extra_args,
+        ),
         env: env(cfg, component),
         probes,
         ports,
@@ -237,10 +347,22 @@ pub fn kube_controller_manager(cfg: &Config, root: &HostRoot, external_ca: bool)
 pub fn kube_scheduler(cfg: &Config, root: &HostRoot) -> PodSpec {
     let paths = Paths::new(cfg, root);
     let component = &cfg.cluster.scheduler;
-    let kubeconfig = root.path("/etc/kubernetes/scheduler.conf").display().to_string();
-    let volumes = vec![volume("kubeconfig", &kubeconfig, HostPathType::FileOrCreate, true)];
+    let kubeconfig = root
+        .path("/etc/kubernetes/scheduler.conf")
+        .display()
+        .to_string();
+    let volumes = vec![volume(
+        "kubeconfig",
+        &kubeconfig,
+        HostPathType::FileOrCreate,
+        true,
+    )];
     let host = local_probe_host(component);
-    let probe = Probe { host: &host, port: secure_port(component, 10259), scheme: "HTTPS" };
+    let probe = Probe {
+        host: &host,
+        port: secure_port(component, 10259),
+        scheme: "HTTPS",
+    };
     // /livez and /readyz from 1.32 (k/k#126945); /healthz before, without readiness.
     let (probes, ports) = if cfg.kubernetes_version.at_least(1, 32, 0) {
         probes(cfg, probe, "/livez", Some("/readyz"), "/livez")
@@ -252,7 +374,11 @@ pub fn kube_scheduler(cfg: &Config, root: &HostRoot) -> PodSpec {
         labels: labels("kube-scheduler"),
         annotations: vec![],
         image: cfg.component_image("kube-scheduler"),
-        command: flags::command("kube-scheduler", flags::kube_scheduler(&paths), &component.extra_args),
+        command: flags::command(
+            "kube-scheduler",
+            flags::kube_scheduler(&paths),
+            &component.extra_args,
+        ),
         env: env(cfg, component),
         probes,
         ports,
@@ -266,29 +392,69 @@ pub fn etcd(cfg: &Config, root: &HostRoot) -> Option<PodSpec> {
     let local = cfg.local_etcd()?;
     let paths = Paths::new(cfg, root);
     let data_dir = root.path(&local.data_dir).display().to_string();
-    let command = flags::command("etcd", flags::etcd(cfg, &paths, &data_dir), &local.extra_args);
+    let command = flags::command(
+        "etcd",
+        flags::etcd(cfg, &paths, &data_dir),
+        &local.extra_args,
+    );
     let volumes = vec![
-        volume("etcd-certs", &format!("{}/etcd", paths.cert_dir), HostPathType::DirectoryOrCreate, false),
-        volume("etcd-data", &data_dir, HostPathType::DirectoryOrCreate, false),
+        volume(
+            "etcd-certs",
+            &format!("{}/etcd", paths.cert_dir),
+            HostPathType::DirectoryOrCreate,
+            false,
+        ),
+        volume(
+            "etcd-data",
+            &data_dir,
+            HostPathType::DirectoryOrCreate,
+            false,
+        ),
     ];
     // The probe target is the first listen-metrics-urls entry (kubeadm's getEtcdProbeEndpoint).
-    let metrics = command.iter().find_map(|a| a.strip_prefix("--listen-metrics-urls=")).unwrap_or("http://127.0.0.1:2381");
+    let metrics = command
+        .iter()
+        .find_map(|a| a.strip_prefix("--listen-metrics-urls="))
+        .unwrap_or("http://127.0.0.1:2381");
     let (host, port) = metrics_host_port(metrics);
-    let probe = Probe { host: &host, port, scheme: if metrics.starts_with("https") { "HTTPS" } else { "HTTP" } };
+    let probe = Probe {
+        host: &host,
+        port,
+        scheme: if metrics.starts_with("https") {
+            "HTTPS"
+        } else {
+            "HTTP"
+        },
+    };
     // /livez and /readyz exist from etcd 3.5.11 (k/k#124465); older etcd only has /health.
     let (probes, ports) = if cfg.etcd_version.at_least(3, 5, 11) {
         probes(cfg, probe, "/livez", Some("/readyz"), "/readyz")
     } else {
-        probes(cfg, probe, "/health?exclude=NOSPACE&serializable=true", None, "/health?serializable=false")
+        probes(
+            cfg,
+            probe,
+            "/health?exclude=NOSPACE&serializable=true",
+            None,
+            "/health?serializable=false",
+        )
     };
     let address = bracket_host(&cfg.advertise_address.to_string());
     Some(PodSpec {
         name: "etcd",
         labels: labels("etcd"),
-        annotations: vec![kv("kubeadm.kubernetes.io/etcd.advertise-client-urls", format!("https://{address}:2379"))],
+        annotations: vec![kv(
+            "kubeadm.kubernetes.io/etcd.advertise-client-urls",
+            format!("https://{address}:2379"),
+        )],
         image: cfg.etcd_image(),
         command,
-        env: env(cfg, &ControlPlaneComponent { extra_envs: local.extra_envs.clone(), ..Default::default() }),
+        env: env(
+            cfg,
+            &ControlPlaneComponent {
+                extra_envs: local.extra_envs.clone(),
+                ..Default::default()
+            },
+        ),
         probes,
         ports,
         requests: vec![kv("cpu", "100m"), kv("memory", "100Mi")],
@@ -299,12 +465,23 @@ pub fn etcd(cfg: &Config, root: &HostRoot) -> Option<PodSpec> {
 /// `http://[::1]:2381,…` → (`::1`, 2381).
 fn metrics_host_port(urls: &str) -> (String, u16) {
     let first = urls.split(',').next().unwrap_or_default();
-    let authority = first.split("://").nth(1).unwrap_or(first).split('/').next().unwrap_or_default();
+    let authority = first
+        .split("://")
+        .nth(1)
+        .unwrap_or(first)
+        .split('/')
+        .next()
+        .unwrap_or_default();
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') => (h, p.parse().unwrap_or(2381)),
         _ => (authority, 2381),
     };
-    (host.trim_start_matches('[').trim_end_matches(']').to_string(), port)
+    (
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    )
 }
 
 #[cfg(test)]
@@ -313,7 +490,13 @@ mod tests {
 
     #[test]
     fn metrics_urls_give_probe_host_and_port() {
-        assert_eq!(metrics_host_port("http://127.0.0.1:2381"), ("127.0.0.1".into(), 2381));
-        assert_eq!(metrics_host_port("http://[::1]:2382,http://x:1"), ("::1".into(), 2382));
+        assert_eq!(
+            metrics_host_port("http://127.0.0.1:2381"),
+            ("127.0.0.1".into(), 2381)
+        );
+        assert_eq!(
+            metrics_host_port("http://[::1]:2382,http://x:1"),
+            ("::1".into(), 2382)
+        );
     }
 }

@@ -11,12 +11,30 @@ use super::RenderError;
 
 /// Every template, as shipped.
 const BUILT_IN: &[(&str, &str)] = &[
-    ("static-pod.yaml.tera", include_str!("../../templates/static-pod.yaml.tera")),
-    ("etcd.yaml.tera", include_str!("../../templates/etcd.yaml.tera")),
-    ("kube-apiserver.yaml.tera", include_str!("../../templates/kube-apiserver.yaml.tera")),
-    ("kube-controller-manager.yaml.tera", include_str!("../../templates/kube-controller-manager.yaml.tera")),
-    ("kube-scheduler.yaml.tera", include_str!("../../templates/kube-scheduler.yaml.tera")),
-    ("kubeconfig.yaml.tera", include_str!("../../templates/kubeconfig.yaml.tera")),
+    (
+        "static-pod.yaml.tera",
+        include_str!("../../templates/static-pod.yaml.tera"),
+    ),
+    (
+        "etcd.yaml.tera",
+        include_str!("../../templates/etcd.yaml.tera"),
+    ),
+    (
+        "kube-apiserver.yaml.tera",
+        include_str!("../../templates/kube-apiserver.yaml.tera"),
+    ),
+    (
+        "kube-controller-manager.yaml.tera",
+        include_str!("../../templates/kube-controller-manager.yaml.tera"),
+    ),
+    (
+        "kube-scheduler.yaml.tera",
+        include_str!("../../templates/kube-scheduler.yaml.tera"),
+    ),
+    (
+        "kubeconfig.yaml.tera",
+        include_str!("../../templates/kubeconfig.yaml.tera"),
+    ),
 ];
 
 pub struct Templates {
@@ -32,16 +50,36 @@ impl Templates {
     /// The built-in templates, with any file of the same name in `dir` taking precedence. Files in
     /// `dir` that match no template are an error, so a typo does not silently change nothing.
     pub fn with_overrides(dir: Option<&Path>) -> Result<Self, RenderError> {
-        let mut sources: HashMap<&str, String> = BUILT_IN.iter().map(|(n, t)| (*n, t.to_string())).collect();
+        let mut sources: HashMap<&str, String> =
+            BUILT_IN.iter().map(|(n, t)| (*n, t.to_string())).collect();
         if let Some(dir) = dir {
-            let entries = std::fs::read_dir(dir).map_err(|source| RenderError::TemplateDir { dir: dir.into(), source })?;
+            let entries = std::fs::read_dir(dir).map_err(|source| RenderError::TemplateDir {
+                dir: dir.into(),
+                source,
+            })?;
             for entry in entries {
-                let path = entry.map_err(|source| RenderError::TemplateDir { dir: dir.into(), source })?.path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                let path = entry
+                    .map_err(|source| RenderError::TemplateDir {
+                        dir: dir.into(),
+                        source,
+                    })?
+                    .path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
                 let Some((known, _)) = BUILT_IN.iter().find(|(n, _)| *n == name) else {
-                    return Err(RenderError::UnknownTemplate { path, known: BUILT_IN.iter().map(|(n, _)| *n).collect() });
+                    return Err(RenderError::UnknownTemplate {
+                        path,
+                        known: BUILT_IN.iter().map(|(n, _)| *n).collect(),
+                    });
                 };
-                let text = std::fs::read_to_string(&path).map_err(|source| RenderError::TemplateRead { path: path.clone(), source })?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|source| RenderError::TemplateRead {
+                        path: path.clone(),
+                        source,
+                    })?;
                 sources.insert(known, text);
             }
         }
@@ -51,12 +89,21 @@ impl Templates {
         // Parents first, so `extends` resolves.
         let mut ordered: Vec<(&str, String)> = sources.into_iter().collect();
         ordered.sort_by_key(|(name, _)| *name != "static-pod.yaml.tera");
-        tera.add_raw_templates(ordered).map_err(|e| RenderError::Template { name: template_name(&e), message: chain(&e) })?;
+        tera.add_raw_templates(ordered)
+            .map_err(|e| RenderError::Template {
+                name: template_name(&e),
+                message: chain(&e),
+            })?;
         Ok(Templates { tera })
     }
 
     pub fn render(&self, name: &str, context: &tera::Context) -> Result<String, RenderError> {
-        self.tera.render(name, context).map_err(|e| RenderError::Template { name: name.to_string(), message: chain(&e) })
+        self.tera
+            .render(name, context)
+            .map_err(|e| RenderError::Template {
+                name: name.to_string(),
+                message: chain(&e),
+            })
     }
 }
 
@@ -118,10 +165,15 @@ mod tests {
 
     #[test]
     fn yaml_scalars_quote_only_when_needed() {
-        assert_eq!(yaml_scalar("--advertise-address=10.0.0.1"), "--advertise-address=10.0.0.1");
+        assert_eq!(
+            yaml_scalar("--advertise-address=10.0.0.1"),
+            "--advertise-address=10.0.0.1"
+        );
         assert_eq!(yaml_scalar("/livez"), "/livez");
         assert_eq!(yaml_scalar("100m"), "100m");
-        for needs_quotes in ["", "true", "6443", "a: b", "- x", "x #y", "*", "1.0", "null", "{a}"] {
+        for needs_quotes in [
+            "", "true", "6443", "a: b", "- x", "x #y", "*", "1.0", "null", "{a}",
+        ] {
             let out = yaml_scalar(needs_quotes);
             assert!(out.starts_with('"'), "{needs_quotes:?} -> {out}");
             let back: String = serde_yaml::from_str(&out).unwrap();

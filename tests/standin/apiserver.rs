@@ -1,8 +1,10 @@
 //! The kube-apiserver stand-in: TLS on `--bind-address:--secure-port` with the manifest's
 //! serving cert, client certs verified against `--client-ca-file`, health endpoints whose
 //! readiness depends on a real etcd put, `/version`, minimal discovery, and the two resources
-//! `boot init`'s post-boot phase writes (see `store`). API requests are recorded as JSON lines
-//! in the file named by `BOOT_STANDIN_RECORD`.
+//! `boot init`'s post-boot phase writes (see `store`). `/livez` does not depend on etcd, so an
+//! etcd outage makes the stand-in unready but not restarted. Every request other than health
+//! and `/version` (discovery included, unauthenticated ones with user `null`) is recorded as a
+//! JSON line in the file named by `BOOT_STANDIN_RECORD`.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -104,11 +106,11 @@ impl ApiServer {
         if path == "/version" {
             return Response::json(200, &version_info());
         }
-        let Some(identity) = request.identity.clone() else {
+        self.record(&request);
+        if request.identity.is_none() {
             let body = status(401, "Unauthorized", "Unauthorized".into(), json!({}));
             return Response::json(401, &body);
-        };
-        self.record(&request, &identity);
+        }
         let (code, body) = match (request.method.as_str(), path.as_str()) {
             ("GET", "/api") => (
                 200,
@@ -172,14 +174,18 @@ impl ApiServer {
         health::respond(request, endpoint, checks, &self.faults.current())
     }
 
-    /// Appends `{method, path, user, groups, body}` to the record file; the body is kept as
-    /// JSON when it parses.
-    fn record(&self, request: &Request, identity: &crate::tls::Identity) {
+    /// Appends `{method, path, user, groups, body}` to the record file (user `null` without a
+    /// client cert); the body is kept as JSON when it parses.
+    fn record(&self, request: &Request) {
         let Some(file) = &self.record else { return };
         let body = serde_json::from_slice::<Value>(&request.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&request.body).into_owned()));
-        let line = json!({"method": request.method, "path": request.target, "user": identity.user,
-            "groups": identity.groups, "body": body});
+        let (user, groups) = match &request.identity {
+            Some(identity) => (json!(identity.user), json!(identity.groups)),
+            None => (Value::Null, json!([])),
+        };
+        let line = json!({"method": request.method, "path": request.target, "user": user,
+            "groups": groups, "body": body});
         let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Err(e) = writeln!(file, "{line}") {
             crate::log(&format!("{RECORD_ENV}: {e}"));

@@ -37,43 +37,33 @@ impl Component {
         }
     }
 
-    /// The allow-lists of flags that take a value.
-    fn value_flags(self) -> &'static [&'static [&'static str]] {
+    /// The sections of flags.txt this component accepts.
+    fn sections(self) -> &'static [&'static str] {
         match self {
-            Component::ApiServer => &[COMMON_VALUE_FLAGS, APISERVER_VALUE_FLAGS],
-            Component::ControllerManager => &[
-                COMMON_VALUE_FLAGS,
-                CLIENT_COMPONENT_VALUE_FLAGS,
-                CONTROLLER_MANAGER_VALUE_FLAGS,
-            ],
-            Component::Scheduler => &[
-                COMMON_VALUE_FLAGS,
-                CLIENT_COMPONENT_VALUE_FLAGS,
-                SCHEDULER_VALUE_FLAGS,
-            ],
-            Component::Generic => &[COMMON_VALUE_FLAGS, &["listen"]],
-        }
-    }
-
-    /// The allow-lists of boolean flags (`--name` alone means `--name=true`).
-    fn bool_flags(self) -> &'static [&'static [&'static str]] {
-        match self {
-            Component::ApiServer => &[COMMON_BOOL_FLAGS, APISERVER_BOOL_FLAGS],
-            Component::ControllerManager => &[COMMON_BOOL_FLAGS, CONTROLLER_MANAGER_BOOL_FLAGS],
-            Component::Scheduler => &[COMMON_BOOL_FLAGS, SCHEDULER_BOOL_FLAGS],
-            Component::Generic => &[COMMON_BOOL_FLAGS, &["http"]],
+            Component::ApiServer => &["common", "kube-apiserver"],
+            Component::ControllerManager => &["common", "client", "kube-controller-manager"],
+            Component::Scheduler => &["common", "client", "kube-scheduler"],
+            Component::Generic => &["common", "generic"],
         }
     }
 
     fn kind_of(self, name: &str) -> Option<FlagKind> {
-        let listed = |lists: &[&[&str]]| lists.iter().any(|list| list.contains(&name));
-        if listed(self.bool_flags()) {
-            Some(FlagKind::Bool)
-        } else if listed(self.value_flags()) {
-            Some(FlagKind::Value)
-        } else {
-            None
+        let mut section = "";
+        for line in ALLOWED_FLAGS.lines().map(str::trim) {
+            if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = header;
+                continue;
+            }
+            if line.starts_with('#') || !self.sections().contains(&section) {
+                continue;
+            }
+            match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+                [flag] if *flag == name => return Some(FlagKind::Value),
+                [flag, "bool"] if *flag == name => return Some(FlagKind::Bool),
+                _ => {}
+            }
         }
+        None
     }
 }
 
@@ -83,245 +73,8 @@ enum FlagKind {
     Value,
 }
 
-/// Flags every component (and generic mode) accepts: klog, feature gates, serving.
-const COMMON_VALUE_FLAGS: &[&str] = &[
-    "v",
-    "vmodule",
-    "feature-gates",
-    "log-flush-frequency",
-    "logging-format",
-    "bind-address",
-    "secure-port",
-    "cert-dir",
-    "tls-cert-file",
-    "tls-private-key-file",
-    "tls-cipher-suites",
-    "tls-min-version",
-    "tls-sni-cert-key",
-    "http2-max-streams-per-connection",
-    "show-hidden-metrics-for-version",
-    "client-ca-file",
-    "requestheader-allowed-names",
-    "requestheader-client-ca-file",
-    "requestheader-extra-headers-prefix",
-    "requestheader-group-headers",
-    "requestheader-username-headers",
-    "requestheader-uid-headers",
-    "emulated-version",
-];
-
-const COMMON_BOOL_FLAGS: &[&str] = &[
-    "help",
-    "version",
-    "profiling",
-    "contention-profiling",
-    "permit-port-sharing",
-    "permit-address-sharing",
-    "log-json-split-stream",
-    "log-text-split-stream",
-];
-
-const APISERVER_VALUE_FLAGS: &[&str] = &[
-    "advertise-address",
-    "api-audiences",
-    "audit-log-batch-buffer-size",
-    "audit-log-batch-max-size",
-    "audit-log-batch-max-wait",
-    "audit-log-compress",
-    "audit-log-format",
-    "audit-log-maxage",
-    "audit-log-maxbackup",
-    "audit-log-maxsize",
-    "audit-log-mode",
-    "audit-log-path",
-    "audit-policy-file",
-    "audit-webhook-batch-max-size",
-    "audit-webhook-config-file",
-    "audit-webhook-initial-backoff",
-    "audit-webhook-mode",
-    "authentication-config",
-    "authentication-token-webhook-cache-ttl",
-    "authentication-token-webhook-config-file",
-    "authorization-config",
-    "authorization-mode",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "authorization-webhook-config-file",
-    "cloud-provider",
-    "cors-allowed-origins",
-    "default-not-ready-toleration-seconds",
-    "default-unreachable-toleration-seconds",
-    "default-watch-cache-size",
-    "delete-collection-workers",
-    "disable-admission-plugins",
-    "egress-selector-config-file",
-    "enable-admission-plugins",
-    "encryption-provider-config",
-    "endpoint-reconciler-type",
-    "etcd-cafile",
-    "etcd-certfile",
-    "etcd-compaction-interval",
-    "etcd-count-metric-poll-period",
-    "etcd-db-metric-poll-interval",
-    "etcd-healthcheck-timeout",
-    "etcd-keyfile",
-    "etcd-prefix",
-    "etcd-readycheck-timeout",
-    "etcd-servers",
-    "etcd-servers-overrides",
-    "event-ttl",
-    "external-hostname",
-    "goaway-chance",
-    "kubelet-certificate-authority",
-    "kubelet-client-certificate",
-    "kubelet-client-key",
-    "kubelet-port",
-    "kubelet-preferred-address-types",
-    "kubelet-timeout",
-    "livez-grace-period",
-    "max-connection-bytes-per-sec",
-    "max-mutating-requests-inflight",
-    "max-requests-inflight",
-    "min-request-timeout",
-    "oidc-ca-file",
-    "oidc-client-id",
-    "oidc-groups-claim",
-    "oidc-groups-prefix",
-    "oidc-issuer-url",
-    "oidc-required-claim",
-    "oidc-signing-algs",
-    "oidc-username-claim",
-    "oidc-username-prefix",
-    "peer-advertise-ip",
-    "peer-advertise-port",
-    "peer-ca-file",
-    "proxy-client-cert-file",
-    "proxy-client-key-file",
-    "request-timeout",
-    "runtime-config",
-    "service-account-issuer",
-    "service-account-jwks-uri",
-    "service-account-key-file",
-    "service-account-max-token-expiration",
-    "service-account-signing-key-file",
-    "service-cluster-ip-range",
-    "service-node-port-range",
-    "shutdown-delay-duration",
-    "shutdown-watch-termination-grace-period",
-    "storage-backend",
-    "storage-media-type",
-    "strict-transport-security-directives",
-    "token-auth-file",
-    "tracing-config-file",
-    "watch-cache-sizes",
-    "admission-control-config-file",
-];
-
-const APISERVER_BOOL_FLAGS: &[&str] = &[
-    "allow-privileged",
-    "anonymous-auth",
-    "audit-log-truncate-enabled",
-    "enable-aggregator-routing",
-    "enable-bootstrap-token-auth",
-    "enable-garbage-collector",
-    "enable-logs-handler",
-    "enable-priority-and-fairness",
-    "encryption-provider-config-automatic-reload",
-    "service-account-extend-token-expiration",
-    "service-account-lookup",
-    "shutdown-send-retry-after",
-    "watch-cache",
-    "authentication-token-webhook",
-];
-
-/// Flags of the two components that talk to the API server as clients (leader election,
-/// delegated authentication and authorization).
-const CLIENT_COMPONENT_VALUE_FLAGS: &[&str] = &[
-    "kubeconfig",
-    "master",
-    "authentication-kubeconfig",
-    "authorization-kubeconfig",
-    "authentication-token-webhook-cache-ttl",
-    "authorization-always-allow-paths",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "kube-api-burst",
-    "kube-api-content-type",
-    "kube-api-qps",
-    "leader-elect-lease-duration",
-    "leader-elect-renew-deadline",
-    "leader-elect-resource-lock",
-    "leader-elect-resource-name",
-    "leader-elect-resource-namespace",
-    "leader-elect-retry-period",
-];
-
-const CONTROLLER_MANAGER_VALUE_FLAGS: &[&str] = &[
-    "cloud-config",
-    "cloud-provider",
-    "cluster-cidr",
-    "cluster-name",
-    "cluster-signing-cert-file",
-    "cluster-signing-duration",
-    "cluster-signing-key-file",
-    "cluster-signing-kube-apiserver-client-cert-file",
-    "cluster-signing-kube-apiserver-client-key-file",
-    "cluster-signing-kubelet-client-cert-file",
-    "cluster-signing-kubelet-client-key-file",
-    "cluster-signing-kubelet-serving-cert-file",
-    "cluster-signing-kubelet-serving-key-file",
-    "cluster-signing-legacy-unknown-cert-file",
-    "cluster-signing-legacy-unknown-key-file",
-    "concurrent-deployment-syncs",
-    "concurrent-endpoint-syncs",
-    "concurrent-gc-syncs",
-    "concurrent-namespace-syncs",
-    "concurrent-replicaset-syncs",
-    "concurrent-service-endpoint-syncs",
-    "concurrent-serviceaccount-token-syncs",
-    "controllers",
-    "horizontal-pod-autoscaler-sync-period",
-    "large-cluster-size-threshold",
-    "min-resync-period",
-    "node-cidr-mask-size",
-    "node-cidr-mask-size-ipv4",
-    "node-cidr-mask-size-ipv6",
-    "node-eviction-rate",
-    "node-monitor-grace-period",
-    "node-monitor-period",
-    "node-startup-grace-period",
-    "pv-recycler-pod-template-filepath-nfs",
-    "root-ca-file",
-    "secondary-node-eviction-rate",
-    "service-account-private-key-file",
-    "service-cluster-ip-range",
-    "terminated-pod-gc-threshold",
-    "unhealthy-zone-threshold",
-];
-
-const CONTROLLER_MANAGER_BOOL_FLAGS: &[&str] = &[
-    "leader-elect",
-    "allocate-node-cidrs",
-    "use-service-account-credentials",
-    "configure-cloud-routes",
-    "authentication-skip-lookup",
-    "authentication-tolerate-lookup-failure",
-    "enable-dynamic-provisioning",
-    "enable-garbage-collector",
-    "enable-hostpath-provisioner",
-];
-
-const SCHEDULER_VALUE_FLAGS: &[&str] = &[
-    "config",
-    "write-config-to",
-    "pod-max-in-unschedulable-pods-duration",
-];
-
-const SCHEDULER_BOOL_FLAGS: &[&str] = &[
-    "leader-elect",
-    "authentication-skip-lookup",
-    "authentication-tolerate-lookup-failure",
-];
+/// The allow-lists, as data: `[section]` headers, one flag per line, `bool` marks booleans.
+const ALLOWED_FLAGS: &str = include_str!("flags.txt");
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -466,6 +219,32 @@ mod tests {
         .unwrap();
         assert_eq!(flags.get("bind-address"), Some("127.0.0.1"));
         assert!(flags.is_true("leader-elect"));
+    }
+
+    /// kubeadm's rendered commands (reference §4.2, §4.3 with podSubnet set).
+    #[test]
+    fn kubeadm_apiserver_and_controller_manager_commands_are_accepted() {
+        let apiserver = "--advertise-address=10.0.0.1 --allow-privileged=true --authorization-mode=Node,RBAC \
+            --client-ca-file=ca.crt --enable-admission-plugins=NodeRestriction --enable-bootstrap-token-auth=true \
+            --etcd-cafile=a --etcd-certfile=b --etcd-keyfile=c --etcd-servers=https://127.0.0.1:2379 \
+            --kubelet-client-certificate=d --kubelet-client-key=e --kubelet-preferred-address-types=InternalIP \
+            --proxy-client-cert-file=f --proxy-client-key-file=g --requestheader-allowed-names=front-proxy-client \
+            --requestheader-client-ca-file=h --requestheader-extra-headers-prefix=X-Remote-Extra- \
+            --requestheader-group-headers=X-Remote-Group --requestheader-username-headers=X-Remote-User \
+            --secure-port=6443 --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+            --service-account-key-file=sa.pub --service-account-signing-key-file=sa.key \
+            --service-cluster-ip-range=10.96.0.0/12 --tls-cert-file=i --tls-private-key-file=j";
+        let words: Vec<&str> = apiserver.split_whitespace().collect();
+        run(Component::ApiServer, &words).unwrap();
+        let controller_manager = "--authentication-kubeconfig=k --authorization-kubeconfig=k --bind-address=127.0.0.1 \
+            --client-ca-file=ca.crt --cluster-name=kubernetes --cluster-signing-cert-file= --cluster-signing-key-file= \
+            --controllers=*,bootstrapsigner,tokencleaner --kubeconfig=k --leader-elect=true \
+            --requestheader-client-ca-file=h --root-ca-file=ca.crt --service-account-private-key-file=sa.key \
+            --use-service-account-credentials=true --allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16 \
+            --service-cluster-ip-range=10.96.0.0/12";
+        let words: Vec<&str> = controller_manager.split_whitespace().collect();
+        let flags = run(Component::ControllerManager, &words).unwrap();
+        assert_eq!(flags.path("cluster-signing-cert-file"), None);
     }
 
     #[test]

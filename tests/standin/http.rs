@@ -83,7 +83,8 @@ impl Response {
 pub type BoxFuture = Pin<Box<dyn Future<Output = Response> + Send>>;
 pub type Handler = Arc<dyn Fn(Request) -> BoxFuture + Send + Sync>;
 
-/// Accepts connections forever, each served on its own task.
+/// Accepts connections forever, each served on its own task; never returns an error today,
+/// the `Result` keeps the components' run functions uniform.
 pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -91,10 +92,15 @@ pub async fn serve(
     faults: Arc<FaultSource>,
 ) -> Result<(), String> {
     loop {
-        let (tcp, _) = listener
-            .accept()
-            .await
-            .map_err(|e| format!("accept: {e}"))?;
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            // Out of file descriptors and the like: Go's http.Server logs, backs off, retries.
+            Err(e) => {
+                crate::log(&format!("accept: {e}; retrying"));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
         let (handler, faults, tls) = (handler.clone(), faults.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {

@@ -1,0 +1,96 @@
+//! Helpers for integration tests that run `boot-standin`: a process guard that kills what it
+//! started, condition polling with a deadline, free loopback ports, a bin directory with the
+//! components' names linked to the stand-in, a test PKI (`pki`) and a small HTTPS client
+//! (`https`). Include it with `#[path = "standin/testkit/mod.rs"] mod testkit;`.
+#![allow(dead_code)] // each test crate uses a different part
+
+pub mod https;
+pub mod pki;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any awaited condition may take.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A started process, killed (and reaped) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Proc {
+    pub fn start(mut command: Command, dir: &Path, tag: &str) -> Proc {
+        let (stdout, stderr) = (
+            dir.join(format!("{tag}.stdout")),
+            dir.join(format!("{tag}.stderr")),
+        );
+        command
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap());
+        Proc {
+            child: command.spawn().unwrap(),
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut status = None;
+        wait_for("process exit", || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        status.unwrap()
+    }
+
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics after `DEADLINE`.
+pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A bin directory with `name` linked to the stand-in, as the agent's tests set it up.
+pub fn standin(dir: &Path, name: &str) -> Command {
+    let link = dir.join("bin").join(name);
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    if !link.exists() {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_boot-standin"), &link).unwrap();
+    }
+    let mut command = Command::new(link);
+    command
+        .env_remove("BOOT_STANDIN_FAULTS")
+        .env_remove("BOOT_STANDIN_CONTROL");
+    command
+}
