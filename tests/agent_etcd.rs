@@ -11,7 +11,11 @@ use std::time::Duration;
 use agent_support::*;
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,11 +38,22 @@ async fn rendered_etcd_manifest_runs_and_becomes_ready_through_its_probes() {
         .arg(agent.dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifests = agent.options.manifest_dir.clone();
     let etcd = std::fs::read_to_string(manifests.join("etcd.yaml")).unwrap();
-    assert!(etcd.contains("/health"), "etcd 3.4 is probed on /health:\n{etcd}");
-    for other in ["kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"] {
+    assert!(
+        etcd.contains("/health"),
+        "etcd 3.4 is probed on /health:\n{etcd}"
+    );
+    for other in [
+        "kube-apiserver.yaml",
+        "kube-controller-manager.yaml",
+        "kube-scheduler.yaml",
+    ] {
         let _ = std::fs::remove_file(manifests.join(other));
     }
     agent.start().await;
@@ -46,7 +61,19 @@ async fn rendered_etcd_manifest_runs_and_becomes_ready_through_its_probes() {
     let pid = agent.wait_ready("etcd", Duration::from_secs(60)).await;
     let status = agent.status();
     let pod = status.pod("etcd-node-a").unwrap();
-    assert!(pod.containers[0].probes.iter().all(|p| p.result == "success"), "{pod:?}");
-    assert_eq!(processes_with(&format!("--listen-metrics-urls=http://127.0.0.1:{metrics}")), vec![pid]);
-    assert!(agent.root.path("/var/lib/etcd/member").exists(), "etcd's data directory is under the root");
+    assert!(
+        pod.containers[0]
+            .probes
+            .iter()
+            .all(|p| p.result == "success"),
+        "{pod:?}"
+    );
+    assert_eq!(
+        processes_with(&format!("--listen-metrics-urls=http://127.0.0.1:{metrics}")),
+        vec![pid]
+    );
+    assert!(
+        agent.root.path("/var/lib/etcd/member").exists(),
+        "etcd's data directory is under the root"
+    );
 }

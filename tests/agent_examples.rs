@@ -24,14 +24,29 @@ fn fake_discovery() -> u16 {
             let mut buf = [0u8; 4096];
             let n = stream.read(&mut buf).unwrap_or(0);
             let request = String::from_utf8_lossy(&buf[..n]);
-            let path = request.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
+            let path = request
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or("/")
+                .split('?')
+                .next()
+                .unwrap_or("/")
+                .to_string();
             let body = match path.as_str() {
-                "/api" => r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#,
+                "/api" => {
+                    r#"{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[]}"#
+                }
                 "/apis" => r#"{"kind":"APIGroupList","apiVersion":"v1","groups":[]}"#,
-                "/api/v1" => r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","get"]}]}"#,
+                "/api/v1" => {
+                    r#"{"kind":"APIResourceList","groupVersion":"v1","resources":[{"name":"pods","singularName":"pod","namespaced":true,"kind":"Pod","verbs":["create","get"]}]}"#
+                }
                 _ => "",
             };
-            let code = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+            let code = if body.is_empty() {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
             let _ = write!(stream, "HTTP/1.1 {code}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         }
     });
@@ -42,28 +57,60 @@ fn kubectl_static_busybox() -> String {
     let port = fake_discovery();
     let out = Command::new("kubectl")
         .arg(format!("--server=http://127.0.0.1:{port}"))
-        .args(["run", "--restart=Never", "--image=busybox", "static-busybox", "--dry-run=client", "-o", "yaml", "--command", "--", "sleep", "1000"])
+        .args([
+            "run",
+            "--restart=Never",
+            "--image=busybox",
+            "static-busybox",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+            "--command",
+            "--",
+            "sleep",
+            "1000",
+        ])
         .output()
         .expect("kubectl is installed");
-    assert!(out.status.success(), "kubectl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn boot(agent: &TestAgent, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_boot")).args(args).arg("--root").arg(agent.dir.path()).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_boot"))
+        .args(args)
+        .arg("--root")
+        .arg(agent.dir.path())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_static_busybox_runs_once_in_its_own_netns_and_stops_when_deleted() {
     let manifest = kubectl_static_busybox();
-    assert!(manifest.contains("restartPolicy: Never") && !manifest.contains("hostNetwork"), "{manifest}");
+    assert!(
+        manifest.contains("restartPolicy: Never") && !manifest.contains("hostNetwork"),
+        "{manifest}"
+    );
     let mut agent = TestAgent::new(|_| {});
     agent.start().await;
     agent.write_manifest("static-busybox.yaml", &manifest);
     let pid = agent.wait_ready("static-busybox", T).await;
-    assert_eq!(processes_with("sleep 1000"), vec![pid], "runs `sleep 1000` once");
+    assert_eq!(
+        processes_with("sleep 1000"),
+        vec![pid],
+        "runs `sleep 1000` once"
+    );
     if is_root() {
         let own = std::fs::read_link("/proc/self/ns/net").unwrap();
         let its = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
@@ -71,18 +118,31 @@ async fn kubectl_static_busybox_runs_once_in_its_own_netns_and_stops_when_delete
     }
     let (code, text) = boot(&agent, &["status"]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("static-busybox-node1") && text.contains(&pid.to_string()), "{text}");
+    assert!(
+        text.contains("static-busybox-node1") && text.contains(&pid.to_string()),
+        "{text}"
+    );
 
     agent.remove_manifest("static-busybox.yaml");
-    agent.wait_for("the pod to leave", T, |s| s.pods.is_empty().then_some(())).await;
+    agent
+        .wait_for("the pod to leave", T, |s| s.pods.is_empty().then_some(()))
+        .await;
     assert!(!alive(pid));
     assert!(processes_with("sleep 1000").is_empty());
 
     // restartPolicy Never: once it ends, it stays ended.
     agent.write_manifest("static-busybox.yaml", &manifest);
     let pid = agent.wait_ready("static-busybox", T).await;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    let pod = agent.wait_pod("static-busybox", T, |p| (p.phase == PodPhase::Failed).then(|| p.clone())).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let pod = agent
+        .wait_pod("static-busybox", T, |p| {
+            (p.phase == PodPhase::Failed).then(|| p.clone())
+        })
+        .await;
     assert_eq!(pod.restarts, 0);
     assert!(pod.reason.unwrap().contains("signal 9"));
     assert!(processes_with("sleep 1000").is_empty(), "not restarted");
@@ -97,7 +157,15 @@ async fn logs_and_status_commands() {
     assert_eq!(code, 6, "{text}");
     assert!(text.contains("the agent is not running"), "{text}");
     agent.start().await;
-    agent.write_manifest("talk.yaml", &sh_pod("talk", "echo one; echo two; echo three; echo oops >&2; exec sleep 1030", "", ""));
+    agent.write_manifest(
+        "talk.yaml",
+        &sh_pod(
+            "talk",
+            "echo one; echo two; echo three; echo oops >&2; exec sleep 1030",
+            "",
+            "",
+        ),
+    );
     agent.wait_ready("talk", T).await;
     let deadline = std::time::Instant::now() + T;
     loop {

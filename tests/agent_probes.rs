@@ -11,7 +11,9 @@ use agent_support::*;
 const T: Duration = Duration::from_secs(25);
 
 fn exec_probe(kind: &str, test: &str, extra: &str) -> String {
-    format!("    {kind}:\n      exec: {{command: [sh, -c, '{test}']}}\n      periodSeconds: 1\n{extra}")
+    format!(
+        "    {kind}:\n      exec: {{command: [sh, -c, '{test}']}}\n      periodSeconds: 1\n{extra}"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -19,11 +21,17 @@ async fn liveness_failure_restarts_the_container() {
     let mut agent = TestAgent::new(|_| {});
     agent.start().await;
     let flag = agent.path("unhealthy");
-    let probe = exec_probe("livenessProbe", &format!("test ! -e {}", flag.display()), "      failureThreshold: 2\n");
+    let probe = exec_probe(
+        "livenessProbe",
+        &format!("test ! -e {}", flag.display()),
+        "      failureThreshold: 2\n",
+    );
     agent.write_manifest("live.yaml", &sh_pod("live", "exec sleep 1010", &probe, ""));
     let pid = agent.wait_ready("live", T).await;
     std::fs::write(&flag, "").unwrap();
-    let pod = agent.wait_pod("live", T, |p| (p.restarts == 1).then(|| p.clone())).await;
+    let pod = agent
+        .wait_pod("live", T, |p| (p.restarts == 1).then(|| p.clone()))
+        .await;
     let last = pod.containers[0].last_state.clone().unwrap();
     assert!(last.reason.contains("Liveness probe failed"), "{last:?}");
     assert!(!alive(pid), "the old process was killed");
@@ -38,17 +46,39 @@ async fn readiness_failure_only_flips_ready() {
     agent.start().await;
     let flag = agent.path("not-ready");
     std::fs::write(&flag, "").unwrap();
-    let probe = exec_probe("readinessProbe", &format!("test ! -e {}", flag.display()), "");
-    agent.write_manifest("ready.yaml", &sh_pod("ready", "exec sleep 1011", &probe, ""));
-    let reason = agent.wait_pod("ready", T, |p| p.reason.clone().filter(|r| r.contains("readiness probe failing"))).await;
+    let probe = exec_probe(
+        "readinessProbe",
+        &format!("test ! -e {}", flag.display()),
+        "",
+    );
+    agent.write_manifest(
+        "ready.yaml",
+        &sh_pod("ready", "exec sleep 1011", &probe, ""),
+    );
+    let reason = agent
+        .wait_pod("ready", T, |p| {
+            p.reason
+                .clone()
+                .filter(|r| r.contains("readiness probe failing"))
+        })
+        .await;
     assert!(reason.contains("container main"), "{reason}");
     let pid = agent.wait_pod("ready", T, |p| p.pid()).await;
     std::fs::remove_file(&flag).unwrap();
     assert_eq!(agent.wait_ready("ready", T).await, pid);
     std::fs::write(&flag, "").unwrap();
-    agent.wait_pod("ready", T, |p| (!p.ready).then_some(())).await;
+    agent
+        .wait_pod("ready", T, |p| (!p.ready).then_some(()))
+        .await;
     // Several failing periods later: still the same process, never restarted.
-    agent.wait_pod("ready", T, |p| p.containers[0].probes[0].consecutive_failures.ge(&4).then_some(())).await;
+    agent
+        .wait_pod("ready", T, |p| {
+            p.containers[0].probes[0]
+                .consecutive_failures
+                .ge(&4)
+                .then_some(())
+        })
+        .await;
     let status = agent.status();
     let pod = status.pod("ready").unwrap();
     assert_eq!((pod.pid(), pod.restarts), (Some(pid), 0));
@@ -72,8 +102,13 @@ async fn startup_probe_protects_a_slow_starter_and_exhaustion_restarts() {
     assert_eq!(agent.status().pod("slow").unwrap().restarts, 0);
 
     let never = exec_probe("startupProbe", "false", "      failureThreshold: 2\n");
-    agent.write_manifest("never.yaml", &sh_pod("never", "exec sleep 1013", &never, ""));
-    let pod = agent.wait_pod("never", T, |p| (p.restarts >= 1).then(|| p.clone())).await;
+    agent.write_manifest(
+        "never.yaml",
+        &sh_pod("never", "exec sleep 1013", &never, ""),
+    );
+    let pod = agent
+        .wait_pod("never", T, |p| (p.restarts >= 1).then(|| p.clone()))
+        .await;
     let last = pod.containers[0].last_state.clone().unwrap();
     assert!(last.reason.contains("Startup probe failed"), "{last:?}");
 }
@@ -87,7 +122,10 @@ async fn memory_limit_is_in_the_cgroup() {
     let mut agent = TestAgent::new(|_| {});
     agent.start().await;
     let resources = "    resources: {limits: {memory: 64Mi, cpu: 500m}}\n";
-    agent.write_manifest("limited.yaml", &sh_pod("limited", "exec sleep 1014", resources, ""));
+    agent.write_manifest(
+        "limited.yaml",
+        &sh_pod("limited", "exec sleep 1014", resources, ""),
+    );
     let pid = agent.wait_ready("limited", T).await;
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let memory = cgroups
@@ -97,13 +135,20 @@ async fn memory_limit_is_in_the_cgroup() {
             (parts[1] == "memory" || parts[1].is_empty()).then(|| parts[2].to_string())
         })
         .unwrap();
-    assert!(memory.contains(&format!("boot-test-{}", std::process::id())), "{memory}");
+    assert!(
+        memory.contains(&format!("boot-test-{}", std::process::id())),
+        "{memory}"
+    );
     let v1 = format!("/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes");
     let v2 = format!("/sys/fs/cgroup{memory}/memory.max");
-    let limit = std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).unwrap();
+    let limit = std::fs::read_to_string(&v1)
+        .or_else(|_| std::fs::read_to_string(&v2))
+        .unwrap();
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
     agent.remove_manifest("limited.yaml");
-    agent.wait_for("the pod to leave", T, |s| s.pods.is_empty().then_some(())).await;
+    agent
+        .wait_for("the pod to leave", T, |s| s.pods.is_empty().then_some(()))
+        .await;
     wait_until("the cgroup to be removed", T, || {
         let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory{memory}"));
         async move { (!dir.exists()).then_some(()) }

@@ -12,8 +12,13 @@ const PODS: usize = 100;
 
 /// `PODS` distinct free loopback ports (held open together so none repeats).
 fn free_ports() -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..PODS).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    let listeners: Vec<TcpListener> = (0..PODS)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 pub fn standin_pod(name: &str, port: u16) -> String {
@@ -28,14 +33,20 @@ async fn a_hundred_pods_become_ready() {
     agent.start().await;
     let started = Instant::now();
     for (i, port) in free_ports().into_iter().enumerate() {
-        agent.write_manifest(&format!("pod-{i:03}.yaml"), &standin_pod(&format!("pod-{i:03}"), port));
+        agent.write_manifest(
+            &format!("pod-{i:03}.yaml"),
+            &standin_pod(&format!("pod-{i:03}"), port),
+        );
     }
     let status = agent
         .wait_for("100 ready pods", Duration::from_secs(90), |s| {
             (s.pods.len() == PODS && s.pods.iter().all(|p| p.healthy())).then(|| s.clone())
         })
         .await;
-    eprintln!("{PODS} pods ready {:?} after the manifests were written", started.elapsed());
+    eprintln!(
+        "{PODS} pods ready {:?} after the manifests were written",
+        started.elapsed()
+    );
     assert!(status.all_healthy());
     assert_eq!(status.pods.iter().map(|p| p.restarts).sum::<u32>(), 0);
 }

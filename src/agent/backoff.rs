@@ -51,10 +51,15 @@ impl CrashLoopBackoff {
     /// starts at the initial back-off, otherwise the back-off doubles up to the maximum.
     pub fn record_restart(&mut self, finished: Instant, now: Instant, settings: &BackoffSettings) {
         let backoff = match self.entry {
-            Some(entry) if !expired(finished, entry, settings) => (entry.backoff * 2).min(settings.max),
+            Some(entry) if !expired(finished, entry, settings) => {
+                (entry.backoff * 2).min(settings.max)
+            }
             _ => settings.initial,
         };
-        self.entry = Some(Entry { backoff, last_update: now });
+        self.entry = Some(Entry {
+            backoff,
+            last_update: now,
+        });
     }
 
     /// The back-off the next crash will wait, for status.
@@ -103,12 +108,18 @@ mod tests {
         assert_eq!(backoff.current(), Some(Duration::from_secs(10)));
         // Exactly 600 s is not yet expired (the kubelet compares with >).
         let finished = finished + Duration::from_secs(600);
-        assert_eq!(backoff.restart_at(finished, &settings), finished + Duration::from_secs(10));
+        assert_eq!(
+            backoff.restart_at(finished, &settings),
+            finished + Duration::from_secs(10)
+        );
     }
 
     #[test]
     fn zero_initial_never_waits() {
-        let settings = BackoffSettings { initial: Duration::ZERO, ..BackoffSettings::default() };
+        let settings = BackoffSettings {
+            initial: Duration::ZERO,
+            ..BackoffSettings::default()
+        };
         let mut backoff = CrashLoopBackoff::default();
         let now = Instant::now();
         for _ in 0..3 {

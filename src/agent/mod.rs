@@ -46,7 +46,10 @@ pub enum AgentError {
 }
 
 /// Runs the agent with the process runtime until `shutdown` resolves.
-pub async fn run(options: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    options: AgentOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let runtime = ProcessRuntime::new(ProcessSettings {
         bin_dirs: options.bin_dirs.clone(),
         hostname: options.node_name.clone(),
@@ -67,20 +70,31 @@ pub async fn run_with_runtime(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     for dir in [options.records_dir(), options.log_dir.clone()] {
-        std::fs::create_dir_all(&dir).map_err(|source| AgentError::CreateDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir).map_err(|source| AgentError::CreateDir {
+            path: dir.clone(),
+            source,
+        })?;
     }
     let unix = bind_socket(&options.status_socket)?;
     let tcp = match options.status_addr {
         Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr).await.map_err(|source| AgentError::Healthz { addr, source })?,
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| AgentError::Healthz { addr, source })?,
         ),
         None => None,
     };
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let unix_server = tokio::spawn(server::serve_unix(unix, events_tx.clone()));
-    let tcp_server = tcp.map(|listener| tokio::spawn(server::serve_tcp(listener, events_tx.clone())));
+    let tcp_server =
+        tcp.map(|listener| tokio::spawn(server::serve_tcp(listener, events_tx.clone())));
     let socket = options.status_socket.clone();
-    let ctx = Context { options, runtime, events: events_tx, started_at: SystemTime::now() };
+    let ctx = Context {
+        options,
+        runtime,
+        events: events_tx,
+        started_at: SystemTime::now(),
+    };
     ctx.note(format!(
         "watching {} as node {} (status on {})",
         ctx.options.manifest_dir.display(),
@@ -98,13 +112,18 @@ pub async fn run_with_runtime(
 
 /// Binds the status socket, replacing a stale one but refusing when an agent answers on it.
 fn bind_socket(socket: &std::path::Path) -> Result<tokio::net::UnixListener, AgentError> {
-    let err = |source| AgentError::Socket { socket: socket.to_path_buf(), source };
+    let err = |source| AgentError::Socket {
+        socket: socket.to_path_buf(),
+        source,
+    };
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
     if socket.exists() {
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(AgentError::AlreadyRunning { socket: socket.to_path_buf() });
+            return Err(AgentError::AlreadyRunning {
+                socket: socket.to_path_buf(),
+            });
         }
         std::fs::remove_file(socket).map_err(err)?;
     }

@@ -68,9 +68,15 @@ pub struct Running {
 #[derive(Debug)]
 pub enum ContainerState {
     /// Not started yet: `reason` is what it waits for (`PodInitializing`, `ContainerCreating`).
-    Waiting { reason: String },
+    Waiting {
+        reason: String,
+    },
     /// Will start at `until`: after a crash (CrashLoopBackOff) or a failed start (`message`).
-    BackOff { until: Instant, reason: String, message: String },
+    BackOff {
+        until: Instant,
+        reason: String,
+        message: String,
+    },
     Running(Box<Running>),
     /// Ended and will not start again.
     Done(Termination),
@@ -100,7 +106,14 @@ impl ContainerWorker {
             index,
             restart_count: 0,
             backoff: CrashLoopBackoff::default(),
-            state: ContainerState::Waiting { reason: if init { "PodInitializing" } else { "ContainerCreating" }.into() },
+            state: ContainerState::Waiting {
+                reason: if init {
+                    "PodInitializing"
+                } else {
+                    "ContainerCreating"
+                }
+                .into(),
+            },
             last_termination: None,
             instance: 0,
             ever_started: false,
@@ -122,7 +135,8 @@ impl ContainerWorker {
     }
 
     pub fn ready(&self) -> bool {
-        self.running().is_some_and(|r| r.stopping.is_none() && r.probes.ready())
+        self.running()
+            .is_some_and(|r| r.stopping.is_none() && r.probes.ready())
     }
 
     /// An init container that ran to completion.
@@ -152,9 +166,28 @@ pub struct PodWorker {
 
 impl PodWorker {
     pub fn new(pod: Arc<StaticPod>, log_dir: PathBuf) -> PodWorker {
-        let init = pod.init_containers().iter().enumerate().map(|(i, c)| ContainerWorker::new(&c.name, true, i)).collect();
-        let app = pod.containers().iter().enumerate().map(|(i, c)| ContainerWorker::new(&c.name, false, i)).collect();
-        PodWorker { policy: RestartPolicy::of(&pod), pod, sandbox: None, sandbox_error: None, init, app, terminating: None, log_dir }
+        let init = pod
+            .init_containers()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ContainerWorker::new(&c.name, true, i))
+            .collect();
+        let app = pod
+            .containers()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ContainerWorker::new(&c.name, false, i))
+            .collect();
+        PodWorker {
+            policy: RestartPolicy::of(&pod),
+            pod,
+            sandbox: None,
+            sandbox_error: None,
+            init,
+            app,
+            terminating: None,
+            log_dir,
+        }
     }
 
     pub fn containers(&self) -> impl Iterator<Item = &ContainerWorker> {
@@ -189,12 +222,17 @@ impl PodWorker {
     }
 
     pub fn ready(&self) -> bool {
-        self.terminating.is_none() && self.initialized() && self.app.iter().all(ContainerWorker::ready)
+        self.terminating.is_none()
+            && self.initialized()
+            && self.app.iter().all(ContainerWorker::ready)
     }
 
     /// The pod phase, as the kubelet's `getPhase`.
     pub fn phase(&self) -> PodPhase {
-        let init_failed = self.init.iter().any(|c| matches!(&c.state, ContainerState::Done(t) if !t.exit.succeeded()));
+        let init_failed = self
+            .init
+            .iter()
+            .any(|c| matches!(&c.state, ContainerState::Done(t) if !t.exit.succeeded()));
         if init_failed {
             return PodPhase::Failed;
         }

@@ -53,12 +53,20 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
     let mut problems = Vec::new();
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.extension().map_or(true, |e| e != "json") || entry.file_name().to_string_lossy().starts_with('.') {
+        if path.extension().map_or(true, |e| e != "json")
+            || entry.file_name().to_string_lossy().starts_with('.')
+        {
             continue;
         }
-        match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        match fs::read(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
             Ok(record) => records.push(record),
-            Err(e) => problems.push(format!("{}: unreadable agent record, ignored: {e}", path.display())),
+            Err(e) => problems.push(format!(
+                "{}: unreadable agent record, ignored: {e}",
+                path.display()
+            )),
         }
     }
     (records, problems)
@@ -73,7 +81,12 @@ pub fn save(dir: &Path, record: &PodRecord) -> Result<(), String> {
     let tmp = dir.join(format!(".{}.json.tmp", record.uid));
     let write = || -> std::io::Result<()> {
         fs::create_dir_all(dir)?;
-        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(&bytes)?;
         fs::rename(&tmp, &path)
     };
@@ -96,7 +109,13 @@ mod tests {
             full_name: "p-n".into(),
             manifest: "/m/p.yaml".into(),
             sandbox: None,
-            containers: vec![ContainerRecord { name: "c".into(), init: false, restart_count: 3, process: None, completed: false }],
+            containers: vec![ContainerRecord {
+                name: "c".into(),
+                init: false,
+                restart_count: 3,
+                process: None,
+                completed: false,
+            }],
         };
         save(dir.path(), &record).unwrap();
         fs::write(dir.path().join("bad.json"), "{").unwrap();

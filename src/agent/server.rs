@@ -33,7 +33,10 @@ pub async fn serve_tcp(listener: TcpListener, events: mpsc::UnboundedSender<Even
 async fn ask(events: &mpsc::UnboundedSender<Event>) -> Option<AgentStatus> {
     let (tx, rx) = oneshot::channel();
     events.send(Event::Status(tx)).ok()?;
-    tokio::time::timeout(SUPERVISOR_ANSWER_TIMEOUT, rx).await.ok()?.ok()
+    tokio::time::timeout(SUPERVISOR_ANSWER_TIMEOUT, rx)
+        .await
+        .ok()?
+        .ok()
 }
 
 async fn handle<S>(mut stream: S, events: mpsc::UnboundedSender<Event>, full: bool)
@@ -54,11 +57,23 @@ where
     let (code, content_type, body) = match (path, full) {
         ("/healthz", _) => match ask(&events).await {
             Some(_) => ("200 OK", "text/plain", b"ok".to_vec()),
-            None => ("500 Internal Server Error", "text/plain", b"the agent's supervisor loop does not answer".to_vec()),
+            None => (
+                "500 Internal Server Error",
+                "text/plain",
+                b"the agent's supervisor loop does not answer".to_vec(),
+            ),
         },
         ("/status", true) => match ask(&events).await {
-            Some(status) => ("200 OK", "application/json", serde_json::to_vec(&status).unwrap_or_default()),
-            None => ("500 Internal Server Error", "text/plain", b"the agent's supervisor loop does not answer".to_vec()),
+            Some(status) => (
+                "200 OK",
+                "application/json",
+                serde_json::to_vec(&status).unwrap_or_default(),
+            ),
+            None => (
+                "500 Internal Server Error",
+                "text/plain",
+                b"the agent's supervisor loop does not answer".to_vec(),
+            ),
         },
         _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
     };

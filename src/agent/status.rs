@@ -81,9 +81,18 @@ pub struct ContainerStatus {
 #[serde(rename_all = "camelCase", tag = "state")]
 pub enum ContainerState {
     #[serde(rename_all = "camelCase")]
-    Waiting { reason: String, message: Option<String>, backoff_remaining_ms: Option<u64> },
+    Waiting {
+        reason: String,
+        message: Option<String>,
+        backoff_remaining_ms: Option<u64>,
+    },
     #[serde(rename_all = "camelCase")]
-    Running { pid: i32, started_at: String, adopted: bool, stopping: Option<String> },
+    Running {
+        pid: i32,
+        started_at: String,
+        adopted: bool,
+        stopping: Option<String>,
+    },
     Terminated(Terminated),
 }
 
@@ -117,7 +126,9 @@ impl AgentStatus {
     }
 
     pub fn pod(&self, name: &str) -> Option<&PodStatus> {
-        self.pods.iter().find(|p| p.name == name || p.name.strip_suffix(&format!("-{}", self.node_name)) == Some(name))
+        self.pods.iter().find(|p| {
+            p.name == name || p.name.strip_suffix(&format!("-{}", self.node_name)) == Some(name)
+        })
     }
 }
 
@@ -137,7 +148,10 @@ impl PodStatus {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusClientError {
     #[error("nothing answers on {socket}")]
-    NotRunning { socket: PathBuf, source: std::io::Error },
+    NotRunning {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the agent at {socket} did not answer properly: {problem}")]
     BadAnswer { socket: PathBuf, problem: String },
 }
@@ -145,20 +159,37 @@ pub enum StatusClientError {
 /// Asks the agent listening on `socket` for its status.
 pub fn fetch(socket: &Path) -> Result<AgentStatus, StatusClientError> {
     let body = request(socket, "/status")?;
-    serde_json::from_slice(&body)
-        .map_err(|e| StatusClientError::BadAnswer { socket: socket.to_path_buf(), problem: e.to_string() })
+    serde_json::from_slice(&body).map_err(|e| StatusClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        problem: e.to_string(),
+    })
 }
 
 /// A minimal HTTP/1.0 GET over the unix socket; returns the body of a 200 answer.
 pub fn request(socket: &Path, path: &str) -> Result<Vec<u8>, StatusClientError> {
-    let not_running = |source| StatusClientError::NotRunning { socket: socket.to_path_buf(), source };
-    let bad = |problem: String| StatusClientError::BadAnswer { socket: socket.to_path_buf(), problem };
+    let not_running = |source| StatusClientError::NotRunning {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    let bad = |problem: String| StatusClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        problem,
+    };
     let mut stream = UnixStream::connect(socket).map_err(not_running)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| bad(e.to_string()))?;
-    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: boot\r\n\r\n").as_bytes()).map_err(|e| bad(e.to_string()))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| bad(e.to_string()))?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: boot\r\n\r\n").as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
     let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(|e| bad(e.to_string()))?;
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header".into()))?;
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| bad(e.to_string()))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no HTTP header".into()))?;
     let head = String::from_utf8_lossy(&answer[..split]);
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
         return Err(bad(head.lines().next().unwrap_or_default().to_string()));

@@ -45,7 +45,9 @@ impl AgentOptions {
             Some(name) => name.clone(),
             None => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().to_lowercase())
-                .map_err(|e| CliError::usage(format!("cannot read the hostname: {e}"), "give --node-name"))?,
+                .map_err(|e| {
+                    CliError::usage(format!("cannot read the hostname: {e}"), "give --node-name")
+                })?,
         };
         let mut options = AgentOptions::new(root.clone(), node_name);
         if let Some(dir) = &args.pod_manifest_path {
@@ -58,7 +60,10 @@ impl AgentOptions {
             Some("none") => options.status_addr = None,
             Some(addr) => {
                 options.status_addr = Some(addr.parse().map_err(|e| {
-                    CliError::usage(format!("--status-address {addr}: {e}"), "give IP:PORT, e.g. 127.0.0.1:10248, or none")
+                    CliError::usage(
+                        format!("--status-address {addr}: {e}"),
+                        "give IP:PORT, e.g. 127.0.0.1:10248, or none",
+                    )
                 })?)
             }
         }
@@ -78,11 +83,16 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e))?;
+        .map_err(|e| {
+            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
+        })?;
     let result = runtime.block_on(async {
         let shutdown = async {
             use tokio::signal::unix::{signal, SignalKind};
-            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
                 (Ok(mut term), Ok(mut int)) => {
                     tokio::select! {
                         _ = term.recv() => {}
@@ -95,9 +105,8 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         agent::run(options, shutdown).await
     });
     result.map(|()| ExitCode::Ok).map_err(|e| match e {
-        AgentError::AlreadyRunning { .. } => {
-            CliError::new(ExitCode::Usage, e.to_string()).with_hint("stop the other agent, or give another --root")
-        }
+        AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
+            .with_hint("stop the other agent, or give another --root"),
         other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
     })
 }
@@ -116,5 +125,11 @@ pub struct LogRelayArgs {
 pub fn run_log_relay(args: LogRelayArgs) -> Result<ExitCode, CliError> {
     crate::runtime::logs::relay::run(&args.file, args.max_size, args.max_files)
         .map(|()| ExitCode::Ok)
-        .map_err(|e| CliError::new(ExitCode::Files, format!("log relay for {}", args.file.display())).with_cause(e))
+        .map_err(|e| {
+            CliError::new(
+                ExitCode::Files,
+                format!("log relay for {}", args.file.display()),
+            )
+            .with_cause(e)
+        })
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CliError, ExitCode, GlobalArgs};
-use crate::runtime::logs::files::{container_log_path, read_messages, read_new, restart_counts, tail};
+use crate::runtime::logs::files::{
+    container_log_path, read_messages, read_new, restart_counts, tail,
+};
 
 /// How often `-f` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
@@ -38,15 +40,30 @@ pub fn run(args: LogsArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let pod_dir = find_pod_dir(&log_dir, &args.pod)?;
     let container_dir = find_container_dir(&pod_dir, &args.pod, args.container.as_deref())?;
     let counts = restart_counts(&container_dir);
-    let index = if args.previous { counts.len().checked_sub(2) } else { counts.len().checked_sub(1) };
-    let Some(restart) = index.map(|i| counts[i]) else {
-        let what = if args.previous { "no previous run" } else { "no log yet" };
-        return Err(CliError::new(ExitCode::Unhealthy, format!("pod {}: {what} in {}", args.pod, container_dir.display())));
+    let index = if args.previous {
+        counts.len().checked_sub(2)
+    } else {
+        counts.len().checked_sub(1)
     };
-    let container = container_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let Some(restart) = index.map(|i| counts[i]) else {
+        let what = if args.previous {
+            "no previous run"
+        } else {
+            "no log yet"
+        };
+        return Err(CliError::new(
+            ExitCode::Unhealthy,
+            format!("pod {}: {what} in {}", args.pod, container_dir.display()),
+        ));
+    };
+    let container = container_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let path = container_log_path(&pod_dir, &container, restart);
-    let messages = read_messages(&path)
-        .map_err(|e| CliError::new(ExitCode::Files, format!("cannot read {}", path.display())).with_cause(e))?;
+    let messages = read_messages(&path).map_err(|e| {
+        CliError::new(ExitCode::Files, format!("cannot read {}", path.display())).with_cause(e)
+    })?;
     let messages = match args.tail {
         Some(n) => tail(messages, n),
         None => messages,
@@ -64,7 +81,13 @@ pub fn run(args: LogsArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
 }
 
 /// Prints new lines as they come, moving on to the next restart's file when one appears.
-fn follow(container_dir: &Path, pod_dir: &Path, container: &str, mut restart: u32, out: &mut impl Write) -> ! {
+fn follow(
+    container_dir: &Path,
+    pod_dir: &Path,
+    container: &str,
+    mut restart: u32,
+    out: &mut impl Write,
+) -> ! {
     let mut path = container_log_path(pod_dir, container, restart);
     let mut offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let mut pending = Vec::new();
@@ -77,7 +100,11 @@ fn follow(container_dir: &Path, pod_dir: &Path, container: &str, mut restart: u3
             }
             let _ = out.flush();
         }
-        if let Some(newer) = restart_counts(container_dir).into_iter().filter(|c| *c > restart).max() {
+        if let Some(newer) = restart_counts(container_dir)
+            .into_iter()
+            .filter(|c| *c > restart)
+            .max()
+        {
             restart = newer;
             path = container_log_path(pod_dir, container, restart);
             offset = 0;
@@ -95,18 +122,36 @@ fn find_pod_dir(log_dir: &Path, pod: &str) -> Result<PathBuf, CliError> {
         .filter(|entry| {
             let name = entry.file_name().to_string_lossy().into_owned();
             let parts: Vec<&str> = name.split('_').collect();
-            parts.len() == 3 && (parts[1] == pod || parts[1].strip_prefix(pod).is_some_and(|rest| rest.starts_with('-')))
+            parts.len() == 3
+                && (parts[1] == pod
+                    || parts[1]
+                        .strip_prefix(pod)
+                        .is_some_and(|rest| rest.starts_with('-')))
         })
-        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+                e.path(),
+            )
+        })
         .collect();
     matches.sort();
     matches.pop().map(|(_, path)| path).ok_or_else(|| {
-        CliError::new(ExitCode::Usage, format!("no logs for pod {pod} in {}", log_dir.display()))
-            .with_hint("`boot status` lists the pods")
+        CliError::new(
+            ExitCode::Usage,
+            format!("no logs for pod {pod} in {}", log_dir.display()),
+        )
+        .with_hint("`boot status` lists the pods")
     })
 }
 
-fn find_container_dir(pod_dir: &Path, pod: &str, container: Option<&str>) -> Result<PathBuf, CliError> {
+fn find_container_dir(
+    pod_dir: &Path,
+    pod: &str,
+    container: Option<&str>,
+) -> Result<PathBuf, CliError> {
     let mut names: Vec<String> = std::fs::read_dir(pod_dir)
         .into_iter()
         .flatten()
@@ -122,7 +167,10 @@ fn find_container_dir(pod_dir: &Path, pod: &str, container: Option<&str>) -> Res
             format!("its containers: {}", names.join(", ")),
         )),
         None if names.len() == 1 => Ok(pod_dir.join(&names[0])),
-        None if names.is_empty() => Err(CliError::new(ExitCode::Unhealthy, format!("pod {pod} has no logs yet"))),
+        None if names.is_empty() => Err(CliError::new(
+            ExitCode::Unhealthy,
+            format!("pod {pod} has no logs yet"),
+        )),
         None => Err(CliError::usage(
             format!("pod {pod} has several containers"),
             format!("choose one with -c: {}", names.join(", ")),

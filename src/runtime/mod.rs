@@ -87,7 +87,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("pod {pod}: container {container}: {problem}")]
-    Container { pod: String, container: String, problem: String },
+    Container {
+        pod: String,
+        container: String,
+        problem: String,
+    },
     #[error("pod {pod}: {problem}")]
     Pod { pod: String, problem: String },
 }
@@ -122,7 +126,10 @@ pub mod unix_millis {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let millis = time.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
         s.serialize_u64(millis)
     }
 

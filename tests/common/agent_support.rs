@@ -36,7 +36,10 @@ pub fn test_options(dir: &Path) -> AgentOptions {
         reset_after: Duration::from_secs(600),
     };
     options.relay_exe = PathBuf::from(env!("CARGO_BIN_EXE_boot"));
-    options.bin_dirs = vec![Path::new(env!("CARGO_BIN_EXE_boot-standin")).parent().unwrap().to_path_buf()];
+    options.bin_dirs = vec![Path::new(env!("CARGO_BIN_EXE_boot-standin"))
+        .parent()
+        .unwrap()
+        .to_path_buf()];
     options.cgroup_parent = format!("boot-test-{}", std::process::id());
     options
 }
@@ -47,7 +50,13 @@ impl TestAgent {
         let mut options = test_options(dir.path());
         configure(&mut options);
         std::fs::create_dir_all(&options.manifest_dir).unwrap();
-        TestAgent { root: options.root.clone(), dir, options, shutdown: None, task: None }
+        TestAgent {
+            root: options.root.clone(),
+            dir,
+            options,
+            shutdown: None,
+            task: None,
+        }
     }
 
     /// Starts (or restarts) the agent in this process and waits for its socket.
@@ -72,7 +81,11 @@ impl TestAgent {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(40), task).await.expect("agent stops").unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(40), task)
+                .await
+                .expect("agent stops")
+                .unwrap()
+                .unwrap();
         }
     }
 
@@ -101,7 +114,12 @@ impl TestAgent {
     }
 
     /// Polls the status until `check` returns `Some`.
-    pub async fn wait_for<T>(&self, what: &str, timeout: Duration, check: impl Fn(&AgentStatus) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&AgentStatus) -> Option<T>,
+    ) -> T {
         let socket = self.options.status_socket.clone();
         let deadline = Instant::now() + timeout;
         let mut last = None;
@@ -113,21 +131,33 @@ impl TestAgent {
                 last = Some(status);
             }
             if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; last status: {}", serde_json::to_string_pretty(&last).unwrap());
+                panic!(
+                    "timed out waiting for {what}; last status: {}",
+                    serde_json::to_string_pretty(&last).unwrap()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Waits for the pod `<name>-node1` to satisfy `check`.
-    pub async fn wait_pod<T>(&self, name: &str, timeout: Duration, check: impl Fn(&PodStatus) -> Option<T>) -> T {
+    pub async fn wait_pod<T>(
+        &self,
+        name: &str,
+        timeout: Duration,
+        check: impl Fn(&PodStatus) -> Option<T>,
+    ) -> T {
         let full = format!("{name}-{}", self.options.node_name);
-        self.wait_for(&format!("pod {full}"), timeout, |s| s.pods.iter().find(|p| p.name == full).and_then(&check)).await
+        self.wait_for(&format!("pod {full}"), timeout, |s| {
+            s.pods.iter().find(|p| p.name == full).and_then(&check)
+        })
+        .await
     }
 
     /// Waits until the pod runs and is ready; returns its pid.
     pub async fn wait_ready(&self, name: &str, timeout: Duration) -> i32 {
-        self.wait_pod(name, timeout, |p| if p.healthy() { p.pid() } else { None }).await
+        self.wait_pod(name, timeout, |p| if p.healthy() { p.pid() } else { None })
+            .await
     }
 
     /// Kills every process the agent recorded (group and cgroup) and removes its namespaces.
@@ -138,7 +168,10 @@ impl TestAgent {
             for container in record.containers {
                 if let Some(handle) = container.process {
                     if proc::is_same_live_process(handle.pid, handle.start_ticks) {
-                        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(handle.pid), nix::sys::signal::Signal::SIGKILL);
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(handle.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
                     }
                     for dir in &handle.cgroups {
                         cgroup::kill_all(dir);
@@ -157,7 +190,11 @@ impl TestAgent {
                 let _ = std::fs::remove_dir(parent); // the test's parent, once no other test uses it
             }
         }
-        for entry in std::fs::read_dir(&self.options.netns_dir).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&self.options.netns_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             netns::remove(&entry.path());
         }
     }
@@ -176,7 +213,11 @@ impl Drop for TestAgent {
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics naming `what`.
-pub async fn wait_until<T, F: Future<Output = Option<T>>>(what: &str, timeout: Duration, check: impl Fn() -> F) -> T {
+pub async fn wait_until<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    check: impl Fn() -> F,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(found) = check().await {
@@ -196,7 +237,13 @@ pub fn alive(pid: i32) -> bool {
 pub fn processes_with(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(needle) && alive(pid) {
@@ -210,7 +257,13 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
 pub fn group_members(pgid: i32) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
         if proc::stat(pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z') {
             pids.push(pid);
         }

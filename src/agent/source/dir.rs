@@ -49,7 +49,9 @@ pub fn scan(dir: &Path) -> io::Result<Vec<(PathBuf, Fingerprint)>> {
         }
         let path = entry.path();
         // Follows symlinks, as the kubelet's os.Stat does.
-        let Ok(meta) = fs::metadata(&path) else { continue };
+        let Ok(meta) = fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             continue;
         }
@@ -67,10 +69,16 @@ pub fn scan(dir: &Path) -> io::Result<Vec<(PathBuf, Fingerprint)>> {
 
 /// Reads and parses one manifest, refusing files over the kubelet's 10 MB limit before reading.
 pub fn read_manifest(path: &Path, node_name: &str) -> Result<StaticPod, ManifestError> {
-    let read_err = |e: io::Error| ManifestError::Read { path: path.to_path_buf(), message: e.to_string() };
+    let read_err = |e: io::Error| ManifestError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let size = fs::metadata(path).map_err(read_err)?.len();
     if size > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge { path: path.to_path_buf(), size });
+        return Err(ManifestError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+        });
     }
     let bytes = fs::read(path).map_err(read_err)?;
     StaticPod::parse(path, &bytes, node_name)
@@ -78,11 +86,15 @@ pub fn read_manifest(path: &Path, node_name: &str) -> Result<StaticPod, Manifest
 
 /// Watches `dir` (not recursively); every event on a non-dot name sends a wake-up on `tx`. The
 /// supervisor then relists, which also coalesces bursts of events into one pass.
-pub fn watch(dir: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<notify::RecommendedWatcher> {
+pub fn watch(
+    dir: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let relevant = match &event {
             Ok(event) => event.paths.iter().any(|p| {
-                p.file_name().is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."))
+                p.file_name()
+                    .is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."))
             }),
             // Overflow or a watch error: relist to be safe.
             Err(_) => true,
@@ -102,14 +114,22 @@ mod tests {
     #[test]
     fn relist_skips_dotfiles_and_directories_and_rereads_only_changes() {
         let dir = tempfile::tempdir().unwrap();
-        let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c}]}\n";
+        let pod =
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: c}]}\n";
         fs::write(dir.path().join("a.yaml"), pod).unwrap();
-        fs::write(dir.path().join(".hidden.yaml"), pod.replace("name: a", "name: h")).unwrap();
+        fs::write(
+            dir.path().join(".hidden.yaml"),
+            pod.replace("name: a", "name: h"),
+        )
+        .unwrap();
         fs::create_dir(dir.path().join("sub")).unwrap();
         let mut set = ManifestSet::default();
         assert!(relist(&mut set, dir.path(), "n").unwrap());
         assert_eq!(set.files().count(), 1);
-        assert!(!relist(&mut set, dir.path(), "n").unwrap(), "nothing changed");
+        assert!(
+            !relist(&mut set, dir.path(), "n").unwrap(),
+            "nothing changed"
+        );
         fs::remove_file(dir.path().join("a.yaml")).unwrap();
         assert!(relist(&mut set, dir.path(), "n").unwrap());
         assert_eq!(set.files().count(), 0);

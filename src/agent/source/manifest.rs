@@ -41,7 +41,11 @@ pub enum ManifestError {
     #[error("{path}: not a single v1 Pod: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: pod {pod:?}: {problem}")]
-    Invalid { path: PathBuf, pod: String, problem: String },
+    Invalid {
+        path: PathBuf,
+        pod: String,
+        problem: String,
+    },
 }
 
 impl ManifestError {
@@ -59,18 +63,30 @@ impl StaticPod {
     /// Parses and validates one manifest's bytes read from `path`.
     pub fn parse(path: &Path, bytes: &[u8], node_name: &str) -> Result<StaticPod, ManifestError> {
         if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-            return Err(ManifestError::TooLarge { path: path.to_path_buf(), size: bytes.len() as u64 });
+            return Err(ManifestError::TooLarge {
+                path: path.to_path_buf(),
+                size: bytes.len() as u64,
+            });
         }
-        let parse_err = |message: String| ManifestError::Parse { path: path.to_path_buf(), message };
+        let parse_err = |message: String| ManifestError::Parse {
+            path: path.to_path_buf(),
+            message,
+        };
         let text = std::str::from_utf8(bytes).map_err(|e| parse_err(format!("not UTF-8: {e}")))?;
         // YAML → JSON → Pod, as the kubelet's tryDecodeSinglePod; serde_yaml refuses several documents.
-        let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_yaml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
         let pod: Pod = serde_json::from_value(value).map_err(|e| parse_err(e.to_string()))?;
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let invalid =
-            |problem: String| ManifestError::Invalid { path: path.to_path_buf(), pod: name.clone(), problem };
+        let invalid = |problem: String| ManifestError::Invalid {
+            path: path.to_path_buf(),
+            pod: name.clone(),
+            problem,
+        };
         if name.is_empty() {
-            return Err(invalid("metadata.name is empty; a static pod needs a name".into()));
+            return Err(invalid(
+                "metadata.name is empty; a static pod needs a name".into(),
+            ));
         }
         validate(&pod).map_err(invalid)?;
         let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty());
@@ -82,12 +98,22 @@ impl StaticPod {
             _ => static_pod_uid(&canonical, node_name, &path_text),
         };
         let full_name = format!("{name}-{}", node_name.to_lowercase());
-        Ok(StaticPod { path: path.to_path_buf(), uid, name, namespace, full_name, pod })
+        Ok(StaticPod {
+            path: path.to_path_buf(),
+            uid,
+            name,
+            namespace,
+            full_name,
+            pod,
+        })
     }
 
     pub fn spec(&self) -> &PodSpec {
         static EMPTY: std::sync::OnceLock<PodSpec> = std::sync::OnceLock::new();
-        self.pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(PodSpec::default))
+        self.pod
+            .spec
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(PodSpec::default))
     }
 
     pub fn host_network(&self) -> bool {
@@ -107,33 +133,59 @@ impl StaticPod {
 fn validate(pod: &Pod) -> Result<(), String> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     if !is_dns_subdomain(name) {
-        return Err(format!("metadata.name {name:?} is not a lowercase DNS subdomain (RFC 1123)"));
+        return Err(format!(
+            "metadata.name {name:?} is not a lowercase DNS subdomain (RFC 1123)"
+        ));
     }
-    let Some(spec) = &pod.spec else { return Err("spec is missing".into()) };
+    let Some(spec) = &pod.spec else {
+        return Err("spec is missing".into());
+    };
     if spec.containers.is_empty() {
         return Err("spec.containers is empty; a pod needs at least one container".into());
     }
     match spec.restart_policy.as_deref() {
         None | Some("Always" | "OnFailure" | "Never") => {}
-        Some(other) => return Err(format!("spec.restartPolicy {other:?} is not Always, OnFailure or Never")),
+        Some(other) => {
+            return Err(format!(
+                "spec.restartPolicy {other:?} is not Always, OnFailure or Never"
+            ))
+        }
     }
-    if spec.service_account_name.as_deref().is_some_and(|s| !s.is_empty()) {
+    if spec
+        .service_account_name
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
         return Err("spec.serviceAccountName: static pods may not reference API objects".into());
     }
-    if spec.ephemeral_containers.as_ref().is_some_and(|c| !c.is_empty()) {
+    if spec
+        .ephemeral_containers
+        .as_ref()
+        .is_some_and(|c| !c.is_empty())
+    {
         return Err("spec.ephemeralContainers are not allowed in static pods".into());
     }
     if spec.resource_claims.as_ref().is_some_and(|c| !c.is_empty()) {
         return Err("spec.resourceClaims: static pods may not reference API objects".into());
     }
     let mut names = BTreeSet::new();
-    let all = spec.init_containers.iter().flatten().map(|c| ("initContainers", c));
+    let all = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("initContainers", c));
     for (field, container) in all.chain(spec.containers.iter().map(|c| ("containers", c))) {
         if !is_dns_label(&container.name) {
-            return Err(format!("spec.{field}: container name {:?} is not a DNS label", container.name));
+            return Err(format!(
+                "spec.{field}: container name {:?} is not a DNS label",
+                container.name
+            ));
         }
         if !names.insert(container.name.as_str()) {
-            return Err(format!("spec.{field}: container name {:?} is used twice", container.name));
+            return Err(format!(
+                "spec.{field}: container name {:?} is used twice",
+                container.name
+            ));
         }
         validate_container(field, container)?;
     }
@@ -142,7 +194,10 @@ fn validate(pod: &Pod) -> Result<(), String> {
             ("secret", volume.secret.is_some()),
             ("configMap", volume.config_map.is_some()),
             ("projected", volume.projected.is_some()),
-            ("persistentVolumeClaim", volume.persistent_volume_claim.is_some()),
+            (
+                "persistentVolumeClaim",
+                volume.persistent_volume_claim.is_some(),
+            ),
             ("ephemeral", volume.ephemeral.is_some()),
         ];
         if let Some((kind, _)) = api_reference.iter().find(|(_, used)| *used) {
@@ -164,7 +219,9 @@ fn validate(pod: &Pod) -> Result<(), String> {
 fn validate_container(field: &str, container: &Container) -> Result<(), String> {
     let at = format!("spec.{field}[{}]", container.name);
     if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
-        return Err(format!("{at}.envFrom references API objects, which static pods may not"));
+        return Err(format!(
+            "{at}.envFrom references API objects, which static pods may not"
+        ));
     }
     for env in container.env.iter().flatten() {
         if env.value_from.is_some() {
@@ -176,7 +233,10 @@ fn validate_container(field: &str, container: &Container) -> Result<(), String> 
     }
     for mount in container.volume_mounts.iter().flatten() {
         if !mount.mount_path.starts_with('/') {
-            return Err(format!("{at}.volumeMounts[{}].mountPath must be absolute", mount.name));
+            return Err(format!(
+                "{at}.volumeMounts[{}].mountPath must be absolute",
+                mount.name
+            ));
         }
     }
     Ok(())
@@ -185,7 +245,8 @@ fn validate_container(field: &str, container: &Container) -> Result<(), String> 
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -235,7 +296,10 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = parse(&text).expect_err(expected).to_string();
-            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
             assert!(err.starts_with("/m/p.yaml: "), "{err}");
         }
     }

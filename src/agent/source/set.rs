@@ -24,15 +24,24 @@ pub struct Fingerprint {
 /// The agent's view of one manifest file.
 #[derive(Debug, Clone)]
 pub enum FileState {
-    Good { pod: Arc<StaticPod>, fingerprint: Fingerprint },
+    Good {
+        pod: Arc<StaticPod>,
+        fingerprint: Fingerprint,
+    },
     /// The file does not parse or validate; `last_good` (if any) keeps running.
-    Broken { error: ManifestError, last_good: Option<Arc<StaticPod>>, fingerprint: Fingerprint },
+    Broken {
+        error: ManifestError,
+        last_good: Option<Arc<StaticPod>>,
+        fingerprint: Fingerprint,
+    },
 }
 
 impl FileState {
     fn fingerprint(&self) -> Fingerprint {
         match self {
-            FileState::Good { fingerprint, .. } | FileState::Broken { fingerprint, .. } => *fingerprint,
+            FileState::Good { fingerprint, .. } | FileState::Broken { fingerprint, .. } => {
+                *fingerprint
+            }
         }
     }
 
@@ -69,11 +78,18 @@ pub struct ManifestSet {
 impl ManifestSet {
     /// Whether `path` must be (re-)read: new, or its fingerprint changed.
     pub fn needs_read(&self, path: &Path, fingerprint: Fingerprint) -> bool {
-        self.files.get(path).map_or(true, |state| state.fingerprint() != fingerprint)
+        self.files
+            .get(path)
+            .map_or(true, |state| state.fingerprint() != fingerprint)
     }
 
     /// Records the result of reading one file.
-    pub fn apply(&mut self, path: &Path, fingerprint: Fingerprint, parsed: Result<StaticPod, ManifestError>) {
+    pub fn apply(
+        &mut self,
+        path: &Path,
+        fingerprint: Fingerprint,
+        parsed: Result<StaticPod, ManifestError>,
+    ) {
         let previous = self.files.remove(path);
         let state = match parsed {
             Ok(pod) => {
@@ -86,7 +102,11 @@ impl ManifestSet {
             }
             Err(error) => {
                 let last_good = previous.as_ref().and_then(FileState::pod).cloned();
-                FileState::Broken { error, last_good, fingerprint }
+                FileState::Broken {
+                    error,
+                    last_good,
+                    fingerprint,
+                }
             }
         };
         self.files.insert(path.to_path_buf(), state);
@@ -106,13 +126,22 @@ impl ManifestSet {
     pub fn desired(&self, running: impl Fn(&str) -> bool) -> Desired {
         let mut desired = Desired::default();
         for (path, state) in &self.files {
-            if let FileState::Broken { error, last_good, .. } = state {
+            if let FileState::Broken {
+                error, last_good, ..
+            } = state
+            {
                 let kept_running = last_good.as_ref().map(|p| p.full_name.clone());
-                desired.problems.push(FileProblem { path: path.clone(), error: error.to_string(), kept_running });
+                desired.problems.push(FileProblem {
+                    path: path.clone(),
+                    error: error.to_string(),
+                    kept_running,
+                });
             }
         }
-        let candidates: Vec<&Arc<StaticPod>> = self.files.values().filter_map(FileState::pod).collect();
-        let (first, rest): (Vec<_>, Vec<_>) = candidates.into_iter().partition(|pod| running(&pod.uid));
+        let candidates: Vec<&Arc<StaticPod>> =
+            self.files.values().filter_map(FileState::pod).collect();
+        let (first, rest): (Vec<_>, Vec<_>) =
+            candidates.into_iter().partition(|pod| running(&pod.uid));
         let mut owners: BTreeMap<&str, &Path> = BTreeMap::new();
         for pod in first.into_iter().chain(rest) {
             if let Some(owner) = owners.get(pod.full_name.as_str()) {
@@ -148,11 +177,17 @@ mod tests {
     }
 
     fn fp(n: u64) -> Fingerprint {
-        Fingerprint { len: n, ..Fingerprint::default() }
+        Fingerprint {
+            len: n,
+            ..Fingerprint::default()
+        }
     }
 
     fn broken(path: &str) -> Result<StaticPod, ManifestError> {
-        Err(ManifestError::Parse { path: path.into(), message: "bad".into() })
+        Err(ManifestError::Parse {
+            path: path.into(),
+            message: "bad".into(),
+        })
     }
 
     #[test]
@@ -182,7 +217,13 @@ mod tests {
         let desired = set.desired(|uid| uid == running_uid);
         assert_eq!(desired.pods.len(), 1);
         assert_eq!(desired.pods[0].path, Path::new("/m/b"));
-        assert!(desired.problems[0].error.contains("already defined by /m/b"), "{:?}", desired.problems);
+        assert!(
+            desired.problems[0]
+                .error
+                .contains("already defined by /m/b"),
+            "{:?}",
+            desired.problems
+        );
         // Nothing running yet: sorted order decides.
         assert_eq!(set.desired(|_| false).pods[0].path, Path::new("/m/a"));
     }

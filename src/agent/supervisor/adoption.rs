@@ -24,9 +24,12 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
     let pod = worker.pod.clone();
     let uid = pod.uid.clone();
     for container in worker.containers_mut() {
-        let Some(recorded) = record.container(&container.name) else { continue };
+        let Some(recorded) = record.container(&container.name) else {
+            continue;
+        };
         container.restart_count = recorded.restart_count;
-        container.ever_started = recorded.process.is_some() || recorded.restart_count > 0 || recorded.completed;
+        container.ever_started =
+            recorded.process.is_some() || recorded.restart_count > 0 || recorded.completed;
         if recorded.completed {
             let at = SystemTime::now();
             container.state = ContainerState::Done(Termination {
@@ -38,7 +41,9 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
             });
             continue;
         }
-        let Some(handle) = &recorded.process else { continue };
+        let Some(handle) = &recorded.process else {
+            continue;
+        };
         let Some(exit) = ctx.runtime.adopt_container(handle) else {
             ctx.note(format!(
                 "pod {}: container {}: recorded pid {} is gone or is another process now; starting it again",
@@ -46,14 +51,30 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
             ));
             continue;
         };
-        let spec = if container.init { &pod.init_containers()[container.index] } else { &pod.containers()[container.index] };
-        let age = SystemTime::now().duration_since(handle.started_at).unwrap_or_default();
+        let spec = if container.init {
+            &pod.init_containers()[container.index]
+        } else {
+            &pod.containers()[container.index]
+        };
+        let age = SystemTime::now()
+            .duration_since(handle.started_at)
+            .unwrap_or_default();
         let since = now.checked_sub(age).unwrap_or(now);
         let probes = ProbeSet::for_container(spec, &ctx.options.node_address, since)
             .unwrap_or_else(|_| ProbeSet::new(since, None, None, None));
         container.instance += 1;
-        watch_exit(ctx, &uid, container.init, container.index, container.instance, exit);
-        ctx.note(format!("pod {}: container {} adopted (pid {})", pod.full_name, container.name, handle.pid));
+        watch_exit(
+            ctx,
+            &uid,
+            container.init,
+            container.index,
+            container.instance,
+            exit,
+        );
+        ctx.note(format!(
+            "pod {}: container {} adopted (pid {})",
+            pod.full_name, container.name, handle.pid
+        ));
         container.state = ContainerState::Running(Box::new(Running {
             handle: handle.clone(),
             since,
@@ -70,20 +91,34 @@ impl Supervisor {
     /// their records. Wanted pods of the same name wait until these are gone.
     pub(super) fn stop_orphans(&mut self) {
         let wanted = self.manifests.desired(|_| false);
-        let orphan_uids: Vec<String> =
-            self.records.keys().filter(|uid| !wanted.pods.iter().any(|p| &&p.uid == uid)).cloned().collect();
-        let leftovers: Vec<PodRecord> = orphan_uids.iter().filter_map(|uid| self.records.remove(uid)).collect();
+        let orphan_uids: Vec<String> = self
+            .records
+            .keys()
+            .filter(|uid| !wanted.pods.iter().any(|p| &&p.uid == uid))
+            .cloned()
+            .collect();
+        let leftovers: Vec<PodRecord> = orphan_uids
+            .iter()
+            .filter_map(|uid| self.records.remove(uid))
+            .collect();
         for record in leftovers {
             let mut stopping = 0;
             for container in &record.containers {
-                let Some(handle) = &container.process else { continue };
-                let Some(exit) = self.ctx.runtime.adopt_container(handle) else { continue };
+                let Some(handle) = &container.process else {
+                    continue;
+                };
+                let Some(exit) = self.ctx.runtime.adopt_container(handle) else {
+                    continue;
+                };
                 stopping += 1;
                 let runtime = self.ctx.runtime.clone();
                 let events = self.ctx.events.clone();
                 let handle = handle.clone();
                 let full_name = record.full_name.clone();
-                self.ctx.note(format!("pod {full_name}: its manifest is gone; stopping leftover pid {}", handle.pid));
+                self.ctx.note(format!(
+                    "pod {full_name}: its manifest is gone; stopping leftover pid {}",
+                    handle.pid
+                ));
                 tokio::spawn(async move {
                     runtime.stop_container(&handle, ORPHAN_GRACE).await;
                     exit.await;

@@ -25,19 +25,41 @@ const MIN_START_RETRY: Duration = Duration::from_millis(200);
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
 pub fn grace_period(pod: &StaticPod) -> Duration {
-    let seconds = pod.spec().termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE.as_secs() as i64);
+    let seconds = pod
+        .spec()
+        .termination_grace_period_seconds
+        .unwrap_or(DEFAULT_GRACE.as_secs() as i64);
     Duration::from_secs(u64::try_from(seconds).unwrap_or(0)).max(MIN_GRACE)
 }
 
 pub fn pod_ref(pod: &StaticPod) -> PodRef<'_> {
-    PodRef { uid: &pod.uid, namespace: &pod.namespace, full_name: &pod.full_name, spec: pod.spec() }
+    PodRef {
+        uid: &pod.uid,
+        namespace: &pod.namespace,
+        full_name: &pod.full_name,
+        spec: pod.spec(),
+    }
 }
 
 /// Creates the worker for a newly wanted pod, adopting what a previous agent left running.
-pub fn start_pod(ctx: &Context, pod: Arc<StaticPod>, record: Option<PodRecord>, now: Instant) -> PodWorker {
-    let log_dir = pod_log_dir(&ctx.options.log_dir, &pod.namespace, &pod.full_name, &pod.uid);
+pub fn start_pod(
+    ctx: &Context,
+    pod: Arc<StaticPod>,
+    record: Option<PodRecord>,
+    now: Instant,
+) -> PodWorker {
+    let log_dir = pod_log_dir(
+        &ctx.options.log_dir,
+        &pod.namespace,
+        &pod.full_name,
+        &pod.uid,
+    );
     let mut worker = PodWorker::new(pod, log_dir);
-    ctx.note(format!("pod {}: from {}", worker.pod.full_name, worker.pod.path.display()));
+    ctx.note(format!(
+        "pod {}: from {}",
+        worker.pod.full_name,
+        worker.pod.path.display()
+    ));
     if let Some(record) = record {
         adoption::adopt(ctx, &mut worker, &record, now);
     }
@@ -52,7 +74,11 @@ pub fn advance(ctx: &Context, worker: &mut PodWorker, now: Instant) {
         return;
     }
     if worker.sandbox.is_none() {
-        if worker.sandbox_error.as_ref().is_some_and(|(_, retry)| *retry > now) {
+        if worker
+            .sandbox_error
+            .as_ref()
+            .is_some_and(|(_, retry)| *retry > now)
+        {
             return;
         }
         match ctx.runtime.create_sandbox(pod_ref(&worker.pod)) {
@@ -109,21 +135,40 @@ pub fn next_deadline(worker: &PodWorker) -> Option<Instant> {
 
 fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usize, now: Instant) {
     let pod = worker.pod.clone();
-    let Some(sandbox) = worker.sandbox.clone() else { return };
+    let Some(sandbox) = worker.sandbox.clone() else {
+        return;
+    };
     let log_dir = worker.log_dir.clone();
-    let spec = if init { &pod.init_containers()[index] } else { &pod.containers()[index] };
-    let Some(container) = worker.container_mut(init, index) else { return };
+    let spec = if init {
+        &pod.init_containers()[index]
+    } else {
+        &pod.containers()[index]
+    };
+    let Some(container) = worker.container_mut(init, index) else {
+        return;
+    };
     if container.ever_started {
         container.restart_count += 1;
     }
     if let Some(finished) = container.last_termination.as_ref().map(|t| t.finished) {
-        container.backoff.record_restart(finished, now, &ctx.options.backoff);
+        container
+            .backoff
+            .record_restart(finished, now, &ctx.options.backoff);
     }
     let probes = ProbeSet::for_container(spec, &ctx.options.node_address, now);
     let log_path = container_log_path(&log_dir, &spec.name, container.restart_count);
-    let request = ContainerRequest { pod: pod_ref(&pod), sandbox: &sandbox, container: spec, restart_count: container.restart_count, log_path };
+    let request = ContainerRequest {
+        pod: pod_ref(&pod),
+        sandbox: &sandbox,
+        container: spec,
+        restart_count: container.restart_count,
+        log_path,
+    };
     let started = probes.map_err(|e| e.to_string()).and_then(|probes| {
-        let (handle, exit) = ctx.runtime.start_container(&request).map_err(|e| e.to_string())?;
+        let (handle, exit) = ctx
+            .runtime
+            .start_container(&request)
+            .map_err(|e| e.to_string())?;
         Ok((probes, handle, exit))
     });
     match started {
@@ -158,29 +203,64 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
             if container.ever_started {
                 container.restart_count -= 1; // it did not start: no restart happened
             }
-            let until = container.backoff.restart_at(finished, &ctx.options.backoff).max(now + MIN_START_RETRY);
-            container.state = ContainerState::BackOff { until, reason: "CreateContainerError".into(), message };
+            let until = container
+                .backoff
+                .restart_at(finished, &ctx.options.backoff)
+                .max(now + MIN_START_RETRY);
+            container.state = ContainerState::BackOff {
+                until,
+                reason: "CreateContainerError".into(),
+                message,
+            };
         }
     }
 }
 
 /// Spawns the task that waits for a container instance to exit and reports it.
-pub fn watch_exit(ctx: &Context, uid: &str, init: bool, index: usize, instance: u64, exit: crate::runtime::BoxFuture<ContainerExit>) {
+pub fn watch_exit(
+    ctx: &Context,
+    uid: &str,
+    init: bool,
+    index: usize,
+    instance: u64,
+    exit: crate::runtime::BoxFuture<ContainerExit>,
+) {
     let events = ctx.events.clone();
     let uid = uid.to_string();
     tokio::spawn(async move {
         let exit = exit.await;
-        let _ = events.send(Event::Exited { uid, init, index, instance, exit });
+        let _ = events.send(Event::Exited {
+            uid,
+            init,
+            index,
+            instance,
+            exit,
+        });
     });
 }
 
 /// A container instance exited: record how, clean up, and apply the restart policy.
-pub fn on_exit(ctx: &Context, worker: &mut PodWorker, init: bool, index: usize, instance: u64, exit: ContainerExit, now: Instant) {
+pub fn on_exit(
+    ctx: &Context,
+    worker: &mut PodWorker,
+    init: bool,
+    index: usize,
+    instance: u64,
+    exit: ContainerExit,
+    now: Instant,
+) {
     let pod_name = worker.pod.full_name.clone();
     let terminating = worker.terminating.is_some();
     let policy = worker.policy;
-    let Some(container) = running_instance(worker, init, index, instance) else { return };
-    let ContainerState::Running(running) = std::mem::replace(&mut container.state, ContainerState::Waiting { reason: String::new() }) else {
+    let Some(container) = running_instance(worker, init, index, instance) else {
+        return;
+    };
+    let ContainerState::Running(running) = std::mem::replace(
+        &mut container.state,
+        ContainerState::Waiting {
+            reason: String::new(),
+        },
+    ) else {
         return;
     };
     tokio::spawn(ctx.runtime.cleanup_container(&running.handle));
@@ -189,17 +269,37 @@ pub fn on_exit(ctx: &Context, worker: &mut PodWorker, init: bool, index: usize, 
         ContainerExit::Unknown => "Unknown".into(),
         _ => "Error".into(),
     });
-    let termination =
-        Termination { exit, reason, started_at: running.handle.started_at, finished_at: SystemTime::now(), finished: now };
-    ctx.note(format!("pod {pod_name}: container {} exited ({})", container.name, describe_exit(exit)));
+    let termination = Termination {
+        exit,
+        reason,
+        started_at: running.handle.started_at,
+        finished_at: SystemTime::now(),
+        finished: now,
+    };
+    ctx.note(format!(
+        "pod {pod_name}: container {} exited ({})",
+        container.name,
+        describe_exit(exit)
+    ));
     container.last_termination = Some(termination.clone());
     let restart = !terminating
-        && if init { !exit.succeeded() && policy.restarts(exit) } else { policy.restarts(exit) };
+        && if init {
+            !exit.succeeded() && policy.restarts(exit)
+        } else {
+            policy.restarts(exit)
+        };
     container.state = if restart {
         let until = container.backoff.restart_at(now, &ctx.options.backoff);
         let wait = until.saturating_duration_since(now);
-        let message = format!("back-off {wait:?} restarting failed container={} pod={pod_name}", container.name);
-        ContainerState::BackOff { until, reason: "CrashLoopBackOff".into(), message }
+        let message = format!(
+            "back-off {wait:?} restarting failed container={} pod={pod_name}",
+            container.name
+        );
+        ContainerState::BackOff {
+            until,
+            reason: "CrashLoopBackOff".into(),
+            message,
+        }
     } else {
         ContainerState::Done(termination)
     };
@@ -228,13 +328,17 @@ pub fn stop_container(ctx: &Context, running: &mut Running, reason: &str, grace:
 /// Stops a whole pod: no more starts, every container stopped with the pod's grace period.
 pub fn terminate_pod(ctx: &Context, worker: &mut PodWorker, reason: &str) {
     ctx.note(format!("pod {}: stopping: {reason}", worker.pod.full_name));
-    worker.terminating = Some(super::super::pod::Terminating { reason: reason.to_string() });
+    worker.terminating = Some(super::super::pod::Terminating {
+        reason: reason.to_string(),
+    });
     let grace = grace_period(&worker.pod);
     for container in worker.containers_mut() {
         match &mut container.state {
             ContainerState::Running(running) => stop_container(ctx, running, reason, grace),
             state @ (ContainerState::Waiting { .. } | ContainerState::BackOff { .. }) => {
-                *state = ContainerState::Waiting { reason: "Terminating".into() };
+                *state = ContainerState::Waiting {
+                    reason: "Terminating".into(),
+                };
             }
             ContainerState::Done(_) => {}
         }
@@ -270,6 +374,9 @@ pub fn save_record(ctx: &Context, worker: &PodWorker) {
         containers,
     };
     if let Err(e) = records::save(&ctx.options.records_dir(), &record) {
-        ctx.note(format!("pod {}: cannot record its processes for adoption: {e}", worker.pod.full_name));
+        ctx.note(format!(
+            "pod {}: cannot record its processes for adoption: {e}",
+            worker.pod.full_name
+        ));
     }
 }

@@ -27,10 +27,24 @@ use crate::runtime::{ContainerExit, Runtime};
 /// What spawned tasks and the status server tell the supervisor.
 #[derive(Debug)]
 pub enum Event {
-    Exited { uid: String, init: bool, index: usize, instance: u64, exit: ContainerExit },
-    Probed { uid: String, index: usize, instance: u64, kind: ProbeKind, result: ProbeResult },
+    Exited {
+        uid: String,
+        init: bool,
+        index: usize,
+        instance: u64,
+        exit: ContainerExit,
+    },
+    Probed {
+        uid: String,
+        index: usize,
+        instance: u64,
+        kind: ProbeKind,
+        result: ProbeResult,
+    },
     /// A leftover process of a pod that is no longer wanted has been stopped.
-    OrphanStopped { full_name: String },
+    OrphanStopped {
+        full_name: String,
+    },
     Status(oneshot::Sender<AgentStatus>),
 }
 
@@ -93,8 +107,15 @@ impl Supervisor {
         let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
         self.start_watch(&watch_tx);
         let options = &self.ctx.options;
-        if let Err(e) = dir::relist(&mut self.manifests, &options.manifest_dir, &options.node_name) {
-            self.ctx.note(format!("cannot read {}: {e}", options.manifest_dir.display()));
+        if let Err(e) = dir::relist(
+            &mut self.manifests,
+            &options.manifest_dir,
+            &options.node_name,
+        ) {
+            self.ctx.note(format!(
+                "cannot read {}: {e}",
+                options.manifest_dir.display()
+            ));
         }
         self.stop_orphans();
         self.reconcile();
@@ -103,7 +124,9 @@ impl Supervisor {
         tokio::pin!(shutdown);
         let mut shutting_down = false;
         loop {
-            let deadline = self.next_deadline().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let deadline = self
+                .next_deadline()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = &mut shutdown, if !shutting_down => {
                     shutting_down = true;
@@ -141,10 +164,17 @@ impl Supervisor {
     /// Re-reads the manifest directory and reconciles the pods with it.
     fn on_relist(&mut self) {
         let options = &self.ctx.options;
-        match dir::relist(&mut self.manifests, &options.manifest_dir, &options.node_name) {
+        match dir::relist(
+            &mut self.manifests,
+            &options.manifest_dir,
+            &options.node_name,
+        ) {
             Ok(false) => {}
             Ok(true) => self.reconcile(),
-            Err(e) => self.ctx.note(format!("cannot read {}: {e}", options.manifest_dir.display())),
+            Err(e) => self.ctx.note(format!(
+                "cannot read {}: {e}",
+                options.manifest_dir.display()
+            )),
         }
     }
 
@@ -173,7 +203,11 @@ impl Supervisor {
             self.pods.insert(pod.uid.clone(), worker);
         }
         for problem in &desired.problems {
-            let known = self.desired.problems.iter().any(|p| p.error == problem.error);
+            let known = self
+                .desired
+                .problems
+                .iter()
+                .any(|p| p.error == problem.error);
             if !known {
                 self.ctx.note(&problem.error);
             }
@@ -184,13 +218,33 @@ impl Supervisor {
 
     fn on_event(&mut self, event: Event) {
         match event {
-            Event::Exited { uid, init, index, instance, exit } => {
+            Event::Exited {
+                uid,
+                init,
+                index,
+                instance,
+                exit,
+            } => {
                 if let Some(worker) = self.pods.get_mut(&uid) {
-                    lifecycle::on_exit(&self.ctx, worker, init, index, instance, exit, Instant::now());
+                    lifecycle::on_exit(
+                        &self.ctx,
+                        worker,
+                        init,
+                        index,
+                        instance,
+                        exit,
+                        Instant::now(),
+                    );
                 }
                 self.finish_stopped_pods();
             }
-            Event::Probed { uid, index, instance, kind, result } => {
+            Event::Probed {
+                uid,
+                index,
+                instance,
+                kind,
+                result,
+            } => {
                 if let Some(worker) = self.pods.get_mut(&uid) {
                     probing::on_result(&self.ctx, worker, index, instance, kind, result);
                 }
@@ -220,13 +274,25 @@ impl Supervisor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.pods.values().filter_map(|w| lifecycle::next_deadline(w).into_iter().chain(probing::next_due(w)).min()).min()
+        self.pods
+            .values()
+            .filter_map(|w| {
+                lifecycle::next_deadline(w)
+                    .into_iter()
+                    .chain(probing::next_due(w))
+                    .min()
+            })
+            .min()
     }
 
     /// Removes terminating pods whose processes are all gone, then starts what waited for them.
     fn finish_stopped_pods(&mut self) {
-        let done: Vec<String> =
-            self.pods.values().filter(|w| w.terminating.is_some() && w.all_stopped()).map(|w| w.pod.uid.clone()).collect();
+        let done: Vec<String> = self
+            .pods
+            .values()
+            .filter(|w| w.terminating.is_some() && w.all_stopped())
+            .map(|w| w.pod.uid.clone())
+            .collect();
         if done.is_empty() {
             return;
         }
@@ -242,7 +308,8 @@ impl Supervisor {
     fn on_shutdown(&mut self) -> bool {
         self.shutting_down = true;
         if !self.ctx.options.stop_pods_on_exit {
-            self.ctx.note("stopping; the pods keep running and the next agent adopts them");
+            self.ctx
+                .note("stopping; the pods keep running and the next agent adopts them");
             return false;
         }
         self.ctx.note("stopping every pod (--stop-pods-on-exit)");
@@ -257,7 +324,13 @@ impl Supervisor {
 }
 
 /// The container of `worker` at (`init`, `index`) if it runs the given instance.
-fn running_instance(worker: &mut PodWorker, init: bool, index: usize, instance: u64) -> Option<&mut super::pod::ContainerWorker> {
+fn running_instance(
+    worker: &mut PodWorker,
+    init: bool,
+    index: usize,
+    instance: u64,
+) -> Option<&mut super::pod::ContainerWorker> {
     let container = worker.container_mut(init, index)?;
-    (container.instance == instance && matches!(container.state, ContainerState::Running(_))).then_some(container)
+    (container.instance == instance && matches!(container.state, ContainerState::Running(_)))
+        .then_some(container)
 }

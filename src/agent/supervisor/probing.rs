@@ -17,7 +17,9 @@ pub fn run_due(ctx: &Context, worker: &mut PodWorker, now: Instant) {
     for container in &mut worker.app {
         let instance = container.instance;
         let index = container.index;
-        let Some(running) = container.running_mut() else { continue };
+        let Some(running) = container.running_mut() else {
+            continue;
+        };
         if running.stopping.is_some() {
             continue;
         }
@@ -36,7 +38,13 @@ pub fn run_due(ctx: &Context, worker: &mut PodWorker, now: Instant) {
             let uid = uid.clone();
             tokio::spawn(async move {
                 let result = probe::run(&due.action, due.timeout, &env).await;
-                let _ = events.send(Event::Probed { uid, index, instance, kind: due.kind, result });
+                let _ = events.send(Event::Probed {
+                    uid,
+                    index,
+                    instance,
+                    kind: due.kind,
+                    result,
+                });
             });
         }
     }
@@ -54,20 +62,40 @@ pub fn next_due(worker: &PodWorker) -> Option<Instant> {
 }
 
 /// A probe result arrived: feed it to the container's probe set and act on the verdicts.
-pub fn on_result(ctx: &Context, worker: &mut PodWorker, index: usize, instance: u64, kind: ProbeKind, result: ProbeResult) {
+pub fn on_result(
+    ctx: &Context,
+    worker: &mut PodWorker,
+    index: usize,
+    instance: u64,
+    kind: ProbeKind,
+    result: ProbeResult,
+) {
     let pod_name = worker.pod.full_name.clone();
     let grace = grace_period(&worker.pod);
-    let Some(container) = running_instance(worker, false, index, instance) else { return };
+    let Some(container) = running_instance(worker, false, index, instance) else {
+        return;
+    };
     let name = container.name.clone();
-    let Some(running) = container.running_mut() else { return };
+    let Some(running) = container.running_mut() else {
+        return;
+    };
     running.probes_in_flight.retain(|k| *k != kind);
     for verdict in running.probes.record(kind, &result) {
         match verdict {
-            Verdict::Started => ctx.note(format!("pod {pod_name}: container {name} started (startup probe passed)")),
+            Verdict::Started => ctx.note(format!(
+                "pod {pod_name}: container {name} started (startup probe passed)"
+            )),
             Verdict::Ready => ctx.note(format!("pod {pod_name}: container {name} is ready")),
-            Verdict::NotReady { reason } => ctx.note(format!("pod {pod_name}: container {name} is not ready: {reason}")),
-            Verdict::Restart { reason, grace_period } => {
-                ctx.note(format!("pod {pod_name}: container {name}: {reason}; restarting it"));
+            Verdict::NotReady { reason } => ctx.note(format!(
+                "pod {pod_name}: container {name} is not ready: {reason}"
+            )),
+            Verdict::Restart {
+                reason,
+                grace_period,
+            } => {
+                ctx.note(format!(
+                    "pod {pod_name}: container {name}: {reason}; restarting it"
+                ));
                 stop_container(ctx, running, &reason, grace_period.unwrap_or(grace));
             }
         }

@@ -4,7 +4,9 @@
 use std::time::{Instant, SystemTime};
 
 use super::super::pod::{ContainerState, ContainerWorker, PodWorker, Termination};
-use super::super::status::{self, AgentStatus, ContainerStatus, ManifestProblem, PodPhase, PodStatus, ProbeStatus};
+use super::super::status::{
+    self, AgentStatus, ContainerStatus, ManifestProblem, PodPhase, PodStatus, ProbeStatus,
+};
 use super::lifecycle::describe_exit;
 use super::Supervisor;
 use crate::probe::{ProbeKind, ProbeState};
@@ -22,13 +24,21 @@ impl Supervisor {
             .desired
             .problems
             .iter()
-            .map(|p| ManifestProblem { path: p.path.clone(), error: p.error.clone(), kept_running: p.kept_running.clone() })
+            .map(|p| ManifestProblem {
+                path: p.path.clone(),
+                error: p.error.clone(),
+                kept_running: p.kept_running.clone(),
+            })
             .collect();
         let pods = self
             .pods
             .values()
             .map(|worker| {
-                let manifest_error = self.desired.problems.iter().find(|p| p.path == worker.pod.path && p.kept_running.is_some());
+                let manifest_error = self
+                    .desired
+                    .problems
+                    .iter()
+                    .find(|p| p.path == worker.pod.path && p.kept_running.is_some());
                 pod_status(worker, manifest_error.map(|p| p.error.clone()), now)
             })
             .collect();
@@ -45,7 +55,11 @@ impl Supervisor {
 }
 
 fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) -> PodStatus {
-    let containers = |list: &[ContainerWorker]| list.iter().map(|c| container_status(worker, c, now)).collect::<Vec<_>>();
+    let containers = |list: &[ContainerWorker]| {
+        list.iter()
+            .map(|c| container_status(worker, c, now))
+            .collect::<Vec<_>>()
+    };
     let network = match &worker.sandbox {
         Some(s) if s.netns.is_some() => s.notes.join("; "),
         Some(s) if !s.notes.is_empty() => s.notes.join("; "),
@@ -72,8 +86,16 @@ fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) 
 
 fn container_status(worker: &PodWorker, c: &ContainerWorker, now: Instant) -> ContainerStatus {
     let state = match &c.state {
-        ContainerState::Waiting { reason } => status::ContainerState::Waiting { reason: reason.clone(), message: None, backoff_remaining_ms: None },
-        ContainerState::BackOff { until, reason, message } => status::ContainerState::Waiting {
+        ContainerState::Waiting { reason } => status::ContainerState::Waiting {
+            reason: reason.clone(),
+            message: None,
+            backoff_remaining_ms: None,
+        },
+        ContainerState::BackOff {
+            until,
+            reason,
+            message,
+        } => status::ContainerState::Waiting {
             reason: reason.clone(),
             message: Some(message.clone()),
             backoff_remaining_ms: Some(until.saturating_duration_since(now).as_millis() as u64),
@@ -89,21 +111,25 @@ fn container_status(worker: &PodWorker, c: &ContainerWorker, now: Instant) -> Co
     let probes = c
         .running()
         .map(|r| {
-            [ProbeKind::Startup, ProbeKind::Liveness, ProbeKind::Readiness]
-                .into_iter()
-                .filter_map(|kind| r.probes.tracker(kind))
-                .map(|t| ProbeStatus {
-                    kind: t.kind().name().to_string(),
-                    result: match t.state() {
-                        ProbeState::Success => "success",
-                        ProbeState::Failure => "failure",
-                        ProbeState::Unknown => "unknown",
-                    }
-                    .to_string(),
-                    last_error: t.last_error().map(str::to_string),
-                    consecutive_failures: t.consecutive_failures(),
-                })
-                .collect()
+            [
+                ProbeKind::Startup,
+                ProbeKind::Liveness,
+                ProbeKind::Readiness,
+            ]
+            .into_iter()
+            .filter_map(|kind| r.probes.tracker(kind))
+            .map(|t| ProbeStatus {
+                kind: t.kind().name().to_string(),
+                result: match t.state() {
+                    ProbeState::Success => "success",
+                    ProbeState::Failure => "failure",
+                    ProbeState::Unknown => "unknown",
+                }
+                .to_string(),
+                last_error: t.last_error().map(str::to_string),
+                consecutive_failures: t.consecutive_failures(),
+            })
+            .collect()
         })
         .unwrap_or_default();
     ContainerStatus {
@@ -145,17 +171,37 @@ fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
         return Some(error.clone());
     }
     for c in status.init_containers.iter().chain(&status.containers) {
-        let last_exit = c.last_state.as_ref().and_then(|t| t.message.clone()).map(|m| format!(" (last: {m})")).unwrap_or_default();
+        let last_exit = c
+            .last_state
+            .as_ref()
+            .and_then(|t| t.message.clone())
+            .map(|m| format!(" (last: {m})"))
+            .unwrap_or_default();
         match &c.state {
-            status::ContainerState::Waiting { reason, message: Some(message), backoff_remaining_ms } => {
-                let left = backoff_remaining_ms.map(|ms| format!(", {:.1}s left", ms as f64 / 1000.0)).unwrap_or_default();
-                return Some(format!("container {}: {reason}: {message}{left}{last_exit}", c.name));
+            status::ContainerState::Waiting {
+                reason,
+                message: Some(message),
+                backoff_remaining_ms,
+            } => {
+                let left = backoff_remaining_ms
+                    .map(|ms| format!(", {:.1}s left", ms as f64 / 1000.0))
+                    .unwrap_or_default();
+                return Some(format!(
+                    "container {}: {reason}: {message}{left}{last_exit}",
+                    c.name
+                ));
             }
-            status::ContainerState::Running { stopping: Some(why), .. } => {
+            status::ContainerState::Running {
+                stopping: Some(why),
+                ..
+            } => {
                 return Some(format!("container {}: stopping: {why}", c.name));
             }
             status::ContainerState::Running { .. } if !c.ready => {
-                let failing = c.probes.iter().find(|p| p.consecutive_failures > 0 || p.result != "success");
+                let failing = c
+                    .probes
+                    .iter()
+                    .find(|p| p.consecutive_failures > 0 || p.result != "success");
                 return Some(match failing {
                     Some(p) if p.last_error.is_some() => format!(
                         "container {}: {} probe failing ({} in a row): {}{last_exit}",
@@ -164,18 +210,28 @@ fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
                         p.consecutive_failures,
                         p.last_error.as_deref().unwrap_or_default()
                     ),
-                    Some(p) => format!("container {}: waiting for its {} probe{last_exit}", c.name, p.kind),
+                    Some(p) => format!(
+                        "container {}: waiting for its {} probe{last_exit}",
+                        c.name, p.kind
+                    ),
                     None => format!("container {}: not ready{last_exit}", c.name),
                 });
             }
             status::ContainerState::Terminated(t) if t.exit_code != Some(0) => {
-                return Some(format!("container {}: {}: {}", c.name, t.reason, t.message.clone().unwrap_or_default()));
+                return Some(format!(
+                    "container {}: {}: {}",
+                    c.name,
+                    t.reason,
+                    t.message.clone().unwrap_or_default()
+                ));
             }
             _ => {}
         }
     }
     if let Some(error) = &status.manifest_error {
-        return Some(format!("manifest error, the last good version keeps running: {error}"));
+        return Some(format!(
+            "manifest error, the last good version keeps running: {error}"
+        ));
     }
     match status.phase {
         PodPhase::Succeeded => Some("all containers completed".into()),

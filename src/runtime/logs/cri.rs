@@ -33,7 +33,13 @@ pub struct LogLine<'a> {
 }
 
 /// Formats one line (the content without its newline) with a trailing newline.
-pub fn format_line(time: SystemTime, stream: Stream, full: bool, content: &[u8], out: &mut Vec<u8>) {
+pub fn format_line(
+    time: SystemTime,
+    stream: Stream,
+    full: bool,
+    content: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(rfc3339_nano(time).as_bytes());
     out.push(b' ');
     out.extend_from_slice(stream.as_str().as_bytes());
@@ -52,7 +58,12 @@ pub fn parse_line(line: &[u8]) -> Option<LogLine<'_>> {
         b"P" => false,
         _ => return None,
     };
-    Some(LogLine { timestamp, stream, full, content: parts.next().unwrap_or_default() })
+    Some(LogLine {
+        timestamp,
+        stream,
+        full,
+        content: parts.next().unwrap_or_default(),
+    })
 }
 
 /// Go's `time.RFC3339Nano` in UTC: fraction without trailing zeros, omitted when zero.
@@ -80,7 +91,11 @@ pub fn rfc3339_nano(time: SystemTime) -> String {
 /// `YYYYmmdd-HHMMSS` in UTC, the suffix the kubelet gives rotated log files.
 pub fn rotation_suffix(time: SystemTime) -> String {
     let stamp = rfc3339_nano(time);
-    let digits: String = stamp.chars().take(19).filter(char::is_ascii_digit).collect();
+    let digits: String = stamp
+        .chars()
+        .take(19)
+        .filter(char::is_ascii_digit)
+        .collect();
     format!("{}-{}", &digits[..8], &digits[8..])
 }
 
@@ -107,7 +122,10 @@ mod tests {
     fn formats_like_go_rfc3339nano() {
         let t = UNIX_EPOCH + Duration::new(1_475_713_029, 669_794_202);
         assert_eq!(rfc3339_nano(t), "2016-10-06T00:17:09.669794202Z");
-        assert_eq!(rfc3339_nano(UNIX_EPOCH + Duration::new(951_782_400, 500_000_000)), "2000-02-29T00:00:00.5Z");
+        assert_eq!(
+            rfc3339_nano(UNIX_EPOCH + Duration::new(951_782_400, 500_000_000)),
+            "2000-02-29T00:00:00.5Z"
+        );
         assert_eq!(rfc3339_nano(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rotation_suffix(t), "20161006-001709");
     }
@@ -118,7 +136,10 @@ mod tests {
         format_line(UNIX_EPOCH, Stream::Stderr, false, b"half a line", &mut out);
         assert_eq!(out, b"1970-01-01T00:00:00Z stderr P half a line\n");
         let line = parse_line(&out[..out.len() - 1]).unwrap();
-        assert_eq!((line.stream, line.full, line.content), ("stderr", false, &b"half a line"[..]));
+        assert_eq!(
+            (line.stream, line.full, line.content),
+            ("stderr", false, &b"half a line"[..])
+        );
         assert_eq!(parse_line(b"garbage"), None);
         assert_eq!(parse_line(b"t stdout F ").unwrap().content, b"");
     }

@@ -22,14 +22,28 @@ pub fn container_log_path(pod_dir: &Path, container: &str, restart_count: u32) -
 
 /// The rotated files of `log` (`<log>.<suffix>`), oldest first.
 pub fn rotated_files(log: &Path) -> Vec<PathBuf> {
-    let Some(dir) = log.parent() else { return Vec::new() };
-    let prefix = format!("{}.", log.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+    let Some(dir) = log.parent() else {
+        return Vec::new();
+    };
+    let prefix = format!(
+        "{}.",
+        log.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    );
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-        .map(|e| (e.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH), e.path()))
+        .map(|e| {
+            (
+                e.metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+                e.path(),
+            )
+        })
         .collect();
     files.sort();
     files.into_iter().map(|(_, p)| p).collect()
@@ -99,7 +113,10 @@ pub fn read_new(log: &Path, offset: u64, pending: &mut Vec<u8>) -> io::Result<(V
     // Only complete lines; an incomplete last line is read again next time.
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     let mut messages = Vec::new();
-    for raw in bytes[..complete].split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+    for raw in bytes[..complete]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
         collect_line(raw, pending, &mut messages);
     }
     Ok((messages, start + complete as u64))
@@ -114,11 +131,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = container_log_path(dir.path(), "c", 0);
         fs::create_dir_all(log.parent().unwrap()).unwrap();
-        fs::write(log.with_file_name("0.log.20200101-000000"), "t stdout F old\n").unwrap();
+        fs::write(
+            log.with_file_name("0.log.20200101-000000"),
+            "t stdout F old\n",
+        )
+        .unwrap();
         fs::write(&log, "t stdout P par\nt stdout F tial\nt stderr F new\n").unwrap();
         fs::write(log.with_file_name("3.log"), "").unwrap();
         let messages = read_messages(&log).unwrap();
-        assert_eq!(messages, [b"old".to_vec(), b"partial".to_vec(), b"new".to_vec()]);
+        assert_eq!(
+            messages,
+            [b"old".to_vec(), b"partial".to_vec(), b"new".to_vec()]
+        );
         assert_eq!(tail(messages, 1), [b"new".to_vec()]);
         assert_eq!(restart_counts(log.parent().unwrap()), [0, 3]);
         let mut pending = Vec::new();

@@ -31,7 +31,13 @@ impl RotatingLog {
         }
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(RotatingLog { path: path.to_path_buf(), file, size, max_size, max_files: max_files.max(1) })
+        Ok(RotatingLog {
+            path: path.to_path_buf(),
+            file,
+            size,
+            max_size,
+            max_files: max_files.max(1),
+        })
     }
 
     /// Appends one formatted line (or several, when it is split into partial lines).
@@ -47,7 +53,11 @@ impl RotatingLog {
     }
 
     fn rotate(&mut self) -> io::Result<()> {
-        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let base = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let dir = self.path.parent().unwrap_or(Path::new("/")).to_path_buf();
         let mut rotated = dir.join(format!("{base}.{}", rotation_suffix(SystemTime::now())));
         let mut n = 1;
@@ -56,7 +66,10 @@ impl RotatingLog {
             n += 1;
         }
         fs::rename(&self.path, &rotated)?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         let mut old = super::files::rotated_files(&self.path);
         let keep = self.max_files.saturating_sub(1) as usize;
@@ -75,12 +88,18 @@ pub fn pump(reader: impl Read, stream: Stream, log: &Mutex<RotatingLog>) -> io::
     let mut line = Vec::with_capacity(1024);
     loop {
         line.clear();
-        let n = (&mut reader).take(MAX_LINE as u64).read_until(b'\n', &mut line)?;
+        let n = (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)?;
         if n == 0 {
             return Ok(());
         }
         let full = line.last() == Some(&b'\n');
-        let content = if full { &line[..line.len() - 1] } else { &line[..] };
+        let content = if full {
+            &line[..line.len() - 1]
+        } else {
+            &line[..]
+        };
         // A line cut at MAX_LINE continues (P); text at end of file without newline is final (F).
         let partial = !full && n == MAX_LINE;
         let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,9 +113,12 @@ pub fn run(file: &Path, max_size: u64, max_files: u32) -> io::Result<()> {
     // SAFETY: the agent passes the stderr pipe as fd 3; nothing else in this process owns it.
     let stderr = unsafe { OwnedFd::from_raw_fd(3) };
     let stderr_log = log.clone();
-    let stderr_thread = std::thread::spawn(move || pump(File::from(stderr), Stream::Stderr, &stderr_log));
+    let stderr_thread =
+        std::thread::spawn(move || pump(File::from(stderr), Stream::Stderr, &stderr_log));
     let stdout_result = pump(io::stdin().lock(), Stream::Stdout, &log);
-    let stderr_result = stderr_thread.join().unwrap_or_else(|_| Err(io::Error::other("stderr relay panicked")));
+    let stderr_result = stderr_thread
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("stderr relay panicked")));
     stdout_result.and(stderr_result)
 }
 
@@ -121,9 +143,18 @@ mod tests {
 
         let small = Mutex::new(RotatingLog::open(&dir.path().join("d/0.log"), 100, 3).unwrap());
         for _ in 0..10 {
-            pump(&b"0123456789012345678901234567890123456789\n"[..], Stream::Stderr, &small).unwrap();
+            pump(
+                &b"0123456789012345678901234567890123456789\n"[..],
+                Stream::Stderr,
+                &small,
+            )
+            .unwrap();
         }
         let rotated = super::super::files::rotated_files(&dir.path().join("d/0.log"));
-        assert_eq!(rotated.len(), 2, "max_files 3 keeps the current file and two rotated: {rotated:?}");
+        assert_eq!(
+            rotated.len(),
+            2,
+            "max_files 3 keeps the current file and two rotated: {rotated:?}"
+        );
     }
 }

@@ -46,17 +46,33 @@ pub struct Limits {
 
 impl Limits {
     pub fn from_resources(resources: Option<&ResourceRequirements>) -> Limits {
-        let Some(resources) = resources else { return Limits::default() };
-        let get = |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
-                   key: &str| map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone());
-        let memory_bytes = get(&resources.limits, "memory").and_then(|q| quantity::parse_whole(&q)).map(clamp);
-        let cpu_limit = get(&resources.limits, "cpu").and_then(|q| quantity::parse_milli(&q)).map(clamp);
-        let cpu_request = get(&resources.requests, "cpu").and_then(|q| quantity::parse_milli(&q)).map(clamp);
+        let Some(resources) = resources else {
+            return Limits::default();
+        };
+        let get =
+            |map: &Option<
+                std::collections::BTreeMap<
+                    String,
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+                >,
+            >,
+             key: &str| map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone());
+        let memory_bytes = get(&resources.limits, "memory")
+            .and_then(|q| quantity::parse_whole(&q))
+            .map(clamp);
+        let cpu_limit = get(&resources.limits, "cpu")
+            .and_then(|q| quantity::parse_milli(&q))
+            .map(clamp);
+        let cpu_request = get(&resources.requests, "cpu")
+            .and_then(|q| quantity::parse_milli(&q))
+            .map(clamp);
         Limits {
             memory_bytes,
             cpu_quota_us: cpu_limit.map(|m| (m * CPU_PERIOD_US / 1000).max(MIN_QUOTA_US)),
             // As the kubelet: without a request, the limit is the request.
-            cpu_shares: cpu_request.or(cpu_limit).map(|m| (m * 1024 / 1000).max(MIN_SHARES)),
+            cpu_shares: cpu_request
+                .or(cpu_limit)
+                .map(|m| (m * 1024 / 1000).max(MIN_SHARES)),
         }
     }
 }
@@ -70,8 +86,12 @@ impl CgroupLayout {
     pub fn detect(parent_name: &str) -> Option<CgroupLayout> {
         let root = Path::new("/sys/fs/cgroup");
         let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-        if nix::sys::statfs::statfs(root).ok()?.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC {
-            return Some(CgroupLayout::V2 { parent: root.join(parent_name) });
+        if nix::sys::statfs::statfs(root).ok()?.filesystem_type()
+            == nix::sys::statfs::CGROUP2_SUPER_MAGIC
+        {
+            return Some(CgroupLayout::V2 {
+                parent: root.join(parent_name),
+            });
         }
         let mut parents = Vec::new();
         for controller in V1_CONTROLLERS {
@@ -80,15 +100,28 @@ impl CgroupLayout {
                 return None;
             }
             let own_path = own_v1_path(&own, controller).unwrap_or_default();
-            parents.push(mount.join(own_path.trim_start_matches('/')).join(parent_name));
+            parents.push(
+                mount
+                    .join(own_path.trim_start_matches('/'))
+                    .join(parent_name),
+            );
         }
         Some(CgroupLayout::V1 { parents })
     }
 
     /// The cgroup directories of one run of a container. Each run gets its own (`<name>-<restart>`)
     /// so that cleaning up after one run can never reach into the next.
-    pub fn container_dirs(&self, pod_uid: &str, container: &str, restart_count: u32) -> Vec<PathBuf> {
-        let leaf = |parent: &PathBuf| parent.join(format!("pod{pod_uid}")).join(format!("{container}-{restart_count}"));
+    pub fn container_dirs(
+        &self,
+        pod_uid: &str,
+        container: &str,
+        restart_count: u32,
+    ) -> Vec<PathBuf> {
+        let leaf = |parent: &PathBuf| {
+            parent
+                .join(format!("pod{pod_uid}"))
+                .join(format!("{container}-{restart_count}"))
+        };
         match self {
             CgroupLayout::V2 { parent } => vec![leaf(parent)],
             CgroupLayout::V1 { parents } => parents.iter().map(leaf).collect(),
@@ -107,7 +140,12 @@ impl CgroupLayout {
             CgroupLayout::V2 { parent } => {
                 // Enable the controllers down the path from the hierarchy root.
                 let mut at = parent.parent().map(Path::to_path_buf).unwrap_or_default();
-                for part in dirs[0].strip_prefix(&at).map(|p| p.to_path_buf()).unwrap_or_default().components() {
+                for part in dirs[0]
+                    .strip_prefix(&at)
+                    .map(|p| p.to_path_buf())
+                    .unwrap_or_default()
+                    .components()
+                {
                     let _ = fs::write(at.join("cgroup.subtree_control"), "+memory +cpu +pids");
                     at.push(part);
                 }
@@ -150,7 +188,12 @@ impl CgroupLayout {
 
 /// The controller a v1 cgroup directory belongs to (the directory right under /sys/fs/cgroup).
 fn controller_of(dir: &Path) -> Option<&str> {
-    dir.strip_prefix("/sys/fs/cgroup").ok()?.components().next()?.as_os_str().to_str()
+    dir.strip_prefix("/sys/fs/cgroup")
+        .ok()?
+        .components()
+        .next()?
+        .as_os_str()
+        .to_str()
 }
 
 /// The agent's own path in a v1 hierarchy, from `/proc/self/cgroup` lines `id:controllers:path`.
@@ -158,7 +201,10 @@ fn own_v1_path<'a>(proc_self_cgroup: &'a str, controller: &str) -> Option<&'a st
     proc_self_cgroup.lines().find_map(|line| {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers.split(',').any(|c| c == controller).then_some(path)
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then_some(path)
     })
 }
 
@@ -175,7 +221,10 @@ pub fn kill_all(dir: &Path) {
         return;
     }
     for pid in pids(dir) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 
@@ -202,14 +251,18 @@ mod tests {
     #[test]
     fn limits_follow_the_kubelet() {
         let resources: ResourceRequirements =
-            serde_yaml::from_str("{limits: {memory: 64Mi, cpu: 500m}, requests: {cpu: 250m}}").unwrap();
+            serde_yaml::from_str("{limits: {memory: 64Mi, cpu: 500m}, requests: {cpu: 250m}}")
+                .unwrap();
         let limits = Limits::from_resources(Some(&resources));
         assert_eq!(limits.memory_bytes, Some(64 << 20));
         assert_eq!(limits.cpu_quota_us, Some(50_000));
         assert_eq!(limits.cpu_shares, Some(256));
         let tiny: ResourceRequirements = serde_yaml::from_str("{limits: {cpu: 1m}}").unwrap();
         let limits = Limits::from_resources(Some(&tiny));
-        assert_eq!((limits.cpu_quota_us, limits.cpu_shares), (Some(1000), Some(2)));
+        assert_eq!(
+            (limits.cpu_quota_us, limits.cpu_shares),
+            (Some(1000), Some(2))
+        );
     }
 
     #[test]
@@ -218,6 +271,9 @@ mod tests {
         assert_eq!(own_v1_path(text, "memory"), Some("/process_api/abc"));
         assert_eq!(own_v1_path(text, "cpu"), Some("/x"));
         assert_eq!(own_v1_path(text, "pids"), None);
-        assert_eq!(controller_of(Path::new("/sys/fs/cgroup/memory/a/b")), Some("memory"));
+        assert_eq!(
+            controller_of(Path::new("/sys/fs/cgroup/memory/a/b")),
+            Some("memory")
+        );
     }
 }

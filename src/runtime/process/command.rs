@@ -41,16 +41,26 @@ pub fn process_spec(
         argv.push(binary);
     }
     argv.extend(container.args.iter().flatten().map(expand));
-    let program = resolve_program(&argv[0], bin_dirs, search_path, &is_executable).ok_or_else(|| {
-        let dirs: Vec<String> = bin_dirs.iter().map(|d| d.display().to_string()).collect();
-        format!(
-            "command {:?} not found in the binary directories [{}] or PATH ({search_path})",
-            argv[0],
-            dirs.join(", ")
-        )
-    })?;
-    let working_dir = container.working_dir.as_deref().filter(|d| !d.is_empty()).unwrap_or("/");
-    Ok(ProcessSpec { program, argv, env, working_dir: PathBuf::from(working_dir) })
+    let program =
+        resolve_program(&argv[0], bin_dirs, search_path, &is_executable).ok_or_else(|| {
+            let dirs: Vec<String> = bin_dirs.iter().map(|d| d.display().to_string()).collect();
+            format!(
+                "command {:?} not found in the binary directories [{}] or PATH ({search_path})",
+                argv[0],
+                dirs.join(", ")
+            )
+        })?;
+    let working_dir = container
+        .working_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("/");
+    Ok(ProcessSpec {
+        program,
+        argv,
+        env,
+        working_dir: PathBuf::from(working_dir),
+    })
 }
 
 /// `registry.k8s.io/etcd:3.5.15-0` → `etcd`; `busybox@sha256:…` → `busybox`.
@@ -71,13 +81,26 @@ fn resolve_program(
         let path = PathBuf::from(command);
         return is_executable(&path).then_some(path);
     }
-    let path_dirs = search_path.split(':').filter(|d| !d.is_empty()).map(PathBuf::from);
-    bin_dirs.iter().cloned().chain(path_dirs).map(|dir| dir.join(command)).find(|p| is_executable(p))
+    let path_dirs = search_path
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    bin_dirs
+        .iter()
+        .cloned()
+        .chain(path_dirs)
+        .map(|dir| dir.join(command))
+        .find(|p| is_executable(p))
 }
 
 /// A clean environment (the agent's own is not leaked into pods): `PATH` (binary directories
 /// first), `HOSTNAME`, `HOME`, then the container's `env` in order.
-fn environment(container: &Container, bin_dirs: &[PathBuf], search_path: &str, hostname: &str) -> Vec<(String, String)> {
+fn environment(
+    container: &Container,
+    bin_dirs: &[PathBuf],
+    search_path: &str,
+    hostname: &str,
+) -> Vec<(String, String)> {
     let mut path: Vec<String> = bin_dirs.iter().map(|d| d.display().to_string()).collect();
     path.push(search_path.to_string());
     let mut env = vec![
@@ -87,7 +110,8 @@ fn environment(container: &Container, bin_dirs: &[PathBuf], search_path: &str, h
     ];
     for var in container.env.iter().flatten() {
         let value = var.value.clone().unwrap_or_default();
-        let vars: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let vars: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let value = expand_references(&value, &vars);
         env.retain(|(k, _)| k != &var.name);
         env.push((var.name.clone(), value));
@@ -152,15 +176,25 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_image_name_or_says_what_is_missing() {
-        let c = container("{name: c, image: 'registry.k8s.io/kube-apiserver:v1.34.2', args: [--x]}");
+        let c =
+            container("{name: c, image: 'registry.k8s.io/kube-apiserver:v1.34.2', args: [--x]}");
         let spec = process_spec(&c, &[], "/bin", "n", |p| p.ends_with("kube-apiserver")).unwrap();
         assert_eq!(spec.argv, ["kube-apiserver", "--x"]);
         let err = process_spec(&c, &["/opt".into()], "/bin", "n", |_| false).unwrap_err();
-        assert!(err.contains("\"kube-apiserver\" not found in the binary directories [/opt]"), "{err}");
+        assert!(
+            err.contains("\"kube-apiserver\" not found in the binary directories [/opt]"),
+            "{err}"
+        );
         let err = process_spec(&container("{name: c}"), &[], "/bin", "n", |_| true).unwrap_err();
         assert!(err.contains("has no command"), "{err}");
-        assert_eq!(image_binary("busybox@sha256:abc").as_deref(), Some("busybox"));
-        assert_eq!(image_binary("localhost:5000/etcd:3.5").as_deref(), Some("etcd"));
+        assert_eq!(
+            image_binary("busybox@sha256:abc").as_deref(),
+            Some("busybox")
+        );
+        assert_eq!(
+            image_binary("localhost:5000/etcd:3.5").as_deref(),
+            Some("etcd")
+        );
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::path::Path;
 /// Whether `path` is a bind-mounted namespace (a previous agent's sandbox): `statfs` reports
 /// `NSFS_MAGIC` (`linux/magic.h`) for it.
 pub fn is_mounted(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// Creates a network namespace with loopback up, bind-mounted at `path` (kept when it exists).

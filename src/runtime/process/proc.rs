@@ -68,9 +68,17 @@ mod tests {
 
     #[test]
     fn parses_names_with_spaces_and_parens() {
-        let line = "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        let line =
+            "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
         let stat = parse_stat(line).unwrap();
-        assert_eq!(stat, ProcStat { state: 'S', pgrp: 1234, start_ticks: 98765 });
+        assert_eq!(
+            stat,
+            ProcStat {
+                state: 'S',
+                pgrp: 1234,
+                start_ticks: 98765
+            }
+        );
     }
 
     #[test]

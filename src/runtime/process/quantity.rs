@@ -4,7 +4,9 @@
 /// A quantity in thousandths (so `500m` = 500 and `1` = 1000), rounded up. `None` when malformed.
 pub fn parse_milli(text: &str) -> Option<u128> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
     let (mut numerator, mut denominator) = decimal(number)?;
     // Multiply by the suffix, keeping an exact fraction numerator/denominator.

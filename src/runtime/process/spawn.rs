@@ -29,7 +29,8 @@ pub struct ChildSetup {
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::other(format!("{} contains NUL", path.display())))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::other(format!("{} contains NUL", path.display())))
 }
 
 fn check(result: libc::c_int) -> io::Result<()> {
@@ -83,13 +84,31 @@ pub fn spawn_container(
                 check(libc::unshare(libc::CLONE_NEWNS))?;
                 // Mounts made from now on must not propagate back to the host.
                 let root = c"/";
-                check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()))?;
+                check(libc::mount(
+                    std::ptr::null(),
+                    root.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                ))?;
                 for (source, target, read_only) in &mounts {
                     let flags = libc::MS_BIND | libc::MS_REC;
-                    check(libc::mount(source.as_ptr(), target.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
+                    check(libc::mount(
+                        source.as_ptr(),
+                        target.as_ptr(),
+                        std::ptr::null(),
+                        flags,
+                        std::ptr::null(),
+                    ))?;
                     if *read_only {
                         let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
-                        check(libc::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), flags, std::ptr::null()))?;
+                        check(libc::mount(
+                            std::ptr::null(),
+                            target.as_ptr(),
+                            std::ptr::null(),
+                            flags,
+                            std::ptr::null(),
+                        ))?;
                     }
                 }
             }

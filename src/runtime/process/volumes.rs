@@ -27,11 +27,20 @@ pub struct BindMount {
 pub fn prepare_volume(volume: &Volume, empty_dir_base: &Path) -> Result<PathBuf, String> {
     if volume.empty_dir.is_some() {
         let dir = empty_dir_base.join(&volume.name);
-        fs::create_dir_all(&dir).map_err(|e| format!("volume {}: cannot create {}: {e}", volume.name, dir.display()))?;
+        fs::create_dir_all(&dir).map_err(|e| {
+            format!(
+                "volume {}: cannot create {}: {e}",
+                volume.name,
+                dir.display()
+            )
+        })?;
         return Ok(dir);
     }
     let Some(host) = &volume.host_path else {
-        return Err(format!("volume {}: only hostPath and emptyDir volumes are supported", volume.name));
+        return Err(format!(
+            "volume {}: only hostPath and emptyDir volumes are supported",
+            volume.name
+        ));
     };
     let path = PathBuf::from(&host.path);
     let kind = host.type_.as_deref().unwrap_or("");
@@ -40,13 +49,26 @@ pub fn prepare_volume(volume: &Volume, empty_dir_base: &Path) -> Result<PathBuf,
     match kind {
         "" => {}
         "DirectoryOrCreate" if meta.is_err() => {
-            DirBuilder::new().recursive(true).mode(0o755).create(&path).map_err(|e| fail(&format!("cannot be created: {e}")))?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&path)
+                .map_err(|e| fail(&format!("cannot be created: {e}")))?;
         }
         "FileOrCreate" if meta.is_err() => {
             if let Some(dir) = path.parent() {
-                DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(|e| fail(&format!("cannot be created: {e}")))?;
+                DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(dir)
+                    .map_err(|e| fail(&format!("cannot be created: {e}")))?;
             }
-            OpenOptions::new().create(true).append(true).mode(0o644).open(&path).map_err(|e| fail(&format!("cannot be created: {e}")))?;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o644)
+                .open(&path)
+                .map_err(|e| fail(&format!("cannot be created: {e}")))?;
         }
         "DirectoryOrCreate" | "Directory" => {
             if !meta.as_ref().is_ok_and(|m| m.is_dir()) {
@@ -77,11 +99,17 @@ pub fn prepare_volume(volume: &Volume, empty_dir_base: &Path) -> Result<PathBuf,
 }
 
 /// The bind mounts a container needs: its mounts whose `mountPath` differs from the volume path.
-pub fn bind_mounts(container: &Container, volume_paths: &[(String, PathBuf)]) -> Result<Vec<BindMount>, String> {
+pub fn bind_mounts(
+    container: &Container,
+    volume_paths: &[(String, PathBuf)],
+) -> Result<Vec<BindMount>, String> {
     let mut mounts = Vec::new();
     for mount in container.volume_mounts.iter().flatten() {
         let Some((_, source)) = volume_paths.iter().find(|(name, _)| name == &mount.name) else {
-            return Err(format!("volumeMount {} names no volume of the pod", mount.name));
+            return Err(format!(
+                "volumeMount {} names no volume of the pod",
+                mount.name
+            ));
         };
         let mut source = source.clone();
         if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
@@ -92,7 +120,12 @@ pub fn bind_mounts(container: &Container, volume_paths: &[(String, PathBuf)]) ->
             continue;
         }
         let is_file = fs::metadata(&source).is_ok_and(|m| !m.is_dir());
-        mounts.push(BindMount { source, target, read_only: mount.read_only.unwrap_or(false), is_file });
+        mounts.push(BindMount {
+            source,
+            target,
+            read_only: mount.read_only.unwrap_or(false),
+            is_file,
+        });
     }
     Ok(mounts)
 }
@@ -108,9 +141,15 @@ pub fn ensure_targets(mounts: &[BindMount]) -> std::io::Result<()> {
             if let Some(dir) = mount.target.parent() {
                 fs::create_dir_all(dir)?;
             }
-            OpenOptions::new().create(true).append(true).open(&mount.target)?;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&mount.target)?;
         } else {
-            DirBuilder::new().recursive(true).mode(0o755).create(&mount.target)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&mount.target)?;
         }
     }
     Ok(())
@@ -127,15 +166,29 @@ mod tests {
         let d = dir.path().join("a/b");
         let f = dir.path().join("c/f.conf");
         let vol = |name: &str, path: &Path, t: &str| -> Volume {
-            serde_yaml::from_str(&format!("{{name: {name}, hostPath: {{path: '{}', type: {t}}}}}", path.display())).unwrap()
+            serde_yaml::from_str(&format!(
+                "{{name: {name}, hostPath: {{path: '{}', type: {t}}}}}",
+                path.display()
+            ))
+            .unwrap()
         };
-        assert_eq!(prepare_volume(&vol("d", &d, "DirectoryOrCreate"), dir.path()).unwrap(), d);
-        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            prepare_volume(&vol("d", &d, "DirectoryOrCreate"), dir.path()).unwrap(),
+            d
+        );
+        assert_eq!(
+            fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
         prepare_volume(&vol("f", &f, "FileOrCreate"), dir.path()).unwrap();
-        assert_eq!(fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(
+            fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
         let err = prepare_volume(&vol("x", &d, "File"), dir.path()).unwrap_err();
         assert!(err.contains("is not a file"), "{err}");
-        let err = prepare_volume(&vol("y", &dir.path().join("none"), "Directory"), dir.path()).unwrap_err();
+        let err = prepare_volume(&vol("y", &dir.path().join("none"), "Directory"), dir.path())
+            .unwrap_err();
         assert!(err.contains("volume y: hostPath"), "{err}");
     }
 
@@ -145,9 +198,15 @@ mod tests {
             "{name: c, volumeMounts: [{name: same, mountPath: /a}, {name: other, mountPath: /data, readOnly: true}]}",
         )
         .unwrap();
-        let paths = vec![("same".to_string(), PathBuf::from("/a")), ("other".to_string(), PathBuf::from("/srv/x"))];
+        let paths = vec![
+            ("same".to_string(), PathBuf::from("/a")),
+            ("other".to_string(), PathBuf::from("/srv/x")),
+        ];
         let mounts = bind_mounts(&c, &paths).unwrap();
         assert_eq!(mounts.len(), 1);
-        assert_eq!((mounts[0].target.as_path(), mounts[0].read_only), (Path::new("/data"), true));
+        assert_eq!(
+            (mounts[0].target.as_path(), mounts[0].read_only),
+            (Path::new("/data"), true)
+        );
     }
 }
