@@ -206,6 +206,12 @@ impl Drop for TestAgent {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
+            // Let the agent stop first (it runs on the runtime's worker threads), so that it
+            // cannot restart what is killed below.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !task.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             task.abort();
         }
         self.kill_everything();
