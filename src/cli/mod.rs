@@ -1,12 +1,15 @@
 //! The command line: clap commands, output on stdout in kubeadm's `[phase] message` style,
 //! errors on stderr as one headline, the cause chain and a `hint:`, mapped to exit codes.
 
+mod agent;
 mod config_cmd;
 mod error;
 mod init;
 mod load;
+mod logs;
 mod manifests;
 mod output;
+mod status;
 
 pub use error::{CliError, ExitCode};
 
@@ -66,6 +69,15 @@ pub enum Command {
     /// Print the default configuration, or validate a configuration file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
+    /// Run the static pod agent in the foreground.
+    Agent(agent::AgentArgs),
+    /// Show the agent and every static pod; exits 0 only when all are running and ready.
+    Status(status::StatusArgs),
+    /// Print a static pod's container log.
+    Logs(logs::LogsArgs),
+    /// Relay a container's output into its CRI log file (started by the agent).
+    #[command(hide = true)]
+    LogRelay(agent::LogRelayArgs),
 }
 
 /// Parses the command line, runs the command and exits with its code.
@@ -87,5 +99,9 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Manifests(args) => manifests::run(args, global),
         Command::Init(args) => init::run(args, global),
         Command::Config(command) => config_cmd::run(command, global),
+        Command::Agent(args) => agent::run(args, global),
+        Command::Status(args) => status::run(args, global),
+        Command::Logs(args) => logs::run(args, global),
+        Command::LogRelay(args) => agent::run_log_relay(args),
     }
 }

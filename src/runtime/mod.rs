@@ -1,1 +1,139 @@
-//! (under construction)
+//! How a container runs. The agent talks to a [`Runtime`], shaped like the CRI: a pod gets a
+//! sandbox (its network namespace), then its containers start, stop and are watched for exit
+//! inside it. [`process::ProcessRuntime`] runs containers as host processes (design §5); an OCI
+//! image runtime can implement the same trait later (design §8). [`logs`] is the CRI log format,
+//! the per-container log relay and the reader behind `boot logs`.
+
+pub mod logs;
+pub mod process;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use serde::{Deserialize, Serialize};
+
+/// The pod a sandbox or container belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct PodRef<'a> {
+    pub uid: &'a str,
+    pub namespace: &'a str,
+    /// `<name>-<node>`.
+    pub full_name: &'a str,
+    pub spec: &'a PodSpec,
+}
+
+/// What a pod's containers share. For the process runtime: the network namespace (none under
+/// `hostNetwork`), and notes for status such as "pod networking not yet".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sandbox {
+    pub pod_uid: String,
+    /// The bind-mounted network namespace the containers join, `None` under `hostNetwork: true`.
+    pub netns: Option<PathBuf>,
+    pub notes: Vec<String>,
+}
+
+/// One container to start.
+#[derive(Debug, Clone)]
+pub struct ContainerRequest<'a> {
+    pub pod: PodRef<'a>,
+    pub sandbox: &'a Sandbox,
+    pub container: &'a Container,
+    pub restart_count: u32,
+    /// `/var/log/pods/<ns>_<name>_<uid>/<container>/<restartCount>.log` under the host root.
+    pub log_path: PathBuf,
+}
+
+/// A started container, as recorded for adoption: enough to find the very same process again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerHandle {
+    pub pid: i32,
+    /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot): a reused pid has another one.
+    pub start_ticks: u64,
+    #[serde(with = "unix_millis")]
+    pub started_at: SystemTime,
+    /// The container's cgroup directories (one per v1 controller, or the one v2 directory).
+    pub cgroups: Vec<PathBuf>,
+}
+
+/// How a container ended. An adopted process is not our child, so its exit status is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ContainerExit {
+    Code(i32),
+    Signal(i32),
+    Unknown,
+}
+
+impl ContainerExit {
+    /// The exit code as the kubelet reports it: 128 + signal for a signal.
+    pub fn exit_code(self) -> Option<i32> {
+        match self {
+            ContainerExit::Code(code) => Some(code),
+            ContainerExit::Signal(signal) => Some(128 + signal),
+            ContainerExit::Unknown => None,
+        }
+    }
+
+    pub fn succeeded(self) -> bool {
+        self == ContainerExit::Code(0)
+    }
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("pod {pod}: container {container}: {problem}")]
+    Container {
+        pod: String,
+        container: String,
+        problem: String,
+    },
+    #[error("pod {pod}: {problem}")]
+    Pod { pod: String, problem: String },
+}
+
+/// A container runtime as the agent uses it. Starting is synchronous (fork/exec is fast);
+/// exits and stops are futures the agent spawns.
+pub trait Runtime: Send + Sync + 'static {
+    /// Creates the pod's sandbox, or finds the one a previous agent left (idempotent).
+    fn create_sandbox(&self, pod: PodRef<'_>) -> Result<Sandbox, RuntimeError>;
+    fn remove_sandbox(&self, sandbox: &Sandbox);
+    /// Starts a container; the future resolves when it exits.
+    fn start_container(
+        &self,
+        request: &ContainerRequest<'_>,
+    ) -> Result<(ContainerHandle, BoxFuture<ContainerExit>), RuntimeError>;
+    /// Takes over a container a previous agent started, if `handle` still names the same live
+    /// process; `None` otherwise (and then the pid is never touched).
+    fn adopt_container(&self, handle: &ContainerHandle) -> Option<BoxFuture<ContainerExit>>;
+    /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to
+    /// the group and everything left in its cgroup.
+    fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()>;
+    /// After the main process exited: kills what is left of the group and cgroup, removes the cgroup.
+    fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()>;
+    /// Warnings about what this runtime cannot do here (no root, no cgroups), for status.
+    fn warnings(&self) -> Vec<String>;
+}
+
+/// `SystemTime` as milliseconds since the epoch in records and status.
+pub mod unix_millis {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        s.serialize_u64(millis)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        Ok(UNIX_EPOCH + Duration::from_millis(u64::deserialize(d)?))
+    }
+}

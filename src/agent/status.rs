@@ -1,0 +1,198 @@
+//! The agent's status as `boot status` and `boot init` read it: serde types served as JSON on
+//! the agent's unix socket (`GET /status`), and [`fetch`], the client side.
+//!
+//! Touches: connects to `<root>/run/boot/agent.sock`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    pub node_name: String,
+    pub manifest_dir: PathBuf,
+    pub agent_pid: u32,
+    /// RFC 3339.
+    pub started_at: String,
+    /// What the runtime cannot do here (no root, no cgroups).
+    pub warnings: Vec<String>,
+    /// Manifest files that are refused (bad content, duplicate names).
+    pub manifest_problems: Vec<ManifestProblem>,
+    pub pods: Vec<PodStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestProblem {
+    pub path: PathBuf,
+    pub error: String,
+    /// The pod that keeps running from the file's last good version.
+    pub kept_running: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodPhase {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodStatus {
+    /// `<name>-<node>`.
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub manifest: PathBuf,
+    pub phase: PodPhase,
+    pub terminating: bool,
+    pub ready: bool,
+    /// `host`, or the pod's own network namespace.
+    pub network: String,
+    pub restarts: u32,
+    /// The manifest no longer parses; the last good version keeps running.
+    pub manifest_error: Option<String>,
+    /// Why the pod is not healthy, in one line; `None` when it is running and ready.
+    pub reason: Option<String>,
+    pub init_containers: Vec<ContainerStatus>,
+    pub containers: Vec<ContainerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStatus {
+    pub name: String,
+    pub state: ContainerState,
+    pub ready: bool,
+    pub started: bool,
+    pub restart_count: u32,
+    pub last_state: Option<Terminated>,
+    pub probes: Vec<ProbeStatus>,
+    pub log_path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "state")]
+pub enum ContainerState {
+    #[serde(rename_all = "camelCase")]
+    Waiting {
+        reason: String,
+        message: Option<String>,
+        backoff_remaining_ms: Option<u64>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Running {
+        pid: i32,
+        started_at: String,
+        adopted: bool,
+        stopping: Option<String>,
+    },
+    Terminated(Terminated),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terminated {
+    /// `None` when unknown (an adopted process is not the agent's child).
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: String,
+    pub message: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeStatus {
+    /// `startup`, `liveness` or `readiness`.
+    pub kind: String,
+    /// `success`, `failure` or `unknown`.
+    pub result: String,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+impl AgentStatus {
+    /// Every pod running and ready, and no refused manifest: what `boot status` exits 0 for.
+    pub fn all_healthy(&self) -> bool {
+        self.manifest_problems.is_empty() && self.pods.iter().all(PodStatus::healthy)
+    }
+
+    pub fn pod(&self, name: &str) -> Option<&PodStatus> {
+        self.pods.iter().find(|p| {
+            p.name == name || p.name.strip_suffix(&format!("-{}", self.node_name)) == Some(name)
+        })
+    }
+}
+
+impl PodStatus {
+    pub fn healthy(&self) -> bool {
+        self.phase == PodPhase::Running && self.ready && !self.terminating
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        self.containers.iter().find_map(|c| match c.state {
+            ContainerState::Running { pid, .. } => Some(pid),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusClientError {
+    #[error("nothing answers on {socket}")]
+    NotRunning {
+        socket: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the agent at {socket} did not answer properly: {problem}")]
+    BadAnswer { socket: PathBuf, problem: String },
+}
+
+/// Asks the agent listening on `socket` for its status.
+pub fn fetch(socket: &Path) -> Result<AgentStatus, StatusClientError> {
+    let body = request(socket, "/status")?;
+    serde_json::from_slice(&body).map_err(|e| StatusClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        problem: e.to_string(),
+    })
+}
+
+/// A minimal HTTP/1.0 GET over the unix socket; returns the body of a 200 answer.
+pub fn request(socket: &Path, path: &str) -> Result<Vec<u8>, StatusClientError> {
+    let not_running = |source| StatusClientError::NotRunning {
+        socket: socket.to_path_buf(),
+        source,
+    };
+    let bad = |problem: String| StatusClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        problem,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(not_running)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| bad(e.to_string()))?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: boot\r\n\r\n").as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| bad(e.to_string()))?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no HTTP header".into()))?;
+    let head = String::from_utf8_lossy(&answer[..split]);
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(bad(head.lines().next().unwrap_or_default().to_string()));
+    }
+    Ok(answer[split + 4..].to_vec())
+}

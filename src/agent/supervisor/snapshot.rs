@@ -1,0 +1,241 @@
+//! The supervisor's state as [`AgentStatus`], with the one-line diagnosis of design §5 ★ for
+//! every pod that is not running and ready.
+
+use std::time::{Instant, SystemTime};
+
+use super::super::pod::{ContainerState, ContainerWorker, PodWorker, Termination};
+use super::super::status::{
+    self, AgentStatus, ContainerStatus, ManifestProblem, PodPhase, PodStatus, ProbeStatus,
+};
+use super::lifecycle::describe_exit;
+use super::Supervisor;
+use crate::probe::{ProbeKind, ProbeState};
+use crate::runtime::logs::cri::rfc3339_nano;
+use crate::runtime::logs::files::container_log_path;
+use crate::runtime::ContainerExit;
+
+impl Supervisor {
+    pub(super) fn snapshot(&self) -> AgentStatus {
+        let now = Instant::now();
+        let options = &self.ctx.options;
+        let mut warnings = self.ctx.runtime.warnings();
+        warnings.extend(self.warnings.iter().cloned());
+        let manifest_problems = self
+            .desired
+            .problems
+            .iter()
+            .map(|p| ManifestProblem {
+                path: p.path.clone(),
+                error: p.error.clone(),
+                kept_running: p.kept_running.clone(),
+            })
+            .collect();
+        let pods = self
+            .pods
+            .values()
+            .map(|worker| {
+                let manifest_error = self
+                    .desired
+                    .problems
+                    .iter()
+                    .find(|p| p.path == worker.pod.path && p.kept_running.is_some());
+                pod_status(worker, manifest_error.map(|p| p.error.clone()), now)
+            })
+            .collect();
+        AgentStatus {
+            node_name: options.node_name.clone(),
+            manifest_dir: options.manifest_dir.clone(),
+            agent_pid: std::process::id(),
+            started_at: rfc3339_nano(self.ctx.started_at),
+            warnings,
+            manifest_problems,
+            pods,
+        }
+    }
+}
+
+fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) -> PodStatus {
+    let containers = |list: &[ContainerWorker]| {
+        list.iter()
+            .map(|c| container_status(worker, c, now))
+            .collect::<Vec<_>>()
+    };
+    let network = match &worker.sandbox {
+        Some(s) if s.netns.is_some() => s.notes.join("; "),
+        Some(s) if !s.notes.is_empty() => s.notes.join("; "),
+        _ => "host".to_string(),
+    };
+    let mut status = PodStatus {
+        name: worker.pod.full_name.clone(),
+        namespace: worker.pod.namespace.clone(),
+        uid: worker.pod.uid.clone(),
+        manifest: worker.pod.path.clone(),
+        phase: worker.phase(),
+        terminating: worker.terminating.is_some(),
+        ready: worker.ready(),
+        network,
+        restarts: worker.containers().map(|c| c.restart_count).sum(),
+        manifest_error,
+        reason: None,
+        init_containers: containers(&worker.init),
+        containers: containers(&worker.app),
+    };
+    status.reason = diagnose(worker, &status);
+    status
+}
+
+fn container_status(worker: &PodWorker, c: &ContainerWorker, now: Instant) -> ContainerStatus {
+    let state = match &c.state {
+        ContainerState::Waiting { reason } => status::ContainerState::Waiting {
+            reason: reason.clone(),
+            message: None,
+            backoff_remaining_ms: None,
+        },
+        ContainerState::BackOff {
+            until,
+            reason,
+            message,
+        } => status::ContainerState::Waiting {
+            reason: reason.clone(),
+            message: Some(message.clone()),
+            backoff_remaining_ms: Some(until.saturating_duration_since(now).as_millis() as u64),
+        },
+        ContainerState::Running(r) => status::ContainerState::Running {
+            pid: r.handle.pid,
+            started_at: rfc3339_nano(r.handle.started_at),
+            adopted: r.adopted,
+            stopping: r.stopping.clone(),
+        },
+        ContainerState::Done(t) => status::ContainerState::Terminated(terminated(t)),
+    };
+    let probes = c
+        .running()
+        .map(|r| {
+            [
+                ProbeKind::Startup,
+                ProbeKind::Liveness,
+                ProbeKind::Readiness,
+            ]
+            .into_iter()
+            .filter_map(|kind| r.probes.tracker(kind))
+            .map(|t| ProbeStatus {
+                kind: t.kind().name().to_string(),
+                result: match t.state() {
+                    ProbeState::Success => "success",
+                    ProbeState::Failure => "failure",
+                    ProbeState::Unknown => "unknown",
+                }
+                .to_string(),
+                last_error: t.last_error().map(str::to_string),
+                consecutive_failures: t.consecutive_failures(),
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    ContainerStatus {
+        name: c.name.clone(),
+        state,
+        ready: c.ready(),
+        started: c.running().is_some_and(|r| r.probes.started()),
+        restart_count: c.restart_count,
+        last_state: c.last_termination.as_ref().map(terminated),
+        probes,
+        log_path: container_log_path(&worker.log_dir, &c.name, c.restart_count),
+    }
+}
+
+fn terminated(t: &Termination) -> status::Terminated {
+    status::Terminated {
+        exit_code: t.exit.exit_code(),
+        signal: match t.exit {
+            ContainerExit::Signal(s) => Some(s),
+            _ => None,
+        },
+        reason: t.reason.clone(),
+        message: Some(describe_exit(t.exit)),
+        started_at: rfc3339_nano(t.started_at),
+        finished_at: rfc3339_nano(t.finished_at.min(SystemTime::now())),
+    }
+}
+
+/// One line saying why a pod is not healthy: the sandbox error, a container in back-off (with its
+/// last exit and the time left), a failing probe and its error, or how a container ended.
+fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
+    if status.healthy() && status.manifest_error.is_none() {
+        return None;
+    }
+    if let Some(terminating) = &worker.terminating {
+        return Some(format!("terminating: {}", terminating.reason));
+    }
+    if let Some((error, _)) = &worker.sandbox_error {
+        return Some(error.clone());
+    }
+    for c in status.init_containers.iter().chain(&status.containers) {
+        let last_exit = c
+            .last_state
+            .as_ref()
+            .and_then(|t| t.message.clone())
+            .map(|m| format!(" (last: {m})"))
+            .unwrap_or_default();
+        match &c.state {
+            status::ContainerState::Waiting {
+                reason,
+                message: Some(message),
+                backoff_remaining_ms,
+            } => {
+                let left = backoff_remaining_ms
+                    .map(|ms| format!(", {:.1}s left", ms as f64 / 1000.0))
+                    .unwrap_or_default();
+                return Some(format!(
+                    "container {}: {reason}: {message}{left}{last_exit}",
+                    c.name
+                ));
+            }
+            status::ContainerState::Running {
+                stopping: Some(why),
+                ..
+            } => {
+                return Some(format!("container {}: stopping: {why}", c.name));
+            }
+            status::ContainerState::Running { .. } if !c.ready => {
+                let failing = c
+                    .probes
+                    .iter()
+                    .find(|p| p.consecutive_failures > 0 || p.result != "success");
+                return Some(match failing {
+                    Some(p) if p.last_error.is_some() => format!(
+                        "container {}: {} probe failing ({} in a row): {}{last_exit}",
+                        c.name,
+                        p.kind,
+                        p.consecutive_failures,
+                        p.last_error.as_deref().unwrap_or_default()
+                    ),
+                    Some(p) => format!(
+                        "container {}: waiting for its {} probe{last_exit}",
+                        c.name, p.kind
+                    ),
+                    None => format!("container {}: not ready{last_exit}", c.name),
+                });
+            }
+            status::ContainerState::Terminated(t) if t.exit_code != Some(0) => {
+                return Some(format!(
+                    "container {}: {}: {}",
+                    c.name,
+                    t.reason,
+                    t.message.clone().unwrap_or_default()
+                ));
+            }
+            _ => {}
+        }
+    }
+    if let Some(error) = &status.manifest_error {
+        return Some(format!(
+            "manifest error, the last good version keeps running: {error}"
+        ));
+    }
+    match status.phase {
+        PodPhase::Succeeded => Some("all containers completed".into()),
+        PodPhase::Pending => Some("starting".into()),
+        _ => None,
+    }
+}

@@ -1,0 +1,135 @@
+//! `boot agent`: the static pod agent in the foreground (what a service unit runs), and the hidden
+//! `boot log-relay` each container's output goes through. SIGTERM or Ctrl-C stops the agent and
+//! leaves the pods running unless `--stop-pods-on-exit`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{CliError, ExitCode, GlobalArgs};
+use crate::agent::{self, AgentError, AgentOptions};
+
+#[derive(Debug, Clone, Args)]
+pub struct AgentArgs {
+    /// The directory of static pod manifests (default /etc/kubernetes/manifests, under --root).
+    #[arg(long, value_name = "DIR")]
+    pub pod_manifest_path: Option<PathBuf>,
+    /// Where container commands are looked up before PATH (repeatable, in order).
+    #[arg(long = "bin-dir", value_name = "DIR")]
+    pub bin_dirs: Vec<PathBuf>,
+    /// The node name; pods are named <name>-<node> (default: the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Where /healthz is served over TCP, or `none` (default 127.0.0.1:10248, as the kubelet).
+    #[arg(long, value_name = "IP:PORT")]
+    pub status_address: Option<String>,
+    /// Stop every pod when the agent stops (by default they keep running and the next agent
+    /// adopts them).
+    #[arg(long)]
+    pub stop_pods_on_exit: bool,
+    /// CrashLoopBackOff's first delay in milliseconds (default 10000, the kubelet's).
+    #[arg(long, value_name = "MS", hide = true)]
+    pub backoff_initial_ms: Option<u64>,
+    /// CrashLoopBackOff's longest delay in milliseconds (default 300000, the kubelet's).
+    #[arg(long, value_name = "MS", hide = true)]
+    pub backoff_max_ms: Option<u64>,
+}
+
+impl AgentOptions {
+    /// The agent's options from `boot agent`'s flags over the defaults. (The configuration file's
+    /// `BootConfiguration` and `KubeletConfiguration.staticPodPath` belong between the two.)
+    pub fn from_args(global: &GlobalArgs, args: &AgentArgs) -> Result<AgentOptions, CliError> {
+        let root = global.host_root()?;
+        let node_name = match &args.node_name {
+            Some(name) => name.clone(),
+            None => nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().to_lowercase())
+                .map_err(|e| {
+                    CliError::usage(format!("cannot read the hostname: {e}"), "give --node-name")
+                })?,
+        };
+        let mut options = AgentOptions::new(root.clone(), node_name);
+        if let Some(dir) = &args.pod_manifest_path {
+            options.manifest_dir = root.path(dir);
+        }
+        options.bin_dirs = args.bin_dirs.clone();
+        options.stop_pods_on_exit = args.stop_pods_on_exit;
+        match args.status_address.as_deref() {
+            None => {}
+            Some("none") => options.status_addr = None,
+            Some(addr) => {
+                options.status_addr = Some(addr.parse().map_err(|e| {
+                    CliError::usage(
+                        format!("--status-address {addr}: {e}"),
+                        "give IP:PORT, e.g. 127.0.0.1:10248, or none",
+                    )
+                })?)
+            }
+        }
+        if let Some(ms) = args.backoff_initial_ms {
+            options.backoff.initial = Duration::from_millis(ms);
+        }
+        if let Some(ms) = args.backoff_max_ms {
+            options.backoff.max = Duration::from_millis(ms);
+        }
+        Ok(options)
+    }
+}
+
+pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    let options = AgentOptions::from_args(global, &args)?;
+    // One thread is plenty for a supervisor and keeps the agent small.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
+        })?;
+    let result = runtime.block_on(async {
+        let shutdown = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        agent::run(options, shutdown).await
+    });
+    result.map(|()| ExitCode::Ok).map_err(|e| match e {
+        AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
+            .with_hint("stop the other agent, or give another --root"),
+        other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
+    })
+}
+
+/// The per-container log relay (internal: the agent starts it).
+#[derive(Debug, Clone, Args)]
+pub struct LogRelayArgs {
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, default_value_t = crate::runtime::logs::DEFAULT_MAX_SIZE)]
+    pub max_size: u64,
+    #[arg(long, default_value_t = crate::runtime::logs::DEFAULT_MAX_FILES)]
+    pub max_files: u32,
+}
+
+pub fn run_log_relay(args: LogRelayArgs) -> Result<ExitCode, CliError> {
+    crate::runtime::logs::relay::run(&args.file, args.max_size, args.max_files)
+        .map(|()| ExitCode::Ok)
+        .map_err(|e| {
+            CliError::new(
+                ExitCode::Files,
+                format!("log relay for {}", args.file.display()),
+            )
+            .with_cause(e)
+        })
+}

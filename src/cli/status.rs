@@ -1,0 +1,153 @@
+//! `boot status`: the agent and every static pod — phase, ready, restarts, pid, start time, and
+//! for a pod that is not healthy one line saying why (with `-v` also its last log lines).
+//! Exits 0 only when every pod is running and ready; says so plainly when no agent answers.
+
+use std::io::Write;
+
+use clap::Args;
+
+use super::{CliError, ExitCode, GlobalArgs};
+use crate::agent::status::{self, AgentStatus, ContainerState, PodPhase, StatusClientError};
+use crate::runtime::logs::files::{read_messages, tail};
+
+/// Log lines `-v` shows for an unhealthy pod.
+const VERBOSE_LOG_LINES: usize = 10;
+
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Output format: the table (default) or json.
+    #[arg(short, long, value_name = "FORMAT", default_value = "table")]
+    pub output: String,
+}
+
+pub fn run(args: StatusArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    let root = global.host_root()?;
+    let socket = root.path("/run/boot/agent.sock");
+    let status = status::fetch(&socket).map_err(|e| match e {
+        StatusClientError::NotRunning { .. } => {
+            CliError::new(ExitCode::AgentDown, "the agent is not running")
+                .with_cause(e)
+                .with_hint("start it with `boot agent` (or `boot init`)")
+        }
+        other => CliError::new(ExitCode::AgentDown, "the agent did not answer").with_cause(other),
+    })?;
+    match args.output.as_str() {
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        ),
+        "table" => print_table(&status, global.verbose > 0),
+        other => {
+            return Err(CliError::usage(
+                format!("-o {other}: unknown output format"),
+                "use -o json or the default table",
+            ))
+        }
+    }
+    Ok(if status.all_healthy() {
+        ExitCode::Ok
+    } else {
+        ExitCode::Unhealthy
+    })
+}
+
+fn print_table(status: &AgentStatus, verbose: bool) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "agent: pid {}, node {}, watching {}, since {}",
+        status.agent_pid,
+        status.node_name,
+        status.manifest_dir.display(),
+        short_time(&status.started_at)
+    );
+    for warning in &status.warnings {
+        let _ = writeln!(out, "warning: {warning}");
+    }
+    let _ = writeln!(
+        out,
+        "{:<40} {:<10} {:<6} {:<9} {:<8} STARTED",
+        "POD", "PHASE", "READY", "RESTARTS", "PID"
+    );
+    for pod in &status.pods {
+        let phase = if pod.terminating {
+            "Stopping".to_string()
+        } else {
+            phase_name(pod.phase).to_string()
+        };
+        let ready = format!(
+            "{}/{}",
+            pod.containers.iter().filter(|c| c.ready).count(),
+            pod.containers.len()
+        );
+        let pid = pod
+            .pid()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "-".into());
+        let started = pod
+            .containers
+            .iter()
+            .find_map(|c| match &c.state {
+                ContainerState::Running { started_at, .. } => Some(short_time(started_at)),
+                _ => None,
+            })
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            out,
+            "{:<40} {:<10} {:<6} {:<9} {:<8} {started}",
+            pod.name, phase, ready, pod.restarts, pid
+        );
+        if let Some(reason) = &pod.reason {
+            let _ = writeln!(out, "  {reason}");
+            if verbose {
+                print_last_logs(&mut out, pod);
+            }
+        }
+    }
+    for problem in &status.manifest_problems {
+        let kept = problem
+            .kept_running
+            .as_ref()
+            .map(|p| format!(" (pod {p} keeps running its last good version)"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "manifest error: {}{kept}", problem.error);
+    }
+}
+
+fn print_last_logs(out: &mut impl Write, pod: &status::PodStatus) {
+    let container = pod
+        .containers
+        .iter()
+        .chain(&pod.init_containers)
+        .find(|c| !c.ready)
+        .or(pod.containers.first());
+    let Some(container) = container else { return };
+    let mut path = container.log_path.clone();
+    // While in back-off the current file does not exist yet: show the last run's.
+    if !path.exists() && container.restart_count > 0 {
+        path.set_file_name(format!("{}.log", container.restart_count - 1));
+    }
+    let Ok(messages) = read_messages(&path) else {
+        return;
+    };
+    for line in tail(messages, VERBOSE_LOG_LINES) {
+        let _ = writeln!(out, "    | {}", String::from_utf8_lossy(&line));
+    }
+}
+
+fn phase_name(phase: PodPhase) -> &'static str {
+    match phase {
+        PodPhase::Pending => "Pending",
+        PodPhase::Running => "Running",
+        PodPhase::Succeeded => "Succeeded",
+        PodPhase::Failed => "Failed",
+    }
+}
+
+/// `2024-01-02T03:04:05.123Z` → `2024-01-02T03:04:05Z`.
+fn short_time(rfc3339: &str) -> String {
+    match rfc3339.split_once('.') {
+        Some((head, _)) => format!("{head}Z"),
+        None => rfc3339.to_string(),
+    }
+}

@@ -1,0 +1,290 @@
+//! Helpers for the agent's integration tests: an agent started in-process over a temporary root
+//! (stopped, and every process it started killed, in `Drop` even when the test fails), manifest
+//! writes, status polling with deadlines, and `/proc` checks.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use boot::agent::records::load_all;
+use boot::agent::status::{self, AgentStatus, PodStatus};
+use boot::agent::{AgentOptions, BackoffSettings};
+use boot::host::HostRoot;
+use boot::runtime::process::{cgroup, netns, proc};
+
+pub const NODE: &str = "node1";
+
+/// An agent running in this test process.
+pub struct TestAgent {
+    pub dir: tempfile::TempDir,
+    pub root: HostRoot,
+    pub options: AgentOptions,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), boot::agent::AgentError>>>,
+}
+
+/// Options over a fresh temporary root: no TCP endpoint, quick relists, millisecond back-off.
+pub fn test_options(dir: &Path) -> AgentOptions {
+    let root = HostRoot::under(dir).unwrap();
+    let mut options = AgentOptions::new(root, NODE);
+    options.status_addr = None;
+    options.relist_period = Duration::from_millis(500);
+    options.backoff = BackoffSettings {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        reset_after: Duration::from_secs(600),
+    };
+    options.relay_exe = PathBuf::from(env!("CARGO_BIN_EXE_boot"));
+    options.bin_dirs = vec![Path::new(env!("CARGO_BIN_EXE_boot-standin"))
+        .parent()
+        .unwrap()
+        .to_path_buf()];
+    options.cgroup_parent = format!("boot-test-{}", std::process::id());
+    options
+}
+
+impl TestAgent {
+    pub fn new(configure: impl FnOnce(&mut AgentOptions)) -> TestAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = test_options(dir.path());
+        configure(&mut options);
+        std::fs::create_dir_all(&options.manifest_dir).unwrap();
+        TestAgent {
+            root: options.root.clone(),
+            dir,
+            options,
+            shutdown: None,
+            task: None,
+        }
+    }
+
+    /// Starts (or restarts) the agent in this process and waits for its socket.
+    pub async fn start(&mut self) {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let options = self.options.clone();
+        self.task = Some(tokio::spawn(boot::agent::run(options, async {
+            let _ = rx.await;
+        })));
+        self.shutdown = Some(tx);
+        let socket = self.options.status_socket.clone();
+        wait_until("the agent's status socket", Duration::from_secs(10), || {
+            let socket = socket.clone();
+            async move { status::fetch(&socket).ok() }
+        })
+        .await;
+    }
+
+    /// Stops the in-process agent (pods keep running unless stop_pods_on_exit).
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(40), task)
+                .await
+                .expect("agent stops")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn manifest(&self, name: &str) -> PathBuf {
+        self.options.manifest_dir.join(name)
+    }
+
+    /// Writes a manifest atomically (through a dotfile, which the agent ignores).
+    pub fn write_manifest(&self, name: &str, yaml: &str) {
+        let tmp = self.options.manifest_dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.manifest(name)).unwrap();
+    }
+
+    pub fn remove_manifest(&self, name: &str) {
+        std::fs::remove_file(self.manifest(name)).unwrap();
+    }
+
+    /// A scratch path under the root for test files.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn status(&self) -> AgentStatus {
+        status::fetch(&self.options.status_socket).expect("agent status")
+    }
+
+    /// Polls the status until `check` returns `Some`.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&AgentStatus) -> Option<T>,
+    ) -> T {
+        let socket = self.options.status_socket.clone();
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            if let Ok(status) = status::fetch(&socket) {
+                if let Some(found) = check(&status) {
+                    return found;
+                }
+                last = Some(status);
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what}; last status: {}",
+                    serde_json::to_string_pretty(&last).unwrap()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the pod `<name>-node1` to satisfy `check`.
+    pub async fn wait_pod<T>(
+        &self,
+        name: &str,
+        timeout: Duration,
+        check: impl Fn(&PodStatus) -> Option<T>,
+    ) -> T {
+        let full = format!("{name}-{}", self.options.node_name);
+        self.wait_for(&format!("pod {full}"), timeout, |s| {
+            s.pods.iter().find(|p| p.name == full).and_then(&check)
+        })
+        .await
+    }
+
+    /// Waits until the pod runs and is ready; returns its pid.
+    pub async fn wait_ready(&self, name: &str, timeout: Duration) -> i32 {
+        self.wait_pod(name, timeout, |p| if p.healthy() { p.pid() } else { None })
+            .await
+    }
+
+    /// Kills every process the agent recorded (group and cgroup) and removes its namespaces.
+    pub fn kill_everything(&self) {
+        let (records, _) = load_all(&self.options.records_dir());
+        let mut cgroups = Vec::new();
+        for record in records {
+            for container in record.containers {
+                if let Some(handle) = container.process {
+                    if proc::is_same_live_process(handle.pid, handle.start_ticks) {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(handle.pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    for dir in &handle.cgroups {
+                        cgroup::kill_all(dir);
+                    }
+                    cgroups.extend(handle.cgroups);
+                }
+            }
+        }
+        // Killed processes leave their cgroups once reaped.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !cgroup::remove(&cgroups) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for dir in &cgroups {
+            if let Some(parent) = dir.parent().and_then(Path::parent) {
+                let _ = std::fs::remove_dir(parent); // the test's parent, once no other test uses it
+            }
+        }
+        for entry in std::fs::read_dir(&self.options.netns_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            netns::remove(&entry.path());
+        }
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            // Let the agent stop first (it runs on the runtime's worker threads), so that it
+            // cannot restart what is killed below.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !task.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            task.abort();
+        }
+        self.kill_everything();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics naming `what`.
+pub async fn wait_until<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    check: impl Fn() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a live (non-zombie) process has this pid.
+pub fn alive(pid: i32) -> bool {
+    proc::stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
+/// Live processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(needle) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Live processes in process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if proc::stat(pid).is_some_and(|s| s.pgrp == pgid && s.state != 'Z') {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// A pod manifest with one container running `sh -c SCRIPT`, and extra container/pod YAML.
+pub fn sh_pod(name: &str, script: &str, container_extra: &str, spec_extra: &str) -> String {
+    let script = script.replace('\'', "''");
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: kube-system\nspec:\n  hostNetwork: true\n{spec_extra}  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, '{script}']\n{container_extra}"
+    )
+}
