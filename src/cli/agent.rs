@@ -41,20 +41,32 @@ impl AgentOptions {
     /// `BootConfiguration` and `KubeletConfiguration.staticPodPath` belong between the two.)
     pub fn from_args(global: &GlobalArgs, args: &AgentArgs) -> Result<AgentOptions, CliError> {
         let root = global.host_root()?;
-        let node_name = match &args.node_name {
-            Some(name) => name.clone(),
-            None => nix::unistd::gethostname()
+        // The configuration file, when given, sits between the defaults and the flags.
+        let config = match &global.config {
+            Some(_) => Some(super::load::load(global, &Default::default())?),
+            None => None,
+        };
+        let node_name = match (&args.node_name, &config) {
+            (Some(name), _) => name.clone(),
+            (None, Some(cfg)) => cfg.node_name.clone(),
+            (None, None) => nix::unistd::gethostname()
                 .map(|h| h.to_string_lossy().to_lowercase())
                 .map_err(|e| {
                     CliError::usage(format!("cannot read the hostname: {e}"), "give --node-name")
                 })?,
         };
         let mut options = AgentOptions::new(root.clone(), node_name);
+        options.bin_dirs = crate::config::BootConfiguration::default().bin_dirs;
+        if let Some(cfg) = &config {
+            apply_config(&mut options, cfg)?;
+        }
         if let Some(dir) = &args.pod_manifest_path {
             options.manifest_dir = root.path(dir);
         }
-        options.bin_dirs = args.bin_dirs.clone();
-        options.stop_pods_on_exit = args.stop_pods_on_exit;
+        if !args.bin_dirs.is_empty() {
+            options.bin_dirs = args.bin_dirs.clone();
+        }
+        options.stop_pods_on_exit |= args.stop_pods_on_exit;
         match args.status_address.as_deref() {
             None => {}
             Some("none") => options.status_addr = None,
@@ -75,6 +87,29 @@ impl AgentOptions {
         }
         Ok(options)
     }
+}
+
+/// `BootConfiguration.agent`, `binDirs` and `KubeletConfiguration.staticPodPath`.
+fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Result<(), CliError> {
+    let agent = &cfg.boot.agent;
+    options.manifest_dir = options.root.path(&cfg.static_pod_path);
+    options.bin_dirs = cfg.boot.bin_dirs.clone();
+    options.node_address = cfg.advertise_address.to_string();
+    options.status_addr = match agent.status_address.as_str() {
+        "" | "none" => None,
+        addr => Some(addr.parse().map_err(|e| {
+            CliError::usage(
+                format!("BootConfiguration.agent.statusAddress {addr:?}: {e}"),
+                "give IP:PORT, e.g. 127.0.0.1:10248, or none",
+            )
+        })?),
+    };
+    options.backoff.initial = agent.backoff.initial.0;
+    options.backoff.max = agent.backoff.max.0;
+    options.backoff.reset_after = agent.backoff.reset_after.0;
+    options.relist_period = agent.relist_period.0;
+    options.stop_pods_on_exit = agent.stop_pods_on_exit;
+    Ok(())
 }
 
 pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {

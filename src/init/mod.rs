@@ -2,5 +2,7 @@
 //! wait-control-plane → post-boot, as kubeadm's phases (reference §1), with the agent in place of
 //! the kubelet.
 
+pub mod agent_launch;
 pub mod diagnose;
 pub mod health;
+pub mod wait;
