@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{CliError, ExitCode, GlobalArgs};
 use crate::agent::{self, AgentError, AgentOptions};
+use crate::host::HostRoot;
 
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
@@ -60,6 +61,19 @@ impl AgentOptions {
         if let Some(cfg) = &config {
             apply_config(&mut options, cfg)?;
         }
+        Self::apply_flags(&mut options, args)?;
+        Ok(options)
+    }
+
+    /// The agent `boot init --agent=foreground` runs in its own process.
+    pub fn from_config(root: HostRoot, cfg: &crate::config::Config) -> Result<AgentOptions, CliError> {
+        let mut options = AgentOptions::new(root, cfg.node_name.clone());
+        apply_config(&mut options, cfg)?;
+        Ok(options)
+    }
+
+    fn apply_flags(options: &mut AgentOptions, args: &AgentArgs) -> Result<(), CliError> {
+        let root = options.root.clone();
         if let Some(dir) = &args.pod_manifest_path {
             options.manifest_dir = root.path(dir);
         }
@@ -85,7 +99,7 @@ impl AgentOptions {
         if let Some(ms) = args.backoff_max_ms {
             options.backoff.max = Duration::from_millis(ms);
         }
-        Ok(options)
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
-//! `boot init phase <name>`: one phase of `boot init` on its own, writing to the real paths (or
-//! under `--root`).
+//! `boot init`: bootstrap the control plane; `boot init phase <name>` runs one file-writing phase
+//! on its own, writing to the real paths (or under `--root`).
 
 use std::time::SystemTime;
 
@@ -8,12 +8,38 @@ use clap::{Args, Subcommand};
 use super::load::{self, ConfigFlags};
 use super::output;
 use super::{CliError, ExitCode, GlobalArgs};
+use crate::config::AgentMode;
+use crate::init::phases;
+use crate::init::run::{self as init_run, InitError, InitRequest};
+use crate::init::wait::WaitFailure;
 use crate::render::{self, OutputLayout, Parts, Templates, COMPONENTS};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct InitArgs {
     #[command(subcommand)]
-    pub command: InitCommand,
+    pub command: Option<InitCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Phases to skip, comma-separated (preflight, certs, kubeconfig, etcd, control-plane, agent,
+    /// wait-control-plane, post-boot).
+    #[arg(long, value_name = "PHASES", value_delimiter = ',')]
+    pub skip_phases: Vec<String>,
+    /// Print the plan and every file that would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Preflight checks whose errors become warnings (kubeadm's names, or `all`).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+    /// How the agent runs: a systemd unit, a detached daemon, or inside this process.
+    #[arg(long, value_enum)]
+    pub agent: Option<AgentMode>,
+    #[command(flatten)]
+    pub config: ConfigFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,7 +70,9 @@ pub struct PhaseArgs {
 }
 
 pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
-    let InitCommand::Phase { phase } = args.command;
+    let Some(InitCommand::Phase { phase }) = args.command else {
+        return run_all(args.run, global);
+    };
     let (flags, parts) = match &phase {
         Phase::Certs(a) => (
             &a.config,
@@ -90,4 +118,100 @@ pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     output::write(&bundle.files)?;
     output::report(&bundle.files, &layout);
     Ok(ExitCode::Ok)
+}
+
+/// The whole of `boot init`.
+fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    use std::io::IsTerminal;
+    let root = global.host_root()?;
+    let cfg = load::load(global, &args.config)?;
+    load::print_warnings(&cfg.warnings);
+    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref()).map_err(output::render_error)?;
+    let skip = phases::skipped(&args.skip_phases, &cfg.init.skip_phases)
+        .map_err(|e| CliError::usage(format!("--skip-phases: {e}"), "see `boot init --help`"))?;
+    let mut ignore = args.ignore_preflight_errors.clone();
+    ignore.extend(cfg.init.node_registration.ignore_preflight_errors.iter().cloned());
+    let mode = args.agent.unwrap_or(cfg.boot.agent.mode);
+    let exe = std::env::current_exe().map_err(|e| CliError::new(ExitCode::Files, "cannot find the boot executable").with_cause(e))?;
+    let request = InitRequest {
+        cfg: &cfg,
+        root: &root,
+        templates: &templates,
+        skip,
+        dry_run: args.dry_run || cfg.init.dry_run,
+        ignore_preflight: ignore,
+        agent_mode: mode,
+        exe,
+        live: std::io::stdout().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e))?;
+    let foreground = mode == AgentMode::Foreground && !request.dry_run;
+    runtime.block_on(async {
+        let agent = if foreground {
+            let options = crate::agent::AgentOptions::from_config(root.clone(), &cfg)?;
+            Some(tokio::spawn(crate::agent::run(options, shutdown_signal())))
+        } else {
+            None
+        };
+        let mut stdout = std::io::stdout();
+        let took = init_run::run(&request, &mut stdout).await.map_err(|e| init_error(e, &root))?;
+        if request.dry_run {
+            return Ok(ExitCode::Ok);
+        }
+        print_finish(&root, took);
+        if let Some(agent) = agent {
+            println!("[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)");
+            let _ = agent.await;
+        }
+        Ok(ExitCode::Ok)
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+fn print_finish(root: &crate::host::HostRoot, took: std::time::Duration) {
+    let admin = init_run::admin_conf(root);
+    let root_flag = if root.is_system() { String::new() } else { format!(" --root {}", root.prefix().display()) };
+    println!("\nYour Kubernetes control-plane has initialized successfully in {:.1}s!\n", took.as_secs_f64());
+    println!("To use it, run:\n\n  export KUBECONFIG={}\n  kubectl get --raw /readyz\n", admin.display());
+    println!("Check the static pods with `boot status{root_flag}`; take everything down with `boot reset{root_flag}`.");
+}
+
+fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
+    let root_flag = if root.is_system() { String::new() } else { format!(" --root {}", root.prefix().display()) };
+    let reset = format!("`boot reset{root_flag}` removes what init created");
+    match err {
+        InitError::Preflight(report) => {
+            let mut e = CliError::new(ExitCode::Preflight, format!("preflight checks failed\n{report}"));
+            e.hint = Some(format!("fix the errors above, or make a check non-fatal with --ignore-preflight-errors=NAME; {reset}"));
+            e
+        }
+        InitError::Render(err) => output::render_error(err),
+        InitError::Wait(failure) => {
+            let (headline, diagnoses) = match failure {
+                WaitFailure::TimedOut { after, diagnoses } => (format!("the control plane did not become healthy within {:.0}s", after.as_secs_f64()), diagnoses),
+                WaitFailure::CrashLoop { diagnoses } => ("a control plane component is crash-looping".to_string(), diagnoses),
+                WaitFailure::AgentUnreachable { socket, error } => (format!("the agent does not answer on {}: {error}", socket.display()), vec![]),
+            };
+            let text: String = diagnoses.iter().map(|d| d.to_string()).collect();
+            CliError::new(ExitCode::Timeout, format!("{headline}\n{}", text.trim_end()))
+                .with_hint(format!("`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"))
+        }
+        other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
+    }
 }

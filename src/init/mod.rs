@@ -5,4 +5,6 @@
 pub mod agent_launch;
 pub mod diagnose;
 pub mod health;
+pub mod phases;
+pub mod run;
 pub mod wait;

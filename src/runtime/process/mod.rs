@@ -217,6 +217,26 @@ fn run_as(
     )
 }
 
+/// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to the
+/// group and to everything left in its cgroups. A recorded pid that is no longer the same process
+/// (its start time differs) is never signalled.
+pub async fn stop_process_group(handle: &ContainerHandle, grace: Duration) {
+    let alive = proc::is_same_live_process(handle.pid, handle.start_ticks);
+    let pidfd = if alive {
+        proc::pidfd_open(handle.pid).ok()
+    } else {
+        None
+    };
+    if let Some(pidfd) = pidfd {
+        signal_group(handle.pid, Signal::SIGTERM);
+        let _ = tokio::time::timeout(grace, proc::wait_pidfd(pidfd)).await;
+        signal_group(handle.pid, Signal::SIGKILL);
+    }
+    for dir in &handle.cgroups {
+        cgroup::kill_all(dir);
+    }
+}
+
 fn signal_group(pid: i32, signal: Signal) {
     if pid > 1 {
         let _ = killpg(Pid::from_raw(pid), signal);
@@ -295,22 +315,7 @@ impl Runtime for ProcessRuntime {
 
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()> {
         let handle = handle.clone();
-        Box::pin(async move {
-            let alive = proc::is_same_live_process(handle.pid, handle.start_ticks);
-            let pidfd = if alive {
-                proc::pidfd_open(handle.pid).ok()
-            } else {
-                None
-            };
-            if let Some(pidfd) = pidfd {
-                signal_group(handle.pid, Signal::SIGTERM);
-                let _ = tokio::time::timeout(grace, proc::wait_pidfd(pidfd)).await;
-            }
-            signal_group(handle.pid, Signal::SIGKILL);
-            for dir in &handle.cgroups {
-                cgroup::kill_all(dir);
-            }
-        })
+        Box::pin(async move { stop_process_group(&handle, grace).await })
     }
 
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()> {

@@ -1,0 +1,109 @@
+//! What `boot reset` will remove: exactly what the init ledger lists, or kubeadm's default paths
+//! when there is no ledger. Pure: the plan is computed from the ledger and printed by `--dry-run`.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::host::ledger::{AgentLaunch, Ledger};
+use crate::host::HostRoot;
+
+/// The files kubeadm's reset deletes under `/etc/kubernetes` (cleanup-node).
+const KUBECONFIGS: &[&str] = &["admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf"];
+const MANIFESTS: &[&str] = &["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResetPlan {
+    pub agent: Option<AgentLaunch>,
+    /// Where the agent recorded its pods (`/var/lib/boot/agent`).
+    pub records_dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    /// Emptied (their content is boot's); removed too when listed in `dirs`.
+    pub trees: Vec<PathBuf>,
+    /// Removed when empty at the end, deepest first.
+    pub dirs: Vec<PathBuf>,
+    pub ledger: PathBuf,
+    pub ports: Vec<u16>,
+    /// Without a ledger the plan is kubeadm's default paths.
+    pub from_ledger: bool,
+}
+
+pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
+    let ledger_path = Ledger::path(root);
+    match ledger {
+        Some(l) => {
+            let mut dirs: Vec<PathBuf> = l.created_dirs.iter().cloned().collect();
+            // Deepest first.
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            ResetPlan {
+                agent: l.agent.clone(),
+                records_dir: root.path("/var/lib/boot/agent"),
+                files: l.files.iter().filter(|f| **f != ledger_path).cloned().collect(),
+                trees: l.owned_trees.iter().cloned().collect(),
+                dirs,
+                ledger: ledger_path,
+                ports: l.ports.iter().copied().collect(),
+                from_ledger: true,
+            }
+        }
+        None => {
+            let k8s = root.path("/etc/kubernetes");
+            let mut files: Vec<PathBuf> = KUBECONFIGS.iter().map(|f| k8s.join(f)).collect();
+            files.extend(MANIFESTS.iter().map(|m| k8s.join("manifests").join(m)));
+            files.push(root.path("/etc/systemd/system/boot-agent.service"));
+            ResetPlan {
+                agent: Some(AgentLaunch::Detached { pid_file: root.path("/run/boot/agent.pid"), log_file: root.path("/var/log/boot/agent.log") }),
+                records_dir: root.path("/var/lib/boot/agent"),
+                files,
+                trees: ["/etc/kubernetes/pki", "/var/lib/etcd", "/var/lib/boot", "/run/boot", "/var/log/boot"].iter().map(|p| root.path(p)).collect(),
+                dirs: vec![],
+                ledger: ledger_path,
+                ports: vec![],
+                from_ledger: false,
+            }
+        }
+    }
+}
+
+impl fmt::Display for ResetPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = if self.from_ledger { "the init ledger" } else { "no ledger found: kubeadm's default paths" };
+        writeln!(f, "[reset] Plan ({source}):")?;
+        match &self.agent {
+            Some(AgentLaunch::Systemd { unit, .. }) => writeln!(f, "  stop and disable {unit}")?,
+            Some(AgentLaunch::Detached { pid_file, .. }) => writeln!(f, "  stop the agent whose pid is in {}", pid_file.display())?,
+            Some(AgentLaunch::Foreground) | None => writeln!(f, "  stop any agent answering on the status socket")?,
+        }
+        writeln!(f, "  stop every pod recorded in {} (SIGTERM, grace period, SIGKILL) and remove its cgroups", self.records_dir.display())?;
+        for file in &self.files {
+            writeln!(f, "  remove {}", file.display())?;
+        }
+        for tree in &self.trees {
+            writeln!(f, "  empty {}", tree.display())?;
+        }
+        for dir in &self.dirs {
+            writeln!(f, "  remove directory {} (if empty)", dir.display())?;
+        }
+        write!(f, "  remove {}", self.ledger.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_follows_the_ledger_or_defaults() {
+        let root = HostRoot::under("/tmp/r").unwrap();
+        let mut ledger = Ledger::default();
+        ledger.files.insert(root.path("/etc/kubernetes/admin.conf"));
+        ledger.files.insert(Ledger::path(&root));
+        ledger.created_dirs.insert(root.path("/etc/kubernetes"));
+        ledger.created_dirs.insert(root.path("/etc/kubernetes/manifests"));
+        let p = plan(&root, Some(&ledger));
+        assert_eq!(p.files, [root.path("/etc/kubernetes/admin.conf")], "the ledger is removed last, not as a file");
+        assert_eq!(p.dirs[0], root.path("/etc/kubernetes/manifests"), "deepest first");
+        let fallback = plan(&root, None);
+        assert!(!fallback.from_ledger && fallback.trees.contains(&root.path("/var/lib/etcd")));
+        assert!(fallback.to_string().contains("no ledger found"));
+    }
+}
