@@ -1,24 +1,53 @@
-//! Placeholder until the preflight branch lands.
-#![allow(dead_code, unused_variables)]
+//! `boot init`'s preflight phase: the applicable checks of kubeadm's `InitNodeChecks` (reference
+//! §6) with kubeadm's names, severities, messages and output, plus boot's own
+//! (`ExistingInstallation`, `BinaryVersion-*`, the etcd metrics and agent ports). Runs before
+//! anything is written; every failure is listed at once.
+//!
+//! Host paths read (through the `--root` prefix): the static pod manifests, the etcd data
+//! directory, the external etcd client certificates, `/var/lib/boot/ledger.json`; binaries in
+//! `BootConfiguration.binDirs`, then `PATH`. From the real kernel: `/proc/sys/net/ipv4/ip_forward`
+//! (or IPv6 `forwarding`), `/proc/swaps`, uid, CPUs, RAM, and the ports (bound, never listened on).
+//!
+//! Layout: `check` (a check as data, its name), `decide` (pure decisions), `ports` (the ports the
+//! configuration listens on), `probe` (reading the host, injectable), `plan` (which checks apply,
+//! wiring probe to decisions), `report` (ignore list and kubeadm's output).
+
+mod check;
+mod decide;
+mod plan;
+#[cfg(test)]
+mod plan_tests;
+mod ports;
+mod probe;
+mod report;
+
+pub use check::{
+    binary_check_name, path_check_name, port_check_name, version_check_name, Check, Outcome,
+    Severity,
+};
+pub use decide::{DirState, LEDGER, MIN_CPUS, MIN_ETCD, MIN_MEMORY_MB};
+pub use plan::checks;
+pub use ports::{component_ports, url_ports};
+pub use probe::{HostProbe, SystemProbe};
+pub use report::{Finding, IgnoreList, IgnoreListError, PreflightReport};
+
 use crate::config::Config;
 use crate::host::HostRoot;
 
-#[derive(Debug, Default)]
-pub struct PreflightReport {
-    pub warnings: Vec<String>,
-    pub errors: Vec<String>,
-}
-
-impl std::fmt::Display for PreflightReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        Ok(())
-    }
-}
-
+/// Runs every applicable check against this host. `ignored` is `--ignore-preflight-errors`; it is
+/// joined with `nodeRegistration.ignorePreflightErrors` (call [`IgnoreList::validate`] first to
+/// refuse `all` mixed with names, as kubeadm does).
 pub fn run(cfg: &Config, root: &HostRoot, ignored: &[String]) -> PreflightReport {
-    PreflightReport::default()
+    run_with(cfg, root, ignored, &SystemProbe)
 }
 
-pub fn component_ports(cfg: &Config) -> Vec<(String, u16)> {
-    vec![]
+/// [`run`] with another view of the host (tests).
+pub fn run_with(
+    cfg: &Config,
+    root: &HostRoot,
+    ignored: &[String],
+    probe: &dyn HostProbe,
+) -> PreflightReport {
+    let ignore = IgnoreList::new(ignored, &cfg.init.node_registration.ignore_preflight_errors);
+    PreflightReport::evaluate(&checks(cfg, root, probe), &ignore)
 }
