@@ -66,7 +66,10 @@ impl AgentOptions {
     }
 
     /// The agent `boot init --agent=foreground` runs in its own process.
-    pub fn from_config(root: HostRoot, cfg: &crate::config::Config) -> Result<AgentOptions, CliError> {
+    pub fn from_config(
+        root: HostRoot,
+        cfg: &crate::config::Config,
+    ) -> Result<AgentOptions, CliError> {
         let mut options = AgentOptions::new(root, cfg.node_name.clone());
         apply_config(&mut options, cfg)?;
         Ok(options)

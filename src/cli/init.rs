@@ -126,13 +126,22 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let root = global.host_root()?;
     let cfg = load::load(global, &args.config)?;
     load::print_warnings(&cfg.warnings);
-    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref()).map_err(output::render_error)?;
+    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref())
+        .map_err(output::render_error)?;
     let skip = phases::skipped(&args.skip_phases, &cfg.init.skip_phases)
         .map_err(|e| CliError::usage(format!("--skip-phases: {e}"), "see `boot init --help`"))?;
     let mut ignore = args.ignore_preflight_errors.clone();
-    ignore.extend(cfg.init.node_registration.ignore_preflight_errors.iter().cloned());
+    ignore.extend(
+        cfg.init
+            .node_registration
+            .ignore_preflight_errors
+            .iter()
+            .cloned(),
+    );
     let mode = args.agent.unwrap_or(cfg.boot.agent.mode);
-    let exe = std::env::current_exe().map_err(|e| CliError::new(ExitCode::Files, "cannot find the boot executable").with_cause(e))?;
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::new(ExitCode::Files, "cannot find the boot executable").with_cause(e)
+    })?;
     let request = InitRequest {
         cfg: &cfg,
         root: &root,
@@ -148,7 +157,9 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e))?;
+        .map_err(|e| {
+            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
+        })?;
     let foreground = mode == AgentMode::Foreground && !request.dry_run;
     runtime.block_on(async {
         let agent = if foreground {
@@ -158,13 +169,17 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             None
         };
         let mut stdout = std::io::stdout();
-        let took = init_run::run(&request, &mut stdout).await.map_err(|e| init_error(e, &root))?;
+        let took = init_run::run(&request, &mut stdout)
+            .await
+            .map_err(|e| init_error(e, &root))?;
         if request.dry_run {
             return Ok(ExitCode::Ok);
         }
         print_finish(&root, took);
         if let Some(agent) = agent {
-            println!("[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)");
+            println!(
+                "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"
+            );
             let _ = agent.await;
         }
         Ok(ExitCode::Ok)
@@ -173,7 +188,10 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -186,31 +204,65 @@ async fn shutdown_signal() {
 
 fn print_finish(root: &crate::host::HostRoot, took: std::time::Duration) {
     let admin = init_run::admin_conf(root);
-    let root_flag = if root.is_system() { String::new() } else { format!(" --root {}", root.prefix().display()) };
-    println!("\nYour Kubernetes control-plane has initialized successfully in {:.1}s!\n", took.as_secs_f64());
-    println!("To use it, run:\n\n  export KUBECONFIG={}\n  kubectl get --raw /readyz\n", admin.display());
+    let root_flag = if root.is_system() {
+        String::new()
+    } else {
+        format!(" --root {}", root.prefix().display())
+    };
+    println!(
+        "\nYour Kubernetes control-plane has initialized successfully in {:.1}s!\n",
+        took.as_secs_f64()
+    );
+    println!(
+        "To use it, run:\n\n  export KUBECONFIG={}\n  kubectl get --raw /readyz\n",
+        admin.display()
+    );
     println!("Check the static pods with `boot status{root_flag}`; take everything down with `boot reset{root_flag}`.");
 }
 
 fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
-    let root_flag = if root.is_system() { String::new() } else { format!(" --root {}", root.prefix().display()) };
+    let root_flag = if root.is_system() {
+        String::new()
+    } else {
+        format!(" --root {}", root.prefix().display())
+    };
     let reset = format!("`boot reset{root_flag}` removes what init created");
     match err {
         InitError::Preflight(report) => {
-            let mut e = CliError::new(ExitCode::Preflight, format!("preflight checks failed\n{report}"));
+            let mut e = CliError::new(
+                ExitCode::Preflight,
+                format!("preflight checks failed\n{report}"),
+            );
             e.hint = Some(format!("fix the errors above, or make a check non-fatal with --ignore-preflight-errors=NAME; {reset}"));
             e
         }
         InitError::Render(err) => output::render_error(err),
         InitError::Wait(failure) => {
             let (headline, diagnoses) = match failure {
-                WaitFailure::TimedOut { after, diagnoses } => (format!("the control plane did not become healthy within {:.0}s", after.as_secs_f64()), diagnoses),
-                WaitFailure::CrashLoop { diagnoses } => ("a control plane component is crash-looping".to_string(), diagnoses),
-                WaitFailure::AgentUnreachable { socket, error } => (format!("the agent does not answer on {}: {error}", socket.display()), vec![]),
+                WaitFailure::TimedOut { after, diagnoses } => (
+                    format!(
+                        "the control plane did not become healthy within {:.0}s",
+                        after.as_secs_f64()
+                    ),
+                    diagnoses,
+                ),
+                WaitFailure::CrashLoop { diagnoses } => (
+                    "a control plane component is crash-looping".to_string(),
+                    diagnoses,
+                ),
+                WaitFailure::AgentUnreachable { socket, error } => (
+                    format!("the agent does not answer on {}: {error}", socket.display()),
+                    vec![],
+                ),
             };
             let text: String = diagnoses.iter().map(|d| d.to_string()).collect();
-            CliError::new(ExitCode::Timeout, format!("{headline}\n{}", text.trim_end()))
-                .with_hint(format!("`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"))
+            CliError::new(
+                ExitCode::Timeout,
+                format!("{headline}\n{}", text.trim_end()),
+            )
+            .with_hint(format!(
+                "`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"
+            ))
         }
         other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
     }

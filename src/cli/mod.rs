@@ -9,6 +9,7 @@ mod load;
 mod logs;
 mod manifests;
 mod output;
+mod reset;
 mod status;
 
 pub use error::{CliError, ExitCode};
@@ -66,6 +67,8 @@ pub enum Command {
     Manifests(manifests::ManifestsArgs),
     /// Bootstrap the control plane; `boot init phase <name>` runs one phase.
     Init(init::InitArgs),
+    /// Stop the agent and the pods and remove everything init created; then check nothing is left.
+    Reset(reset::ResetArgs),
     /// Print the default configuration, or validate a configuration file.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -99,6 +102,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Manifests(args) => manifests::run(args, global),
         Command::Init(args) => init::run(args, global),
         Command::Config(command) => config_cmd::run(command, global),
+        Command::Reset(args) => reset::run(args, global),
         Command::Agent(args) => agent::run(args, global),
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),

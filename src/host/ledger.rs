@@ -21,7 +21,10 @@ pub enum AgentLaunch {
     /// A systemd unit; reset stops and disables it and removes the unit file.
     Systemd { unit: String, unit_file: PathBuf },
     /// A detached daemon; reset signals the pid in the pid file.
-    Detached { pid_file: PathBuf, log_file: PathBuf },
+    Detached {
+        pid_file: PathBuf,
+        log_file: PathBuf,
+    },
     /// Run inside `boot init` itself.
     Foreground,
 }
@@ -50,7 +53,9 @@ impl Ledger {
     /// The ledger of an earlier init, if there is one.
     pub fn load(root: &HostRoot) -> io::Result<Option<Ledger>> {
         match std::fs::read(Self::path(root)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io::Error::other),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(io::Error::other),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -106,12 +111,25 @@ mod tests {
         let root = HostRoot::under(dir.path()).unwrap();
         std::fs::create_dir_all(root.path("/etc")).unwrap();
         let mut ledger = Ledger::default();
-        let manifest = RenderedFile::new(root.path("/etc/kubernetes/manifests/etcd.yaml"), 0o600, "x");
+        let manifest =
+            RenderedFile::new(root.path("/etc/kubernetes/manifests/etcd.yaml"), 0o600, "x");
         ledger.note_files(&root, &[manifest]);
         ledger.note_tree(&root, &root.path("/var/lib/etcd"));
-        let dirs: Vec<_> = ledger.created_dirs.iter().map(|d| root.host_path(d)).collect();
-        let expected: Vec<PathBuf> =
-            ["/etc/kubernetes", "/etc/kubernetes/manifests", "/var", "/var/lib", "/var/lib/etcd"].iter().map(PathBuf::from).collect();
+        let dirs: Vec<_> = ledger
+            .created_dirs
+            .iter()
+            .map(|d| root.host_path(d))
+            .collect();
+        let expected: Vec<PathBuf> = [
+            "/etc/kubernetes",
+            "/etc/kubernetes/manifests",
+            "/var",
+            "/var/lib",
+            "/var/lib/etcd",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
         assert_eq!(dirs, expected);
         ledger.agent = Some(AgentLaunch::Foreground);
         ledger.save(&root).unwrap();

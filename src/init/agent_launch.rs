@@ -19,7 +19,9 @@ pub const LOG_FILE: &str = "/var/log/boot/agent.log";
 /// `auto` becomes systemd when systemd runs this (real) root, else a detached daemon.
 pub fn resolve_mode(mode: AgentMode, root: &HostRoot) -> AgentMode {
     match mode {
-        AgentMode::Auto if root.is_system() && Path::new("/run/systemd/system").is_dir() => AgentMode::Systemd,
+        AgentMode::Auto if root.is_system() && Path::new("/run/systemd/system").is_dir() => {
+            AgentMode::Systemd
+        }
         AgentMode::Auto => AgentMode::Detach,
         other => other,
     }
@@ -27,7 +29,11 @@ pub fn resolve_mode(mode: AgentMode, root: &HostRoot) -> AgentMode {
 
 /// The `boot agent` command line for this root and configuration.
 pub fn agent_args(root: &HostRoot, config: &Path) -> Vec<String> {
-    let mut args = vec!["agent".to_string(), "--config".to_string(), config.display().to_string()];
+    let mut args = vec![
+        "agent".to_string(),
+        "--config".to_string(),
+        config.display().to_string(),
+    ];
     if !root.is_system() {
         args.extend(["--root".to_string(), root.prefix().display().to_string()]);
     }
@@ -37,9 +43,15 @@ pub fn agent_args(root: &HostRoot, config: &Path) -> Vec<String> {
 /// What `start` will do, for the ledger (recorded before starting) and `--dry-run`.
 pub fn launch_record(mode: AgentMode, root: &HostRoot) -> AgentLaunch {
     match mode {
-        AgentMode::Systemd => AgentLaunch::Systemd { unit: UNIT_NAME.into(), unit_file: root.path(format!("/etc/systemd/system/{UNIT_NAME}")) },
+        AgentMode::Systemd => AgentLaunch::Systemd {
+            unit: UNIT_NAME.into(),
+            unit_file: root.path(format!("/etc/systemd/system/{UNIT_NAME}")),
+        },
         AgentMode::Foreground => AgentLaunch::Foreground,
-        _ => AgentLaunch::Detached { pid_file: root.path(PID_FILE), log_file: root.path(LOG_FILE) },
+        _ => AgentLaunch::Detached {
+            pid_file: root.path(PID_FILE),
+            log_file: root.path(LOG_FILE),
+        },
     }
 }
 
@@ -58,27 +70,43 @@ pub fn start_detached(exe: &Path, root: &HostRoot, args: &[String]) -> io::Resul
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let log = OpenOptions::new().create(true).append(true).open(&log_path)?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)?;
     let mut command = Command::new(exe);
-    command.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
     // SAFETY: setsid is async-signal-safe; it detaches the agent from init's terminal and group.
     unsafe {
         command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(io::Error::from));
     }
     let child = command.spawn()?;
     let pid = child.id();
-    write_all(&[RenderedFile::new(root.path(PID_FILE), 0o644, format!("{pid}\n"))]).map_err(|e| e.source)?;
+    write_all(&[RenderedFile::new(
+        root.path(PID_FILE),
+        0o644,
+        format!("{pid}\n"),
+    )])
+    .map_err(|e| e.source)?;
     Ok(pid)
 }
 
 /// Writes the unit and enables and starts it.
 pub fn start_systemd(exe: &Path, root: &HostRoot, args: &[String]) -> io::Result<PathBuf> {
     let path = root.path(format!("/etc/systemd/system/{UNIT_NAME}"));
-    write_all(&[RenderedFile::new(path.clone(), 0o644, unit_file(exe, args))]).map_err(|e| e.source)?;
+    write_all(&[RenderedFile::new(path.clone(), 0o644, unit_file(exe, args))])
+        .map_err(|e| e.source)?;
     for step in [&["daemon-reload"][..], &["enable", "--now", UNIT_NAME]] {
         let status = Command::new("systemctl").args(step).status()?;
         if !status.success() {
-            return Err(io::Error::other(format!("systemctl {} failed: {status}", step.join(" "))));
+            return Err(io::Error::other(format!(
+                "systemctl {} failed: {status}",
+                step.join(" ")
+            )));
         }
     }
     Ok(path)
@@ -92,10 +120,25 @@ mod tests {
     fn auto_is_detach_under_a_root_and_args_carry_it() {
         let root = HostRoot::under("/tmp/r").unwrap();
         assert_eq!(resolve_mode(AgentMode::Auto, &root), AgentMode::Detach);
-        assert_eq!(resolve_mode(AgentMode::Foreground, &root), AgentMode::Foreground);
+        assert_eq!(
+            resolve_mode(AgentMode::Foreground, &root),
+            AgentMode::Foreground
+        );
         let args = agent_args(&root, Path::new("/tmp/r/var/lib/boot/config.yaml"));
-        assert_eq!(args, ["agent", "--config", "/tmp/r/var/lib/boot/config.yaml", "--root", "/tmp/r"]);
+        assert_eq!(
+            args,
+            [
+                "agent",
+                "--config",
+                "/tmp/r/var/lib/boot/config.yaml",
+                "--root",
+                "/tmp/r"
+            ]
+        );
         let unit = unit_file(Path::new("/usr/local/bin/boot"), &args);
-        assert!(unit.contains("ExecStart=/usr/local/bin/boot agent --config") && unit.contains("KillMode=process"));
+        assert!(
+            unit.contains("ExecStart=/usr/local/bin/boot agent --config")
+                && unit.contains("KillMode=process")
+        );
     }
 }

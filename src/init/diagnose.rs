@@ -31,7 +31,10 @@ pub fn diagnose(view: &ComponentView, pod: Option<&PodStatus>, log: &str) -> Dia
     if let Some(container) = container {
         for probe in container.probes.iter().filter(|p| p.result == "failure") {
             if let Some(error) = &probe.last_error {
-                causes.push(format!("{} probe: {error} ({} consecutive failures)", probe.kind, probe.consecutive_failures));
+                causes.push(format!(
+                    "{} probe: {error} ({} consecutive failures)",
+                    probe.kind, probe.consecutive_failures
+                ));
             }
         }
         if let Some(last) = &container.last_state {
@@ -40,10 +43,22 @@ pub fn diagnose(view: &ComponentView, pod: Option<&PodStatus>, log: &str) -> Dia
                 (Some(code), None) => format!("exit code {code}"),
                 (None, None) => "exit code unknown".into(),
             };
-            causes.push(format!("last exit: {how} ({}) at {}", last.reason, last.finished_at));
+            causes.push(format!(
+                "last exit: {how} ({}) at {}",
+                last.reason, last.finished_at
+            ));
         }
-        if let ContainerState::Waiting { reason, message, .. } = &container.state {
-            causes.push(format!("waiting: {reason}{}", message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()));
+        if let ContainerState::Waiting {
+            reason, message, ..
+        } = &container.state
+        {
+            causes.push(format!(
+                "waiting: {reason}{}",
+                message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ));
         }
     }
     if let Some(reason) = pod.and_then(|p| p.reason.as_ref()) {
@@ -52,10 +67,17 @@ pub fn diagnose(view: &ComponentView, pod: Option<&PodStatus>, log: &str) -> Dia
         }
     }
     if pod.is_none() {
-        causes.push("the agent reports no pod for it: is its manifest in the manifest directory?".into());
+        causes.push(
+            "the agent reports no pod for it: is its manifest in the manifest directory?".into(),
+        );
     }
     let log_tail = tail(log, LOG_LINES);
-    let evidence = causes.iter().chain(log_tail.iter()).map(String::as_str).collect::<Vec<_>>().join("\n");
+    let evidence = causes
+        .iter()
+        .chain(log_tail.iter())
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("\n");
     Diagnosis {
         component: view.component.clone(),
         restarts: view.restarts,
@@ -74,7 +96,9 @@ pub fn tail(log: &str, n: usize) -> Vec<String> {
         .map(|line| {
             let mut parts = line.splitn(4, ' ');
             match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                (Some(_), Some("stdout" | "stderr"), Some("F" | "P"), Some(message)) => message.to_string(),
+                (Some(_), Some("stdout" | "stderr"), Some("F" | "P"), Some(message)) => {
+                    message.to_string()
+                }
                 _ => line.to_string(),
             }
         })
@@ -107,12 +131,21 @@ fn hint(component: &str, evidence: &str) -> Option<String> {
 
 impl fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{} is not healthy (restarts: {})", self.component, self.restarts)?;
+        writeln!(
+            f,
+            "{} is not healthy (restarts: {})",
+            self.component, self.restarts
+        )?;
         for cause in &self.causes {
             writeln!(f, "  {cause}")?;
         }
         if !self.log_tail.is_empty() {
-            writeln!(f, "  last {} log lines ({}):", self.log_tail.len(), self.log_path.as_deref().unwrap_or("log"))?;
+            writeln!(
+                f,
+                "  last {} log lines ({}):",
+                self.log_tail.len(),
+                self.log_path.as_deref().unwrap_or("log")
+            )?;
             for line in &self.log_tail {
                 writeln!(f, "    {line}")?;
             }
@@ -130,24 +163,42 @@ mod tests {
     use crate::init::health::Phase;
 
     fn view(detail: &str) -> ComponentView {
-        ComponentView { component: "kube-apiserver".into(), phase: Phase::Starting, restarts: 3, detail: Some(detail.into()) }
+        ComponentView {
+            component: "kube-apiserver".into(),
+            phase: Phase::Starting,
+            restarts: 3,
+            detail: Some(detail.into()),
+        }
     }
 
     #[test]
     fn tails_cri_logs_and_names_causes() {
-        let log = (1..=30).map(|i| format!("2026-01-01T00:00:00.000000000Z stderr F line {i}\n")).collect::<String>();
-        let d = diagnose(&view("Get \"https://127.0.0.1:6443/readyz\": dial tcp: connect: connection refused"), None, &log);
+        let log = (1..=30)
+            .map(|i| format!("2026-01-01T00:00:00.000000000Z stderr F line {i}\n"))
+            .collect::<String>();
+        let d = diagnose(
+            &view("Get \"https://127.0.0.1:6443/readyz\": dial tcp: connect: connection refused"),
+            None,
+            &log,
+        );
         assert_eq!(d.log_tail.len(), LOG_LINES);
         assert_eq!(d.log_tail[0], "line 11");
         assert!(d.causes.iter().any(|c| c.contains("connection refused")));
         assert!(d.hint.as_deref().unwrap().contains("--bind-address"));
         let text = d.to_string();
-        assert!(text.starts_with("kube-apiserver is not healthy (restarts: 3)"), "{text}");
+        assert!(
+            text.starts_with("kube-apiserver is not healthy (restarts: 3)"),
+            "{text}"
+        );
     }
 
     #[test]
     fn hints_follow_the_evidence() {
-        let in_use = diagnose(&view("x"), None, "2026 stderr F listen tcp :6443: bind: address already in use\n");
+        let in_use = diagnose(
+            &view("x"),
+            None,
+            "2026 stderr F listen tcp :6443: bind: address already in use\n",
+        );
         assert!(in_use.hint.unwrap().contains("in use"));
         let flag = diagnose(&view("x"), None, "Error: unknown flag: --foo\n");
         assert!(flag.hint.unwrap().contains("--version"));

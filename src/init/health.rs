@@ -23,11 +23,15 @@ impl Endpoint {
         let pod: Pod = serde_yaml::from_slice(&std::fs::read(path).ok()?).ok()?;
         let component = pod.metadata.name.clone()?;
         let container = pod.spec?.containers.into_iter().next()?;
-        let probe = [&container.readiness_probe, &container.startup_probe, &container.liveness_probe]
-            .into_iter()
-            .flatten()
-            .next()?
-            .clone();
+        let probe = [
+            &container.readiness_probe,
+            &container.startup_probe,
+            &container.liveness_probe,
+        ]
+        .into_iter()
+        .flatten()
+        .next()?
+        .clone();
         let action = ProbeAction::from_probe(&probe, &container, default_host).ok()?;
         Some(Endpoint { component, action })
     }
@@ -63,17 +67,26 @@ pub struct ComponentView {
 pub const CRASH_LOOP_RESTARTS: u32 = 2;
 
 /// Combines the agent's view of a pod with the direct health check of its endpoint.
-pub fn view(component: &str, pod: Option<&PodStatus>, endpoint: Option<&ProbeResult>) -> ComponentView {
+pub fn view(
+    component: &str,
+    pod: Option<&PodStatus>,
+    endpoint: Option<&ProbeResult>,
+) -> ComponentView {
     let restarts = pod.map(|p| p.restarts).unwrap_or(0);
     let container = pod.and_then(|p| p.containers.first());
-    let running = matches!(container.map(|c| &c.state), Some(ContainerState::Running { .. }));
+    let running = matches!(
+        container.map(|c| &c.state),
+        Some(ContainerState::Running { .. })
+    );
     let backing_off = matches!(
         container.map(|c| &c.state),
         Some(ContainerState::Waiting { reason, .. }) if reason == "CrashLoopBackOff"
     );
     let endpoint_ok = matches!(endpoint, Some(ProbeResult::Success));
     let phase = match () {
-        _ if running && endpoint_ok && pod.is_some_and(|p| p.ready) => Phase::Healthy,
+        // As kubeadm's wait: the component's own endpoint answers. The agent's readiness lags
+        // behind by the probes' initialDelaySeconds and is not waited for.
+        _ if running && endpoint_ok => Phase::Healthy,
         _ if backing_off && restarts >= CRASH_LOOP_RESTARTS => Phase::CrashLooping,
         _ if running => Phase::Starting,
         _ => Phase::Waiting,
@@ -83,7 +96,12 @@ pub fn view(component: &str, pod: Option<&PodStatus>, endpoint: Option<&ProbeRes
         (_, Some(ProbeResult::Failure(error))) if running => Some(error.clone()),
         _ => pod.and_then(|p| p.reason.clone()),
     };
-    ComponentView { component: component.to_string(), phase, restarts, detail }
+    ComponentView {
+        component: component.to_string(),
+        phase,
+        restarts,
+        detail,
+    }
 }
 
 /// The pod of `component` in the agent's status.
@@ -100,7 +118,10 @@ impl ComponentView {
             Phase::Healthy => "healthy",
             Phase::CrashLooping => "crash-looping",
         };
-        let mut line = format!("{:<24} {:<13} restarts {}", self.component, phase, self.restarts);
+        let mut line = format!(
+            "{:<24} {:<13} restarts {}",
+            self.component, phase, self.restarts
+        );
         if let Some(detail) = &self.detail {
             line.push_str("   ");
             line.push_str(&truncate(detail, 100));
@@ -151,26 +172,60 @@ mod tests {
     }
 
     fn running() -> ContainerState {
-        ContainerState::Running { pid: 1, started_at: "t".into(), adopted: false, stopping: None }
+        ContainerState::Running {
+            pid: 1,
+            started_at: "t".into(),
+            adopted: false,
+            stopping: None,
+        }
     }
 
     #[test]
-    fn healthy_needs_process_endpoint_and_readiness() {
+    fn healthy_needs_a_running_process_and_its_endpoint() {
         let ok = ProbeResult::Success;
-        assert_eq!(view("etcd", Some(&pod(running(), true, 0)), Some(&ok)).phase, Phase::Healthy);
-        assert_eq!(view("etcd", Some(&pod(running(), false, 0)), Some(&ok)).phase, Phase::Starting);
+        assert_eq!(
+            view("etcd", Some(&pod(running(), true, 0)), Some(&ok)).phase,
+            Phase::Healthy
+        );
+        assert_eq!(
+            view("etcd", Some(&pod(running(), false, 0)), Some(&ok)).phase,
+            Phase::Healthy
+        );
+        let stopped = ContainerState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+            backoff_remaining_ms: None,
+        };
+        assert_eq!(
+            view("etcd", Some(&pod(stopped, false, 0)), Some(&ok)).phase,
+            Phase::Waiting
+        );
         let refused = ProbeResult::Failure("connection refused".into());
         let starting = view("etcd", Some(&pod(running(), false, 0)), Some(&refused));
-        assert_eq!((starting.phase, starting.detail.as_deref()), (Phase::Starting, Some("connection refused")));
+        assert_eq!(
+            (starting.phase, starting.detail.as_deref()),
+            (Phase::Starting, Some("connection refused"))
+        );
         assert_eq!(view("etcd", None, None).phase, Phase::Waiting);
     }
 
     #[test]
     fn repeated_restarts_in_backoff_are_a_crash_loop() {
-        let waiting = || ContainerState::Waiting { reason: "CrashLoopBackOff".into(), message: None, backoff_remaining_ms: Some(9000) };
-        assert_eq!(view("etcd", Some(&pod(waiting(), false, 1)), None).phase, Phase::Waiting);
+        let waiting = || ContainerState::Waiting {
+            reason: "CrashLoopBackOff".into(),
+            message: None,
+            backoff_remaining_ms: Some(9000),
+        };
+        assert_eq!(
+            view("etcd", Some(&pod(waiting(), false, 1)), None).phase,
+            Phase::Waiting
+        );
         let looping = view("etcd", Some(&pod(waiting(), false, 2)), None);
         assert_eq!(looping.phase, Phase::CrashLooping);
-        assert!(looping.line().contains("crash-looping") && looping.line().contains("back-off 20s"), "{}", looping.line());
+        assert!(
+            looping.line().contains("crash-looping") && looping.line().contains("back-off 20s"),
+            "{}",
+            looping.line()
+        );
     }
 }

@@ -55,9 +55,18 @@ impl FromStr for PhaseName {
     fn from_str(s: &str) -> Result<Self, String> {
         // kubeadm also accepts sub-phase paths such as `certs/all`; the top level decides here.
         let top = s.split('/').next().unwrap_or(s);
-        ALL.iter().copied().find(|p| p.as_str() == top).ok_or_else(|| {
-            format!("unknown phase {s:?} (phases: {})", ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "))
-        })
+        ALL.iter()
+            .copied()
+            .find(|p| p.as_str() == top)
+            .ok_or_else(|| {
+                format!(
+                    "unknown phase {s:?} (phases: {})",
+                    ALL.iter()
+                        .map(|p| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
     }
 }
 
@@ -65,7 +74,13 @@ impl FromStr for PhaseName {
 /// the flag wins when given, as in kubeadm.
 pub fn skipped(flag: &[String], config: &[String]) -> Result<Vec<PhaseName>, String> {
     let source = if flag.is_empty() { config } else { flag };
-    source.iter().flat_map(|s| s.split(',')).map(str::trim).filter(|s| !s.is_empty()).map(str::parse).collect()
+    source
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 #[cfg(test)]
@@ -78,9 +93,15 @@ mod tests {
             assert_eq!(phase.as_str().parse::<PhaseName>().unwrap(), phase);
         }
         assert_eq!("certs/all".parse::<PhaseName>().unwrap(), PhaseName::Certs);
-        assert!("addon".parse::<PhaseName>().unwrap_err().contains("phases: preflight"));
+        assert!("addon"
+            .parse::<PhaseName>()
+            .unwrap_err()
+            .contains("phases: preflight"));
         let config = vec!["post-boot".to_string()];
         assert_eq!(skipped(&[], &config).unwrap(), [PhaseName::PostBoot]);
-        assert_eq!(skipped(&["preflight,agent".into()], &config).unwrap(), [PhaseName::Preflight, PhaseName::Agent]);
+        assert_eq!(
+            skipped(&["preflight,agent".into()], &config).unwrap(),
+            [PhaseName::Preflight, PhaseName::Agent]
+        );
     }
 }

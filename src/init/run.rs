@@ -40,7 +40,10 @@ pub enum InitError {
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error("cannot record {path}: {source}")]
-    Ledger { path: PathBuf, source: std::io::Error },
+    Ledger {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the agent: {0}")]
     Agent(std::io::Error),
     #[error("the control plane did not become healthy")]
@@ -57,8 +60,16 @@ impl InitRequest<'_> {
 
 /// The effective configuration as YAML documents, for the agent and for reset.
 pub fn effective_config(cfg: &Config) -> String {
-    let docs = [serde_yaml::to_string(&cfg.init), serde_yaml::to_string(&cfg.cluster), serde_yaml::to_string(&cfg.boot)];
-    let mut text = docs.into_iter().map(|d| d.expect("configuration serializes")).collect::<Vec<_>>().join("---\n");
+    let docs = [
+        serde_yaml::to_string(&cfg.init),
+        serde_yaml::to_string(&cfg.cluster),
+        serde_yaml::to_string(&cfg.boot),
+    ];
+    let mut text = docs
+        .into_iter()
+        .map(|d| d.expect("configuration serializes"))
+        .collect::<Vec<_>>()
+        .join("---\n");
     if cfg.static_pod_path != "/etc/kubernetes/manifests" {
         text.push_str(&format!("---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\n", cfg.static_pod_path));
     }
@@ -68,9 +79,18 @@ pub fn effective_config(cfg: &Config) -> String {
 /// Runs init. The future completes when the control plane is healthy and post-boot is done.
 pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Duration, InitError> {
     let start = Instant::now();
-    let InitRequest { cfg, root, templates, .. } = *request;
+    let InitRequest {
+        cfg,
+        root,
+        templates,
+        ..
+    } = *request;
     macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
-    say!("[init] Using Kubernetes version: v{} (etcd {})", cfg.kubernetes_version, cfg.etcd_version);
+    say!(
+        "[init] Using Kubernetes version: v{} (etcd {})",
+        cfg.kubernetes_version,
+        cfg.etcd_version
+    );
 
     if request.runs(PhaseName::Preflight) {
         say!("[preflight] Running pre-flight checks");
@@ -85,12 +105,21 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
 
     // Everything is rendered before anything is written.
     let layout = OutputLayout::host(cfg, root);
-    let parts = Parts { pki: request.runs(PhaseName::Certs), kubeconfigs: request.runs(PhaseName::Kubeconfig), components: COMPONENTS };
+    let parts = Parts {
+        pki: request.runs(PhaseName::Certs),
+        kubeconfigs: request.runs(PhaseName::Kubeconfig),
+        components: COMPONENTS,
+    };
     let mut bundle = render::bundle(cfg, root, templates, &layout, parts, SystemTime::now())?;
     bundle.files.retain(|f| {
         let is_manifest = f.path.starts_with(&layout.manifest_dir);
         let is_etcd = f.path.file_name().is_some_and(|n| n == "etcd.yaml");
-        !is_manifest || request.runs(if is_etcd { PhaseName::Etcd } else { PhaseName::ControlPlane })
+        !is_manifest
+            || request.runs(if is_etcd {
+                PhaseName::Etcd
+            } else {
+                PhaseName::ControlPlane
+            })
     });
     let config_file = RenderedFile::new(root.path(EFFECTIVE_CONFIG), 0o600, effective_config(cfg));
     let mode = resolve_mode(request.agent_mode, root);
@@ -102,13 +131,22 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
             say!("[dry-run]   {:o} {}", file.mode, file.path.display());
         }
         if request.runs(PhaseName::Agent) {
-            say!("[dry-run] Would start the agent ({mode:?}): {} {}", request.exe.display(), agent_args.join(" "));
+            say!(
+                "[dry-run] Would start the agent ({mode:?}): {} {}",
+                request.exe.display(),
+                agent_args.join(" ")
+            );
         }
         say!("[dry-run] Would then wait for the control plane and run post-boot");
         return Ok(start.elapsed());
     }
 
-    let mut ledger = Ledger::load(root).map_err(|source| InitError::Ledger { path: Ledger::path(root), source })?.unwrap_or_default();
+    let mut ledger = Ledger::load(root)
+        .map_err(|source| InitError::Ledger {
+            path: Ledger::path(root),
+            source,
+        })?
+        .unwrap_or_default();
     note_everything(&mut ledger, cfg, root, &bundle.files, &config_file);
     if request.runs(PhaseName::Agent) {
         ledger.agent = Some(agent_launch::launch_record(mode, root));
@@ -119,33 +157,71 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         say!("[init] WARNING: {warning}");
     }
     write_all(std::slice::from_ref(&config_file))?;
-    for (phase, tag) in [(PhaseName::Certs, "certs"), (PhaseName::Kubeconfig, "kubeconfig")] {
+    for (phase, tag) in [
+        (PhaseName::Certs, "certs"),
+        (PhaseName::Kubeconfig, "kubeconfig"),
+    ] {
         let dir_match = |f: &RenderedFile| match phase {
             PhaseName::Certs => f.path.starts_with(&layout.cert_dir),
             _ => f.path.parent() == Some(layout.kubernetes_dir.as_path()),
         };
-        let files: Vec<RenderedFile> = bundle.files.iter().filter(|f| dir_match(f)).cloned().collect();
+        let files: Vec<RenderedFile> = bundle
+            .files
+            .iter()
+            .filter(|f| dir_match(f))
+            .cloned()
+            .collect();
         if request.runs(phase) {
             write_all(&files)?;
-            say!("[{tag}] Wrote {} files under {}", files.len(), files.first().and_then(|f| f.path.parent()).map(|p| p.display().to_string()).unwrap_or_default());
+            say!(
+                "[{tag}] Wrote {} files under {}",
+                files.len(),
+                files
+                    .first()
+                    .and_then(|f| f.path.parent())
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
         }
     }
-    let manifests: Vec<RenderedFile> = bundle.files.iter().filter(|f| f.path.starts_with(&layout.manifest_dir)).cloned().collect();
+    let manifests: Vec<RenderedFile> = bundle
+        .files
+        .iter()
+        .filter(|f| f.path.starts_with(&layout.manifest_dir))
+        .cloned()
+        .collect();
     for file in &manifests {
-        let component = file.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let tag = if component == "etcd" { "etcd" } else { "control-plane" };
+        let component = file
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tag = if component == "etcd" {
+            "etcd"
+        } else {
+            "control-plane"
+        };
         say!("[{tag}] Creating static Pod manifest for {component:?}");
     }
     write_all(&manifests)?;
 
     if request.runs(PhaseName::Agent) {
-        say!("[agent] Starting the static pod agent ({})", match mode { AgentMode::Systemd => "systemd unit boot-agent.service", _ => "detached daemon" });
+        say!(
+            "[agent] Starting the static pod agent ({})",
+            match mode {
+                AgentMode::Systemd => "systemd unit boot-agent.service",
+                _ => "detached daemon",
+            }
+        );
         start_agent(mode, request, root, &agent_args)?;
     }
     if request.runs(PhaseName::WaitControlPlane) {
         let timeout = cfg.init.timeouts.control_plane_component_health_check.0;
         say!("[control-plane-check] Waiting for healthy control plane components. This can take up to {}", crate::config::GoDuration(timeout));
-        let mut manifest_paths: Vec<PathBuf> = COMPONENTS.iter().map(|c| layout.manifest_dir.join(format!("{c}.yaml"))).collect();
+        let mut manifest_paths: Vec<PathBuf> = COMPONENTS
+            .iter()
+            .map(|c| layout.manifest_dir.join(format!("{c}.yaml")))
+            .collect();
         manifest_paths.retain(|p| p.exists());
         let waited = wait::wait(
             WaitRequest {
@@ -159,11 +235,17 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         )
         .await
         .map_err(InitError::Wait)?;
-        let _ = writeln!(out, "[control-plane-check] All control plane components are healthy after {:.3}s", waited.as_secs_f64());
+        let _ = writeln!(
+            out,
+            "[control-plane-check] All control plane components are healthy after {:.3}s",
+            waited.as_secs_f64()
+        );
     }
     if request.runs(PhaseName::PostBoot) {
         let timeout = cfg.init.timeouts.kubernetes_api_call.0;
-        let lines = crate::postboot::run(&layout.kubernetes_dir, &cfg.cluster, timeout).await.map_err(|e| InitError::PostBoot(e.to_string()))?;
+        let lines = crate::postboot::run(&layout.kubernetes_dir, &cfg.cluster, timeout)
+            .await
+            .map_err(|e| InitError::PostBoot(e.to_string()))?;
         for line in lines {
             let _ = writeln!(out, "{line}");
         }
@@ -172,11 +254,20 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
 }
 
 fn save(ledger: &Ledger, root: &HostRoot) -> Result<(), InitError> {
-    ledger.save(root).map_err(|source| InitError::Ledger { path: Ledger::path(root), source })
+    ledger.save(root).map_err(|source| InitError::Ledger {
+        path: Ledger::path(root),
+        source,
+    })
 }
 
 /// Records every file, directory and tree init and its pods will create, before creating them.
-fn note_everything(ledger: &mut Ledger, cfg: &Config, root: &HostRoot, files: &[RenderedFile], config_file: &RenderedFile) {
+fn note_everything(
+    ledger: &mut Ledger,
+    cfg: &Config,
+    root: &HostRoot,
+    files: &[RenderedFile],
+    config_file: &RenderedFile,
+) {
     ledger.note_files(root, files);
     ledger.note_files(root, std::slice::from_ref(config_file));
     let ledger_file = RenderedFile::new(Ledger::path(root), 0o600, Vec::new());
@@ -187,19 +278,32 @@ fn note_everything(ledger: &mut Ledger, cfg: &Config, root: &HostRoot, files: &[
     for dir in ["/var/lib/boot", "/run/boot", "/var/log/boot"] {
         ledger.note_tree(root, &root.path(dir));
     }
-    // Pod log directories are the agent's; only the directory itself is recorded when new.
-    ledger.note_dir(root, &root.path("/var/log/pods"));
-    for file in files.iter().filter(|f| f.path.extension().is_some_and(|e| e == "yaml")) {
+    // Pod logs: boot owns the whole directory when it creates it; an existing one (another
+    // kubelet's) is left alone.
+    let pod_logs = root.path("/var/log/pods");
+    if !pod_logs.exists() {
+        ledger.note_tree(root, &pod_logs);
+    }
+    for file in files
+        .iter()
+        .filter(|f| f.path.extension().is_some_and(|e| e == "yaml"))
+    {
         for dir in host_path_volumes(&file.bytes) {
             ledger.note_dir(root, &dir);
         }
     }
-    ledger.ports.extend(preflight::component_ports(cfg).into_iter().map(|(_, port)| port));
+    ledger.ports.extend(
+        preflight::component_ports(cfg)
+            .into_iter()
+            .map(|(_, port)| port),
+    );
 }
 
 /// The `DirectoryOrCreate` hostPath volumes of a manifest: the agent creates them when missing.
 fn host_path_volumes(manifest: &[u8]) -> Vec<PathBuf> {
-    let Ok(pod) = serde_yaml::from_slice::<k8s_openapi::api::core::v1::Pod>(manifest) else { return vec![] };
+    let Ok(pod) = serde_yaml::from_slice::<k8s_openapi::api::core::v1::Pod>(manifest) else {
+        return vec![];
+    };
     pod.spec
         .and_then(|s| s.volumes)
         .unwrap_or_default()
@@ -210,12 +314,19 @@ fn host_path_volumes(manifest: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
-fn start_agent(mode: AgentMode, request: &InitRequest<'_>, root: &HostRoot, args: &[String]) -> Result<(), InitError> {
+fn start_agent(
+    mode: AgentMode,
+    request: &InitRequest<'_>,
+    root: &HostRoot,
+    args: &[String],
+) -> Result<(), InitError> {
     match mode {
         AgentMode::Systemd => agent_launch::start_systemd(&request.exe, root, args).map(|_| ()),
         // Foreground: the CLI runs the agent itself around init; nothing to start here.
         AgentMode::Foreground => Ok(()),
-        AgentMode::Detach | AgentMode::Auto => agent_launch::start_detached(&request.exe, root, args).map(|_| ()),
+        AgentMode::Detach | AgentMode::Auto => {
+            agent_launch::start_detached(&request.exe, root, args).map(|_| ())
+        }
     }
     .map_err(InitError::Agent)
 }

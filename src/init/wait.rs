@@ -26,9 +26,17 @@ pub struct WaitRequest<'a> {
 
 #[derive(Debug)]
 pub enum WaitFailure {
-    TimedOut { after: Duration, diagnoses: Vec<Diagnosis> },
-    CrashLoop { diagnoses: Vec<Diagnosis> },
-    AgentUnreachable { socket: PathBuf, error: String },
+    TimedOut {
+        after: Duration,
+        diagnoses: Vec<Diagnosis>,
+    },
+    CrashLoop {
+        diagnoses: Vec<Diagnosis>,
+    },
+    AgentUnreachable {
+        socket: PathBuf,
+        error: String,
+    },
 }
 
 /// Waits; returns how long it took.
@@ -38,7 +46,10 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         .manifests
         .iter()
         .map(|path| {
-            let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
             (name, Endpoint::from_manifest(path, &request.default_host))
         })
         .collect();
@@ -48,7 +59,10 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         let status = match status::fetch(request.status_socket) {
             Ok(status) => Some(status),
             Err(error) if start.elapsed() > Duration::from_secs(10) && last_status.is_none() => {
-                return Err(WaitFailure::AgentUnreachable { socket: request.status_socket.to_path_buf(), error: error.to_string() });
+                return Err(WaitFailure::AgentUnreachable {
+                    socket: request.status_socket.to_path_buf(),
+                    error: error.to_string(),
+                });
             }
             Err(_) => None,
         };
@@ -59,19 +73,38 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         let views: Vec<ComponentView> = endpoints
             .iter()
             .zip(&answers)
-            .map(|((name, _), answer)| health::view(name, last_status.as_ref().and_then(|s| health::pod_of(s, name)), answer.as_ref()))
+            .map(|((name, _), answer)| {
+                health::view(
+                    name,
+                    last_status.as_ref().and_then(|s| health::pod_of(s, name)),
+                    answer.as_ref(),
+                )
+            })
             .collect();
         show(&views, &mut printed, request.live, out);
         if views.iter().all(|v| v.phase == Phase::Healthy) {
             return Ok(start.elapsed());
         }
-        let looping: Vec<&ComponentView> = views.iter().filter(|v| v.phase == Phase::CrashLooping).collect();
+        let looping: Vec<&ComponentView> = views
+            .iter()
+            .filter(|v| v.phase == Phase::CrashLooping)
+            .collect();
         if !looping.is_empty() {
-            return Err(WaitFailure::CrashLoop { diagnoses: looping.into_iter().map(|v| diagnosis(v, last_status.as_ref())).collect() });
+            return Err(WaitFailure::CrashLoop {
+                diagnoses: looping
+                    .into_iter()
+                    .map(|v| diagnosis(v, last_status.as_ref()))
+                    .collect(),
+            });
         }
         if start.elapsed() >= request.timeout {
             let unhealthy = views.iter().filter(|v| v.phase != Phase::Healthy);
-            return Err(WaitFailure::TimedOut { after: start.elapsed(), diagnoses: unhealthy.map(|v| diagnosis(v, last_status.as_ref())).collect() });
+            return Err(WaitFailure::TimedOut {
+                after: start.elapsed(),
+                diagnoses: unhealthy
+                    .map(|v| diagnosis(v, last_status.as_ref()))
+                    .collect(),
+            });
         }
         tokio::time::sleep(POLL_INTERVAL).await;
     }
@@ -107,7 +140,10 @@ fn diagnosis(view: &ComponentView, status: Option<&AgentStatus>) -> Diagnosis {
 
 /// Live: rewrite the block of lines in place. Plain: print lines that changed.
 fn show(views: &[ComponentView], printed: &mut Vec<String>, live: bool, out: &mut dyn Write) {
-    let lines: Vec<String> = views.iter().map(|v| format!("[control-plane-check] {}", v.line())).collect();
+    let lines: Vec<String> = views
+        .iter()
+        .map(|v| format!("[control-plane-check] {}", v.line()))
+        .collect();
     if live {
         if !printed.is_empty() {
             let _ = write!(out, "\x1b[{}A", printed.len());

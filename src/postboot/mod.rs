@@ -9,6 +9,10 @@ use crate::config::ClusterConfiguration;
 #[error("post-boot placeholder")]
 pub struct PostBootError;
 
-pub async fn run(kubernetes_dir: &Path, cluster: &ClusterConfiguration, timeout: Duration) -> Result<Vec<String>, PostBootError> {
+pub async fn run(
+    kubernetes_dir: &Path,
+    cluster: &ClusterConfiguration,
+    timeout: Duration,
+) -> Result<Vec<String>, PostBootError> {
     Ok(vec![])
 }

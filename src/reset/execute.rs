@@ -57,28 +57,44 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     errors
 }
 
-async fn stop_agent(launch: Option<&AgentLaunch>, root: &HostRoot, out: &mut Vec<String>) -> io::Result<()> {
+async fn stop_agent(
+    launch: Option<&AgentLaunch>,
+    root: &HostRoot,
+    out: &mut Vec<String>,
+) -> io::Result<()> {
     if let Some(AgentLaunch::Systemd { unit, .. }) = launch {
         for args in [&["disable", "--now", unit.as_str()][..]] {
             let _ = std::process::Command::new("systemctl").args(args).status();
         }
-        let _ = std::process::Command::new("systemctl").arg("daemon-reload").status();
+        let _ = std::process::Command::new("systemctl")
+            .arg("daemon-reload")
+            .status();
         out.push(format!("[reset] Stopped and disabled {unit}"));
     }
     // A detached agent (or one whose launch is unknown): the pid file, checked against the process.
     let pid_file = root.path("/run/boot/agent.pid");
-    let Ok(text) = std::fs::read_to_string(&pid_file) else { return Ok(()) };
-    let Ok(pid) = text.trim().parse::<i32>() else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(&pid_file) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Ok(());
+    };
     if !is_boot_agent(pid) {
         return Ok(());
     }
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let deadline = tokio::time::Instant::now() + AGENT_GRACE;
     while is_boot_agent(pid) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if is_boot_agent(pid) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     out.push(format!("[reset] Stopped the agent (pid {pid})"));
     Ok(())
@@ -88,7 +104,9 @@ async fn stop_agent(launch: Option<&AgentLaunch>, root: &HostRoot, out: &mut Vec
 fn is_boot_agent(pid: i32) -> bool {
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let alive_not_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false);
+    let alive_not_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.contains(") Z "))
+        .unwrap_or(false);
     alive_not_zombie && args.get(1) == Some(&&b"agent"[..])
 }
 
@@ -100,7 +118,9 @@ async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
     for pod in &pods {
         let grace = grace_period(&pod.manifest);
         for container in &pod.containers {
-            let Some(handle) = container.process.clone() else { continue };
+            let Some(handle) = container.process.clone() else {
+                continue;
+            };
             let name = format!("{}/{}", pod.full_name, container.name);
             stops.push(async move {
                 if proc::is_same_live_process(handle.pid, handle.start_ticks) {
@@ -139,7 +159,9 @@ async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
 
 /// The pod's `terminationGracePeriodSeconds` while its manifest is still there, else 30s.
 fn grace_period(manifest: &Path) -> Duration {
-    let pod: Option<k8s_openapi::api::core::v1::Pod> = std::fs::read(manifest).ok().and_then(|b| serde_yaml::from_slice(&b).ok());
+    let pod: Option<k8s_openapi::api::core::v1::Pod> = std::fs::read(manifest)
+        .ok()
+        .and_then(|b| serde_yaml::from_slice(&b).ok());
     pod.and_then(|p| p.spec?.termination_grace_period_seconds)
         .map(|s| Duration::from_secs(s.max(2) as u64))
         .unwrap_or(DEFAULT_GRACE)
@@ -153,7 +175,10 @@ fn owned(root: &HostRoot, path: &Path) -> bool {
     }
     let mut current = PathBuf::from(root.prefix());
     let rest = path.strip_prefix(root.prefix()).unwrap_or(path);
-    let parents: Vec<_> = rest.parent().map(|p| p.components().collect()).unwrap_or_default();
+    let parents: Vec<_> = rest
+        .parent()
+        .map(|p| p.components().collect())
+        .unwrap_or_default();
     for component in parents {
         current.push(component);
         match current.symlink_metadata() {
@@ -167,7 +192,9 @@ fn owned(root: &HostRoot, path: &Path) -> bool {
 /// Removes a file (a symlink itself, never its target). `Ok(false)` when it was not there.
 fn remove_owned(root: &HostRoot, path: &Path, _dir: bool) -> io::Result<bool> {
     if !owned(root, path) {
-        return Err(io::Error::other("a directory on the way is a symlink; not following it"));
+        return Err(io::Error::other(
+            "a directory on the way is a symlink; not following it",
+        ));
     }
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
@@ -178,8 +205,15 @@ fn remove_owned(root: &HostRoot, path: &Path, _dir: bool) -> io::Result<bool> {
 
 /// Removes everything inside `tree` except `keep` (the ledger); symlinks are removed, not followed.
 fn empty_tree(root: &HostRoot, tree: &Path, keep: &Path) -> io::Result<bool> {
-    if !owned(root, tree) || tree.symlink_metadata().map(|m| m.file_type().is_symlink()).unwrap_or(false) {
-        return Err(io::Error::other("it is (or lies behind) a symlink; not following it"));
+    if !owned(root, tree)
+        || tree
+            .symlink_metadata()
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+    {
+        return Err(io::Error::other(
+            "it is (or lies behind) a symlink; not following it",
+        ));
     }
     let entries = match std::fs::read_dir(tree) {
         Ok(entries) => entries,

@@ -8,8 +8,20 @@ use crate::host::ledger::{AgentLaunch, Ledger};
 use crate::host::HostRoot;
 
 /// The files kubeadm's reset deletes under `/etc/kubernetes` (cleanup-node).
-const KUBECONFIGS: &[&str] = &["admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf"];
-const MANIFESTS: &[&str] = &["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml"];
+const KUBECONFIGS: &[&str] = &[
+    "admin.conf",
+    "super-admin.conf",
+    "kubelet.conf",
+    "bootstrap-kubelet.conf",
+    "controller-manager.conf",
+    "scheduler.conf",
+];
+const MANIFESTS: &[&str] = &[
+    "etcd.yaml",
+    "kube-apiserver.yaml",
+    "kube-controller-manager.yaml",
+    "kube-scheduler.yaml",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResetPlan {
@@ -37,7 +49,12 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
             ResetPlan {
                 agent: l.agent.clone(),
                 records_dir: root.path("/var/lib/boot/agent"),
-                files: l.files.iter().filter(|f| **f != ledger_path).cloned().collect(),
+                files: l
+                    .files
+                    .iter()
+                    .filter(|f| **f != ledger_path)
+                    .cloned()
+                    .collect(),
                 trees: l.owned_trees.iter().cloned().collect(),
                 dirs,
                 ledger: ledger_path,
@@ -51,10 +68,22 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
             files.extend(MANIFESTS.iter().map(|m| k8s.join("manifests").join(m)));
             files.push(root.path("/etc/systemd/system/boot-agent.service"));
             ResetPlan {
-                agent: Some(AgentLaunch::Detached { pid_file: root.path("/run/boot/agent.pid"), log_file: root.path("/var/log/boot/agent.log") }),
+                agent: Some(AgentLaunch::Detached {
+                    pid_file: root.path("/run/boot/agent.pid"),
+                    log_file: root.path("/var/log/boot/agent.log"),
+                }),
                 records_dir: root.path("/var/lib/boot/agent"),
                 files,
-                trees: ["/etc/kubernetes/pki", "/var/lib/etcd", "/var/lib/boot", "/run/boot", "/var/log/boot"].iter().map(|p| root.path(p)).collect(),
+                trees: [
+                    "/etc/kubernetes/pki",
+                    "/var/lib/etcd",
+                    "/var/lib/boot",
+                    "/run/boot",
+                    "/var/log/boot",
+                ]
+                .iter()
+                .map(|p| root.path(p))
+                .collect(),
                 dirs: vec![],
                 ledger: ledger_path,
                 ports: vec![],
@@ -66,12 +95,20 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
 
 impl fmt::Display for ResetPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = if self.from_ledger { "the init ledger" } else { "no ledger found: kubeadm's default paths" };
+        let source = if self.from_ledger {
+            "the init ledger"
+        } else {
+            "no ledger found: kubeadm's default paths"
+        };
         writeln!(f, "[reset] Plan ({source}):")?;
         match &self.agent {
             Some(AgentLaunch::Systemd { unit, .. }) => writeln!(f, "  stop and disable {unit}")?,
-            Some(AgentLaunch::Detached { pid_file, .. }) => writeln!(f, "  stop the agent whose pid is in {}", pid_file.display())?,
-            Some(AgentLaunch::Foreground) | None => writeln!(f, "  stop any agent answering on the status socket")?,
+            Some(AgentLaunch::Detached { pid_file, .. }) => {
+                writeln!(f, "  stop the agent whose pid is in {}", pid_file.display())?
+            }
+            Some(AgentLaunch::Foreground) | None => {
+                writeln!(f, "  stop any agent answering on the status socket")?
+            }
         }
         writeln!(f, "  stop every pod recorded in {} (SIGTERM, grace period, SIGKILL) and remove its cgroups", self.records_dir.display())?;
         for file in &self.files {
@@ -98,10 +135,20 @@ mod tests {
         ledger.files.insert(root.path("/etc/kubernetes/admin.conf"));
         ledger.files.insert(Ledger::path(&root));
         ledger.created_dirs.insert(root.path("/etc/kubernetes"));
-        ledger.created_dirs.insert(root.path("/etc/kubernetes/manifests"));
+        ledger
+            .created_dirs
+            .insert(root.path("/etc/kubernetes/manifests"));
         let p = plan(&root, Some(&ledger));
-        assert_eq!(p.files, [root.path("/etc/kubernetes/admin.conf")], "the ledger is removed last, not as a file");
-        assert_eq!(p.dirs[0], root.path("/etc/kubernetes/manifests"), "deepest first");
+        assert_eq!(
+            p.files,
+            [root.path("/etc/kubernetes/admin.conf")],
+            "the ledger is removed last, not as a file"
+        );
+        assert_eq!(
+            p.dirs[0],
+            root.path("/etc/kubernetes/manifests"),
+            "deepest first"
+        );
         let fallback = plan(&root, None);
         assert!(!fallback.from_ledger && fallback.trees.contains(&root.path("/var/lib/etcd")));
         assert!(fallback.to_string().contains("no ledger found"));

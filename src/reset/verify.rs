@@ -28,19 +28,30 @@ impl fmt::Display for Leftover {
 pub fn verify(plan: &ResetPlan, pods: &[(i32, u64, String)], cgroups: &[PathBuf]) -> Vec<Leftover> {
     let mut left = Vec::new();
     let exists = |p: &PathBuf| p.symlink_metadata().is_ok();
-    for path in plan.files.iter().chain(plan.dirs.iter()).chain(std::iter::once(&plan.ledger)) {
+    for path in plan
+        .files
+        .iter()
+        .chain(plan.dirs.iter())
+        .chain(std::iter::once(&plan.ledger))
+    {
         if exists(path) {
             left.push(Leftover::Path(path.clone()));
         }
     }
     for tree in &plan.trees {
-        if std::fs::read_dir(tree).map(|mut d| d.next().is_some()).unwrap_or(false) {
+        if std::fs::read_dir(tree)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+        {
             left.push(Leftover::Path(tree.clone()));
         }
     }
     for (pid, ticks, name) in pods {
         if crate::runtime::process::proc::is_same_live_process(*pid, *ticks) {
-            left.push(Leftover::Process { pid: *pid, what: name.clone() });
+            left.push(Leftover::Process {
+                pid: *pid,
+                what: name.clone(),
+            });
         }
     }
     for cgroup in cgroups {
@@ -65,7 +76,11 @@ pub fn listening_ports() -> Vec<u16> {
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.get(3) == Some(&"0A") {
-                if let Some(port) = fields.get(1).and_then(|a| a.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                if let Some(port) = fields
+                    .get(1)
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                {
                     ports.push(port);
                 }
             }

@@ -1,0 +1,108 @@
+//! `boot reset`: confirm, stop the agent and the pods, remove what init created, and prove that
+//! nothing is left.
+
+use std::io::{BufRead, Write};
+
+use clap::Args;
+
+use super::{CliError, ExitCode, GlobalArgs};
+use crate::agent::records;
+use crate::host::ledger::Ledger;
+use crate::reset;
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Print what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    let root = global.host_root()?;
+    let ledger = Ledger::load(&root).map_err(|e| {
+        CliError::new(
+            ExitCode::Files,
+            format!(
+                "cannot read the init ledger {}: {e}",
+                Ledger::path(&root).display()
+            ),
+        )
+        .with_hint("move it away to reset kubeadm's default paths instead")
+    })?;
+    let plan = reset::plan(&root, ledger.as_ref());
+    if args.dry_run {
+        println!("{plan}");
+        println!("[dry-run] Nothing was changed.");
+        return Ok(ExitCode::Ok);
+    }
+    if !args.force && !confirm()? {
+        println!("[reset] Aborted; nothing was changed.");
+        return Ok(ExitCode::Unhealthy);
+    }
+    // What ran, taken before stopping it, to check afterwards that it is gone.
+    let (pods, _) = records::load_all(&plan.records_dir);
+    let processes: Vec<(i32, u64, String)> = pods
+        .iter()
+        .flat_map(|p| {
+            p.containers.iter().filter_map(move |c| {
+                c.process
+                    .as_ref()
+                    .map(|h| (h.pid, h.start_ticks, format!("{}/{}", p.full_name, c.name)))
+            })
+        })
+        .collect();
+    let cgroups: Vec<_> = pods
+        .iter()
+        .flat_map(|p| p.containers.iter())
+        .filter_map(|c| c.process.as_ref())
+        .flat_map(|h| h.cgroups.clone())
+        .collect();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
+        })?;
+    let mut lines = Vec::new();
+    let failures = runtime.block_on(reset::execute(&plan, &root, &mut lines));
+    for line in &lines {
+        println!("{line}");
+    }
+    let leftovers = reset::verify(&plan, &processes, &cgroups);
+    if failures.is_empty() && leftovers.is_empty() {
+        println!("[reset] Done: nothing boot created is left (files, processes, cgroups, ports checked).");
+        println!("[reset] Not touched, as with kubeadm: CNI configuration, iptables/IPVS rules, $HOME/.kube/config.");
+        return Ok(ExitCode::Ok);
+    }
+    let mut text = String::new();
+    for failure in &failures {
+        text.push_str(&format!(
+            "\n  failed to {}: {}",
+            failure.step, failure.error
+        ));
+    }
+    for leftover in &leftovers {
+        text.push_str(&format!("\n  left: {leftover}"));
+    }
+    Err(CliError::new(
+        ExitCode::Unhealthy,
+        format!("reset did not finish cleanly:{text}"),
+    )
+    .with_hint("run `boot reset` again; it finishes what is left"))
+}
+
+/// kubeadm's prompt; anything but y/yes aborts.
+fn confirm() -> Result<bool, CliError> {
+    print!("[reset] WARNING: Changes made to this host by 'boot init' will be reverted.\n[reset] Are you sure you want to proceed? [y/N]: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::new(ExitCode::Usage, "cannot read the answer").with_cause(e))?;
+    Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+}
