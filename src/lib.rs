@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod pki;
+pub mod postboot;
 pub mod probe;
 pub mod render;
 pub mod runtime;
