@@ -1,18 +1,197 @@
-//! Placeholder until the postboot branch lands.
-#![allow(dead_code, unused_variables)]
+//! The post-boot phase of `boot init`, run once the control plane is healthy: what kubeadm does
+//! through the API server before it is done (reference §1).
+//!
+//! 1. `EnsureAdminClusterRoleBinding`: ClusterRoleBinding `kubeadm:cluster-admins` → ClusterRole
+//!    `cluster-admin` for the group `admin.conf`'s certificate carries. Without it `admin.conf`
+//!    has no permissions. Tried with `admin.conf` first; if that is Forbidden, with
+//!    `super-admin.conf` (group `system:masters`). AlreadyExists counts as done.
+//! 2. upload-config: the ClusterConfiguration into ConfigMap `kube-system/kubeadm-config` (key
+//!    `ClusterConfiguration`), created or updated (`CreateOrUpdateConfigMap`), plus the Role and
+//!    RoleBinding `kubeadm:nodes-kubeadm-config` that let joining nodes read it.
+//!
+//! Host paths: reads `<kubernetes dir>/admin.conf` and, only when needed,
+//! `<kubernetes dir>/super-admin.conf`; writes nothing on the host. Every API call is bounded by
+//! `timeouts.kubernetesAPICall` and transient failures are retried a few times (`client`).
+
+mod client;
+mod error;
+pub mod objects;
+
+use std::fmt::Debug;
 use std::path::Path;
 use std::time::Duration;
 
+use kube::api::{Api, PostParams};
+use kube::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub use client::{is_transient, Caller, Failure};
+pub use error::{describe, PostBootError};
+
 use crate::config::ClusterConfiguration;
+use objects::{
+    CLUSTER_ADMINS, CLUSTER_ADMIN_ROLE, KUBEADM_CONFIG, KUBE_SYSTEM, NODES_KUBEADM_CONFIG,
+};
 
-#[derive(Debug, thiserror::Error)]
-#[error("post-boot placeholder")]
-pub struct PostBootError;
+/// kubeadm's `AdminKubeConfigFileName`.
+pub const ADMIN_CONF: &str = "admin.conf";
+/// kubeadm's `SuperAdminKubeConfigFileName`.
+pub const SUPER_ADMIN_CONF: &str = "super-admin.conf";
 
+/// Runs both steps and returns kubeadm-style lines saying what was done, e.g.
+/// `[post-boot] Created ClusterRoleBinding kubeadm:cluster-admins … with admin.conf` and
+/// `[upload-config] Stored the ClusterConfiguration in ConfigMap kube-system/kubeadm-config`.
+/// Idempotent: a second run finds the binding and updates the ConfigMap.
 pub async fn run(
     kubernetes_dir: &Path,
     cluster: &ClusterConfiguration,
     timeout: Duration,
 ) -> Result<Vec<String>, PostBootError> {
-    Ok(vec![])
+    // Rendered first so that a configuration that cannot be stored fails before any API call.
+    let config_map = objects::kubeadm_config(cluster)?;
+    let admin = Caller::from_file(&kubernetes_dir.join(ADMIN_CONF), timeout).await?;
+    let mut lines = vec![ensure_cluster_admins(&admin, kubernetes_dir).await?];
+    // Like kubeadm, everything after the binding is done as admin.conf, which now works.
+    let stored = create_or_update(&admin, &config_map).await?;
+    lines.push(format!(
+        "[upload-config] Stored the ClusterConfiguration in ConfigMap {KUBE_SYSTEM}/{KUBEADM_CONFIG} ({})",
+        stored.word()
+    ));
+    create_or_update(&admin, &objects::nodes_kubeadm_config_role()).await?;
+    create_or_update(&admin, &objects::nodes_kubeadm_config_binding()).await?;
+    lines.push(format!(
+        "[upload-config] Role and RoleBinding {KUBE_SYSTEM}/{NODES_KUBEADM_CONFIG} let nodes and \
+         bootstrap tokens read it"
+    ));
+    Ok(lines)
+}
+
+/// `EnsureAdminClusterRoleBindingImpl`: admin.conf first, super-admin.conf if Forbidden.
+async fn ensure_cluster_admins(
+    admin: &Caller,
+    kubernetes_dir: &Path,
+) -> Result<String, PostBootError> {
+    let binding = objects::cluster_admins_binding();
+    let object = format!("ClusterRoleBinding {CLUSTER_ADMINS}");
+    let done = |outcome: Outcome, file: &str, note: &str| match outcome {
+        Outcome::Existed => format!("[post-boot] {object} already exists"),
+        _ => format!(
+            "[post-boot] Created {object} (group {CLUSTER_ADMINS} → ClusterRole \
+             {CLUSTER_ADMIN_ROLE}) with {file}{note}"
+        ),
+    };
+    match create(admin, cluster_scoped, &binding).await {
+        Ok(outcome) => return Ok(done(outcome, ADMIN_CONF, "")),
+        // The API server was reached but admin.conf has no rights yet: expected on a real
+        // RBAC-enabled cluster, where only system:masters may create the binding.
+        Err(Failure::Kube(kube::Error::Api(status))) if status.code == 403 => {}
+        Err(failure) => return Err(admin.error("create", &object, failure)),
+    }
+    let super_admin_path = kubernetes_dir.join(SUPER_ADMIN_CONF);
+    if !super_admin_path.exists() {
+        return Err(PostBootError::NoSuperAdmin {
+            admin: admin.kubeconfig.clone(),
+            super_admin: super_admin_path,
+        });
+    }
+    let super_admin = Caller::from_file(&super_admin_path, admin.timeout).await?;
+    match create(&super_admin, cluster_scoped, &binding).await {
+        Ok(outcome) => Ok(done(
+            outcome,
+            SUPER_ADMIN_CONF,
+            " (admin.conf was Forbidden)",
+        )),
+        Err(failure) => Err(super_admin.error("create", &object, failure)),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Existed,
+    Updated,
+}
+
+impl Outcome {
+    fn word(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Existed => "already there",
+            Outcome::Updated => "updated",
+        }
+    }
+}
+
+fn cluster_scoped<K>(client: Client) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
+    K::DynamicType: Default,
+{
+    Api::all(client)
+}
+
+fn namespaced<K>(client: Client) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    Api::namespaced(client, KUBE_SYSTEM)
+}
+
+/// Creates `object`; AlreadyExists is [`Outcome::Existed`].
+async fn create<K>(
+    caller: &Caller,
+    api: fn(Client) -> Api<K>,
+    object: &K,
+) -> Result<Outcome, Failure>
+where
+    K: kube::Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let created = caller
+        .call(|client| async move { api(client).create(&PostParams::default(), object).await })
+        .await;
+    match created {
+        Ok(_) => Ok(Outcome::Created),
+        Err(Failure::Kube(kube::Error::Api(status)))
+            if status.code == 409 && status.reason == "AlreadyExists" =>
+        {
+            Ok(Outcome::Existed)
+        }
+        Err(failure) => Err(failure),
+    }
+}
+
+/// kubeadm's `apiclient.CreateOrUpdate` in `kube-system`: create, and on AlreadyExists replace
+/// the stored object unconditionally (no resourceVersion, so the last writer wins as in kubeadm).
+async fn create_or_update<K>(caller: &Caller, object: &K) -> Result<Outcome, PostBootError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + Debug,
+    K::DynamicType: Default,
+{
+    let api = namespaced::<K>;
+    let name = object.meta().name.clone().unwrap_or_default();
+    let what = format!(
+        "{} {KUBE_SYSTEM}/{name}",
+        K::kind(&K::DynamicType::default())
+    );
+    match create(caller, api, object).await {
+        Ok(Outcome::Existed) => {}
+        Ok(outcome) => return Ok(outcome),
+        Err(failure) => return Err(caller.error("create", &what, failure)),
+    }
+    let name = name.as_str();
+    caller
+        .call(|client| async move {
+            api(client)
+                .replace(name, &PostParams::default(), object)
+                .await
+        })
+        .await
+        .map(|_| Outcome::Updated)
+        .map_err(|failure| caller.error("update", &what, failure))
 }

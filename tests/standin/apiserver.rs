@@ -143,7 +143,12 @@ impl ApiServer {
                         .store
                         .lock()
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    store.handle(&request.method, &resource, name.as_deref(), &request.body)
+                    match self.forbidden(&request, &store, &resource) {
+                        Some(denied) => denied,
+                        None => {
+                            store.handle(&request.method, &resource, name.as_deref(), &request.body)
+                        }
+                    }
                 }
                 None => (
                     404,
@@ -157,6 +162,24 @@ impl ApiServer {
             },
         };
         Response::json(code, &body)
+    }
+
+    /// The `rbac` fault's authorizer: 403 like kube-apiserver's RBAC for a user that is
+    /// neither in `system:masters` nor bound to `cluster-admin`.
+    fn forbidden(
+        &self,
+        request: &Request,
+        store: &Store,
+        resource: &Resource,
+    ) -> Option<(u16, Value)> {
+        let identity = request.identity.as_ref()?;
+        if !self.faults.current().rbac
+            || identity.groups.iter().any(|g| g == "system:masters")
+            || store.is_cluster_admin(&identity.user, &identity.groups)
+        {
+            return None;
+        }
+        Some((403, resource.forbidden(&identity.user, &request.method)))
     }
 
     async fn health(&self, request: &Request, endpoint: Endpoint) -> Response {

@@ -27,6 +27,9 @@ pub struct Faults {
     pub fail_healthz: bool,
     /// Listen only after this delay.
     pub slow_start: Option<Duration>,
+    /// Authorize API calls like RBAC after `kubeadm init`'s bootstrap: group `system:masters`
+    /// may do anything, others only once a ClusterRoleBinding to `cluster-admin` names them.
+    pub rbac: bool,
 }
 
 impl Faults {
@@ -65,6 +68,7 @@ impl Faults {
             "fail-livez" => self.fail_livez = true,
             "fail-readyz" => self.fail_readyz = true,
             "fail-healthz" => self.fail_healthz = true,
+            "rbac" => self.rbac = true,
             _ => return Err(format!("unknown fault word {word:?}")),
         }
         Ok(())
@@ -84,6 +88,7 @@ impl Faults {
         self.fail_livez |= other.fail_livez;
         self.fail_readyz |= other.fail_readyz;
         self.fail_healthz |= other.fail_healthz;
+        self.rbac |= other.rbac;
         self
     }
 }

@@ -22,7 +22,9 @@
 //! running process): `crash-after=MS` (exit 1 with a message once up that long),
 //! `exit=CODE` (exit now), `hang` (at start: never listen; later: never answer),
 //! `ignore-sigterm`, `fail-livez`, `fail-readyz`, `fail-healthz` (that endpoint answers 500),
-//! `slow-start=MS` (listen only after that delay).
+//! `slow-start=MS` (listen only after that delay), `rbac` (kube-apiserver: 403 Forbidden for
+//! API calls of users outside `system:masters` until a ClusterRoleBinding to `cluster-admin`
+//! names them).
 
 mod apiserver;
 mod components;

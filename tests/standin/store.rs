@@ -1,4 +1,5 @@
-//! The API server stand-in's object store: ClusterRoleBindings and ConfigMaps in memory,
+//! The API server stand-in's object store: ClusterRoleBindings, ConfigMaps, Roles and
+//! RoleBindings in memory,
 //! with the real API's answers: 201 on create, 409 `AlreadyExists`, 404 `NotFound`,
 //! 409 `Conflict` on a stale resourceVersion, all as `Status` objects.
 
@@ -11,6 +12,8 @@ use serde_json::{json, Value};
 pub enum Resource {
     ClusterRoleBindings,
     ConfigMaps { namespace: String },
+    Roles { namespace: String },
+    RoleBindings { namespace: String },
 }
 
 impl Resource {
@@ -18,13 +21,24 @@ impl Resource {
         match self {
             Resource::ClusterRoleBindings => "clusterrolebindings",
             Resource::ConfigMaps { .. } => "configmaps",
+            Resource::Roles { .. } => "roles",
+            Resource::RoleBindings { .. } => "rolebindings",
         }
     }
 
     fn group(&self) -> &'static str {
         match self {
-            Resource::ClusterRoleBindings => "rbac.authorization.k8s.io",
             Resource::ConfigMaps { .. } => "",
+            _ => "rbac.authorization.k8s.io",
+        }
+    }
+
+    fn namespace(&self) -> Option<&str> {
+        match self {
+            Resource::ClusterRoleBindings => None,
+            Resource::ConfigMaps { namespace }
+            | Resource::Roles { namespace }
+            | Resource::RoleBindings { namespace } => Some(namespace),
         }
     }
 
@@ -34,18 +48,46 @@ impl Resource {
                 ("ClusterRoleBindingList", "rbac.authorization.k8s.io/v1")
             }
             Resource::ConfigMaps { .. } => ("ConfigMapList", "v1"),
+            Resource::Roles { .. } => ("RoleList", "rbac.authorization.k8s.io/v1"),
+            Resource::RoleBindings { .. } => ("RoleBindingList", "rbac.authorization.k8s.io/v1"),
         }
     }
 
     fn key(&self, name: &str) -> String {
-        match self {
-            Resource::ClusterRoleBindings => format!("clusterrolebindings/{name}"),
-            Resource::ConfigMaps { namespace } => format!("configmaps/{namespace}/{name}"),
+        match self.namespace() {
+            None => format!("{}/{name}", self.plural()),
+            Some(namespace) => format!("{}/{namespace}/{name}", self.plural()),
         }
     }
 
     fn prefix(&self) -> String {
         self.key("")
+    }
+
+    /// kube-apiserver's `Forbidden` status for `user` doing `method` on this collection.
+    pub fn forbidden(&self, user: &str, method: &str) -> Value {
+        let verb = match method {
+            "POST" => "create",
+            "PUT" => "update",
+            "DELETE" => "delete",
+            _ => "get",
+        };
+        let scope = match self.namespace() {
+            Some(namespace) => format!("in the namespace \"{namespace}\""),
+            None => "at the cluster scope".to_string(),
+        };
+        let message = format!(
+            "{} is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
+            qualified(self),
+            self.plural(),
+            self.group()
+        );
+        status(
+            403,
+            "Forbidden",
+            message,
+            json!({"group": self.group(), "kind": self.plural()}),
+        )
     }
 
     /// The resource and optional object name a request path addresses.
@@ -66,6 +108,17 @@ impl Resource {
                 },
                 rest.first().map(|n| n.to_string()),
             )),
+            ["apis", "rbac.authorization.k8s.io", "v1", "namespaces", ns, plural, rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                let namespace = ns.to_string();
+                let resource = match *plural {
+                    "roles" => Resource::Roles { namespace },
+                    "rolebindings" => Resource::RoleBindings { namespace },
+                    _ => return None,
+                };
+                Some((resource, rest.first().map(|n| n.to_string())))
+            }
             _ => None,
         }
     }
@@ -114,6 +167,24 @@ impl Store {
         }
     }
 
+    /// Whether a stored ClusterRoleBinding to ClusterRole `cluster-admin` names this user or
+    /// one of its groups: the only grant the `rbac` fault's authorizer knows.
+    pub fn is_cluster_admin(&self, user: &str, groups: &[String]) -> bool {
+        let prefix = Resource::ClusterRoleBindings.prefix();
+        self.objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(_, crb)| crb.pointer("/roleRef/name") == Some(&json!("cluster-admin")))
+            .flat_map(|(_, crb)| crb["subjects"].as_array().cloned().unwrap_or_default())
+            .any(
+                |subject| match (subject["kind"].as_str(), subject["name"].as_str()) {
+                    (Some("User"), Some(name)) => name == user,
+                    (Some("Group"), Some(name)) => groups.iter().any(|g| g == name),
+                    _ => false,
+                },
+            )
+    }
+
     fn list(&self, resource: &Resource) -> Value {
         let prefix = resource.prefix();
         let items: Vec<&Value> = self
@@ -157,7 +228,7 @@ impl Store {
             self.resource_version
         ));
         meta["creationTimestamp"] = json!(now_rfc3339());
-        if let Resource::ConfigMaps { namespace } = resource {
+        if let Some(namespace) = resource.namespace() {
             meta["namespace"] = json!(namespace);
         }
         self.objects.insert(key, object.clone());
@@ -202,7 +273,7 @@ impl Store {
         meta["resourceVersion"] = json!(self.resource_version.to_string());
         meta["uid"] = uid;
         meta["creationTimestamp"] = created;
-        if let Resource::ConfigMaps { namespace } = resource {
+        if let Some(namespace) = resource.namespace() {
             meta["namespace"] = json!(namespace);
         }
         self.objects.insert(key, object.clone());
@@ -322,6 +393,57 @@ mod tests {
             "clusterrolebindings.rbac.authorization.k8s.io \"kubeadm:cluster-admins\" not found"
         );
         assert!(Resource::route("/api/v1/namespaces/x/secrets").is_none());
+    }
+
+    #[test]
+    fn roles_and_role_bindings_are_namespaced_rbac_objects() {
+        let (resource, name) = Resource::route(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/x",
+        )
+        .unwrap();
+        assert_eq!(
+            (resource.clone(), name.as_deref()),
+            (
+                Resource::RoleBindings {
+                    namespace: "kube-system".into()
+                },
+                Some("x")
+            )
+        );
+        let (code, body) = Store::default().handle("GET", &resource, Some("x"), b"");
+        assert_eq!(code, 404);
+        assert_eq!(
+            body["message"],
+            "rolebindings.rbac.authorization.k8s.io \"x\" not found"
+        );
+        let (resource, _) =
+            Resource::route("/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles")
+                .unwrap();
+        let mut store = Store::default();
+        let (code, created) = store.handle("POST", &resource, None, &cm("r"));
+        assert_eq!(
+            (code, created["metadata"]["namespace"].as_str()),
+            (201, Some("kube-system"))
+        );
+        assert!(Resource::route("/apis/rbac.authorization.k8s.io/v1/namespaces/x/pods").is_none());
+    }
+
+    #[test]
+    fn cluster_admin_comes_from_a_binding_to_cluster_admin() {
+        let mut store = Store::default();
+        let groups = vec!["kubeadm:cluster-admins".to_string()];
+        assert!(!store.is_cluster_admin("kubernetes-admin", &groups));
+        let crb = json!({"metadata": {"name": "kubeadm:cluster-admins"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "Group", "name": "kubeadm:cluster-admins"}]});
+        store.handle(
+            "POST",
+            &Resource::ClusterRoleBindings,
+            None,
+            crb.to_string().as_bytes(),
+        );
+        assert!(store.is_cluster_admin("kubernetes-admin", &groups));
+        assert!(!store.is_cluster_admin("someone", &[]));
     }
 
     #[test]
