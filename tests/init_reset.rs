@@ -274,6 +274,7 @@ fn post_boot_binds_cluster_admins_and_uploads_the_configuration() {
                 && r["path"]
                     .as_str()
                     .unwrap_or_default()
+                    .trim_end_matches('?')
                     .ends_with("/clusterrolebindings")
         })
         .unwrap_or_else(|| panic!("no ClusterRoleBinding request in {record}"));
@@ -294,12 +295,26 @@ fn post_boot_binds_cluster_admins_and_uploads_the_configuration() {
                 && r["method"] != "GET"
         })
         .unwrap_or_else(|| panic!("no ConfigMap request in {record}"));
-    assert!(
-        config_map["body"]
-            .to_string()
-            .contains("ClusterConfiguration"),
-        "{config_map}"
+    assert_eq!(config_map["body"]["metadata"]["name"], "kubeadm-config");
+    let uploaded = config_map["body"]["data"]["ClusterConfiguration"]
+        .as_str()
+        .unwrap();
+    let parsed = boot::config::parse("uploaded", uploaded).unwrap();
+    assert_eq!(
+        parsed.cluster.unwrap().kubernetes_version.as_deref(),
+        Some("v1.34.2")
     );
+    let output = text(&init);
+    assert!(
+        output.contains("[post-boot] Created ClusterRoleBinding kubeadm:cluster-admins"),
+        "{output}"
+    );
+    // The phase on its own is idempotent: the binding exists, the ConfigMap is updated.
+    let again = cluster.boot(&["init", "phase", "post-boot"]);
+    let output = text(&again);
+    assert!(again.status.success(), "{output}");
+    assert!(output.contains("already exists"), "{output}");
+    assert!(output.contains("(updated)"), "{output}");
 }
 
 #[test]

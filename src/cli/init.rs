@@ -9,7 +9,7 @@ use super::load::{self, ConfigFlags};
 use super::output;
 use super::{CliError, ExitCode, GlobalArgs};
 use crate::config::AgentMode;
-use crate::init::phases;
+use crate::init::phases::{self, PhaseName};
 use crate::init::run::{self as init_run, InitError, InitRequest};
 use crate::init::wait::WaitFailure;
 use crate::render::{self, OutputLayout, Parts, Templates, COMPONENTS};
@@ -61,6 +61,14 @@ pub enum Phase {
     Etcd(PhaseArgs),
     /// Write the kube-apiserver, kube-controller-manager and kube-scheduler manifests.
     ControlPlane(PhaseArgs),
+    /// Run the preflight checks only.
+    Preflight(RunArgs),
+    /// Start the static pod agent.
+    Agent(RunArgs),
+    /// Wait until every control plane component is healthy.
+    WaitControlPlane(RunArgs),
+    /// Bind kubeadm:cluster-admins and upload the ClusterConfiguration (idempotent).
+    PostBoot(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,7 +81,24 @@ pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let Some(InitCommand::Phase { phase }) = args.command else {
         return run_all(args.run, global);
     };
+    let only = |name: PhaseName, mut args: RunArgs| {
+        args.skip_phases = phases::ALL
+            .iter()
+            .filter(|p| **p != name)
+            .map(|p| p.to_string())
+            .collect();
+        run_all(args, global)
+    };
     let (flags, parts) = match &phase {
+        Phase::Preflight(_) | Phase::Agent(_) | Phase::WaitControlPlane(_) | Phase::PostBoot(_) => {
+            return match phase {
+                Phase::Preflight(a) => only(PhaseName::Preflight, a),
+                Phase::Agent(a) => only(PhaseName::Agent, a),
+                Phase::WaitControlPlane(a) => only(PhaseName::WaitControlPlane, a),
+                Phase::PostBoot(a) => only(PhaseName::PostBoot, a),
+                _ => unreachable!("matched above"),
+            };
+        }
         Phase::Certs(a) => (
             &a.config,
             Parts {

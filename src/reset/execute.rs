@@ -155,6 +155,20 @@ async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
             netns::remove(path);
         }
     }
+    // The agent's parent cgroups (`…/boot`): removed once empty; another agent's pods keep them.
+    let parents: std::collections::BTreeSet<PathBuf> = pods
+        .iter()
+        .flat_map(|p| p.containers.iter())
+        .filter_map(|c| c.process.as_ref())
+        .flat_map(|h| {
+            h.cgroups
+                .iter()
+                .filter_map(|c| c.parent().map(Path::to_path_buf))
+        })
+        .collect();
+    for parent in parents {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// The pod's `terminationGracePeriodSeconds` while its manifest is still there, else 30s.
