@@ -53,7 +53,7 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
     let mut problems = Vec::new();
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.extension().map_or(true, |e| e != "json")
+        if path.extension().is_none_or(|e| e != "json")
             || entry.file_name().to_string_lossy().starts_with('.')
         {
             continue;

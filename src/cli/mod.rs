@@ -66,7 +66,7 @@ pub enum Command {
     /// touching the host.
     Manifests(manifests::ManifestsArgs),
     /// Bootstrap the control plane; `boot init phase <name>` runs one phase.
-    Init(init::InitArgs),
+    Init(Box<init::InitArgs>),
     /// Stop the agent and the pods and remove everything init created; then check nothing is left.
     Reset(reset::ResetArgs),
     /// Print the default configuration, or validate a configuration file.
@@ -100,7 +100,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let global = &cli.global;
     match cli.command {
         Command::Manifests(args) => manifests::run(args, global),
-        Command::Init(args) => init::run(args, global),
+        Command::Init(args) => init::run(*args, global),
         Command::Config(command) => config_cmd::run(command, global),
         Command::Reset(args) => reset::run(args, global),
         Command::Agent(args) => agent::run(args, global),

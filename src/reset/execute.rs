@@ -63,9 +63,9 @@ async fn stop_agent(
     out: &mut Vec<String>,
 ) -> io::Result<()> {
     if let Some(AgentLaunch::Systemd { unit, .. }) = launch {
-        for args in [&["disable", "--now", unit.as_str()][..]] {
-            let _ = std::process::Command::new("systemctl").args(args).status();
-        }
+        let _ = std::process::Command::new("systemctl")
+            .args(["disable", "--now", unit.as_str()])
+            .status();
         let _ = std::process::Command::new("systemctl")
             .arg("daemon-reload")
             .status();

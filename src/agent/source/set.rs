@@ -80,7 +80,7 @@ impl ManifestSet {
     pub fn needs_read(&self, path: &Path, fingerprint: Fingerprint) -> bool {
         self.files
             .get(path)
-            .map_or(true, |state| state.fingerprint() != fingerprint)
+            .is_none_or(|state| state.fingerprint() != fingerprint)
     }
 
     /// Records the result of reading one file.
