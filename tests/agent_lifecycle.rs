@@ -50,20 +50,15 @@ async fn crash_restarts_follow_the_backoff_sequence() {
     }
     let s = stamps(&starts);
     let gaps: Vec<f64> = s.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e6).collect();
-    // Kubelet sequence: immediate, then 1, 2, 4 s (plus the time a process takes to start).
+    // Kubelet sequence: immediate, then 1, 2, 4 s. A loaded machine only ever adds time (process
+    // start-up, scheduling), so the back-off shows in lower bounds: each wait at least its step.
     assert!(gaps[0] < 900.0, "first restart is immediate: {gaps:?}");
     assert!(
-        gaps[1] >= 990.0 && gaps[1] < 1900.0,
+        gaps[1] >= 990.0,
         "second waits the initial back-off: {gaps:?}"
     );
-    assert!(
-        gaps[2] >= 1990.0 && gaps[2] > gaps[1] * 1.5,
-        "doubles: {gaps:?}"
-    );
-    assert!(
-        gaps[3] >= 3990.0 && gaps[3] > gaps[2] * 1.5,
-        "doubles again: {gaps:?}"
-    );
+    assert!(gaps[2] >= 1990.0, "doubles: {gaps:?}");
+    assert!(gaps[3] >= 3990.0, "doubles again: {gaps:?}");
     let pod = agent
         .wait_pod("crash", T, |p| match &p.containers[0].state {
             ContainerState::Waiting { reason, .. } if reason == "CrashLoopBackOff" => {
@@ -261,6 +256,17 @@ async fn init_containers_run_in_order_and_duplicates_are_refused() {
     );
     agent.write_manifest("a.yaml", &manifest);
     agent.wait_ready("ordered", T).await;
+    // Ready means running (no readiness probe); the shell may not have written its line yet.
+    let deadline = Instant::now() + T;
+    while std::fs::read_to_string(&order)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 3
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(std::fs::read_to_string(&order).unwrap(), "one\ntwo\napp\n");
     agent.write_manifest("b.yaml", &manifest.replace("1005", "1006"));
     let problem = agent
