@@ -19,6 +19,6 @@ pub use kubeadm::{
 pub use load::{parse, DocumentSource, Documents};
 pub use resolve::{Config, HostFacts, Overrides};
 pub use types::{
-    bracket_host, is_dns_name, Arg, Cidrs, Endpoint, EnvVar, GoDuration, HostPathMount,
-    HostPathType, Ip,
+    bracket_host, extra_value, is_dns_name, Arg, Cidrs, Endpoint, EnvVar, GoDuration,
+    HostPathMount, HostPathType, Ip,
 };

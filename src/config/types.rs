@@ -239,6 +239,15 @@ pub struct Arg {
     pub value: String,
 }
 
+/// The value `extraArgs` sets for the flag `name`, if any (the last entry wins for single values).
+pub fn extra_value<'a>(extra: &'a [Arg], name: &str) -> Option<&'a str> {
+    extra
+        .iter()
+        .rev()
+        .find(|a| a.name == name)
+        .map(|a| a.value.as_str())
+}
+
 /// One `extraVolumes` entry: a hostPath volume and its mount.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

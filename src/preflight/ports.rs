@@ -2,7 +2,7 @@
 //! rendered flags set them: the API server's bindPort, the controller-manager's and scheduler's
 //! secure ports, local etcd's client, peer and metrics ports, and the agent's status port. Pure.
 
-use crate::config::{Arg, Config};
+use crate::config::{extra_value, Arg, Config};
 
 /// `KubeControllerManagerPort` (kubeadm `constants.go`).
 pub const CONTROLLER_MANAGER_PORT: u16 = 10257;
@@ -68,16 +68,6 @@ fn secure_port(extra: &[Arg], default: u16) -> u16 {
     extra_value(extra, "secure-port")
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(default)
-}
-
-/// The value `extraArgs` sets for `name`; the last entry wins, as for the rendered flags
-/// (`render::flags::extra_value`, private to `render`).
-fn extra_value<'a>(extra: &'a [Arg], name: &str) -> Option<&'a str> {
-    extra
-        .iter()
-        .rev()
-        .find(|a| a.name == name)
-        .map(|a| a.value.as_str())
 }
 
 /// The ports of a comma-separated URL list such as

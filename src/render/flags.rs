@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+pub use crate::config::extra_value;
 use crate::config::{bracket_host, Arg, Config};
 use crate::host::HostRoot;
 
@@ -31,15 +32,6 @@ pub fn command(binary: &str, defaults: Vec<Flag>, extra: &[Arg]) -> Vec<String> 
     std::iter::once(binary.to_string())
         .chain(flags.into_iter().map(|(n, v)| format!("--{n}={v}")))
         .collect()
-}
-
-/// The value an `extraArgs` entry sets for `name`, if any (the last one wins for single values).
-pub fn extra_value<'a>(extra: &'a [Arg], name: &str) -> Option<&'a str> {
-    extra
-        .iter()
-        .rev()
-        .find(|a| a.name == name)
-        .map(|a| a.value.as_str())
 }
 
 /// The rooted host paths the flags refer to.
