@@ -107,6 +107,11 @@ fn cluster(cluster_name: &str) -> Cluster {
 /// The stand-in with the rendered manifest's command line; `faults` go to
 /// `BOOT_STANDIN_FAULTS`. Returns once it accepts connections.
 fn start_apiserver(cluster: &Cluster, faults: &str) -> Proc {
+    start_apiserver_with(cluster, faults, &cluster.dir.path().join("control"))
+}
+
+/// As [`start_apiserver`], with `BOOT_STANDIN_CONTROL` naming `control`.
+fn start_apiserver_with(cluster: &Cluster, faults: &str, control: &Path) -> Proc {
     let manifest: Value = serde_yaml::from_str(
         &fs::read_to_string(
             cluster
@@ -136,7 +141,8 @@ fn start_apiserver(cluster: &Cluster, faults: &str) -> Proc {
     command
         .args(&args)
         .env("BOOT_STANDIN_RECORD", cluster.record())
-        .env("BOOT_STANDIN_FAULTS", faults);
+        .env("BOOT_STANDIN_FAULTS", faults)
+        .env("BOOT_STANDIN_CONTROL", control);
     let mut proc = Proc::start(command, cluster.dir.path(), "kube-apiserver");
     wait_for("the stand-in API server to listen", || {
         if let Some(status) = proc.child.try_wait().unwrap() {
@@ -151,13 +157,17 @@ fn run(
     cluster: &Cluster,
     cfg: &ClusterConfiguration,
 ) -> (Result<Vec<String>, PostBootError>, Duration) {
+    run_within(cluster, cfg, API_CALL_TIMEOUT)
+}
+
+fn run_within(
+    cluster: &Cluster,
+    cfg: &ClusterConfiguration,
+    timeout: Duration,
+) -> (Result<Vec<String>, PostBootError>, Duration) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let start = Instant::now();
-    let result = runtime.block_on(postboot::run(
-        &cluster.kubernetes_dir(),
-        cfg,
-        API_CALL_TIMEOUT,
-    ));
+    let result = runtime.block_on(postboot::run(&cluster.kubernetes_dir(), cfg, timeout));
     (result, start.elapsed())
 }
 
@@ -382,4 +392,20 @@ fn an_api_server_that_is_not_there_fails_fast_naming_admin_conf() {
         took < Duration::from_secs(10),
         "retries are bounded: {took:?}"
     );
+}
+
+#[test]
+fn an_api_server_that_never_answers_fails_within_the_api_call_timeout() {
+    let cluster = cluster("postboot-hang");
+    let control = cluster.dir.path().join("control");
+    let _apiserver = start_apiserver_with(&cluster, "", &control);
+    // Listening and then hanging: connections are accepted, requests never answered.
+    fs::write(&control, "hang").unwrap();
+    let timeout = Duration::from_millis(500);
+    let (result, took) = run_within(&cluster, &cluster.config.cluster, timeout);
+    let err = result.expect_err("no answer");
+    eprintln!("post-boot against a hung API server failed after {took:?}: {err}");
+    assert!(matches!(err, PostBootError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("no answer within 0.5s"), "{err}");
+    assert!(took >= timeout && took < timeout * 4, "{took:?}");
 }
