@@ -93,7 +93,12 @@ pub async fn serve(
 ) -> Result<(), String> {
     loop {
         let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
+            Ok((tcp, _)) => {
+                // Go enables TCP_NODELAY on every connection; without it the head and body
+                // writes below meet the client's delayed ACK and each answer waits ~40 ms.
+                let _ = tcp.set_nodelay(true);
+                tcp
+            }
             // Out of file descriptors and the like: Go's http.Server logs, backs off, retries.
             Err(e) => {
                 crate::log(&format!("accept: {e}; retrying"));
