@@ -1,5 +1,6 @@
 //! wait-control-plane: polls every component's health endpoint directly and the agent's status
-//! every few hundred milliseconds (kubeadm polls every 500ms) until all are healthy, a component
+//! every 100 ms (kubeadm polls every 500 ms; a poll is a handful of local requests) until all are
+//! healthy, a component
 //! crash-loops, or `timeouts.controlPlaneComponentHealthCheck` passes. On a terminal it keeps one
 //! live line per component; otherwise it prints a line whenever a component changes.
 
@@ -13,7 +14,7 @@ use crate::agent::status::{self, AgentStatus};
 use crate::probe::ProbeResult;
 
 /// How often the components are polled.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 pub struct WaitRequest<'a> {
     pub manifests: Vec<PathBuf>,

@@ -37,7 +37,7 @@ pub enum Failure {
 }
 
 impl Caller {
-    /// Reads `path` and builds a client whose connect and read timeouts are `timeout`.
+    /// Reads `path` and builds a client; every call is bounded by `timeout`.
     pub async fn from_file(path: &Path, timeout: Duration) -> Result<Caller, PostBootError> {
         install_crypto_provider();
         let kubeconfig_error = |detail: String, hint: &str| PostBootError::Kubeconfig {
@@ -63,7 +63,7 @@ impl Caller {
         config.read_timeout = Some(timeout);
         config.write_timeout = Some(timeout);
         let server = config.cluster_url.to_string();
-        let client = Client::try_from(config).map_err(|e| {
+        let client = client_with_nodelay(config).map_err(|e| {
             kubeconfig_error(
                 describe(&e),
                 "its client certificate, key or certificate-authority-data is not usable; \
@@ -179,4 +179,28 @@ mod tests {
         assert!(!is_transient(&api(409)));
         assert_eq!(status_code(&api(404)), Some(404));
     }
+}
+
+/// kube's client, built as `Client::try_from` builds it but with TCP_NODELAY: kube's connector
+/// leaves Nagle on, so a request whose body goes out in a second segment waits for the server's
+/// delayed ACK — about 40 ms per POST/PUT, most of post-boot's time. (Timeouts are applied per
+/// call by [`Caller`], not in the connector.)
+fn client_with_nodelay(config: kube::Config) -> Result<Client, kube::Error> {
+    use kube::client::ConfigExt;
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .map_err(
+            |e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> {
+                Box::new(e)
+            },
+        )
+        .service(hyper);
+    Ok(Client::new(service, config.default_namespace))
 }
