@@ -63,8 +63,27 @@ pub fn load(global: &GlobalArgs, flags: &ConfigFlags) -> Result<Config, CliError
         .as_ref()
         .map(|b| b.bin_dirs.clone())
         .unwrap_or_else(|| config::BootConfiguration::default().bin_dirs);
-    let mut config = Config::build(documents, &flags.overrides(), &facts::gather(&bin_dirs))
-        .map_err(config_error)?;
+    // Running `<binary> --version` costs tens of milliseconds: only for versions not pinned.
+    let pinned_kubernetes = flags.kubernetes_version.is_some()
+        || documents
+            .cluster
+            .as_ref()
+            .and_then(|c| c.kubernetes_version.as_deref())
+            .is_some_and(|v| !v.starts_with("stable") && !v.starts_with("latest"));
+    let pinned_etcd = documents
+        .boot
+        .as_ref()
+        .is_some_and(|b| b.etcd_version.is_some());
+    let wanted = facts::Detect {
+        kubernetes: !pinned_kubernetes,
+        etcd: !pinned_etcd,
+    };
+    let mut config = Config::build(
+        documents,
+        &flags.overrides(),
+        &facts::gather(&bin_dirs, wanted),
+    )
+    .map_err(config_error)?;
     if let Some(dir) = &flags.templates {
         config.boot.templates_dir = Some(dir.clone());
     }

@@ -11,8 +11,16 @@ use crate::config::HostFacts;
 use crate::render::OPTIONAL_CA_DIRS;
 use crate::version::Version;
 
-/// Gathers the host's facts; `bin_dirs` are searched for `kube-apiserver` and `etcd`.
-pub fn gather(bin_dirs: &[PathBuf]) -> HostFacts {
+/// Which binary versions to detect (those the configuration does not pin).
+#[derive(Debug, Clone, Copy)]
+pub struct Detect {
+    pub kubernetes: bool,
+    pub etcd: bool,
+}
+
+/// Gathers the host's facts; `bin_dirs` are searched for `kube-apiserver` and `etcd` as `detect`
+/// asks.
+pub fn gather(bin_dirs: &[PathBuf], detect: Detect) -> HostFacts {
     let hostname = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -20,8 +28,14 @@ pub fn gather(bin_dirs: &[PathBuf]) -> HostFacts {
     HostFacts {
         hostname,
         default_address: default_route_address(),
-        kubernetes_binary: find_binary(bin_dirs, "kube-apiserver").and_then(|b| binary_version(&b)),
-        etcd_binary: find_binary(bin_dirs, "etcd").and_then(|b| binary_version(&b)),
+        kubernetes_binary: detect
+            .kubernetes
+            .then(|| find_binary(bin_dirs, "kube-apiserver").and_then(|b| binary_version(&b)))
+            .flatten(),
+        etcd_binary: detect
+            .etcd
+            .then(|| find_binary(bin_dirs, "etcd").and_then(|b| binary_version(&b)))
+            .flatten(),
         proxy_env: proxy_env(),
         existing_ca_dirs: OPTIONAL_CA_DIRS
             .iter()

@@ -157,30 +157,6 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kube::core::ErrorResponse;
-
-    fn api(code: u16) -> kube::Error {
-        kube::Error::Api(ErrorResponse {
-            status: "Failure".into(),
-            message: String::new(),
-            reason: String::new(),
-            code,
-        })
-    }
-
-    #[test]
-    fn only_server_trouble_is_retried() {
-        assert!(is_transient(&api(503)));
-        assert!(is_transient(&api(429)));
-        assert!(!is_transient(&api(403)));
-        assert!(!is_transient(&api(409)));
-        assert_eq!(status_code(&api(404)), Some(404));
-    }
-}
-
 /// kube's client, built as `Client::try_from` builds it but with TCP_NODELAY: kube's connector
 /// leaves Nagle on, so a request whose body goes out in a second segment waits for the server's
 /// delayed ACK — about 40 ms per POST/PUT, most of post-boot's time. (Timeouts are applied per
@@ -203,4 +179,28 @@ fn client_with_nodelay(config: kube::Config) -> Result<Client, kube::Error> {
         )
         .service(hyper);
     Ok(Client::new(service, config.default_namespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::ErrorResponse;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(ErrorResponse {
+            status: "Failure".into(),
+            message: String::new(),
+            reason: String::new(),
+            code,
+        })
+    }
+
+    #[test]
+    fn only_server_trouble_is_retried() {
+        assert!(is_transient(&api(503)));
+        assert!(is_transient(&api(429)));
+        assert!(!is_transient(&api(403)));
+        assert!(!is_transient(&api(409)));
+        assert_eq!(status_code(&api(404)), Some(404));
+    }
 }
