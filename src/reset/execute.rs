@@ -30,7 +30,7 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     }
     stop_pods(&plan.records_dir, out).await;
     for file in &plan.files {
-        match remove_owned(root, file, false) {
+        match remove_owned(root, file) {
             Ok(true) => out.push(format!("[reset] Removed {}", file.display())),
             Ok(false) => {}
             Err(e) => fail(format!("remove {}", file.display()), e.to_string()),
@@ -44,7 +44,7 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
         }
     }
     // The ledger goes last, so an interrupted reset can be run again.
-    if let Err(e) = remove_owned(root, &plan.ledger, false) {
+    if let Err(e) = remove_owned(root, &plan.ledger) {
         fail(format!("remove {}", plan.ledger.display()), e.to_string());
     }
     for dir in &plan.dirs {
@@ -204,7 +204,7 @@ fn owned(root: &HostRoot, path: &Path) -> bool {
 }
 
 /// Removes a file (a symlink itself, never its target). `Ok(false)` when it was not there.
-fn remove_owned(root: &HostRoot, path: &Path, _dir: bool) -> io::Result<bool> {
+fn remove_owned(root: &HostRoot, path: &Path) -> io::Result<bool> {
     if !owned(root, path) {
         return Err(io::Error::other(
             "a directory on the way is a symlink; not following it",
@@ -275,7 +275,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(&tree).unwrap().count(), 0);
         // A file behind a symlinked directory is refused.
         std::os::unix::fs::symlink(&outside, root.path("/etc")).unwrap();
-        assert!(remove_owned(&root, &root.path("/etc/precious"), false).is_err());
+        assert!(remove_owned(&root, &root.path("/etc/precious")).is_err());
         assert!(outside.join("precious").exists());
     }
 }
