@@ -11,6 +11,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use notify::EventKind;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -84,22 +85,15 @@ pub fn read_manifest(path: &Path, node_name: &str) -> Result<StaticPod, Manifest
     StaticPod::parse(path, &bytes, node_name)
 }
 
-/// Watches `dir` (not recursively); every event on a non-dot name sends a wake-up on `tx`. The
+/// Watches `dir` (not recursively); every relevant event ([`is_relevant`]) sends a wake-up on `tx`. The
 /// supervisor then relists, which also coalesces bursts of events into one pass.
 pub fn watch(
     dir: &Path,
     tx: mpsc::UnboundedSender<()>,
 ) -> notify::Result<notify::RecommendedWatcher> {
+    let watched = dir.to_path_buf();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let relevant = match &event {
-            Ok(event) => event.paths.iter().any(|p| {
-                p.file_name()
-                    .is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."))
-            }),
-            // Overflow or a watch error: relist to be safe.
-            Err(_) => true,
-        };
-        if relevant {
+        if is_relevant(&event, &watched) {
             let _ = tx.send(());
         }
     })?;
@@ -107,9 +101,53 @@ pub fn watch(
     Ok(watcher)
 }
 
+/// As the kubelet: create, write, chmod, remove and rename of a non-dot file matter; opens and
+/// reads do not — the relist itself opens the directory, and reacting to that would re-list
+/// forever. A watch error or overflow relists to be safe.
+fn is_relevant(event: &notify::Result<notify::Event>, watched: &Path) -> bool {
+    let Ok(event) = event else { return true };
+    let kind = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    );
+    kind && event.paths.iter().any(|p| {
+        p != watched
+            && p.file_name()
+                .is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_changes_to_manifest_files_trigger_a_relist() {
+        use notify::event::{AccessKind, CreateKind, ModifyKind};
+        let dir = Path::new("/m");
+        let event = |kind, path: &str| Ok(notify::Event::new(kind).add_path(PathBuf::from(path)));
+        assert!(is_relevant(
+            &event(EventKind::Create(CreateKind::File), "/m/a.yaml"),
+            dir
+        ));
+        assert!(is_relevant(
+            &event(EventKind::Modify(ModifyKind::Any), "/m/a.yaml"),
+            dir
+        ));
+        assert!(
+            !is_relevant(&event(EventKind::Access(AccessKind::Any), "/m"), dir),
+            "the relist's own open"
+        );
+        assert!(!is_relevant(
+            &event(EventKind::Access(AccessKind::Any), "/m/a.yaml"),
+            dir
+        ));
+        assert!(!is_relevant(
+            &event(EventKind::Create(CreateKind::File), "/m/.a.yaml.tmp"),
+            dir
+        ));
+        assert!(is_relevant(&Err(notify::Error::generic("overflow")), dir));
+    }
 
     #[test]
     fn relist_skips_dotfiles_and_directories_and_rereads_only_changes() {
