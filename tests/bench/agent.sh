@@ -68,7 +68,10 @@ def wait_healthy(n, timeout=120):
         if code == 0 and s and len(s["pods"]) == n:
             return
         time.sleep(0.2)
-    sys.exit(f"timed out waiting for {n} healthy pods")
+    code, s = status()
+    unhealthy = [(p["name"], p.get("reason")) for p in (s or {}).get("pods", []) if p.get("reason")]
+    problems = (s or {}).get("manifestProblems")
+    sys.exit(f"timed out waiting for {n} healthy pods: {len((s or {}).get('pods', []))} pods, unhealthy {unhealthy[:5]}, problems {problems}")
 
 def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
