@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use boot::pki::{generate_keys, KeyAlgorithm};
 
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
