@@ -16,6 +16,17 @@ fn boot(args: &[&str]) -> Output {
         .expect("boot runs")
 }
 
+/// `boot manifests --pki --config CONFIG --out OUT`.
+fn manifests_pki(config: &Path, out: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_boot"))
+        .args(["manifests", "--pki", "--config"])
+        .arg(config)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("boot runs")
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -60,14 +71,7 @@ fn kubeconfigs_are_accepted_by_kubectl_and_their_client_certs_verify() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), BASE);
     let out_dir = dir.path().join("k");
-    let out = boot(&[
-        "manifests",
-        "--pki",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = manifests_pki(&config, &out_dir);
     assert!(out.status.success(), "{}", stderr(&out));
     for (file, cn, org) in [
         (
@@ -144,14 +148,7 @@ fn kubeconfigs_are_accepted_by_kubectl_and_their_client_certs_verify() {
         .iter()
         .map(|p| (p.clone(), std::fs::read(p).unwrap()))
         .collect();
-    let again = boot(&[
-        "manifests",
-        "--pki",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let again = manifests_pki(&config, &out_dir);
     assert!(again.status.success(), "{}", stderr(&again));
     for (path, bytes) in before {
         if !path.starts_with(out_dir.join("manifests")) {
@@ -402,14 +399,7 @@ fn a_tampered_leaf_certificate_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), BASE);
     let first = dir.path().join("first");
-    let out = boot(&[
-        "manifests",
-        "--pki",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        first.to_str().unwrap(),
-    ]);
+    let out = manifests_pki(&config, &first);
     assert!(out.status.success(), "{}", stderr(&out));
     // Replace apiserver.crt with the one of a different, unrelated PKI.
     let other = dir.path().join("other");
@@ -430,14 +420,7 @@ fn a_tampered_leaf_certificate_is_named_and_nothing_is_written() {
     .unwrap();
     std::fs::remove_dir_all(first.join("manifests")).unwrap();
     let before = files_under(&first).len();
-    let out = boot(&[
-        "manifests",
-        "--pki",
-        "--config",
-        config.to_str().unwrap(),
-        "--out",
-        first.to_str().unwrap(),
-    ]);
+    let out = manifests_pki(&config, &first);
     assert!(!out.status.success());
     let headline = stderr(&out).lines().next().unwrap_or_default().to_string();
     assert!(
