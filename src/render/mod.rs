@@ -5,12 +5,15 @@
 mod flags;
 mod kubeconfig;
 mod pods;
+mod probes;
 mod templates;
+mod volumes;
 
 pub use flags::Flag;
 pub use kubeconfig::{KubeconfigSpec, KUBECONFIGS};
-pub use pods::{PodSpec, OPTIONAL_CA_DIRS};
+pub use pods::PodSpec;
 pub use templates::{names as template_names, yaml_scalar, Templates};
+pub use volumes::OPTIONAL_CA_DIRS;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;

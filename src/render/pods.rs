@@ -4,7 +4,11 @@
 use serde::Serialize;
 
 use super::flags::{self, extra_value, Paths};
-use crate::config::{bracket_host, Config, ControlPlaneComponent, HostPathMount, HostPathType};
+use super::probes::{
+    local_probe_host, metrics_host_port, probes, secure_port, PortSpec, Probe, ProbeSpec,
+};
+use super::volumes::{ca_volumes, merge_volumes, volume, VolumeSpec};
+use crate::config::{bracket_host, Config, ControlPlaneComponent, HostPathType};
 use crate::host::HostRoot;
 
 #[derive(Debug, Serialize)]
@@ -26,36 +30,6 @@ pub struct EnvEntry {
     pub value: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ProbeSpec {
-    /// `liveness`, `readiness` or `startup`.
-    pub kind: &'static str,
-    pub host: String,
-    pub path: String,
-    /// A port number, or the port name `probe-port` (Kubernetes ≥ 1.34).
-    pub port: serde_json::Value,
-    pub scheme: &'static str,
-    pub initial_delay_seconds: u32,
-    pub timeout_seconds: u32,
-    pub failure_threshold: u32,
-    pub period_seconds: u32,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PortSpec {
-    pub name: &'static str,
-    pub container_port: u16,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct VolumeSpec {
-    pub name: String,
-    pub host_path: String,
-    pub mount_path: String,
-    pub path_type: &'static str,
-    pub read_only: bool,
-}
-
 /// Everything a static pod template needs.
 #[derive(Debug, Serialize)]
 pub struct PodSpec {
@@ -69,98 +43,6 @@ pub struct PodSpec {
     pub ports: Vec<PortSpec>,
     pub requests: Vec<KeyValue>,
     pub volumes: Vec<VolumeSpec>,
-}
-
-/// The CA directories kubeadm mounts into the apiserver and controller-manager only when they
-/// exist on the host (`caCertsExtraVolumePaths`, volumes.go).
-pub const OPTIONAL_CA_DIRS: &[(&str, &str)] = &[
-    ("etc-ca-certificates", "/etc/ca-certificates"),
-    ("etc-pki-ca-trust", "/etc/pki/ca-trust"),
-    ("etc-pki-tls-certs", "/etc/pki/tls/certs"),
-    (
-        "usr-local-share-ca-certificates",
-        "/usr/local/share/ca-certificates",
-    ),
-    ("usr-share-ca-certificates", "/usr/share/ca-certificates"),
-];
-
-/// kubeadm's probe shapes (`createHTTPProbe`, reference §4.6).
-struct Probe<'a> {
-    host: &'a str,
-    port: u16,
-    scheme: &'static str,
-}
-
-fn probes(
-    cfg: &Config,
-    p: Probe,
-    liveness: &str,
-    readiness: Option<&str>,
-    startup: &str,
-) -> (Vec<ProbeSpec>, Vec<PortSpec>) {
-    let named = cfg.kubernetes_version.at_least(1, 34, 0);
-    let port = if named {
-        serde_json::json!("probe-port")
-    } else {
-        serde_json::json!(p.port)
-    };
-    // The startup budget follows timeouts.controlPlaneComponentHealthCheck: ceil(timeout / 10s).
-    let budget = cfg
-        .init
-        .timeouts
-        .control_plane_component_health_check
-        .0
-        .as_secs();
-    let startup_threshold = budget.div_ceil(10).max(1) as u32;
-    let spec = |kind, path: &str, delay, threshold, period| ProbeSpec {
-        kind,
-        host: p.host.to_string(),
-        path: path.to_string(),
-        port: port.clone(),
-        scheme: p.scheme,
-        initial_delay_seconds: delay,
-        timeout_seconds: 15,
-        failure_threshold: threshold,
-        period_seconds: period,
-    };
-    let mut list = vec![spec("liveness", liveness, 10, 8, 10)];
-    if let Some(path) = readiness {
-        list.push(spec("readiness", path, 0, 3, 1));
-    }
-    list.push(spec("startup", startup, 10, startup_threshold, 10));
-    let ports = if named {
-        vec![PortSpec {
-            name: "probe-port",
-            container_port: p.port,
-        }]
-    } else {
-        vec![]
-    };
-    (list, ports)
-}
-
-fn volume(name: &str, path: &str, path_type: HostPathType, read_only: bool) -> VolumeSpec {
-    VolumeSpec {
-        name: name.into(),
-        host_path: path.into(),
-        mount_path: path.into(),
-        path_type: path_type.as_str(),
-        read_only,
-    }
-}
-
-/// Defaults, then `extraVolumes` replacing defaults of the same name, sorted by name.
-fn merge_volumes(mut defaults: Vec<VolumeSpec>, extra: &[HostPathMount]) -> Vec<VolumeSpec> {
-    defaults.retain(|d| !extra.iter().any(|e| e.name == d.name));
-    defaults.extend(extra.iter().map(|e| VolumeSpec {
-        name: e.name.clone(),
-        host_path: e.host_path.clone(),
-        mount_path: e.mount_path.clone(),
-        path_type: e.path_type.unwrap_or(HostPathType::Unset).as_str(),
-        read_only: e.read_only,
-    }));
-    defaults.sort_by(|a, b| a.name.cmp(&b.name));
-    defaults
 }
 
 /// The proxy variables of the host merged with `extraEnvs` (which win), sorted by name.
@@ -183,47 +65,8 @@ fn env(cfg: &Config, extra: &ControlPlaneComponent) -> Vec<EnvEntry> {
     env
 }
 
-fn ca_volumes(cfg: &Config, paths: &Paths) -> Vec<VolumeSpec> {
-    let mut volumes = vec![
-        volume(
-            "ca-certs",
-            "/etc/ssl/certs",
-            HostPathType::DirectoryOrCreate,
-            true,
-        ),
-        volume(
-            "k8s-certs",
-            &paths.cert_dir,
-            HostPathType::DirectoryOrCreate,
-            true,
-        ),
-    ];
-    for (name, dir) in OPTIONAL_CA_DIRS {
-        if cfg.host.existing_ca_dirs.iter().any(|d| d == dir) {
-            volumes.push(volume(name, dir, HostPathType::DirectoryOrCreate, true));
-        }
-    }
-    volumes
-}
-
 fn labels(component: &str) -> Vec<KeyValue> {
     vec![kv("component", component), kv("tier", "control-plane")]
-}
-
-/// The probe host for controller-manager and scheduler: their bind-address, empty (the pod IP)
-/// when that is a wildcard (reference §4.6 footnote).
-fn local_probe_host(extra: &ControlPlaneComponent) -> String {
-    match extra_value(&extra.extra_args, "bind-address") {
-        Some("0.0.0.0" | "::") => String::new(),
-        Some(address) => address.to_string(),
-        None => "127.0.0.1".to_string(),
-    }
-}
-
-fn secure_port(extra: &ControlPlaneComponent, default: u16) -> u16 {
-    extra_value(&extra.extra_args, "secure-port")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(default)
 }
 
 pub fn kube_apiserver(cfg: &Config, root: &HostRoot) -> PodSpec {
@@ -460,43 +303,4 @@ pub fn etcd(cfg: &Config, root: &HostRoot) -> Option<PodSpec> {
         requests: vec![kv("cpu", "100m"), kv("memory", "100Mi")],
         volumes,
     })
-}
-
-/// `http://[::1]:2381,…` → (`::1`, 2381).
-fn metrics_host_port(urls: &str) -> (String, u16) {
-    let first = urls.split(',').next().unwrap_or_default();
-    let authority = first
-        .split("://")
-        .nth(1)
-        .unwrap_or(first)
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(':') => (h, p.parse().unwrap_or(2381)),
-        _ => (authority, 2381),
-    };
-    (
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_urls_give_probe_host_and_port() {
-        assert_eq!(
-            metrics_host_port("http://127.0.0.1:2381"),
-            ("127.0.0.1".into(), 2381)
-        );
-        assert_eq!(
-            metrics_host_port("http://[::1]:2382,http://x:1"),
-            ("::1".into(), 2382)
-        );
-    }
 }
