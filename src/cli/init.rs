@@ -141,7 +141,7 @@ pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .map_err(output::render_error)?;
     load::print_warnings(&bundle.warnings);
     output::write(&bundle.files)?;
-    output::report(&bundle.files, &layout);
+    output::report(&bundle, &layout);
     Ok(ExitCode::Ok)
 }
 

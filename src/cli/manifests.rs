@@ -61,6 +61,6 @@ pub fn run(args: ManifestsArgs, global: &GlobalArgs) -> Result<ExitCode, CliErro
         return Ok(ExitCode::Ok);
     }
     output::write(&bundle.files)?;
-    output::report(&bundle.files, &layout);
+    output::report(&bundle, &layout);
     Ok(ExitCode::Ok)
 }

@@ -3,7 +3,7 @@
 
 use super::{CliError, ExitCode};
 use crate::host::{self, RenderedFile};
-use crate::render::{OutputLayout, RenderError};
+use crate::render::{Bundle, OutputLayout, RenderError};
 
 pub fn render_error(err: RenderError) -> CliError {
     let hint = err.hint();
@@ -28,21 +28,9 @@ pub fn write(files: &[RenderedFile]) -> Result<(), CliError> {
     })
 }
 
-/// One line per file, in kubeadm's phase style.
-pub fn report(files: &[RenderedFile], layout: &OutputLayout) {
-    for file in files {
-        let path = file.path.display();
-        let name = file
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if file.path.starts_with(&layout.manifest_dir) {
-            println!("[control-plane] Wrote static Pod manifest for {name:?} to {path}");
-        } else if file.path.starts_with(&layout.cert_dir) {
-            println!("[certs] Wrote {path}");
-        } else {
-            println!("[kubeconfig] Wrote {path}");
-        }
+/// kubeadm's progress lines for what was written.
+pub fn report(bundle: &Bundle, layout: &OutputLayout) {
+    for line in crate::render::progress_lines(bundle, layout) {
+        println!("{line}");
     }
 }

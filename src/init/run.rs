@@ -157,52 +157,26 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         say!("[init] WARNING: {warning}");
     }
     write_all(std::slice::from_ref(&config_file))?;
-    for (phase, tag) in [
-        (PhaseName::Certs, "certs"),
-        (PhaseName::Kubeconfig, "kubeconfig"),
-    ] {
-        let dir_match = |f: &RenderedFile| match phase {
-            PhaseName::Certs => f.path.starts_with(&layout.cert_dir),
-            _ => f.path.parent() == Some(layout.kubernetes_dir.as_path()),
-        };
-        let files: Vec<RenderedFile> = bundle
-            .files
+    // Written phase by phase, each announced with kubeadm's lines (skipped phases rendered none).
+    let lines = render::progress_lines(&bundle, &layout);
+    let say_tagged = |out: &mut dyn Write, tags: &[&str]| {
+        for line in lines
             .iter()
-            .filter(|f| dir_match(f))
-            .cloned()
-            .collect();
-        if request.runs(phase) {
-            write_all(&files)?;
-            say!(
-                "[{tag}] Wrote {} files under {}",
-                files.len(),
-                files
-                    .first()
-                    .and_then(|f| f.path.parent())
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            );
+            .filter(|l| tags.iter().any(|t| l.starts_with(t)))
+        {
+            let _ = writeln!(out, "{line}");
         }
-    }
-    let manifests: Vec<RenderedFile> = bundle
-        .files
-        .iter()
-        .filter(|f| f.path.starts_with(&layout.manifest_dir))
-        .cloned()
-        .collect();
-    for file in &manifests {
-        let component = file
-            .path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tag = if component == "etcd" {
-            "etcd"
-        } else {
-            "control-plane"
-        };
-        say!("[{tag}] Creating static Pod manifest for {component:?}");
-    }
+    };
+    say_tagged(out, &["[certs]"]);
+    write_all(&files_where(&bundle.files, |f| {
+        f.path.starts_with(&layout.cert_dir)
+    }))?;
+    say_tagged(out, &["[kubeconfig]"]);
+    write_all(&files_where(&bundle.files, |f| {
+        f.path.parent() == Some(layout.kubernetes_dir.as_path())
+    }))?;
+    let manifests = files_where(&bundle.files, |f| f.path.starts_with(&layout.manifest_dir));
+    say_tagged(out, &["[etcd]", "[control-plane]"]);
     write_all(&manifests)?;
 
     if request.runs(PhaseName::Agent) {
@@ -251,6 +225,10 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         }
     }
     Ok(start.elapsed())
+}
+
+fn files_where(files: &[RenderedFile], keep: impl Fn(&RenderedFile) -> bool) -> Vec<RenderedFile> {
+    files.iter().filter(|f| keep(f)).cloned().collect()
 }
 
 fn save(ledger: &Ledger, root: &HostRoot) -> Result<(), InitError> {

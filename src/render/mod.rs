@@ -6,12 +6,14 @@ mod flags;
 mod kubeconfig;
 mod pods;
 mod probes;
+mod report;
 mod templates;
 mod volumes;
 
 pub use flags::Flag;
 pub use kubeconfig::{KubeconfigSpec, KUBECONFIGS};
 pub use pods::PodSpec;
+pub use report::lines as progress_lines;
 pub use templates::{names as template_names, yaml_scalar, Templates};
 pub use volumes::OPTIONAL_CA_DIRS;
 
@@ -220,6 +222,8 @@ pub struct Bundle {
     /// PKI files first, then kubeconfigs, then manifests: the order they are written in.
     pub files: Vec<RenderedFile>,
     pub warnings: Vec<String>,
+    /// What happened to each certificate (generated, reused, external CA), for kubeadm's lines.
+    pub certs: Vec<crate::pki::CertOutcome>,
 }
 
 /// What to render.
@@ -244,6 +248,7 @@ pub fn bundle(
     let mut bundle = Bundle {
         files: Vec::new(),
         warnings: cfg.warnings.clone(),
+        certs: Vec::new(),
     };
     let mut external_ca = is_external_ca(&layout.cert_dir);
     if parts.kubeconfigs && !parts.pki && !layout.cert_dir.join("ca.crt").exists() {
@@ -256,6 +261,9 @@ pub fn bundle(
         let issued: Pki = pki::issue(&pki_request(cfg, &layout.cert_dir, now), &existing)?;
         external_ca = issued.external_ca;
         bundle.warnings.extend(issued.warnings.iter().cloned());
+        if parts.pki {
+            bundle.certs = issued.outcomes.clone();
+        }
         if parts.pki {
             bundle.files.extend(issued.files.iter().cloned());
         }
