@@ -138,24 +138,7 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| {
             CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
         })?;
-    let result = runtime.block_on(async {
-        let shutdown = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => std::future::pending::<()>().await,
-            }
-        };
-        agent::run(options, shutdown).await
-    });
+    let result = runtime.block_on(async { agent::run(options, super::shutdown_signal()).await });
     result.map(|()| ExitCode::Ok).map_err(|e| match e {
         AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
             .with_hint("stop the other agent, or give another --root"),

@@ -189,7 +189,10 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     runtime.block_on(async {
         let agent = if foreground {
             let options = crate::agent::AgentOptions::from_config(root.clone(), &cfg)?;
-            Some(tokio::spawn(crate::agent::run(options, shutdown_signal())))
+            Some(tokio::spawn(crate::agent::run(
+                options,
+                super::shutdown_signal(),
+            )))
         } else {
             None
         };
@@ -209,22 +212,6 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         }
         Ok(ExitCode::Ok)
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => std::future::pending::<()>().await,
-    }
 }
 
 fn print_finish(root: &crate::host::HostRoot, took: std::time::Duration) {

@@ -83,6 +83,24 @@ pub enum Command {
     LogRelay(agent::LogRelayArgs),
 }
 
+/// Resolves on SIGTERM or SIGINT: how `boot agent` (and `boot init --agent=foreground`) are told to
+/// stop.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
 /// Parses the command line, runs the command and exits with its code.
 pub fn main() {
     let cli = Cli::parse();
