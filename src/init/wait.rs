@@ -57,7 +57,15 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
     let mut printed: Vec<String> = Vec::new();
     let mut last_status: Option<AgentStatus> = None;
     loop {
-        let status = match status::fetch(request.status_socket) {
+        // The status client is blocking; keep it off the runtime's threads.
+        let socket = request.status_socket.to_path_buf();
+        let fetched = tokio::task::spawn_blocking(move || status::fetch(&socket)).await;
+        let status = match fetched.unwrap_or_else(|e| {
+            Err(status::StatusClientError::BadAnswer {
+                socket: request.status_socket.to_path_buf(),
+                problem: e.to_string(),
+            })
+        }) {
             Ok(status) => Some(status),
             Err(error) if start.elapsed() > Duration::from_secs(10) && last_status.is_none() => {
                 return Err(WaitFailure::AgentUnreachable {

@@ -95,7 +95,8 @@ impl HostProbe for FakeHost {
     }
 }
 
-fn cfg(yaml: &str) -> Config {
+/// A configuration from `yaml` with fixed host facts (node `node`, default address 10.0.0.1).
+pub(super) fn cfg(yaml: &str) -> Config {
     let docs = config::parse("test.yaml", yaml).unwrap();
     let facts = HostFacts {
         hostname: "node".into(),

@@ -96,17 +96,7 @@ fn address_port(address: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, HostFacts, Overrides};
-
-    fn cfg(yaml: &str) -> Config {
-        let docs = config::parse("test.yaml", yaml).unwrap();
-        let facts = HostFacts {
-            hostname: "node".into(),
-            default_address: Some([10, 0, 0, 1].into()),
-            ..HostFacts::default()
-        };
-        Config::build(docs, &Overrides::default(), &facts).unwrap()
-    }
+    use crate::preflight::plan_tests::cfg;
 
     fn ports(cfg: &Config) -> Vec<u16> {
         component_ports(cfg).into_iter().map(|(_, p)| p).collect()

@@ -42,14 +42,7 @@ pub async fn run(flags: Flags, faults: Arc<FaultSource>) -> Result<(), String> {
         .path("secure-port")
         .unwrap_or(DEFAULT_SECURE_PORT)
         .to_string();
-    let client_ca = flags.path("client-ca-file");
-    let tls = match (
-        flags.path("tls-cert-file"),
-        flags.path("tls-private-key-file"),
-    ) {
-        (Some(cert), Some(key)) => crate::tls::server_config(cert, key, client_ca)?,
-        _ => crate::tls::self_signed_server_config(&bind, client_ca)?,
-    };
+    let tls = crate::tls::from_flags(&flags, &bind)?;
     let etcd = EtcdClient::from_flags(&flags)?;
     let record = match std::env::var_os(RECORD_ENV) {
         Some(path) => Some(Mutex::new(

@@ -52,17 +52,7 @@ pub async fn run_client_component(
         .path("secure-port")
         .unwrap_or(default_port)
         .to_string();
-    let client_ca = flags.path("client-ca-file");
-    let tls = match (
-        flags.path("tls-cert-file"),
-        flags.path("tls-private-key-file"),
-    ) {
-        (Some(cert), Some(key)) => crate::tls::server_config(cert, key, client_ca)?,
-        _ => {
-            crate::log("Generated self-signed cert in-memory");
-            crate::tls::self_signed_server_config(&bind, client_ca)?
-        }
-    };
+    let tls = crate::tls::from_flags(&flags, &bind)?;
     let listener = crate::bind(&bind, &port).await?;
     crate::log(&format!(
         "Serving securely on {}",

@@ -61,6 +61,25 @@ pub fn server_config(
         .map_err(|e| format!("serving cert {cert_file} / key {key_file}: {e}"))
 }
 
+/// The serving config the flags ask for: `--tls-cert-file`/`--tls-private-key-file`, else a
+/// self-signed cert for the bind host; `--client-ca-file` checks clients that present a cert.
+pub fn from_flags(
+    flags: &crate::flags::Flags,
+    bind_host: &str,
+) -> Result<Arc<ServerConfig>, String> {
+    let client_ca = flags.path("client-ca-file");
+    match (
+        flags.path("tls-cert-file"),
+        flags.path("tls-private-key-file"),
+    ) {
+        (Some(cert), Some(key)) => server_config(cert, key, client_ca),
+        _ => {
+            crate::log("Generated self-signed cert in-memory");
+            self_signed_server_config(bind_host, client_ca)
+        }
+    }
+}
+
 /// A serving cert generated at start for `localhost` and the bind host, as the real
 /// controller-manager and scheduler do when `--tls-cert-file` is not given.
 pub fn self_signed_server_config(
