@@ -184,15 +184,10 @@ fn client_with_nodelay(config: kube::Config) -> Result<Client, kube::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::ErrorResponse;
+    use kube::core::Status;
 
     fn api(code: u16) -> kube::Error {
-        kube::Error::Api(ErrorResponse {
-            status: "Failure".into(),
-            message: String::new(),
-            reason: String::new(),
-            code,
-        })
+        kube::Error::Api(Status::failure("", "").with_code(code).boxed())
     }
 
     #[test]

@@ -137,15 +137,10 @@ pub fn hint_for(status: Option<u16>, detail: &str, server: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::core::ErrorResponse;
+    use kube::core::Status;
 
     fn api(code: u16, reason: &str, message: &str) -> kube::Error {
-        kube::Error::Api(ErrorResponse {
-            status: "Failure".into(),
-            message: message.into(),
-            reason: reason.into(),
-            code,
-        })
+        kube::Error::Api(Status::failure(message, reason).with_code(code).boxed())
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub fn cluster_admins_binding() -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: meta(CLUSTER_ADMINS, None),
         role_ref: RoleRef {
-            api_group: RBAC_GROUP.into(),
+            api_group: Some(RBAC_GROUP.into()),
             kind: "ClusterRole".into(),
             name: CLUSTER_ADMIN_ROLE.into(),
         },
@@ -95,7 +95,7 @@ pub fn nodes_kubeadm_config_binding() -> RoleBinding {
     RoleBinding {
         metadata: meta(NODES_KUBEADM_CONFIG, Some(KUBE_SYSTEM)),
         role_ref: RoleRef {
-            api_group: RBAC_GROUP.into(),
+            api_group: Some(RBAC_GROUP.into()),
             kind: "Role".into(),
             name: NODES_KUBEADM_CONFIG.into(),
         },
