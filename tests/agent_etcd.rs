@@ -3,6 +3,8 @@
 
 #[path = "common/agent_support.rs"]
 mod agent_support;
+#[path = "common/require.rs"]
+mod require;
 
 use std::net::TcpListener;
 use std::process::Command;
@@ -20,8 +22,7 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_etcd_manifest_runs_and_becomes_ready_through_its_probes() {
-    if !std::path::Path::new("/usr/bin/etcd").exists() {
-        eprintln!("skipped: Debian's etcd is not installed");
+    if require::file("/usr/bin/etcd").is_none() {
         return;
     }
     let mut agent = TestAgent::new(|o| o.node_name = "node-a".into());

@@ -3,6 +3,8 @@
 
 #[path = "common/agent_support.rs"]
 mod agent_support;
+#[path = "common/require.rs"]
+mod require;
 
 use std::time::Duration;
 
@@ -115,8 +117,7 @@ async fn startup_probe_protects_a_slow_starter_and_exhaustion_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limit_is_in_the_cgroup() {
-    if !is_root() {
-        eprintln!("skipped: cgroups need root");
+    if !require::root("cgroups") {
         return;
     }
     let mut agent = TestAgent::new(|_| {});

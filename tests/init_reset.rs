@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/require.rs"]
+mod require;
+#[path = "common/standin_exe.rs"]
+mod standin_exe;
+
 const BOOT: &str = env!("CARGO_BIN_EXE_boot");
-const STANDIN: &str = env!("CARGO_BIN_EXE_boot-standin");
 /// This host may not forward IPv4 and may have fewer CPUs than kubeadm wants; neither matters here.
 const IGNORE: &str =
     "--ignore-preflight-errors=FileContent--proc-sys-net-ipv4-ip_forward,NumCPU,Mem";
@@ -22,8 +26,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Debian's etcd, which every end-to-end test runs (see `require`).
 fn have_etcd() -> bool {
-    Path::new("/usr/bin/etcd").exists()
+    require::file("/usr/bin/etcd").is_some()
 }
 
 /// A temporary root with a bin directory, a configuration with free ports, and a guard.
@@ -42,7 +47,7 @@ impl Cluster {
             "kube-controller-manager",
             "kube-scheduler",
         ] {
-            std::os::unix::fs::symlink(STANDIN, bin.join(name)).unwrap();
+            std::os::unix::fs::symlink(standin_exe::standin_exe(), bin.join(name)).unwrap();
         }
         std::os::unix::fs::symlink("/usr/bin/etcd", bin.join("etcd")).unwrap();
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
@@ -179,7 +184,6 @@ fn listening(port: u16) -> bool {
 #[test]
 fn init_serves_kubectl_and_reset_leaves_nothing() {
     if !have_etcd() {
-        eprintln!("skipped: Debian's etcd-server is not installed");
         return;
     }
     let cluster = Cluster::new("", "1m0s");
@@ -217,14 +221,9 @@ fn init_serves_kubectl_and_reset_leaves_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_ok()
-    {
+    if let Some(kubectl) = require::tool("kubectl") {
         let admin = cluster.root().join("etc/kubernetes/admin.conf");
-        let readyz = Command::new("kubectl")
+        let readyz = Command::new(kubectl)
             .arg("--kubeconfig")
             .arg(&admin)
             .args(["get", "--raw", "/readyz"])

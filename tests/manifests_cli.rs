@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+#[path = "common/require.rs"]
+mod require;
+
 fn boot(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_boot"))
         .args(args)
@@ -29,14 +32,6 @@ fn manifests_pki(config: &Path, out: &Path) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {
@@ -64,10 +59,9 @@ const BASE: &str = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\
 
 #[test]
 fn kubeconfigs_are_accepted_by_kubectl_and_their_client_certs_verify() {
-    if !have("kubectl") || !have("openssl") {
-        eprintln!("skipped: kubectl or openssl missing");
+    let (Some(_), Some(_)) = (require::tool("kubectl"), require::tool("openssl")) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), BASE);
     let out_dir = dir.path().join("k");
@@ -193,10 +187,9 @@ fn wait_for(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn real_etcd_runs_from_the_rendered_manifest_with_the_generated_certificates() {
-    if !have("etcd") || !have("etcdctl") {
-        eprintln!("skipped: Debian's etcd-server/etcd-client not installed");
+    let (Some(_), Some(_)) = (require::tool("etcd"), require::tool("etcdctl")) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     // Free ports through extraArgs, so the test runs beside anything on 2379-2381; the command

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[path = "common/require.rs"]
+mod require;
+
 use boot::pki::{self, CertAction, ExistingPki, KeyAlgorithm, Pki, PkiError, PkiRequest};
 use x509_parser::prelude::*;
 use x509_parser::public_key::PublicKey;
@@ -302,16 +305,12 @@ fn assert_key_matches(key: &Path, crt: &Path) {
 }
 
 fn openssl_available() -> bool {
-    Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    require::tool("openssl").is_some()
 }
 
 /// `openssl verify -CAfile <ca> <cert>` for every leaf, and the CAs against themselves.
 fn openssl_verify(req: &PkiRequest) {
     if !openssl_available() {
-        eprintln!("note: openssl not found, skipping the openssl cross-check");
         return;
     }
     for Expect { file, signer, .. } in expected(req.local_etcd) {
@@ -763,7 +762,6 @@ fn invalid_cert_sans_are_warnings() {
 #[test]
 fn openssl_made_ca_is_reused() {
     if !openssl_available() {
-        eprintln!("note: openssl not found, skipping");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -3,6 +3,8 @@
 //! check, a real etcd (`/usr/bin/etcd`, skipped with a message when absent). Every process
 //! started is killed by a Drop guard; waits poll a condition with a deadline.
 
+#[path = "common/require.rs"]
+mod require;
 #[path = "standin/testkit/mod.rs"]
 mod testkit;
 
@@ -238,8 +240,7 @@ fn faults_crash_ignore_sigterm_and_generic_http() {
 
 #[test]
 fn apiserver_talks_to_a_real_etcd() {
-    if !Path::new("/usr/bin/etcd").exists() {
-        eprintln!("skipping: /usr/bin/etcd is not installed");
+    if require::file("/usr/bin/etcd").is_none() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,10 @@ use boot::agent::{AgentOptions, BackoffSettings};
 use boot::host::HostRoot;
 use boot::runtime::process::{cgroup, netns, proc};
 
+#[path = "standin_exe.rs"]
+mod standin_exe;
+pub use standin_exe::standin_exe;
+
 pub const NODE: &str = "node1";
 
 /// An agent running in this test process.
@@ -36,10 +40,7 @@ pub fn test_options(dir: &Path) -> AgentOptions {
         reset_after: Duration::from_secs(600),
     };
     options.relay_exe = PathBuf::from(env!("CARGO_BIN_EXE_boot"));
-    options.bin_dirs = vec![Path::new(env!("CARGO_BIN_EXE_boot-standin"))
-        .parent()
-        .unwrap()
-        .to_path_buf()];
+    options.bin_dirs = vec![standin_exe().parent().unwrap().to_path_buf()];
     options.cgroup_parent = format!("boot-test-{}", std::process::id());
     options
 }

@@ -6,6 +6,9 @@
 
 pub mod https;
 pub mod pki;
+#[path = "../../common/standin_exe.rs"]
+mod standin_exe;
+pub use standin_exe::standin_exe;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -86,7 +89,7 @@ pub fn standin(dir: &Path, name: &str) -> Command {
     let link = dir.join("bin").join(name);
     fs::create_dir_all(link.parent().unwrap()).unwrap();
     if !link.exists() {
-        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_boot-standin"), &link).unwrap();
+        std::os::unix::fs::symlink(standin_exe(), &link).unwrap();
     }
     let mut command = Command::new(link);
     command
