@@ -32,11 +32,29 @@ fn build() -> PathBuf {
     let cargo = std::env::var_os("CARGO")
         .or_else(|| option_env!("CARGO").map(Into::into))
         .unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    command
         .args(["build", "--quiet", "--bin", "boot-standin", "--profile", profile])
         .arg("--manifest-path")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", target_dir)
+        .arg("--target-dir")
+        .arg(target_dir);
+    // What cargo set for this test process is not the user's environment: build scripts that
+    // watch such a variable (ring's watch CARGO_PKG_NAME, …) would rerun, and their dependants
+    // rebuild, here and again in the next `cargo test`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"]
+                .contains(&name.as_ref())
+            || ["CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let out = command
         .output()
         .unwrap_or_else(|e| panic!("running {cargo:?} to build boot-standin: {e}"));
     assert!(
