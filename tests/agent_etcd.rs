@@ -6,19 +6,10 @@ mod agent_support;
 #[path = "common/require.rs"]
 mod require;
 
-use std::net::TcpListener;
 use std::process::Command;
 use std::time::Duration;
 
 use agent_support::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rendered_etcd_manifest_runs_and_becomes_ready_through_its_probes() {

@@ -50,7 +50,11 @@ fn assert_waits(waits: &[f64], expected: &[f64], what: &str) {
 }
 
 /// Waits until `n` runs of the pod have started and ended; returns their (start, end) stamps.
-async fn runs(starts: &std::path::Path, ends: &std::path::Path, n: usize) -> (Vec<u128>, Vec<u128>) {
+async fn runs(
+    starts: &std::path::Path,
+    ends: &std::path::Path,
+    n: usize,
+) -> (Vec<u128>, Vec<u128>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while stamps(ends).len() < n {
         assert!(

@@ -3,23 +3,11 @@
 #[path = "common/agent_support.rs"]
 mod agent_support;
 
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use agent_support::*;
 
 const PODS: usize = 100;
-
-/// `PODS` distinct free loopback ports (held open together so none repeats).
-fn free_ports() -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..PODS)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
 
 pub fn standin_pod(name: &str, port: u16) -> String {
     format!(
@@ -32,7 +20,7 @@ async fn a_hundred_pods_become_ready() {
     let mut agent = TestAgent::new(|o| o.print_events = false);
     agent.start().await;
     let started = Instant::now();
-    for (i, port) in free_ports().into_iter().enumerate() {
+    for (i, port) in free_ports(PODS).into_iter().enumerate() {
         agent.write_manifest(
             &format!("pod-{i:03}.yaml"),
             &standin_pod(&format!("pod-{i:03}"), port),

@@ -1,7 +1,6 @@
 //! `boot manifests` as a user runs it: the real binary, temporary directories, and the real tools
 //! (`kubectl`, `openssl`, Debian's `etcd` and `etcdctl`) checking what it wrote.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -9,8 +8,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+#[path = "common/ports.rs"]
+mod ports;
 #[path = "common/require.rs"]
 mod require;
+
+use ports::free_port;
 
 fn boot(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_boot"))
@@ -164,14 +167,6 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {

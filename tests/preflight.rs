@@ -9,8 +9,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+#[path = "common/ports.rs"]
+mod ports;
 #[path = "common/require.rs"]
 mod require;
+
+use ports::free_port;
 
 use boot::config::{self, Config, HostFacts, Overrides};
 use boot::host::HostRoot;
@@ -82,15 +86,6 @@ impl Setup {
         }
         path
     }
-}
-
-/// A port nothing listens on (ephemeral, released at once).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn error<'a>(report: &'a PreflightReport, name: &str) -> Option<&'a Finding> {

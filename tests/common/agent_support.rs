@@ -13,8 +13,13 @@ use boot::agent::{AgentOptions, BackoffSettings};
 use boot::host::HostRoot;
 use boot::runtime::process::{cgroup, netns, proc};
 
+#[path = "ports.rs"]
+mod ports;
 #[path = "standin_exe.rs"]
 mod standin_exe;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use ports::{free_port, free_ports};
+#[allow(unused_imports)]
 pub use standin_exe::standin_exe;
 
 pub const NODE: &str = "node1";

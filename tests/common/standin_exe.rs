@@ -23,7 +23,9 @@ pub fn standin_exe() -> &'static Path {
 fn build() -> PathBuf {
     let boot = Path::new(env!("CARGO_BIN_EXE_boot"));
     let profile_dir = boot.parent().expect("boot is in a profile directory");
-    let target_dir = profile_dir.parent().expect("the profile is in a target directory");
+    let target_dir = profile_dir
+        .parent()
+        .expect("the profile is in a target directory");
     // Cargo names the dev and test profiles' directory `debug`; every other profile by its name.
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev",
@@ -34,7 +36,14 @@ fn build() -> PathBuf {
         .unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(&cargo);
     command
-        .args(["build", "--quiet", "--bin", "boot-standin", "--profile", profile])
+        .args([
+            "build",
+            "--quiet",
+            "--bin",
+            "boot-standin",
+            "--profile",
+            profile,
+        ])
         .arg("--manifest-path")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
         .arg("--target-dir")
@@ -47,8 +56,12 @@ fn build() -> PathBuf {
         if name.starts_with("CARGO_PKG_")
             || name.starts_with("CARGO_BIN_EXE_")
             || name.starts_with("CARGO_MANIFEST_")
-            || ["CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"]
-                .contains(&name.as_ref())
+            || [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_ref())
             || ["CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&name.as_ref())
         {
             command.env_remove(name.as_ref());

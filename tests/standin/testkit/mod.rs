@@ -76,13 +76,9 @@ pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[path = "../../common/ports.rs"]
+mod ports;
+pub use ports::free_port;
 
 /// A bin directory with `name` linked to the stand-in, as the agent's tests set it up.
 pub fn standin(dir: &Path, name: &str) -> Command {
