@@ -69,6 +69,9 @@ pub async fn run_with_runtime(
     runtime: Arc<dyn Runtime>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    if let Err(e) = crate::host::limits::raise_open_files_limit() {
+        eprintln!("[agent] warning: cannot raise the open-files limit: {e}");
+    }
     for dir in [options.records_dir(), options.log_dir.clone()] {
         std::fs::create_dir_all(&dir).map_err(|source| AgentError::CreateDir {
             path: dir.clone(),
@@ -110,22 +113,15 @@ pub async fn run_with_runtime(
     Ok(())
 }
 
-/// Binds the status socket, replacing a stale one but refusing when an agent answers on it.
+/// Binds the status socket (mode 0600; see [`server::bind_status_socket`]).
 fn bind_socket(socket: &std::path::Path) -> Result<tokio::net::UnixListener, AgentError> {
-    let err = |source| AgentError::Socket {
-        socket: socket.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(err)?;
-    }
-    if socket.exists() {
-        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(AgentError::AlreadyRunning {
-                socket: socket.to_path_buf(),
-            });
-        }
-        std::fs::remove_file(socket).map_err(err)?;
-    }
-    tokio::net::UnixListener::bind(socket).map_err(err)
+    server::bind_status_socket(socket).map_err(|e| match e {
+        server::BindError::InUse => AgentError::AlreadyRunning {
+            socket: socket.to_path_buf(),
+        },
+        server::BindError::Io(source) => AgentError::Socket {
+            socket: socket.to_path_buf(),
+            source,
+        },
+    })
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::backoff::BackoffSettings;
 use crate::host::HostRoot;
 use crate::runtime::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
+use crate::version::Version;
 
 /// The kubelet's `staticPodPath` in a kubeadm cluster.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
@@ -50,6 +51,10 @@ pub struct AgentOptions {
     pub log_max_files: u32,
     /// Print the agent's events (`[agent] …` lines) on stdout.
     pub print_events: bool,
+    /// The Kubernetes version the agent stands in the kubelet of: probes send
+    /// `User-Agent: kube-probe/<major>.<minor>` of it. From the configuration (its
+    /// `kubernetesVersion`, else the kube-apiserver binary's); the default otherwise.
+    pub kubernetes_version: Version,
 }
 
 impl AgentOptions {
@@ -73,6 +78,9 @@ impl AgentOptions {
             log_max_size: DEFAULT_MAX_SIZE,
             log_max_files: DEFAULT_MAX_FILES,
             print_events: true,
+            kubernetes_version: crate::version::DEFAULT_KUBERNETES_VERSION
+                .parse()
+                .expect("the default version parses"),
             root,
         }
     }

@@ -1,32 +1,87 @@
-//! The agent's local endpoints: HTTP/1.x over the unix socket (`GET /status` → [`AgentStatus`]
-//! JSON, `GET /healthz` → `ok`) and `/healthz` over TCP on 127.0.0.1:10248 like the kubelet.
-//! Hand-rolled: one request per connection, nothing else to serve. `/healthz` answers `ok` only
-//! when the supervisor loop answers, so a stuck agent is unhealthy.
+//! The agent's local endpoints, on [`crate::http::server`]: over the unix socket `GET /status` →
+//! [`AgentStatus`] JSON and `GET /healthz` → `ok`; over TCP on 127.0.0.1:10248 only `/healthz`,
+//! like the kubelet. `/healthz` answers `ok` only when the supervisor loop answers, so a stuck
+//! agent is unhealthy. The socket is created 0600 (its directory 0700): the status names every
+//! process and file the agent runs.
 //!
-//! Touches: `<root>/run/boot/agent.sock`.
+//! Touches: `<root>/run/boot/agent.sock` and its directory.
 
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, oneshot};
 
 use super::status::AgentStatus;
 use super::supervisor::Event;
+use crate::http::server::{respond, serve, Limits};
 
-/// Longest request head read; the endpoints take no body.
-const MAX_REQUEST: usize = 8 * 1024;
+/// What the endpoints give local clients: a handful of `boot status` and `boot init` polls at
+/// once is normal; a client that holds a connection longer than the deadline is cut off.
+pub const LIMITS: Limits = Limits {
+    max_connections: 32,
+    request_deadline: Duration::from_secs(10),
+};
 const SUPERVISOR_ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+const NO_ANSWER: &str = "the agent's supervisor loop does not answer";
 
 pub async fn serve_unix(listener: UnixListener, events: mpsc::UnboundedSender<Event>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(handle(stream, events.clone(), true));
-    }
+    serve_endpoints(listener, events, true, "the status socket").await
 }
 
 pub async fn serve_tcp(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
-    while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(handle(stream, events.clone(), false));
+    serve_endpoints(listener, events, false, "/healthz").await
+}
+
+async fn serve_endpoints<L: crate::http::server::Listener>(
+    listener: L,
+    events: mpsc::UnboundedSender<Event>,
+    full: bool,
+    what: &'static str,
+) {
+    let handler = move |request: Request<Incoming>| answer(request, events.clone(), full);
+    serve(listener, LIMITS, handler, |e| {
+        eprintln!("[agent] {what}: cannot accept a connection: {e}; retrying")
+    })
+    .await
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    events: mpsc::UnboundedSender<Event>,
+    full: bool,
+) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET is served",
+        );
+    }
+    match (request.uri().path(), full) {
+        ("/healthz", _) => match ask(&events).await {
+            Some(_) => respond(StatusCode::OK, "text/plain", "ok"),
+            None => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", NO_ANSWER),
+        },
+        ("/status", true) => match ask(&events).await {
+            Some(status) => match serde_json::to_vec(&status) {
+                Ok(json) => respond(StatusCode::OK, "application/json", json),
+                Err(e) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string(),
+                ),
+            },
+            None => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", NO_ANSWER),
+        },
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found"),
     }
 }
 
@@ -39,49 +94,54 @@ async fn ask(events: &mpsc::UnboundedSender<Event>) -> Option<AgentStatus> {
         .ok()
 }
 
-async fn handle<S>(mut stream: S, events: mpsc::UnboundedSender<Event>, full: bool)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let mut head = Vec::with_capacity(512);
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_REQUEST {
-        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => head.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = String::from_utf8_lossy(&head);
-    let target = line.split_whitespace().nth(1).unwrap_or("/");
-    let path = target.split('?').next().unwrap_or("/");
-    let (code, content_type, body) = match (path, full) {
-        ("/healthz", _) => match ask(&events).await {
-            Some(_) => ("200 OK", "text/plain", b"ok".to_vec()),
-            None => (
-                "500 Internal Server Error",
-                "text/plain",
-                b"the agent's supervisor loop does not answer".to_vec(),
-            ),
-        },
-        ("/status", true) => match ask(&events).await {
-            Some(status) => (
-                "200 OK",
-                "application/json",
-                serde_json::to_vec(&status).unwrap_or_default(),
-            ),
-            None => (
-                "500 Internal Server Error",
-                "text/plain",
-                b"the agent's supervisor loop does not answer".to_vec(),
-            ),
-        },
-        _ => ("404 Not Found", "text/plain", b"not found".to_vec()),
-    };
-    let header = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = stream.write_all(header.as_bytes()).await;
-    let _ = stream.write_all(&body).await;
-    let _ = stream.shutdown().await;
+/// Why the status socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another agent answers on it")]
+    InUse,
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
+
+/// Binds the status socket with mode 0600 (its directory created 0700), replacing a stale socket
+/// but refusing when an agent answers on it.
+pub fn bind_status_socket(socket: &Path) -> Result<UnixListener, BindError> {
+    if let Some(dir) = socket.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    if socket.symlink_metadata().is_ok() {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(BindError::InUse);
+        }
+        std::fs::remove_file(socket)?;
+    }
+    bind_private(socket).map_err(BindError::Io)
+}
+
+/// A listening unix socket whose file is created 0600: Linux gives the file the socket inode's
+/// mode (less the umask) at `bind`, so the mode is set on the descriptor before, and the path
+/// never exists with wider permissions (a `chmod` after `bind` leaves a window; changing the
+/// process-wide umask races with other threads).
+fn bind_private(path: &Path) -> io::Result<UnixListener> {
+    use nix::sys::socket::UnixAddr;
+    use nix::sys::socket::{bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType};
+    use nix::sys::stat::{fchmod, Mode};
+
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    fchmod(&fd, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    listen(&fd, Backlog::new(128)?)?;
+    UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
+}
+
+#[cfg(test)]
+#[path = "server_tests.rs"]
+mod tests;

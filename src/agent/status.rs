@@ -1,14 +1,16 @@
 //! The agent's status as `boot status` and `boot init` read it: serde types served as JSON on
-//! the agent's unix socket (`GET /status`), and [`fetch`], the client side.
+//! the agent's unix socket (`GET /status`), and [`fetch`], the client side (hyper, through
+//! [`crate::http::client`]).
 //!
 //! Touches: connects to `<root>/run/boot/agent.sock`.
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::net::UnixStream;
+
+use crate::http::client;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,43 +158,76 @@ pub enum StatusClientError {
     BadAnswer { socket: PathBuf, problem: String },
 }
 
+/// How long the status client waits for the whole answer (the agent answers in milliseconds;
+/// its own bound on asking the supervisor is 5 s).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read: a pod's status is a few KiB.
+const MAX_ANSWER: usize = 8 * 1024 * 1024;
+
 /// Asks the agent listening on `socket` for its status.
-pub fn fetch(socket: &Path) -> Result<AgentStatus, StatusClientError> {
-    let body = request(socket, "/status")?;
+pub async fn fetch(socket: &Path) -> Result<AgentStatus, StatusClientError> {
+    let body = request(socket, "/status").await?;
     serde_json::from_slice(&body).map_err(|e| StatusClientError::BadAnswer {
         socket: socket.to_path_buf(),
         problem: e.to_string(),
     })
 }
 
-/// A minimal HTTP/1.0 GET over the unix socket; returns the body of a 200 answer.
-pub fn request(socket: &Path, path: &str) -> Result<Vec<u8>, StatusClientError> {
-    let not_running = |source| StatusClientError::NotRunning {
-        socket: socket.to_path_buf(),
-        source,
-    };
+/// [`fetch`] for code without an async runtime (`boot status`) or inside one that must not be
+/// re-entered: runs a runtime of its own on a thread of its own.
+pub fn fetch_blocking(socket: &Path) -> Result<AgentStatus, StatusClientError> {
     let bad = |problem: String| StatusClientError::BadAnswer {
         socket: socket.to_path_buf(),
         problem,
     };
-    let mut stream = UnixStream::connect(socket).map_err(not_running)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| bad(e.to_string()))?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: boot\r\n\r\n").as_bytes())
-        .map_err(|e| bad(e.to_string()))?;
-    let mut answer = Vec::new();
-    stream
-        .read_to_end(&mut answer)
-        .map_err(|e| bad(e.to_string()))?;
-    let split = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no HTTP header".into()))?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(bad(head.lines().next().unwrap_or_default().to_string()));
-    }
-    Ok(answer[split + 4..].to_vec())
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| bad(format!("cannot start the async runtime: {e}")))?;
+                runtime.block_on(fetch(socket))
+            })
+            .join()
+            .unwrap_or_else(|_| Err(bad("the status client failed".into())))
+    })
+}
+
+/// `GET path` over the unix socket; returns the body of a 200 answer.
+pub async fn request(socket: &Path, path: &str) -> Result<Vec<u8>, StatusClientError> {
+    let bad = |problem: String| StatusClientError::BadAnswer {
+        socket: socket.to_path_buf(),
+        problem,
+    };
+    let exchange = async {
+        let stream =
+            UnixStream::connect(socket)
+                .await
+                .map_err(|source| StatusClientError::NotRunning {
+                    socket: socket.to_path_buf(),
+                    source,
+                })?;
+        let request = http::Request::get(path)
+            .header(http::header::HOST, "boot")
+            .body(http_body_util::Empty::new())
+            .map_err(|e| bad(e.to_string()))?;
+        let answer = client::send(stream, request, MAX_ANSWER)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        if answer.status != http::StatusCode::OK {
+            return Err(bad(format!(
+                "{}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
+            )));
+        }
+        if answer.truncated {
+            return Err(bad(format!("the answer is over {MAX_ANSWER} bytes")));
+        }
+        Ok(answer.body.to_vec())
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(bad(format!("no answer within {CLIENT_TIMEOUT:?}"))))
 }

@@ -23,7 +23,7 @@ pub struct StatusArgs {
 pub fn run(args: StatusArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     let root = global.host_root()?;
     let socket = root.path("/run/boot/agent.sock");
-    let status = status::fetch(&socket).map_err(|e| match e {
+    let status = status::fetch_blocking(&socket).map_err(|e| match e {
         StatusClientError::NotRunning { .. } => {
             CliError::new(ExitCode::AgentDown, "the agent is not running")
                 .with_cause(e)

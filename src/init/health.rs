@@ -36,9 +36,9 @@ impl Endpoint {
         Some(Endpoint { component, action })
     }
 
-    /// One request, bounded by `timeout`.
-    pub async fn check(&self, timeout: Duration) -> ProbeResult {
-        probe::run(&self.action, timeout, &[]).await
+    /// One request, bounded by `timeout`, sent as `user_agent`.
+    pub async fn check(&self, timeout: Duration, user_agent: &str) -> ProbeResult {
+        probe::run(&self.action, timeout, &[], user_agent).await
     }
 }
 
@@ -82,7 +82,7 @@ pub fn view(
         container.map(|c| &c.state),
         Some(ContainerState::Waiting { reason, .. }) if reason == "CrashLoopBackOff"
     );
-    let endpoint_ok = matches!(endpoint, Some(ProbeResult::Success));
+    let endpoint_ok = endpoint.is_some_and(ProbeResult::passed);
     let phase = match () {
         // As kubeadm's wait: the component's own endpoint answers. The agent's readiness lags
         // behind by the probes' initialDelaySeconds and is not waited for.

@@ -202,6 +202,7 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
                 manifests: manifest_paths,
                 status_socket: &root.path("/run/boot/agent.sock"),
                 default_host: cfg.advertise_address.to_string(),
+                user_agent: crate::probe::http::user_agent(&cfg.kubernetes_version),
                 timeout,
                 live: request.live,
             },

@@ -21,6 +21,8 @@ pub struct WaitRequest<'a> {
     pub status_socket: &'a Path,
     /// The node address: the host of probes that name none.
     pub default_host: String,
+    /// Sent with every health check (`kube-probe/<major>.<minor>`, as the agent's probes).
+    pub user_agent: String,
     pub timeout: Duration,
     pub live: bool,
 }
@@ -57,15 +59,7 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
     let mut printed: Vec<String> = Vec::new();
     let mut last_status: Option<AgentStatus> = None;
     loop {
-        // The status client is blocking; keep it off the runtime's threads.
-        let socket = request.status_socket.to_path_buf();
-        let fetched = tokio::task::spawn_blocking(move || status::fetch(&socket)).await;
-        let status = match fetched.unwrap_or_else(|e| {
-            Err(status::StatusClientError::BadAnswer {
-                socket: request.status_socket.to_path_buf(),
-                problem: e.to_string(),
-            })
-        }) {
+        let status = match status::fetch(request.status_socket).await {
             Ok(status) => Some(status),
             Err(error) if start.elapsed() > Duration::from_secs(10) && last_status.is_none() => {
                 return Err(WaitFailure::AgentUnreachable {
@@ -78,7 +72,7 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         if status.is_some() {
             last_status = status;
         }
-        let answers = futures_join(&endpoints).await;
+        let answers = futures_join(&endpoints, &request.user_agent).await;
         let views: Vec<ComponentView> = endpoints
             .iter()
             .zip(&answers)
@@ -120,13 +114,17 @@ pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Durat
 }
 
 /// Checks every endpoint concurrently; each is bounded well below the poll interval's scale.
-async fn futures_join(endpoints: &[(String, Option<Endpoint>)]) -> Vec<Option<ProbeResult>> {
+async fn futures_join(
+    endpoints: &[(String, Option<Endpoint>)],
+    user_agent: &str,
+) -> Vec<Option<ProbeResult>> {
     let mut tasks = Vec::new();
     for (_, endpoint) in endpoints {
         let endpoint = endpoint.clone();
+        let user_agent = user_agent.to_string();
         tasks.push(tokio::spawn(async move {
             match endpoint {
-                Some(e) => Some(e.check(Duration::from_secs(2)).await),
+                Some(e) => Some(e.check(Duration::from_secs(2), &user_agent).await),
                 None => None,
             }
         }));

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::grpc_wire::{
     code_name, percent_decode, request_frame, response_status, status_name, unframe, SERVING,
 };
-use super::http::{host_port, USER_AGENT};
+use super::http::host_port;
 use super::run::ProbeResult;
 use super::tcp::dial;
 
@@ -25,8 +25,15 @@ const MAX_RESPONSE: usize = 64 * 1024;
 const UNIMPLEMENTED: u32 = 12;
 
 /// Calls `Health/Check` for `service` (empty or `None`: the server as a whole) on `host:port`;
-/// connecting and the call together are bounded by `timeout`.
-pub async fn check(host: &str, port: u16, service: Option<&str>, timeout: Duration) -> ProbeResult {
+/// connecting and the call together are bounded by `timeout`. `user_agent` is the kubelet's
+/// `kube-probe/<major>.<minor>` (its gRPC prober sets it with `grpc.WithUserAgent`).
+pub async fn check(
+    host: &str,
+    port: u16,
+    service: Option<&str>,
+    user_agent: &str,
+    timeout: Duration,
+) -> ProbeResult {
     let addr = host_port(host, port);
     let deadline = Instant::now() + timeout;
     let connect = async {
@@ -51,8 +58,11 @@ pub async fn check(host: &str, port: u16, service: Option<&str>, timeout: Durati
     let driver = AbortOnDrop(tokio::spawn(async move {
         let _ = connection.await;
     }));
-    let outcome =
-        tokio::time::timeout_at(deadline, call(sender, &addr, service.unwrap_or(""))).await;
+    let outcome = tokio::time::timeout_at(
+        deadline,
+        call(sender, &addr, service.unwrap_or(""), user_agent),
+    )
+    .await;
     drop(driver);
     match outcome {
         Ok(Ok(SERVING)) => ProbeResult::Success,
@@ -92,12 +102,17 @@ impl From<h2::Error> for RpcError {
 }
 
 /// One unary call; returns the response's serving status.
-async fn call(sender: SendRequest<Bytes>, authority: &str, service: &str) -> Result<u64, RpcError> {
+async fn call(
+    sender: SendRequest<Bytes>,
+    authority: &str,
+    service: &str,
+    user_agent: &str,
+) -> Result<u64, RpcError> {
     let mut sender = sender.ready().await?;
     let request = http::Request::post(format!("http://{authority}/grpc.health.v1.Health/Check"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
-        .header("user-agent", USER_AGENT)
+        .header("user-agent", user_agent)
         .body(())
         .map_err(|e| RpcError::Transport(e.to_string()))?;
     let (response, mut stream) = sender.send_request(request, false)?;

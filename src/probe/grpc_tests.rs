@@ -11,6 +11,7 @@ use super::*;
 use crate::probe::grpc_wire::frame;
 
 const LONG: Duration = Duration::from_secs(5);
+const UA: &str = "kube-probe/1.36";
 
 /// A health server: service "" is SERVING, "down" NOT_SERVING, anything else NOT_FOUND
 /// (trailers-only), like grpc-go's `health.Server`; `unimplemented` answers every call with
@@ -55,7 +56,7 @@ async fn answer(
     assert_eq!(request.uri().path(), "/grpc.health.v1.Health/Check");
     assert_eq!(request.headers()["content-type"], "application/grpc");
     assert_eq!(request.headers()["te"], "trailers");
-    assert_eq!(request.headers()["user-agent"], "kube-probe/1.34");
+    assert_eq!(request.headers()["user-agent"], UA);
     let mut body = request.into_body();
     let mut data = Vec::new();
     while let Some(Ok(chunk)) = body.data().await {
@@ -107,7 +108,7 @@ async fn answer(
 async fn serving_is_success() {
     let server = health_server(false).await;
     assert_eq!(
-        check("127.0.0.1", server.port, None, LONG).await,
+        check("127.0.0.1", server.port, None, UA, LONG).await,
         ProbeResult::Success
     );
 }
@@ -116,7 +117,7 @@ async fn serving_is_success() {
 async fn not_serving_fails_like_the_kubelet() {
     let server = health_server(false).await;
     assert_eq!(
-        check("127.0.0.1", server.port, Some("down"), LONG).await,
+        check("127.0.0.1", server.port, Some("down"), UA, LONG).await,
         ProbeResult::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
     );
 }
@@ -125,7 +126,7 @@ async fn not_serving_fails_like_the_kubelet() {
 async fn unknown_service_reports_the_grpc_status() {
     let server = health_server(false).await;
     assert_eq!(
-        check("127.0.0.1", server.port, Some("nope"), LONG).await,
+        check("127.0.0.1", server.port, Some("nope"), UA, LONG).await,
         ProbeResult::Failure(
             "error: health rpc probe failed: rpc error: code = NotFound desc = unknown service"
                 .into()
@@ -137,7 +138,7 @@ async fn unknown_service_reports_the_grpc_status() {
 async fn server_without_the_health_service() {
     let server = health_server(true).await;
     assert_eq!(
-        check("127.0.0.1", server.port, None, LONG).await,
+        check("127.0.0.1", server.port, None, UA, LONG).await,
         ProbeResult::Failure(
             "this server does not implement the grpc health protocol (grpc.health.v1.Health): \
              unknown service grpc.health.v1.Health"
@@ -154,7 +155,7 @@ async fn refused_connection() {
         .unwrap()
         .port();
     assert_eq!(
-        check("127.0.0.1", port, None, LONG).await,
+        check("127.0.0.1", port, None, UA, LONG).await,
         ProbeResult::Failure(format!(
             "error: failed to connect service at \"127.0.0.1:{port}\": dial tcp 127.0.0.1:{port}: connect: connection refused"
         ))
@@ -173,7 +174,7 @@ async fn silent_server_times_out() {
         }
     });
     let begun = std::time::Instant::now();
-    let result = check("127.0.0.1", port, None, Duration::from_millis(200)).await;
+    let result = check("127.0.0.1", port, None, UA, Duration::from_millis(200)).await;
     holder.abort();
     assert!(
         begun.elapsed() < Duration::from_secs(2),

@@ -1,27 +1,50 @@
-//! A minimal HTTP/1.1 GET client over tokio (plain or TLS without verification, as the kubelet's
-//! prober uses `InsecureSkipVerify`). Used by `httpGet` probes and by `boot init` to poll health
-//! endpoints. Touches only the network.
+//! `httpGet` probes as the kubelet's prober runs them (`pkg/probe/http`), on the crate's one
+//! HTTP client ([`crate::http::client`]): one connection per request, TLS not verified
+//! (`InsecureSkipVerify`), `User-Agent: kube-probe/<major>.<minor>`, `Accept: */*`, the probe's
+//! `httpHeaders` replacing defaults of the same name, at most 10 KiB of the body read, redirects
+//! to the same host followed (10 requests at most), a redirect to another host not followed.
+//! Also polls health endpoints for `boot init`. Touches only the network.
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use http::Request;
+use http_body_util::Empty;
 use rustls::pki_types::ServerName;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use super::insecure_tls::client_config;
 use super::spec::Scheme;
 use super::tcp::{dial, os_error_text};
+use crate::http::client;
+use crate::version::Version;
 
-/// The kubelet sends `User-Agent: kube-probe/<major>.<minor>` (`pkg/probe/http/request.go`).
-pub const USER_AGENT: &str = "kube-probe/1.34";
-/// The kubelet reads at most 10 KB of a probe's response body (`maxRespBodyLength`).
+/// The kubelet reads at most 10 KiB of a probe's response body (`maxRespBodyLength`).
 pub const MAX_BODY: usize = 10 * 1024;
+/// The kubelet's redirect checker stops after 10 requests (`len(via) >= 10`).
+pub const MAX_REQUESTS: usize = 10;
 
-/// What the server answered.
+/// `kube-probe/<major>.<minor>`, the kubelet's probe `User-Agent` for its own version
+/// (`pkg/probe/http/request.go`).
+pub fn user_agent(kubernetes: &Version) -> String {
+    format!("kube-probe/{}.{}", kubernetes.major, kubernetes.minor)
+}
+
+/// One `httpGet` request as the manifest describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpGet<'a> {
+    pub scheme: Scheme,
+    pub host: &'a str,
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: &'a str,
+    pub headers: &'a [(String, String)],
+    pub user_agent: &'a str,
+}
+
+/// What the server finally answered (after the redirects that were followed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     pub status: u16,
@@ -52,100 +75,174 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// GETs `path` from `host:port`; the whole exchange (connect, TLS, request, response) is
-/// bounded by `timeout`. `headers` replace the defaults of the same name (a `Host` header
-/// replaces the host, an empty `Accept` removes it), as the kubelet's `newProbeRequest` does.
-/// Redirects are not followed.
-pub async fn get(
-    scheme: Scheme,
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<HttpResponse, HttpError> {
-    let url = url(scheme, host, port, path);
-    let exchange = async {
-        let request = request_bytes(host, port, path, headers)?;
-        let tcp = dial(host, port).await?;
-        match scheme {
-            Scheme::Http => exchange(tcp, &request).await,
-            Scheme::Https => {
-                let tls = tls_connect(host, tcp).await?;
-                exchange(tls, &request).await
+/// Where one request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Target {
+    pub scheme: Scheme,
+    /// Without brackets.
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Target {
+    fn url(&self) -> String {
+        url(self.scheme, &self.host, self.port, &self.path)
+    }
+}
+
+/// GETs the probe's URL, following same-host redirects; everything (every connection, TLS
+/// handshake, request and body) is bounded by `timeout` together, as `http.Client.Timeout`.
+pub async fn get(probe: &HttpGet<'_>, timeout: Duration) -> Result<HttpResponse, HttpError> {
+    let deadline = Instant::now() + timeout;
+    let mut target = Target {
+        scheme: probe.scheme,
+        host: probe
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .into(),
+        port: probe.port,
+        path: probe.path.into(),
+    };
+    let first_host = target.host.clone();
+    // A `Host` header names the virtual host; Go keeps it across a redirect only when the
+    // `Location` is relative (net/http `Client.do`).
+    let mut host_header = header(probe.headers, "host").map(str::to_string);
+    let mut sent = 0;
+    loop {
+        let url = target.url();
+        let fail = |cause: String| HttpError {
+            url: url.clone(),
+            cause,
+        };
+        let request = build_request(&target, probe, host_header.as_deref()).map_err(fail)?;
+        let exchange = exchange(&target, request);
+        let response =
+            match tokio::time::timeout_at(deadline, exchange).await {
+                Ok(result) => result.map_err(fail)?,
+                // Go's wording when http.Client.Timeout expires.
+                Err(_) => return Err(fail(
+                    "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+                        .into(),
+                )),
+            };
+        sent += 1;
+        let location = response
+            .headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty());
+        let (next, relative) = match location {
+            Some(location) if follows_redirect(response.status.as_u16()) => {
+                resolve(&target, location).map_err(|e| {
+                    fail(format!("failed to parse Location header {location:?}: {e}"))
+                })?
             }
+            _ => return Ok(finished(response)),
+        };
+        // The kubelet's redirect checker: another host ends the chain with this response.
+        if next.host != first_host {
+            return Ok(finished(response));
         }
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(response)) => Ok(response),
-        Ok(Err(cause)) => Err(HttpError { url, cause }),
-        // Go's wording when http.Client.Timeout expires.
-        Err(_) => Err(HttpError {
-            url,
-            cause: "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-                .into(),
-        }),
+        if sent >= MAX_REQUESTS {
+            return Err(HttpError {
+                url: next.url(),
+                cause: format!("stopped after {MAX_REQUESTS} redirects"),
+            });
+        }
+        if !relative {
+            host_header = None;
+        }
+        target = next;
     }
 }
 
-/// The request head: request line, defaults, the caller's headers, `Connection: close`.
-fn request_bytes(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-) -> Result<Vec<u8>, String> {
-    for (name, value) in headers {
-        let bad_name = name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':');
-        if bad_name {
-            return Err(format!("net/http: invalid header field name {name:?}"));
-        }
-        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(format!("net/http: invalid header field value for {name:?}"));
-        }
+fn finished(response: client::BoundedResponse) -> HttpResponse {
+    HttpResponse {
+        status: response.status.as_u16(),
+        body: response.body.to_vec(),
     }
-    if path
-        .bytes()
-        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-    {
-        return Err(format!("invalid request path {path:?}"));
+}
+
+/// The statuses Go's client follows when they carry a `Location`.
+fn follows_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+fn header<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// The request as `newProbeRequest` builds it: the manifest's headers, then `User-Agent` and
+/// `Accept: */*` unless given (an empty `Accept` removes it), `Host`, and `Connection: close`
+/// (the prober's transport disables keep-alives).
+fn build_request(
+    target: &Target,
+    probe: &HttpGet<'_>,
+    host_header: Option<&str>,
+) -> Result<Request<Empty<Bytes>>, String> {
+    let mut request = Request::get(target.path.as_str())
+        .body(Empty::new())
+        .map_err(|e| format!("invalid request path {:?}: {e}", target.path))?;
+    let headers = request.headers_mut();
+    for (name, value) in probe.headers {
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("net/http: invalid header field name {name:?}"))?;
+        let header_value = HeaderValue::from_str(value)
+            .map_err(|_| format!("net/http: invalid header field value for {name:?}"))?;
+        if header_name == HOST || header_name == http::header::CONNECTION {
+            continue;
+        }
+        if header_name == http::header::ACCEPT && value.is_empty() {
+            continue;
+        }
+        // An empty User-Agent is sent as none, as Go does.
+        if header_name == http::header::USER_AGENT && value.is_empty() {
+            continue;
+        }
+        headers.append(header_name, header_value);
     }
-    let given = |n: &'static str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.as_str())
-    };
-    let host_header = given("host")
+    if header(probe.headers, "user-agent").is_none() {
+        let value = HeaderValue::from_str(probe.user_agent)
+            .map_err(|_| format!("invalid User-Agent {:?}", probe.user_agent))?;
+        headers.insert(http::header::USER_AGENT, value);
+    }
+    if header(probe.headers, "accept").is_none() {
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+    }
+    let host = host_header
         .map(str::to_string)
-        .unwrap_or_else(|| host_port(host, port));
-    let mut head = format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\n");
-    if given("user-agent").is_none() {
-        head.push_str(&format!("User-Agent: {USER_AGENT}\r\n"));
-    }
-    if given("accept").is_none() {
-        head.push_str("Accept: */*\r\n");
-    }
-    for (name, value) in headers {
-        let skip = name.eq_ignore_ascii_case("host")
-            || name.eq_ignore_ascii_case("connection")
-            || (name.eq_ignore_ascii_case("accept") && value.is_empty());
-        if !skip {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    Ok(head.into_bytes())
+        .unwrap_or_else(|| host_port(&target.host, target.port));
+    let host = HeaderValue::from_str(&host)
+        .map_err(|_| format!("net/http: invalid Host header {host:?}"))?;
+    headers.insert(HOST, host);
+    headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    Ok(request)
 }
 
-async fn tls_connect(host: &str, tcp: TcpStream) -> Result<TlsStream<TcpStream>, String> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(bare.to_string())
-        .map_err(|e| format!("tls: invalid server name {bare:?}: {e}"))?;
-    TlsConnector::from(client_config())
-        .connect(name, tcp)
-        .await
-        .map_err(|e| tls_error_text(&e))
+/// One request on a new connection.
+async fn exchange(
+    target: &Target,
+    request: Request<Empty<Bytes>>,
+) -> Result<client::BoundedResponse, String> {
+    let tcp = dial(&target.host, target.port).await?;
+    let answer = match target.scheme {
+        Scheme::Http => client::send(tcp, request, MAX_BODY).await,
+        Scheme::Https => {
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|e| format!("tls: invalid server name {:?}: {e}", target.host))?;
+            let tls = TlsConnector::from(client_config())
+                .connect(name, tcp)
+                .await
+                .map_err(|e| tls_error_text(&e))?;
+            client::send(tls, request, MAX_BODY).await
+        }
+    };
+    answer.map_err(|e| e.to_string())
 }
 
 fn tls_error_text(e: &std::io::Error) -> String {
@@ -155,135 +252,133 @@ fn tls_error_text(e: &std::io::Error) -> String {
     }
 }
 
-/// Longest response head accepted (Go's `http.DefaultMaxHeaderBytes` is 1 MB; health endpoints
-/// send a few hundred bytes).
-const MAX_HEAD: u64 = 64 * 1024;
-
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    request: &[u8],
-) -> Result<HttpResponse, String> {
-    stream
-        .write_all(request)
-        .await
-        .map_err(|e| format!("write: {}", os_error_text(&e)))?;
-    stream
-        .flush()
-        .await
-        .map_err(|e| format!("write: {}", os_error_text(&e)))?;
-    let mut reader = BufReader::new(stream);
-    let (status, headers) = loop {
-        let (status, headers) = read_head(&mut reader).await?;
-        // Interim 1xx responses precede the real one (101 is not expected on a GET).
-        if !(100..200).contains(&status) {
-            break (status, headers);
-        }
-    };
-    let header = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.as_str())
-    };
-    let body = if header("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    {
-        read_chunked(&mut reader).await?
-    } else if let Some(length) = header("content-length") {
-        let length: u64 = length
-            .trim()
-            .parse()
-            .map_err(|_| format!("bad Content-Length {length:?}"))?;
-        read_capped(&mut reader, length.min(MAX_BODY as u64)).await?
+/// Resolves a `Location` against the URL it answered (RFC 3986 §5.2, as Go's `URL.Parse`);
+/// also says whether it was relative (no scheme). Only `http` and `https` are followed.
+pub(super) fn resolve(base: &Target, location: &str) -> Result<(Target, bool), String> {
+    let location = location.split('#').next().unwrap_or_default();
+    let has_scheme = location.split_once(':').is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let (scheme, rest) = if has_scheme {
+        let (scheme, rest) = location.split_once(':').unwrap_or_default();
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "http" => Scheme::Http,
+            "https" => Scheme::Https,
+            other => return Err(format!("unsupported protocol scheme {other:?}")),
+        };
+        (scheme, rest)
     } else {
-        read_capped(&mut reader, MAX_BODY as u64).await?
+        (base.scheme, location)
     };
-    Ok(HttpResponse { status, body })
+    let target = if let Some(authority_and_path) = rest.strip_prefix("//") {
+        let split = authority_and_path
+            .find(['/', '?'])
+            .unwrap_or(authority_and_path.len());
+        let (authority, path) = authority_and_path.split_at(split);
+        let (host, port) = split_authority(authority, scheme)?;
+        Target {
+            scheme,
+            host,
+            port,
+            path: normalise_path(if path.starts_with('/') {
+                path.to_string()
+            } else {
+                format!("/{path}")
+            }),
+        }
+    } else {
+        let path = if rest.starts_with('/') {
+            rest.to_string()
+        } else if rest.is_empty() {
+            base.path.clone()
+        } else if let Some(query) = rest.strip_prefix('?') {
+            let base_path = base.path.split('?').next().unwrap_or("/");
+            format!("{base_path}?{query}")
+        } else {
+            let base_path = base.path.split('?').next().unwrap_or("/");
+            let directory = &base_path[..=base_path.rfind('/').unwrap_or(0)];
+            format!("{directory}{rest}")
+        };
+        Target {
+            scheme,
+            host: base.host.clone(),
+            port: if scheme == base.scheme {
+                base.port
+            } else {
+                default_port(scheme)
+            },
+            path: normalise_path(path),
+        }
+    };
+    Ok((target, !has_scheme))
 }
 
-/// Reads a status line and header lines up to the empty line.
-async fn read_head<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-) -> Result<(u16, Vec<(String, String)>), String> {
-    let mut budget = MAX_HEAD;
-    let status_line = read_line(reader, &mut budget).await?;
-    if status_line.is_empty() {
-        return Err("EOF".into());
-    }
-    let mut parts = status_line.splitn(3, ' ');
-    let status = match (parts.next(), parts.next()) {
-        (Some(v), Some(code)) if v.starts_with("HTTP/") => code.parse::<u16>().ok(),
-        _ => None,
-    }
-    .ok_or_else(|| format!("net/http: malformed HTTP response {status_line:?}"))?;
-    let mut headers = Vec::new();
-    loop {
-        let line = read_line(reader, &mut budget).await?;
-        if line.is_empty() {
-            return Ok((status, headers));
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_string(), value.trim().to_string()));
-        }
+fn default_port(scheme: Scheme) -> u16 {
+    match scheme {
+        Scheme::Http => 80,
+        Scheme::Https => 443,
     }
 }
 
-/// One CRLF- (or LF-) terminated line without its terminator, charged against `budget`.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    budget: &mut u64,
-) -> Result<String, String> {
-    let mut line = Vec::new();
-    let n = (&mut *reader)
-        .take(*budget)
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|e| format!("read: {}", os_error_text(&e)))?;
-    *budget -= n as u64;
-    if !line.ends_with(b"\n") {
-        if *budget == 0 {
-            return Err("net/http: response head too long".into());
+/// `host`, `host:port`, `[v6]` or `[v6]:port` (user information is dropped, as Go ignores it
+/// for the host comparison).
+fn split_authority(authority: &str, scheme: Scheme) -> Result<(String, u16), String> {
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in host {authority:?}"))?;
+        (host, after.strip_prefix(':'))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
         }
-        if !line.is_empty() {
-            return Err("unexpected EOF".into());
-        }
+    };
+    if host.is_empty() {
+        return Err("empty host".into());
     }
-    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        line.pop();
-    }
-    Ok(String::from_utf8_lossy(&line).into_owned())
+    let port = match port {
+        None | Some("") => default_port(scheme),
+        Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
+    };
+    Ok((host.to_string(), port))
 }
 
-/// Up to `limit` bytes, or fewer if the peer closes first.
-async fn read_capped<R: AsyncRead + Unpin>(reader: &mut R, limit: u64) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    reader
-        .take(limit)
-        .read_to_end(&mut body)
-        .await
-        .map_err(|e| format!("read body: {}", os_error_text(&e)))?;
-    Ok(body)
-}
-
-/// Decodes `Transfer-Encoding: chunked` until the last chunk or [`MAX_BODY`] bytes.
-async fn read_chunked<R: AsyncBufRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    let mut budget = MAX_HEAD;
-    loop {
-        let line = read_line(reader, &mut budget).await?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        if size == 0 {
-            return Ok(body);
+/// Removes `.` and `..` segments from the path (RFC 3986 §5.2.4); the query is kept as is.
+fn normalise_path(path_and_query: String) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path_and_query.as_str(), None),
+    };
+    let mut segments: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path.split('/').skip(1).collect();
+    for (i, segment) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        match *segment {
+            "." => {
+                if last {
+                    segments.push("");
+                }
+            }
+            ".." => {
+                segments.pop();
+                if last {
+                    segments.push("");
+                }
+            }
+            other => segments.push(other),
         }
-        let room = (MAX_BODY - body.len()) as u64;
-        body.extend(read_capped(reader, size.min(room)).await?);
-        if body.len() >= MAX_BODY {
-            return Ok(body);
-        }
-        read_line(reader, &mut budget).await?; // the CRLF after the chunk data
     }
+    let mut out = format!("/{}", segments.join("/"));
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,13 +9,29 @@ use super::spec::ProbeAction;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeResult {
     Success,
+    /// Counts as success, with something worth telling (the kubelet's `probe.Warning`: an
+    /// `httpGet` answered with a redirect that was not followed).
+    Warning(String),
     /// Why it failed, worded like the kubelet's event message.
     Failure(String),
 }
 
+impl ProbeResult {
+    /// Success or warning: what the thresholds count as a success.
+    pub fn passed(&self) -> bool {
+        !matches!(self, ProbeResult::Failure(_))
+    }
+}
+
 /// Runs `action` once; the whole run (connect, TLS, request, response) is bounded by `timeout`.
-/// `env` is the container's environment, used by exec probes only.
-pub async fn run(action: &ProbeAction, timeout: Duration, env: &[(String, String)]) -> ProbeResult {
+/// `env` is the container's environment, used by exec probes only; `user_agent` is sent by HTTP
+/// and gRPC probes (see [`super::http::user_agent`]).
+pub async fn run(
+    action: &ProbeAction,
+    timeout: Duration,
+    env: &[(String, String)],
+    user_agent: &str,
+) -> ProbeResult {
     match action {
         ProbeAction::HttpGet {
             scheme,
@@ -23,25 +39,41 @@ pub async fn run(action: &ProbeAction, timeout: Duration, env: &[(String, String
             port,
             path,
             headers,
-        } => match super::http::get(*scheme, host, *port, path, headers, timeout).await {
-            Ok(response) => http_result(&response),
-            Err(e) => ProbeResult::Failure(e.to_string()),
-        },
+        } => {
+            let request = super::http::HttpGet {
+                scheme: *scheme,
+                host,
+                port: *port,
+                path,
+                headers,
+                user_agent,
+            };
+            match super::http::get(&request, timeout).await {
+                Ok(response) => http_result(&response),
+                Err(e) => ProbeResult::Failure(e.to_string()),
+            }
+        }
         ProbeAction::TcpSocket { host, port } => super::tcp::check(host, *port, timeout).await,
         ProbeAction::Exec { command } => super::exec::check(command, env, timeout).await,
         ProbeAction::Grpc {
             host,
             port,
             service,
-        } => super::grpc::check(host, *port, service.as_deref(), timeout).await,
+        } => super::grpc::check(host, *port, service.as_deref(), user_agent, timeout).await,
     }
 }
 
-/// `pkg/probe/http`: a status in [200, 400) passes (a redirect to another host counts as success
-/// for the kubelet too, with a warning; `boot` does not follow redirects at all).
+/// `pkg/probe/http`: a status in [200, 300) passes; one in [300, 400) — a redirect that was not
+/// followed — passes with a warning; anything else fails. The body is never in the message
+/// (k/k#99425).
 fn http_result(response: &super::http::HttpResponse) -> ProbeResult {
-    if (200..400).contains(&response.status) {
+    if (200..300).contains(&response.status) {
         ProbeResult::Success
+    } else if (300..400).contains(&response.status) {
+        ProbeResult::Warning(format!(
+            "Probe terminated redirects, Response body: {}",
+            String::from_utf8_lossy(&response.body)
+        ))
     } else {
         ProbeResult::Failure(format!(
             "HTTP probe failed with statuscode: {}",
@@ -55,6 +87,7 @@ mod tests {
     use super::*;
 
     const LONG: Duration = Duration::from_secs(5);
+    const UA: &str = "kube-probe/1.36";
 
     #[tokio::test]
     async fn dispatches_tcp_and_exec() {
@@ -64,17 +97,17 @@ mod tests {
             host: "127.0.0.1".into(),
             port,
         };
-        assert_eq!(run(&tcp, LONG, &[]).await, ProbeResult::Success);
+        assert_eq!(run(&tcp, LONG, &[], UA).await, ProbeResult::Success);
 
         let exec = ProbeAction::Exec {
             command: vec!["sh".into(), "-c".into(), "test \"$X\" = 1".into()],
         };
         assert_eq!(
-            run(&exec, LONG, &[("X".into(), "1".into())]).await,
+            run(&exec, LONG, &[("X".into(), "1".into())], UA).await,
             ProbeResult::Success
         );
         assert_eq!(
-            run(&exec, LONG, &[]).await,
+            run(&exec, LONG, &[], UA).await,
             ProbeResult::Failure("exit status 1".into())
         );
     }
@@ -88,7 +121,11 @@ mod tests {
             })
         };
         assert_eq!(result(200), ProbeResult::Success);
-        assert_eq!(result(399), ProbeResult::Success);
+        assert_eq!(result(299), ProbeResult::Success);
+        assert!(
+            matches!(result(302), ProbeResult::Warning(m) if m.starts_with("Probe terminated redirects"))
+        );
+        assert!(result(399).passed());
         assert_eq!(
             result(199),
             ProbeResult::Failure("HTTP probe failed with statuscode: 199".into())

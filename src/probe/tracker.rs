@@ -97,7 +97,7 @@ impl ProbeTracker {
     /// Counts `result` into the current run of consecutive results and returns the change of
     /// state, if the run just reached its threshold and the state differs.
     pub fn record(&mut self, result: &ProbeResult) -> Option<ProbeOutcomeChange> {
-        let success = matches!(result, ProbeResult::Success);
+        let success = result.passed();
         if self.run_of == Some(success) {
             self.run_length = self.run_length.saturating_add(1);
         } else {

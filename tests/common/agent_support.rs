@@ -76,7 +76,7 @@ impl TestAgent {
         let socket = self.options.status_socket.clone();
         wait_until("the agent's status socket", Duration::from_secs(10), || {
             let socket = socket.clone();
-            async move { status::fetch(&socket).ok() }
+            async move { status::fetch(&socket).await.ok() }
         })
         .await;
     }
@@ -116,7 +116,7 @@ impl TestAgent {
     }
 
     pub fn status(&self) -> AgentStatus {
-        status::fetch(&self.options.status_socket).expect("agent status")
+        status::fetch_blocking(&self.options.status_socket).expect("agent status")
     }
 
     /// Polls the status until `check` returns `Some`.
@@ -130,7 +130,7 @@ impl TestAgent {
         let deadline = Instant::now() + timeout;
         let mut last = None;
         loop {
-            if let Ok(status) = status::fetch(&socket) {
+            if let Ok(status) = status::fetch(&socket).await {
                 if let Some(found) = check(&status) {
                     return found;
                 }

@@ -36,8 +36,9 @@ pub fn run_due(ctx: &Context, worker: &mut PodWorker, now: Instant) {
                 .collect();
             let events = ctx.events.clone();
             let uid = uid.clone();
+            let user_agent = probe::http::user_agent(&ctx.options.kubernetes_version);
             tokio::spawn(async move {
-                let result = probe::run(&due.action, due.timeout, &env).await;
+                let result = probe::run(&due.action, due.timeout, &env, &user_agent).await;
                 let _ = events.send(Event::Probed {
                     uid,
                     index,
@@ -80,6 +81,13 @@ pub fn on_result(
         return;
     };
     running.probes_in_flight.retain(|k| *k != kind);
+    if let ProbeResult::Warning(warning) = &result {
+        // The kubelet's ProbeWarning event.
+        ctx.note(format!(
+            "pod {pod_name}: container {name}: {} probe warning: {warning}",
+            kind.title()
+        ));
+    }
     for verdict in running.probes.record(kind, &result) {
         match verdict {
             Verdict::Started => ctx.note(format!(
