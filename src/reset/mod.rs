@@ -15,5 +15,5 @@ mod verify;
 
 pub use execute::{execute, StepError};
 pub use plan::{plan, ResetPlan};
-pub use validate::{LedgerError, BOOT_PREFIXES};
+pub use validate::{never_removed, LedgerError, BOOT_PREFIXES};
 pub use verify::{verify, Leftover};

@@ -124,6 +124,12 @@ impl Bounds {
     }
 }
 
+/// `/`, the root, top-level, system and home directories: reset never removes them, so init
+/// never records them.
+pub fn never_removed(root: &HostRoot, path: &Path) -> bool {
+    Bounds::new(root, Vec::new()).is_protected(path)
+}
+
 /// Checks every path and the agent launch of `ledger` (already recorded under `root`).
 pub fn validate(ledger: &Ledger, root: &HostRoot) -> Result<(), LedgerError> {
     let file = Ledger::path(root);
