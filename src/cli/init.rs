@@ -190,7 +190,8 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         let mut stdout = std::io::stdout();
         // Preflight, the ledger and the files first: a foreground agent binds its ports only
         // after preflight checked them, and creates its directories after they were recorded.
-        let Some(prepared) = init_run::prepare(&request, &mut stdout).map_err(|e| init_error(e, &root))?
+        let Some(prepared) =
+            init_run::prepare(&request, &mut stdout).map_err(|e| init_error(e, &root))?
         else {
             return Ok(ExitCode::Ok);
         };
@@ -213,7 +214,9 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             );
             match agent.await {
                 Ok(Err(e)) => {
-                    return Err(CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e))
+                    return Err(
+                        CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e)
+                    )
                 }
                 Ok(Ok(())) | Err(_) => {}
             }

@@ -276,7 +276,11 @@ fn note_everything(
     files: &[RenderedFile],
     config_file: &RenderedFile,
 ) {
-    for dir in [&layout.cert_dir, &layout.kubernetes_dir, &layout.manifest_dir] {
+    for dir in [
+        &layout.cert_dir,
+        &layout.kubernetes_dir,
+        &layout.manifest_dir,
+    ] {
         ledger.note_prefix(dir);
     }
     ledger.note_files(root, files);

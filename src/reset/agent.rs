@@ -143,7 +143,10 @@ fn is_boot(pid: i32) -> bool {
         OsString::from_vec(text)
     };
     same_file
-        || match (std::fs::read_link(&exe), std::fs::read_link("/proc/self/exe")) {
+        || match (
+            std::fs::read_link(&exe),
+            std::fs::read_link("/proc/self/exe"),
+        ) {
             (Ok(theirs), Ok(mine)) => strip(theirs) == strip(mine),
             _ => false,
         }
@@ -276,7 +279,10 @@ mod tests {
     fn this_process_is_boots_own_binary_and_others_are_not() {
         let me = std::process::id() as i32;
         assert!(is_boot(me));
-        let mut sleep = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         assert!(!is_boot(sleep.id() as i32));
         let _ = sleep.kill();
         let _ = sleep.wait();
@@ -291,7 +297,10 @@ mod tests {
         assert!(socket_holders(&socket).contains(&me));
         assert!(holds_socket(me, &socket));
 
-        let mut sleep = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut sleep = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         let pidfd = Pidfd::open(sleep.id() as i32).unwrap();
         assert!(!pidfd.exited_within(Duration::from_millis(50)).await);
         pidfd.signal(libc::SIGTERM);

@@ -29,7 +29,10 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     let beneath = match Beneath::open(root.prefix()) {
         Ok(beneath) => beneath,
         Err(e) => {
-            errors.push(StepError { step: format!("open {}", root.prefix().display()), error: e.to_string() });
+            errors.push(StepError {
+                step: format!("open {}", root.prefix().display()),
+                error: e.to_string(),
+            });
             return errors;
         }
     };
@@ -37,14 +40,20 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
         match beneath.remove_file(file) {
             Ok(true) => out.push(format!("[reset] Removed {}", file.display())),
             Ok(false) => {}
-            Err(e) => errors.push(StepError { step: format!("remove {}", file.display()), error: e.to_string() }),
+            Err(e) => errors.push(StepError {
+                step: format!("remove {}", file.display()),
+                error: e.to_string(),
+            }),
         }
     }
     for tree in &plan.trees {
         match beneath.empty_tree(tree, &plan.ledger) {
             Ok(true) => out.push(format!("[reset] Emptied {}", tree.display())),
             Ok(false) => {}
-            Err(e) => errors.push(StepError { step: format!("empty {}", tree.display()), error: e.to_string() }),
+            Err(e) => errors.push(StepError {
+                step: format!("empty {}", tree.display()),
+                error: e.to_string(),
+            }),
         }
     }
     // The ledger goes last, and only after everything else went: a reset that failed somewhere
@@ -53,7 +62,10 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
         return errors;
     }
     if let Err(e) = beneath.remove_file(&plan.ledger) {
-        errors.push(StepError { step: format!("remove {}", plan.ledger.display()), error: e.to_string() });
+        errors.push(StepError {
+            step: format!("remove {}", plan.ledger.display()),
+            error: e.to_string(),
+        });
         return errors;
     }
     for dir in &plan.dirs {
@@ -61,7 +73,10 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             Ok(_) => {}
             // Not empty: something that is not boot's is in it; it stays, as kubeadm leaves it.
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
-            Err(e) => errors.push(StepError { step: format!("remove directory {}", dir.display()), error: e.to_string() }),
+            Err(e) => errors.push(StepError {
+                step: format!("remove directory {}", dir.display()),
+                error: e.to_string(),
+            }),
         }
     }
     errors

@@ -160,7 +160,11 @@ fn empty_dir(dir: OwnedFd, shown: &Path, keep: Option<&Path>, depth: usize) -> i
         let os_name = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.as_bytes());
         let path = shown.join(os_name);
         let inner_keep = keep.and_then(|k| k.strip_prefix(os_name).ok());
-        let stat = match fstatat(&dir, name.as_c_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let stat = match fstatat(
+            &dir,
+            name.as_c_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(stat) => stat,
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(io::Error::from(e)),
@@ -179,8 +183,7 @@ fn empty_dir(dir: OwnedFd, shown: &Path, keep: Option<&Path>, depth: usize) -> i
             empty_dir(sub, &path, None, depth + 1)?;
             unlinkat(&dir, name.as_c_str(), UnlinkatFlags::RemoveDir).map_err(io::Error::from)?;
         } else {
-            unlinkat(&dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir)
-                .map_err(io::Error::from)?;
+            unlinkat(&dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir).map_err(io::Error::from)?;
         }
         removed = true;
     }
@@ -245,7 +248,9 @@ mod tests {
         assert!(f.outside.join("kubernetes/manifests").is_dir());
         assert!(beneath.remove_file(&f.root.join("etc/precious")).is_err());
         assert!(f.outside.join("precious").exists());
-        assert!(beneath.empty_tree(&f.root.join("etc"), Path::new("/none")).is_err());
+        assert!(beneath
+            .empty_tree(&f.root.join("etc"), Path::new("/none"))
+            .is_err());
         assert!(f.outside.join("precious").exists());
         // The symlink itself is a file entry: removing it leaves its target alone.
         assert!(beneath.remove_file(&f.root.join("etc")).unwrap());
@@ -261,14 +266,18 @@ mod tests {
         fs::write(tree.join("ledger.json"), "{}").unwrap();
         symlink(&f.outside, tree.join("link")).unwrap();
         let beneath = Beneath::open(&f.root).unwrap();
-        assert!(beneath.empty_tree(&tree, &tree.join("ledger.json")).unwrap());
+        assert!(beneath
+            .empty_tree(&tree, &tree.join("ledger.json"))
+            .unwrap());
         let left: Vec<_> = fs::read_dir(&tree)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left, ["ledger.json"]);
         assert!(f.outside.join("precious").exists());
-        assert!(!beneath.empty_tree(&tree, &tree.join("ledger.json")).unwrap());
+        assert!(!beneath
+            .empty_tree(&tree, &tree.join("ledger.json"))
+            .unwrap());
         assert!(beneath.remove_file(&tree.join("ledger.json")).unwrap());
         assert!(beneath.remove_dir(&tree).unwrap());
         assert!(!beneath.remove_dir(&tree).unwrap(), "already gone");
@@ -290,7 +299,11 @@ mod tests {
         symlink(&f.outside, f.root.join("etc")).unwrap();
         let root = nix::fcntl::open(&f.root, OFlag::O_DIRECTORY, Mode::empty()).unwrap();
         let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW;
-        let err = walk(root.as_fd(), &[OsStr::new("etc"), OsStr::new("kubernetes")], flags);
+        let err = walk(
+            root.as_fd(),
+            &[OsStr::new("etc"), OsStr::new("kubernetes")],
+            flags,
+        );
         // O_DIRECTORY|O_NOFOLLOW on a symlink: ENOTDIR (or ELOOP), never its target.
         assert!(matches!(err, Err(Errno::ENOTDIR | Errno::ELOOP)), "{err:?}");
         fs::create_dir(f.root.join("var")).unwrap();

@@ -308,7 +308,16 @@ mod tests {
             l.owned_trees.insert(r.prefix().join("../elsewhere"));
         })
         .unwrap_err();
-        assert!(matches!(err, LedgerError::NotPlain { field: "ownedTrees", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                LedgerError::NotPlain {
+                    field: "ownedTrees",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("../elsewhere"), "{err}");
         assert!(check(|l, _| {
             l.files.insert("etc/kubernetes/admin.conf".into());
@@ -322,7 +331,10 @@ mod tests {
             l.files.insert(r.path("/etc/shadow"));
         })
         .unwrap_err();
-        assert!(matches!(err, LedgerError::Outside { field: "files", .. }), "{err}");
+        assert!(
+            matches!(err, LedgerError::Outside { field: "files", .. }),
+            "{err}"
+        );
         let err = check(|l, _| {
             l.owned_trees.insert("/opt/data".into());
         })
@@ -337,12 +349,23 @@ mod tests {
 
     #[test]
     fn system_and_home_directories_are_never_removed() {
-        for path in ["/", "/tmp", "/tmp/r", "/home", "/home/alice", "/var/lib", "/etc/systemd"] {
+        for path in [
+            "/",
+            "/tmp",
+            "/tmp/r",
+            "/home",
+            "/home/alice",
+            "/var/lib",
+            "/etc/systemd",
+        ] {
             let err = check(|l, _| {
                 l.created_dirs.insert(path.into());
             })
             .unwrap_err();
-            assert!(matches!(err, LedgerError::Protected { .. }), "{path}: {err}");
+            assert!(
+                matches!(err, LedgerError::Protected { .. }),
+                "{path}: {err}"
+            );
         }
         let bounds = Bounds::with_homes(
             &HostRoot::system(),

@@ -119,7 +119,10 @@ impl RotatingLog {
         if self.size > 0 && self.size + out.len() as u64 > self.max_size {
             self.rotate()?;
         }
-        let file = self.file.as_mut().ok_or_else(|| io::Error::other("not open"))?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("not open"))?;
         file.write_all(out)?;
         self.size += out.len() as u64;
         self.retry_at = None;
