@@ -56,8 +56,14 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             }),
         }
     }
-    // The ledger goes last, and only after everything else went: a reset that failed somewhere
-    // is run again from the same ledger (its directories stay with it).
+    // Directories deepest first; the ledger goes last, and only once everything else went: a
+    // reset that failed somewhere runs again from the same ledger. The ledger's own directories
+    // can only go after it.
+    let (holding_ledger, others): (Vec<&PathBuf>, Vec<&PathBuf>) = plan
+        .dirs
+        .iter()
+        .partition(|dir| plan.ledger.starts_with(dir));
+    remove_dirs(&beneath, &others, &mut errors);
     if !errors.is_empty() {
         return errors;
     }
@@ -68,10 +74,16 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
         });
         return errors;
     }
-    for dir in &plan.dirs {
+    remove_dirs(&beneath, &holding_ledger, &mut errors);
+    errors
+}
+
+/// Removes each directory that is empty; one that is not holds something that is not boot's and
+/// stays, as kubeadm leaves it.
+fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>) {
+    for dir in dirs {
         match beneath.remove_dir(dir) {
             Ok(_) => {}
-            // Not empty: something that is not boot's is in it; it stays, as kubeadm leaves it.
             Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
             Err(e) => errors.push(StepError {
                 step: format!("remove directory {}", dir.display()),
@@ -79,7 +91,6 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             }),
         }
     }
-    errors
 }
 
 /// Every recorded container: SIGTERM to its group, the grace period, SIGKILL, then its cgroups
