@@ -238,3 +238,182 @@ fn reset_finishes_after_an_init_killed_halfway() {
     assert!(!second.status.success());
     assert!(text(&second).contains("boot reset"), "{}", text(&second));
 }
+
+/// Writes a ledger by hand, as a tampered or corrupt one would be.
+fn write_ledger(root: &Path, ledger: &boot::host::ledger::Ledger) {
+    let host_root = boot::host::HostRoot::under(root).unwrap();
+    ledger.save(&host_root).unwrap();
+}
+
+#[test]
+fn a_ledger_path_escaping_the_root_is_refused_and_nothing_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("precious"), "keep").unwrap();
+    std::fs::create_dir_all(root.join("etc/kubernetes")).unwrap();
+    std::fs::write(root.join("etc/kubernetes/admin.conf"), "x").unwrap();
+    let mut ledger = boot::host::ledger::Ledger::default();
+    ledger.files.insert(root.join("etc/kubernetes/admin.conf"));
+    ledger.owned_trees.insert(root.join("../elsewhere"));
+    write_ledger(&root, &ledger);
+    let reset = Command::new(BOOT)
+        .args(["reset", "--force", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let output = text(&reset);
+    assert_eq!(reset.status.code(), Some(4), "{output}");
+    assert!(output.contains("../elsewhere"), "{output}");
+    assert!(elsewhere.join("precious").exists(), "{output}");
+    assert!(
+        root.join("etc/kubernetes/admin.conf").exists(),
+        "validated before anything is removed"
+    );
+}
+
+#[test]
+fn a_failed_reset_keeps_its_ledger_and_never_follows_a_symlinked_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(outside.join("kubernetes/manifests")).unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    // `<root>/etc` planted as a symlink to a directory outside the root.
+    std::os::unix::fs::symlink(&outside, root.join("etc")).unwrap();
+    let mut ledger = boot::host::ledger::Ledger::default();
+    ledger.created_dirs.insert(root.join("etc"));
+    ledger.created_dirs.insert(root.join("etc/kubernetes"));
+    ledger
+        .created_dirs
+        .insert(root.join("etc/kubernetes/manifests"));
+    for dir in ["var", "var/lib", "var/lib/boot"] {
+        ledger.created_dirs.insert(root.join(dir));
+    }
+    write_ledger(&root, &ledger);
+    let reset = |root: &Path| {
+        Command::new(BOOT)
+            .args(["reset", "--force", "--root"])
+            .arg(root)
+            .output()
+            .unwrap()
+    };
+    let first = reset(&root);
+    assert!(!first.status.success(), "{}", text(&first));
+    assert!(
+        outside.join("kubernetes/manifests").is_dir(),
+        "an empty directory behind the symlink was removed: {}",
+        text(&first)
+    );
+    assert!(
+        root.join("var/lib/boot/ledger.json").exists(),
+        "the ledger went although a step failed: {}",
+        text(&first)
+    );
+    // Once the symlink is gone, the same ledger finishes the job.
+    std::fs::remove_file(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("etc/kubernetes/manifests")).unwrap();
+    let second = reset(&root);
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(walk(&root), BTreeSet::new(), "{}", text(&second));
+    assert!(outside.join("kubernetes/manifests").is_dir());
+}
+
+#[test]
+fn an_etcd_data_directory_in_use_is_not_boots_to_empty() {
+    let cluster = Cluster::new("", "1m0s");
+    let member = cluster.root().join("var/lib/etcd/member");
+    std::fs::create_dir_all(&member).unwrap();
+    std::fs::write(member.join("snap"), "someone's data").unwrap();
+    let init = cluster.boot(&[
+        "init",
+        "--skip-phases=agent,wait-control-plane,post-boot",
+        "--ignore-preflight-errors=all",
+    ]);
+    assert!(init.status.success(), "{}", text(&init));
+    let reset = cluster.boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert_eq!(
+        std::fs::read_to_string(member.join("snap")).unwrap(),
+        "someone's data"
+    );
+    assert!(!cluster.root().join("etc/kubernetes").exists());
+}
+
+#[test]
+fn a_foreground_agent_starts_after_preflight_and_reset_stops_it() {
+    let cluster = Cluster::new("", "1m0s");
+    let before = cluster.tree();
+    let init = Command::new(BOOT)
+        .args(["init", "--agent=foreground", "--root"])
+        .arg(cluster.root())
+        .arg("--config")
+        .arg(cluster.dir.path().join("config.yaml"))
+        .arg(IGNORE)
+        // No control-plane pods: this is about the agent, preflight and the ledger.
+        .arg("--skip-phases=etcd,control-plane,wait-control-plane,post-boot")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut init = Foreground(Some(init));
+    let socket = cluster.root().join("run/boot/agent.sock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !socket.exists() {
+        if let Some(status) = init.child().try_wait().unwrap() {
+            let out = init.0.take().unwrap().wait_with_output().unwrap();
+            panic!(
+                "init exited ({status}) before its agent ran: {}",
+                text(&out)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the foreground agent never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ledger = std::fs::read_to_string(cluster.root().join("var/lib/boot/ledger.json")).unwrap();
+    assert!(
+        ledger.contains(&cluster.root().join("run/boot").display().to_string()),
+        "the agent's directories are recorded: {ledger}"
+    );
+    let reset = cluster.boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(
+        text(&reset).contains("Stopped the agent"),
+        "{}",
+        text(&reset)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while init.child().try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "boot init --agent=foreground still runs after reset"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = init.0.take().unwrap().wait_with_output().unwrap();
+    assert!(!text(&out).contains("[ERROR"), "{}", text(&out));
+    assert_eq!(cluster.tree(), before, "{}", text(&reset));
+}
+
+/// `boot init --agent=foreground`, killed on drop if the test did not end it.
+struct Foreground(Option<std::process::Child>);
+
+impl Foreground {
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().unwrap()
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

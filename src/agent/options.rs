@@ -74,7 +74,7 @@ impl AgentOptions {
             relist_period: DEFAULT_RELIST_PERIOD,
             stop_pods_on_exit: false,
             cgroup_parent: "boot".into(),
-            relay_exe: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("boot")),
+            relay_exe: PathBuf::from(crate::runtime::logs::relay::SELF_EXE),
             log_max_size: DEFAULT_MAX_SIZE,
             log_max_files: DEFAULT_MAX_FILES,
             print_events: true,

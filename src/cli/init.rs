@@ -185,9 +185,17 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| {
             CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
         })?;
-    let foreground = mode == AgentMode::Foreground && !request.dry_run;
+    let foreground = mode == AgentMode::Foreground;
     runtime.block_on(async {
-        let agent = if foreground {
+        let mut stdout = std::io::stdout();
+        // Preflight, the ledger and the files first: a foreground agent binds its ports only
+        // after preflight checked them, and creates its directories after they were recorded.
+        let Some(prepared) =
+            init_run::prepare(&request, &mut stdout).map_err(|e| init_error(e, &root))?
+        else {
+            return Ok(ExitCode::Ok);
+        };
+        let agent = if foreground && request.skip.iter().all(|p| *p != PhaseName::Agent) {
             let options = crate::agent::AgentOptions::from_config(root.clone(), &cfg)?;
             Some(tokio::spawn(crate::agent::run(
                 options,
@@ -196,19 +204,22 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         } else {
             None
         };
-        let mut stdout = std::io::stdout();
-        let took = init_run::run(&request, &mut stdout)
+        let took = init_run::finish(&request, prepared, &mut stdout)
             .await
             .map_err(|e| init_error(e, &root))?;
-        if request.dry_run {
-            return Ok(ExitCode::Ok);
-        }
         print_finish(&root, took);
         if let Some(agent) = agent {
             println!(
                 "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"
             );
-            let _ = agent.await;
+            match agent.await {
+                Ok(Err(e)) => {
+                    return Err(
+                        CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e)
+                    )
+                }
+                Ok(Ok(())) | Err(_) => {}
+            }
         }
         Ok(ExitCode::Ok)
     })

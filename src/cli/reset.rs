@@ -32,7 +32,11 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         )
         .with_hint("move it away to reset kubeadm's default paths instead")
     })?;
-    let plan = reset::plan(&root, ledger.as_ref());
+    let plan = reset::plan(&root, ledger.as_ref()).map_err(|e| {
+        CliError::new(ExitCode::Files, "the init ledger names something that is not boot's")
+            .with_cause(e)
+            .with_hint("nothing was changed; the ledger was edited or is corrupt: fix or remove that entry, or move the ledger away to reset kubeadm's default paths")
+    })?;
     if args.dry_run {
         println!("{plan}");
         println!("[dry-run] Nothing was changed.");

@@ -1,11 +1,18 @@
 //! Atomic writes: every file goes to a dot-named temporary file in its own directory, is synced,
 //! given its mode and renamed into place. The kubelet (and boot's agent) ignore dotfiles in the
 //! manifest directory, so a watcher never sees a half-written manifest (reference §10).
+//!
+//! The temporary file has a random name and is created with `O_CREAT|O_EXCL` (the `tempfile`
+//! crate), so a symlink planted in the directory can never redirect the write. A directory boot
+//! writes into must belong to boot's user (root) and must not be writable by anyone else: one that
+//! is group- or world-writable has those bits removed, as files in it could otherwise be swapped.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use tempfile::TempPath;
 
 use super::RenderedFile;
 
@@ -25,7 +32,7 @@ pub struct WriteError {
 /// file (where permissions, a full disk or a bad path fail), then all are renamed into place. A
 /// failure in the first step leaves no file of the set behind.
 pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
-    let mut staged: Vec<(PathBuf, &RenderedFile)> = Vec::with_capacity(files.len());
+    let mut staged: Vec<(TempPath, &RenderedFile)> = Vec::with_capacity(files.len());
     let result = (|| {
         for file in files {
             let tmp = stage(file).map_err(|source| WriteError {
@@ -34,10 +41,10 @@ pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
             })?;
             staged.push((tmp, file));
         }
-        for (tmp, file) in &staged {
-            fs::rename(tmp, &file.path).map_err(|source| WriteError {
+        for (tmp, file) in staged.drain(..) {
+            tmp.persist(&file.path).map_err(|e| WriteError {
                 path: file.path.clone(),
-                source,
+                source: e.error,
             })?;
             if let Some(dir) = file.path.parent() {
                 File::open(dir)
@@ -50,11 +57,7 @@ pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
         }
         Ok(())
     })();
-    if result.is_err() {
-        for (tmp, _) in &staged {
-            let _ = fs::remove_file(tmp);
-        }
-    }
+    // Temporary files not renamed (a failure) are removed as `staged` drops.
     result
 }
 
@@ -62,45 +65,52 @@ fn create_dir_all(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir)
 }
 
-fn temporary_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.boot-tmp"))
+/// A directory boot writes into belongs to boot's user and is writable by no one else.
+fn check_dir(dir: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(dir)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(io::Error::other(format!(
+            "the directory {} belongs to uid {}, not to uid {me} that writes boot's files; a file \
+             in it could be replaced (chown it, or remove it)",
+            dir.display(),
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode & 0o7755))?;
+    }
+    Ok(())
 }
 
-/// Writes the content to the dot-named temporary file beside the target, with the exact mode.
-fn stage(file: &RenderedFile) -> io::Result<PathBuf> {
-    if let Some(dir) = file.path.parent() {
-        create_dir_all(dir)?;
-    }
+/// Writes the content to a new, randomly named dotfile beside the target, with the exact mode.
+fn stage(file: &RenderedFile) -> io::Result<TempPath> {
+    let dir = file.path.parent().unwrap_or(Path::new("/"));
+    create_dir_all(dir)?;
+    check_dir(dir)?;
     if file.path.is_dir() {
         return Err(io::Error::new(
             io::ErrorKind::IsADirectory,
             "a directory is in the way",
         ));
     }
-    let tmp = temporary_path(&file.path);
-    let result = (|| {
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(file.mode)
-            .open(&tmp)?;
-        // The mode passed to open() is filtered by the umask; set it exactly.
-        out.set_permissions(fs::Permissions::from_mode(file.mode))?;
-        out.write_all(&file.bytes)?;
-        out.sync_all()
-    })();
-    match result {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+    let name = file
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".boot-tmp")
+        .permissions(fs::Permissions::from_mode(file.mode & 0o600))
+        .tempfile_in(dir)?;
+    // The mode given at creation is filtered by the umask; set it exactly.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(file.mode))?;
+    tmp.write_all(&file.bytes)?;
+    tmp.as_file().sync_all()?;
+    Ok(tmp.into_temp_path())
 }
 
 #[cfg(test)]
@@ -126,6 +136,32 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+    }
+
+    #[test]
+    fn a_planted_symlink_never_redirects_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("pki/ca.key");
+        fs::create_dir_all(target.parent().unwrap()).unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "untouched").unwrap();
+        // The names an earlier version used for its temporary files.
+        std::os::unix::fs::symlink(&victim, dir.path().join("pki/.ca.key.boot-tmp")).unwrap();
+        write_all(&[RenderedFile::new(&target, 0o600, "secret")]).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "secret");
+        assert!(!fs::symlink_metadata(&target).unwrap().is_symlink());
+    }
+
+    #[test]
+    fn a_world_writable_directory_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("manifests");
+        fs::create_dir(&manifests).unwrap();
+        fs::set_permissions(&manifests, fs::Permissions::from_mode(0o777)).unwrap();
+        write_all(&[RenderedFile::new(manifests.join("etcd.yaml"), 0o600, "x")]).unwrap();
+        let mode = fs::metadata(&manifests).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
     }
 
     #[test]

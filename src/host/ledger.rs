@@ -13,6 +13,8 @@ use super::{write_all, HostRoot, RenderedFile};
 
 /// Where the ledger lives, as a host path.
 pub const LEDGER_PATH: &str = "/var/lib/boot/ledger.json";
+/// A ledger lists a few dozen paths; anything this large is not one.
+pub const LEDGER_LIMIT: u64 = 4 << 20;
 
 /// How the agent was started, so reset can stop it the same way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +44,11 @@ pub struct Ledger {
     pub owned_trees: BTreeSet<PathBuf>,
     /// Ports the control plane listens on, checked free after reset.
     pub ports: BTreeSet<u16>,
+    /// boot's directories beyond the fixed ones (the configured certificate, manifest and etcd
+    /// directories, and hostPath directories the agent creates): reset refuses a ledger path
+    /// outside these and the fixed ones.
+    #[serde(default)]
+    pub prefixes: BTreeSet<PathBuf>,
     pub agent: Option<AgentLaunch>,
 }
 
@@ -50,15 +57,33 @@ impl Ledger {
         root.path(LEDGER_PATH)
     }
 
-    /// The ledger of an earlier init, if there is one.
+    /// The ledger of an earlier init, if there is one: a regular file (a symlink is refused),
+    /// read up to [`LEDGER_LIMIT`] bytes.
     pub fn load(root: &HostRoot) -> io::Result<Option<Ledger>> {
-        match std::fs::read(Self::path(root)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(io::Error::other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(Self::path(root));
+        let file = match file {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::other("not a regular file"));
         }
+        let mut bytes = Vec::new();
+        file.take(LEDGER_LIMIT + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > LEDGER_LIMIT {
+            return Err(io::Error::other(format!(
+                "larger than {LEDGER_LIMIT} bytes"
+            )));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(io::Error::other)
     }
 
     pub fn save(&self, root: &HostRoot) -> io::Result<()> {
@@ -98,6 +123,11 @@ impl Ledger {
     pub fn note_tree(&mut self, root: &HostRoot, dir: &Path) {
         self.note_dir(root, dir);
         self.owned_trees.insert(dir.to_path_buf());
+    }
+
+    /// Records one of boot's directories beyond the fixed ones (see [`Ledger::prefixes`]).
+    pub fn note_prefix(&mut self, dir: &Path) {
+        self.prefixes.insert(dir.to_path_buf());
     }
 }
 

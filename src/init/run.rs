@@ -9,7 +9,7 @@ use super::agent_launch::{self, resolve_mode};
 use super::phases::PhaseName;
 use super::wait::{self, WaitFailure, WaitRequest};
 use crate::config::{AgentMode, Config};
-use crate::host::ledger::Ledger;
+use crate::host::ledger::{AgentLaunch, Ledger};
 use crate::host::{write_all, HostRoot, RenderedFile, WriteError};
 use crate::preflight::{self, PreflightReport};
 use crate::render::{self, OutputLayout, Parts, RenderError, Templates, COMPONENTS};
@@ -76,8 +76,32 @@ pub fn effective_config(cfg: &Config) -> String {
     text
 }
 
+/// What [`prepare`] leaves for [`finish`]: everything is written and recorded.
+#[derive(Debug)]
+pub struct Prepared {
+    start: Instant,
+    mode: AgentMode,
+    agent_args: Vec<String>,
+    layout: OutputLayout,
+}
+
 /// Runs init. The future completes when the control plane is healthy and post-boot is done.
 pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Duration, InitError> {
+    let start = Instant::now();
+    match prepare(request, out)? {
+        Some(prepared) => finish(request, prepared, out).await,
+        None => Ok(start.elapsed()),
+    }
+}
+
+/// Preflight, rendering, the ledger and the files: everything before the agent starts, so that
+/// an agent run inside this process (`--agent=foreground`) binds its ports only after preflight
+/// checked them and creates its directories only after the ledger recorded them. `None` for a
+/// dry run (which prints the plan instead).
+pub fn prepare(
+    request: &InitRequest<'_>,
+    out: &mut dyn Write,
+) -> Result<Option<Prepared>, InitError> {
     let start = Instant::now();
     let InitRequest {
         cfg,
@@ -138,7 +162,7 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
             );
         }
         say!("[dry-run] Would then wait for the control plane and run post-boot");
-        return Ok(start.elapsed());
+        return Ok(None);
     }
 
     let mut ledger = Ledger::load(root)
@@ -147,43 +171,51 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
             source,
         })?
         .unwrap_or_default();
-    note_everything(&mut ledger, cfg, root, &bundle.files, &config_file);
     if request.runs(PhaseName::Agent) {
         ledger.agent = Some(agent_launch::launch_record(mode, root));
     }
+    note_everything(&mut ledger, cfg, root, &layout, &bundle.files, &config_file);
     save(&ledger, root)?;
 
     for warning in &bundle.warnings {
         say!("[init] WARNING: {warning}");
     }
-    write_all(std::slice::from_ref(&config_file))?;
-    // Written phase by phase, each announced with kubeadm's lines (skipped phases rendered none).
-    let lines = render::progress_lines(&bundle, &layout);
-    let say_tagged = |out: &mut dyn Write, tags: &[&str]| {
-        for line in lines
-            .iter()
-            .filter(|l| tags.iter().any(|t| l.starts_with(t)))
-        {
-            let _ = writeln!(out, "{line}");
-        }
-    };
-    say_tagged(out, &["[certs]"]);
-    write_all(&files_where(&bundle.files, |f| {
-        f.path.starts_with(&layout.cert_dir)
-    }))?;
-    say_tagged(out, &["[kubeconfig]"]);
-    write_all(&files_where(&bundle.files, |f| {
-        f.path.parent() == Some(layout.kubernetes_dir.as_path())
-    }))?;
-    let manifests = files_where(&bundle.files, |f| f.path.starts_with(&layout.manifest_dir));
-    say_tagged(out, &["[etcd]", "[control-plane]"]);
-    write_all(&manifests)?;
+    // kubeadm's lines phase by phase (skipped phases rendered none), then one write: every file
+    // is staged before any is renamed into place, so a failure leaves none of them behind.
+    for line in render::progress_lines(&bundle, &layout) {
+        say!("{line}");
+    }
+    let mut files = bundle.files;
+    files.push(config_file);
+    write_all(&files)?;
+    Ok(Some(Prepared {
+        start,
+        mode,
+        agent_args,
+        layout,
+    }))
+}
 
+/// Starts the agent (unless it runs in this process), waits for the control plane, post-boot.
+pub async fn finish(
+    request: &InitRequest<'_>,
+    prepared: Prepared,
+    out: &mut dyn Write,
+) -> Result<Duration, InitError> {
+    let Prepared {
+        start,
+        mode,
+        agent_args,
+        layout,
+    } = prepared;
+    let (cfg, root) = (request.cfg, request.root);
+    macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
     if request.runs(PhaseName::Agent) {
         say!(
             "[agent] Starting the static pod agent ({})",
             match mode {
                 AgentMode::Systemd => "systemd unit boot-agent.service",
+                AgentMode::Foreground => "in the foreground, inside boot init",
                 _ => "detached daemon",
             }
         );
@@ -228,10 +260,6 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
     Ok(start.elapsed())
 }
 
-fn files_where(files: &[RenderedFile], keep: impl Fn(&RenderedFile) -> bool) -> Vec<RenderedFile> {
-    files.iter().filter(|f| keep(f)).cloned().collect()
-}
-
 fn save(ledger: &Ledger, root: &HostRoot) -> Result<(), InitError> {
     ledger.save(root).map_err(|source| InitError::Ledger {
         path: Ledger::path(root),
@@ -239,20 +267,38 @@ fn save(ledger: &Ledger, root: &HostRoot) -> Result<(), InitError> {
     })
 }
 
-/// Records every file, directory and tree init and its pods will create, before creating them.
+/// Records every file, directory and tree init and its pods will create, before creating them,
+/// and the configured directories that are boot's (reset refuses a ledger path outside them).
 fn note_everything(
     ledger: &mut Ledger,
     cfg: &Config,
     root: &HostRoot,
+    layout: &OutputLayout,
     files: &[RenderedFile],
     config_file: &RenderedFile,
 ) {
+    for dir in [
+        &layout.cert_dir,
+        &layout.kubernetes_dir,
+        &layout.manifest_dir,
+    ] {
+        ledger.note_prefix(dir);
+    }
     ledger.note_files(root, files);
     ledger.note_files(root, std::slice::from_ref(config_file));
     let ledger_file = RenderedFile::new(Ledger::path(root), 0o600, Vec::new());
     ledger.note_files(root, std::slice::from_ref(&ledger_file));
+    if let Some(AgentLaunch::Systemd { unit_file, .. }) = ledger.agent.clone() {
+        ledger.note_files(root, &[RenderedFile::new(unit_file, 0o644, Vec::new())]);
+    }
     if let Some(local) = cfg.local_etcd() {
-        ledger.note_tree(root, &root.path(&local.data_dir));
+        let data_dir = root.path(&local.data_dir);
+        ledger.note_prefix(&data_dir);
+        // etcd's data is boot's only when boot creates the directory or finds it empty (an
+        // ignored `DirAvailable` check must not hand someone's data over to reset).
+        if missing_or_empty(&data_dir) {
+            ledger.note_tree(root, &data_dir);
+        }
     }
     for dir in ["/var/lib/boot", "/run/boot", "/var/log/boot"] {
         ledger.note_tree(root, &root.path(dir));
@@ -267,15 +313,35 @@ fn note_everything(
         .iter()
         .filter(|f| f.path.extension().is_some_and(|e| e == "yaml"))
     {
+        // Only missing ones beneath the root: under `--root`, the host's own directories are
+        // not boot's, and an existing directory is not boot's either.
         for dir in host_path_volumes(&file.bytes) {
-            ledger.note_dir(root, &dir);
+            if dir.starts_with(root.prefix()) && !dir.exists() {
+                ledger.note_dir(root, &dir);
+                ledger.note_prefix(&dir);
+            }
         }
     }
+    // What reset would refuse to remove (a missing top-level directory a hostPath names) is not
+    // recorded: reset leaves it, as kubeadm does.
+    ledger
+        .created_dirs
+        .retain(|dir| !crate::reset::never_removed(root, dir));
+    ledger
+        .prefixes
+        .retain(|dir| !crate::reset::never_removed(root, dir));
     ledger.ports.extend(
         preflight::component_ports(cfg)
             .into_iter()
             .map(|(_, port)| port),
     );
+}
+
+fn missing_or_empty(dir: &Path) -> bool {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// The `DirectoryOrCreate` hostPath volumes of a manifest: the agent creates them when missing.

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::check::{version_check_name, Check, Outcome};
+use crate::host::facts::VersionError;
 use crate::version::Version;
 
 /// `ControlPlaneNumCPU` (kubeadm `constants.go`).
@@ -152,19 +153,38 @@ pub fn binary_existing(binary: &str, found: bool, searched: &str) -> Outcome {
 
 /// A Kubernetes component binary must be the configured major.minor: its flags are rendered for
 /// `kubernetesVersion`.
-pub fn kube_binary_version(binary: &Path, found: Option<&Version>, wanted: &Version) -> Outcome {
+/// The component binary's minor must be `wanted`'s. A `--version` that ran out of time is a
+/// warning (a slow or loaded host, not a wrong binary): the configured version is assumed.
+pub fn kube_binary_version(
+    name: &str,
+    binary: &Path,
+    found: Result<&Version, &VersionError>,
+    wanted: &Version,
+) -> Check {
+    let check = version_check_name(name);
     match found {
-        None => unknown_version(binary),
-        Some(v) if (v.major, v.minor) == (wanted.major, wanted.minor) => Outcome::Passed,
-        Some(v) => Outcome::Failed(format!(
-            "{} is v{v} but kubernetesVersion is v{wanted}; install v{}.{} binaries or set \
-             kubernetesVersion to v{}.{}",
-            binary.display(),
-            wanted.major,
-            wanted.minor,
-            v.major,
-            v.minor
-        )),
+        Err(timeout @ VersionError::TimedOut { .. }) => Check::warning(
+            check,
+            Outcome::Failed(format!(
+                "{timeout} (a slow or loaded host?); assuming it is the configured v{wanted}"
+            )),
+        ),
+        Err(unreadable) => Check::error(check, Outcome::Failed(unreadable.to_string())),
+        Ok(v) if (v.major, v.minor) == (wanted.major, wanted.minor) => {
+            Check::error(check, Outcome::Passed)
+        }
+        Ok(v) => Check::error(
+            check,
+            Outcome::Failed(format!(
+                "{} is v{v} but kubernetesVersion is v{wanted}; install v{}.{} binaries or set \
+                 kubernetesVersion to v{}.{}",
+                binary.display(),
+                wanted.major,
+                wanted.minor,
+                v.major,
+                v.minor
+            )),
+        ),
     }
 }
 
@@ -172,12 +192,21 @@ pub fn kube_binary_version(binary: &Path, found: Option<&Version>, wanted: &Vers
 /// rendered for is a warning (the flags may still be accepted).
 pub fn etcd_binary_version(
     binary: &Path,
-    found: Option<&Version>,
+    found: Result<&Version, &VersionError>,
     rendered_for: &Version,
 ) -> Check {
     let name = version_check_name("etcd");
-    let Some(v) = found else {
-        return Check::error(name, unknown_version(binary));
+    let v = match found {
+        Ok(v) => v,
+        Err(timeout @ VersionError::TimedOut { .. }) => {
+            return Check::warning(
+                name,
+                Outcome::Failed(format!(
+                    "{timeout} (a slow or loaded host?); assuming etcd {rendered_for}"
+                )),
+            )
+        }
+        Err(unreadable) => return Check::error(name, Outcome::Failed(unreadable.to_string())),
     };
     if (v.major, v.minor) < MIN_ETCD {
         return Check::error(
@@ -201,13 +230,6 @@ pub fn etcd_binary_version(
         );
     }
     Check::warning(name, Outcome::Passed)
-}
-
-fn unknown_version(binary: &Path) -> Outcome {
-    Outcome::Failed(format!(
-        "could not read a version from `{} --version`",
-        binary.display()
-    ))
 }
 
 pub fn existing_installation(ledger_exists: bool) -> Outcome {
@@ -344,34 +366,55 @@ mod tests {
         );
         let bin = Path::new("/opt/bin/kube-apiserver");
         let wanted = v("v1.34.2");
-        assert_eq!(
-            kube_binary_version(bin, Some(&v("v1.34.0")), &wanted),
-            Outcome::Passed
-        );
-        let msg = failed(kube_binary_version(bin, Some(&v("v1.31.0")), &wanted));
-        assert!(
-            msg.starts_with("/opt/bin/kube-apiserver is v1.31.0 but kubernetesVersion is v1.34.2")
-        );
-        assert!(failed(kube_binary_version(bin, None, &wanted)).contains("--version"));
+        let check = |found: Result<&Version, &VersionError>| {
+            kube_binary_version("kube-apiserver", bin, found, &wanted)
+        };
+        assert_eq!(check(Ok(&v("v1.34.0"))).outcome, Outcome::Passed);
+        let mismatch = check(Ok(&v("v1.31.0")));
+        assert!(mismatch
+            .failed()
+            .unwrap()
+            .starts_with("/opt/bin/kube-apiserver is v1.31.0 but kubernetesVersion is v1.34.2"));
+        let unreadable = VersionError::Unreadable {
+            binary: bin.into(),
+            why: String::new(),
+        };
+        let unknown = check(Err(&unreadable));
+        assert_eq!(unknown.severity, Severity::Error);
+        assert!(unknown.failed().unwrap().contains("--version"));
+        let slow = VersionError::TimedOut {
+            binary: bin.into(),
+            after: std::time::Duration::from_secs(30),
+        };
+        let slow = check(Err(&slow));
+        assert_eq!(slow.severity, Severity::Warning);
+        assert!(slow
+            .failed()
+            .unwrap()
+            .contains("assuming it is the configured v1.34.2"));
     }
 
     #[test]
     fn etcd_versions() {
         let bin = Path::new("/usr/bin/etcd");
-        let ok = etcd_binary_version(bin, Some(&v("3.5.15")), &v("3.5.15-0"));
+        let ok = etcd_binary_version(bin, Ok(&v("3.5.15")), &v("3.5.15-0"));
         assert_eq!(ok.outcome, Outcome::Passed);
-        let old = etcd_binary_version(bin, Some(&v("3.3.25")), &v("3.3.25"));
+        let old = etcd_binary_version(bin, Ok(&v("3.3.25")), &v("3.3.25"));
         assert_eq!(old.severity, Severity::Error);
         assert!(old.failed().unwrap().contains("older than 3.4"));
-        let other = etcd_binary_version(bin, Some(&v("3.4.23")), &v("3.6.5-0"));
+        let other = etcd_binary_version(bin, Ok(&v("3.4.23")), &v("3.6.5-0"));
         assert_eq!(other.severity, Severity::Warning);
         assert_eq!(other.name, "BinaryVersion-etcd");
         assert!(other
             .failed()
             .unwrap()
             .contains("rendered for etcd 3.6.5-0"));
+        let unreadable = VersionError::Unreadable {
+            binary: bin.into(),
+            why: String::new(),
+        };
         assert_eq!(
-            etcd_binary_version(bin, None, &v("3.5.0")).severity,
+            etcd_binary_version(bin, Err(&unreadable), &v("3.5.0")).severity,
             Severity::Error
         );
     }

@@ -16,6 +16,7 @@ use super::decide;
 use super::ports::component_ports;
 use super::probe::HostProbe;
 use crate::config::Config;
+use crate::host::facts::VersionError;
 use crate::host::HostRoot;
 use crate::version::Version;
 
@@ -171,12 +172,10 @@ fn binary_checks(cfg: &Config, probe: &dyn HostProbe) -> Vec<Check> {
         .iter()
         .map(|b| (*b, probe.find_binary(cfg.bin_dirs(), b)))
         .collect();
-    let versions: Vec<Option<Version>> = std::thread::scope(|scope| {
+    let versions: Vec<Option<Result<Version, VersionError>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = found
             .iter()
-            .map(|(_, path)| {
-                scope.spawn(move || path.as_deref().and_then(|p| probe.binary_version(p)))
-            })
+            .map(|(_, path)| scope.spawn(move || path.as_deref().map(|p| probe.binary_version(p))))
             .collect();
         handles
             .into_iter()
@@ -197,13 +196,16 @@ fn binary_checks(cfg: &Config, probe: &dyn HostProbe) -> Vec<Check> {
             ));
             continue;
         };
+        let version = version.unwrap_or_else(|| {
+            Err(VersionError::Unreadable {
+                binary: path.clone(),
+                why: String::new(),
+            })
+        });
         out.push(if *binary == "etcd" {
             decide::etcd_binary_version(path, version.as_ref(), &cfg.etcd_version)
         } else {
-            Check::error(
-                version_check_name(binary),
-                decide::kube_binary_version(path, version.as_ref(), &cfg.kubernetes_version),
-            )
+            decide::kube_binary_version(binary, path, version.as_ref(), &cfg.kubernetes_version)
         });
     }
     out

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::config::{self, HostFacts, Overrides};
+use crate::host::facts::VersionError;
 use crate::version::Version;
 
 /// A host that answers from tables: a healthy control-plane node unless told otherwise.
@@ -19,6 +20,8 @@ struct FakeHost {
     dirs: HashMap<PathBuf, DirState>,
     busy: Vec<SocketAddr>,
     binaries: HashMap<String, Option<Version>>,
+    /// Binaries whose `--version` runs out of time.
+    slow: Vec<String>,
 }
 
 impl FakeHost {
@@ -48,6 +51,7 @@ impl FakeHost {
             dirs: HashMap::new(),
             busy: vec![],
             binaries,
+            slow: vec![],
         }
     }
 }
@@ -89,9 +93,22 @@ impl HostProbe for FakeHost {
     fn find_binary(&self, dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
         self.binaries.contains_key(name).then(|| dirs[0].join(name))
     }
-    fn binary_version(&self, binary: &Path) -> Option<Version> {
-        let name = binary.file_name()?.to_str()?;
-        self.binaries.get(name).cloned().flatten()
+    fn binary_version(&self, binary: &Path) -> Result<Version, VersionError> {
+        let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if self.slow.iter().any(|s| s == name) {
+            return Err(VersionError::TimedOut {
+                binary: binary.to_path_buf(),
+                after: crate::host::facts::VERSION_TIMEOUT,
+            });
+        }
+        self.binaries
+            .get(name)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| VersionError::Unreadable {
+                binary: binary.to_path_buf(),
+                why: String::new(),
+            })
     }
 }
 
@@ -356,4 +373,20 @@ fn unreadable_forwarding_file_is_reported() {
             "/proc/sys/net/ipv4/ip_forward does not exist"
         )]
     );
+}
+
+#[test]
+fn a_version_that_times_out_is_a_warning_that_assumes_the_configured_one() {
+    let mut host = FakeHost::healthy();
+    host.slow = vec!["kube-apiserver".into(), "etcd".into()];
+    let all = checks(&cfg(""), &HostRoot::system(), &host);
+    for name in ["BinaryVersion-kube-apiserver", "BinaryVersion-etcd"] {
+        let check = all.iter().find(|c| c.name == name).unwrap();
+        assert_eq!(check.severity, Severity::Warning, "{check:?}");
+        let message = check.failed().unwrap();
+        assert!(
+            message.contains("did not answer within 30s") && message.contains("assuming"),
+            "{message}"
+        );
+    }
 }

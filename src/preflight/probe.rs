@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use super::decide::DirState;
-use crate::host::facts;
+use crate::host::facts::{self, VersionError};
 use crate::version::Version;
 
 /// What the preflight checks need to know about the host. `Sync` so that the binaries'
@@ -28,7 +28,7 @@ pub trait HostProbe: Sync {
     /// The first executable `name` in `dirs`, else in `PATH`.
     fn find_binary(&self, dirs: &[PathBuf], name: &str) -> Option<PathBuf>;
     /// `binary --version`, bounded in time.
-    fn binary_version(&self, binary: &Path) -> Option<Version>;
+    fn binary_version(&self, binary: &Path) -> Result<Version, VersionError>;
 }
 
 /// The real host.
@@ -87,7 +87,7 @@ impl HostProbe for SystemProbe {
         })
     }
 
-    fn binary_version(&self, binary: &Path) -> Option<Version> {
+    fn binary_version(&self, binary: &Path) -> Result<Version, VersionError> {
         facts::binary_version(binary)
     }
 }

@@ -1,19 +1,17 @@
 //! Carrying out a reset plan, step by step; a failed step is reported and the rest still runs.
 
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::agent;
 use super::plan::ResetPlan;
+use super::remove::Beneath;
 use crate::agent::records;
-use crate::host::ledger::AgentLaunch;
 use crate::host::HostRoot;
 use crate::runtime::process::{cgroup, netns, proc};
 
 /// The kubelet's default grace period (`terminationGracePeriodSeconds`).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
-/// How long the agent gets to stop on SIGTERM before SIGKILL.
-const AGENT_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct StepError {
@@ -21,93 +19,78 @@ pub struct StepError {
     pub error: String,
 }
 
-/// Runs every step; returns what failed (empty = all done) and what was done, as lines.
+/// Runs every step; returns what failed (empty = all done) and what was done, as lines. The
+/// ledger is removed only when every step succeeded, so that a failed reset can be run again.
 pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -> Vec<StepError> {
     let mut errors = Vec::new();
-    let mut fail = |step: String, error: String| errors.push(StepError { step, error });
-    if let Err(e) = stop_agent(plan.agent.as_ref(), root, out).await {
-        fail("stop the agent".into(), e.to_string());
-    }
+    agent::stop_agent(plan.agent.as_ref(), root, out).await;
     stop_pods(&plan.records_dir, out).await;
+    agent::stop_relays(root, out).await;
+    let beneath = match Beneath::open(root.prefix()) {
+        Ok(beneath) => beneath,
+        Err(e) => {
+            errors.push(StepError {
+                step: format!("open {}", root.prefix().display()),
+                error: e.to_string(),
+            });
+            return errors;
+        }
+    };
     for file in &plan.files {
-        match remove_owned(root, file) {
+        match beneath.remove_file(file) {
             Ok(true) => out.push(format!("[reset] Removed {}", file.display())),
             Ok(false) => {}
-            Err(e) => fail(format!("remove {}", file.display()), e.to_string()),
+            Err(e) => errors.push(StepError {
+                step: format!("remove {}", file.display()),
+                error: e.to_string(),
+            }),
         }
     }
     for tree in &plan.trees {
-        match empty_tree(root, tree, &plan.ledger) {
+        match beneath.empty_tree(tree, &plan.ledger) {
             Ok(true) => out.push(format!("[reset] Emptied {}", tree.display())),
             Ok(false) => {}
-            Err(e) => fail(format!("empty {}", tree.display()), e.to_string()),
+            Err(e) => errors.push(StepError {
+                step: format!("empty {}", tree.display()),
+                error: e.to_string(),
+            }),
         }
     }
-    // The ledger goes last, so an interrupted reset can be run again.
-    if let Err(e) = remove_owned(root, &plan.ledger) {
-        fail(format!("remove {}", plan.ledger.display()), e.to_string());
+    // Directories deepest first; the ledger goes last, and only once everything else went: a
+    // reset that failed somewhere runs again from the same ledger. The ledger's own directories
+    // can only go after it.
+    let (holding_ledger, others): (Vec<&PathBuf>, Vec<&PathBuf>) = plan
+        .dirs
+        .iter()
+        .partition(|dir| plan.ledger.starts_with(dir));
+    remove_dirs(&beneath, &others, &mut errors);
+    if !errors.is_empty() {
+        return errors;
     }
-    for dir in &plan.dirs {
-        match std::fs::remove_dir(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => fail(format!("remove directory {}", dir.display()), e.to_string()),
-        }
+    if let Err(e) = beneath.remove_file(&plan.ledger) {
+        errors.push(StepError {
+            step: format!("remove {}", plan.ledger.display()),
+            error: e.to_string(),
+        });
+        return errors;
     }
+    remove_dirs(&beneath, &holding_ledger, &mut errors);
     errors
 }
 
-async fn stop_agent(
-    launch: Option<&AgentLaunch>,
-    root: &HostRoot,
-    out: &mut Vec<String>,
-) -> io::Result<()> {
-    if let Some(AgentLaunch::Systemd { unit, .. }) = launch {
-        let _ = std::process::Command::new("systemctl")
-            .args(["disable", "--now", unit.as_str()])
-            .status();
-        let _ = std::process::Command::new("systemctl")
-            .arg("daemon-reload")
-            .status();
-        out.push(format!("[reset] Stopped and disabled {unit}"));
+/// Removes each directory that is empty; one that is not holds something that is not boot's and
+/// stays, as kubeadm leaves it.
+fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>) {
+    for dir in dirs {
+        match beneath.remove_dir(dir) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {}
+            Err(e) => errors.push(StepError {
+                step: format!("remove directory {}", dir.display()),
+                error: e.to_string(),
+            }),
+        }
     }
-    // A detached agent (or one whose launch is unknown): the pid file, checked against the process.
-    let pid_file = root.path("/run/boot/agent.pid");
-    let Ok(text) = std::fs::read_to_string(&pid_file) else {
-        return Ok(());
-    };
-    let Ok(pid) = text.trim().parse::<i32>() else {
-        return Ok(());
-    };
-    if !is_boot_agent(pid) {
-        return Ok(());
-    }
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = tokio::time::Instant::now() + AGENT_GRACE;
-    while is_boot_agent(pid) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if is_boot_agent(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    out.push(format!("[reset] Stopped the agent (pid {pid})"));
-    Ok(())
-}
-
-/// A pid file's pid is only signalled when it is still a `boot agent` (pids get reused).
-fn is_boot_agent(pid: i32) -> bool {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let alive_not_zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.contains(") Z "))
-        .unwrap_or(false);
-    alive_not_zombie && args.get(1) == Some(&&b"agent"[..])
 }
 
 /// Every recorded container: SIGTERM to its group, the grace period, SIGKILL, then its cgroups
@@ -179,103 +162,4 @@ fn grace_period(manifest: &Path) -> Duration {
     pod.and_then(|p| p.spec?.termination_grace_period_seconds)
         .map(|s| Duration::from_secs(s.max(2) as u64))
         .unwrap_or(DEFAULT_GRACE)
-}
-
-/// True when `path` lies under the root and no directory on the way there is a symlink: reset
-/// then never reaches outside what it owns.
-fn owned(root: &HostRoot, path: &Path) -> bool {
-    if !path.starts_with(root.prefix()) {
-        return false;
-    }
-    let mut current = PathBuf::from(root.prefix());
-    let rest = path.strip_prefix(root.prefix()).unwrap_or(path);
-    let parents: Vec<_> = rest
-        .parent()
-        .map(|p| p.components().collect())
-        .unwrap_or_default();
-    for component in parents {
-        current.push(component);
-        match current.symlink_metadata() {
-            Ok(meta) if meta.file_type().is_symlink() => return false,
-            _ => {}
-        }
-    }
-    true
-}
-
-/// Removes a file (a symlink itself, never its target). `Ok(false)` when it was not there.
-fn remove_owned(root: &HostRoot, path: &Path) -> io::Result<bool> {
-    if !owned(root, path) {
-        return Err(io::Error::other(
-            "a directory on the way is a symlink; not following it",
-        ));
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes everything inside `tree` except `keep` (the ledger); symlinks are removed, not followed.
-fn empty_tree(root: &HostRoot, tree: &Path, keep: &Path) -> io::Result<bool> {
-    if !owned(root, tree)
-        || tree
-            .symlink_metadata()
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false)
-    {
-        return Err(io::Error::other(
-            "it is (or lies behind) a symlink; not following it",
-        ));
-    }
-    let entries = match std::fs::read_dir(tree) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e),
-    };
-    let mut removed = false;
-    for entry in entries {
-        let path = entry?.path();
-        if keep.starts_with(&path) {
-            if path != keep && path.is_dir() {
-                removed |= empty_tree(root, &path, keep)?;
-            }
-            continue;
-        }
-        let meta = path.symlink_metadata()?;
-        if meta.is_dir() {
-            // remove_dir_all removes symlinks inside without following them.
-            std::fs::remove_dir_all(&path)?;
-        } else {
-            std::fs::remove_file(&path)?;
-        }
-        removed = true;
-    }
-    Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn symlinks_are_removed_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = HostRoot::under(dir.path().join("root")).unwrap();
-        let outside = dir.path().join("outside");
-        std::fs::create_dir_all(&outside).unwrap();
-        std::fs::write(outside.join("precious"), "keep").unwrap();
-        let tree = root.path("/var/lib/etcd");
-        std::fs::create_dir_all(&tree).unwrap();
-        std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
-        std::fs::write(tree.join("member"), "x").unwrap();
-        assert!(empty_tree(&root, &tree, Path::new("/none")).unwrap());
-        assert!(outside.join("precious").exists());
-        assert_eq!(std::fs::read_dir(&tree).unwrap().count(), 0);
-        // A file behind a symlinked directory is refused.
-        std::os::unix::fs::symlink(&outside, root.path("/etc")).unwrap();
-        assert!(remove_owned(&root, &root.path("/etc/precious")).is_err());
-        assert!(outside.join("precious").exists());
-    }
 }

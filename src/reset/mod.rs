@@ -1,14 +1,19 @@
 //! `boot reset`: stops the agent and every pod, removes what init created (exactly what the ledger
-//! lists), then checks that nothing is left. Carries on past failures and can be run again; never
-//! follows a symlink out of the paths it owns.
+//! lists, once [`validate`](validate::validate) accepted it), then checks that nothing is left.
+//! Carries on past failures and keeps the ledger when a step failed, so that it can be run again;
+//! removes with fd-relative calls beneath the root ([`remove`]), never following a symlink.
 //!
 //! Touches: everything in the ledger, `/var/lib/boot/agent` records, the pods' cgroups and network
 //! namespaces, `/etc/systemd/system/boot-agent.service`.
 
+mod agent;
 mod execute;
 mod plan;
+mod remove;
+mod validate;
 mod verify;
 
 pub use execute::{execute, StepError};
 pub use plan::{plan, ResetPlan};
+pub use validate::{never_removed, LedgerError, BOOT_PREFIXES};
 pub use verify::{verify, Leftover};

@@ -1,9 +1,11 @@
-//! What `boot reset` will remove: exactly what the init ledger lists, or kubeadm's default paths
-//! when there is no ledger. Pure: the plan is computed from the ledger and printed by `--dry-run`.
+//! What `boot reset` will remove: exactly what the init ledger lists (once [`validate`] accepted
+//! it), or kubeadm's default paths when there is no ledger. Pure: the plan is computed from the
+//! ledger and printed by `--dry-run`.
 
 use std::fmt;
 use std::path::PathBuf;
 
+use super::validate::{validate, LedgerError};
 use crate::host::ledger::{AgentLaunch, Ledger};
 use crate::host::HostRoot;
 
@@ -39,22 +41,31 @@ pub struct ResetPlan {
     pub from_ledger: bool,
 }
 
-pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
+/// The plan for `root`; a ledger naming anything that is not boot's is refused as a whole.
+pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, LedgerError> {
     let ledger_path = Ledger::path(root);
-    match ledger {
+    Ok(match ledger {
         Some(l) => {
+            validate(l, root)?;
             let mut dirs: Vec<PathBuf> = l.created_dirs.iter().cloned().collect();
             // Deepest first.
             dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            let mut files: Vec<PathBuf> = l
+                .files
+                .iter()
+                .filter(|f| **f != ledger_path)
+                .cloned()
+                .collect();
+            // The unit file, also when an older ledger did not list it among the files.
+            if let Some(AgentLaunch::Systemd { unit_file, .. }) = &l.agent {
+                if !files.contains(unit_file) {
+                    files.push(unit_file.clone());
+                }
+            }
             ResetPlan {
                 agent: l.agent.clone(),
                 records_dir: root.path("/var/lib/boot/agent"),
-                files: l
-                    .files
-                    .iter()
-                    .filter(|f| **f != ledger_path)
-                    .cloned()
-                    .collect(),
+                files,
                 trees: l.owned_trees.iter().cloned().collect(),
                 dirs,
                 ledger: ledger_path,
@@ -90,7 +101,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
                 from_ledger: false,
             }
         }
-    }
+    })
 }
 
 impl fmt::Display for ResetPlan {
@@ -138,7 +149,7 @@ mod tests {
         ledger
             .created_dirs
             .insert(root.path("/etc/kubernetes/manifests"));
-        let p = plan(&root, Some(&ledger));
+        let p = plan(&root, Some(&ledger)).unwrap();
         assert_eq!(
             p.files,
             [root.path("/etc/kubernetes/admin.conf")],
@@ -149,8 +160,32 @@ mod tests {
             root.path("/etc/kubernetes/manifests"),
             "deepest first"
         );
-        let fallback = plan(&root, None);
+        let fallback = plan(&root, None).unwrap();
         assert!(!fallback.from_ledger && fallback.trees.contains(&root.path("/var/lib/etcd")));
         assert!(fallback.to_string().contains("no ledger found"));
+    }
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn the_systemd_unit_file_is_removed_and_a_foreign_unit_refused() {
+        let root = HostRoot::under("/tmp/r").unwrap();
+        let unit_file = root.path("/etc/systemd/system/boot-agent.service");
+        let mut ledger = Ledger {
+            agent: Some(AgentLaunch::Systemd {
+                unit: "boot-agent.service".into(),
+                unit_file: unit_file.clone(),
+            }),
+            ..Ledger::default()
+        };
+        assert_eq!(plan(&root, Some(&ledger)).unwrap().files, [unit_file]);
+        ledger.agent = Some(AgentLaunch::Systemd {
+            unit: "ssh.service".into(),
+            unit_file: root.path("/etc/systemd/system/ssh.service"),
+        });
+        assert!(plan(&root, Some(&ledger)).is_err());
     }
 }
