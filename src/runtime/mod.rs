@@ -5,6 +5,7 @@
 //! the per-container log relay and the reader behind `boot logs`.
 
 pub mod logs;
+pub mod names;
 pub mod process;
 
 use std::future::Future;
@@ -15,13 +16,15 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::{Deserialize, Serialize};
 
+use names::{Namespace, PodName, PodUid};
+
 /// The pod a sandbox or container belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct PodRef<'a> {
-    pub uid: &'a str,
-    pub namespace: &'a str,
+    pub uid: &'a PodUid,
+    pub namespace: &'a Namespace,
     /// `<name>-<node>`.
-    pub full_name: &'a str,
+    pub full_name: &'a PodName,
     pub spec: &'a PodSpec,
 }
 
@@ -29,7 +32,7 @@ pub struct PodRef<'a> {
 /// `hostNetwork`), and notes for status such as "pod networking not yet".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sandbox {
-    pub pod_uid: String,
+    pub pod_uid: PodUid,
     /// The bind-mounted network namespace the containers join, `None` under `hostNetwork: true`.
     pub netns: Option<PathBuf>,
     pub notes: Vec<String>,

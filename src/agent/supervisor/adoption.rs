@@ -10,6 +10,7 @@ use super::super::records::{self, PodRecord};
 use super::lifecycle::{pod_ref, watch_exit};
 use super::{Context, Event, Supervisor};
 use crate::probe::ProbeSet;
+use crate::runtime::names::PodUid;
 use crate::runtime::ContainerExit;
 
 /// The grace period for leftovers of a pod whose manifest is gone (the kubelet's default).
@@ -91,11 +92,16 @@ impl Supervisor {
     /// their records. Wanted pods of the same name wait until these are gone.
     pub(super) fn stop_orphans(&mut self) {
         let wanted = self.manifests.desired(|_| false);
-        let orphan_uids: Vec<String> = self
+        let orphan_uids: Vec<PodUid> = self
             .records
-            .keys()
-            .filter(|uid| !wanted.pods.iter().any(|p| &&p.uid == uid))
-            .cloned()
+            .values()
+            .filter(|r| {
+                !wanted
+                    .pods
+                    .iter()
+                    .any(|p| p.uid == r.uid && p.config_hash == r.config_hash)
+            })
+            .map(|r| r.uid.clone())
             .collect();
         let leftovers: Vec<PodRecord> = orphan_uids
             .iter()

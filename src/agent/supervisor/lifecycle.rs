@@ -12,6 +12,7 @@ use super::super::source::StaticPod;
 use super::{adoption, running_instance, Context, Event};
 use crate::probe::ProbeSet;
 use crate::runtime::logs::files::{container_log_path, pod_log_dir};
+use crate::runtime::names::PodUid;
 use crate::runtime::{ContainerExit, ContainerRequest, PodRef};
 
 /// The kubelet's default `terminationGracePeriodSeconds` (30) and its minimum (2,
@@ -219,14 +220,14 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
 /// Spawns the task that waits for a container instance to exit and reports it.
 pub fn watch_exit(
     ctx: &Context,
-    uid: &str,
+    uid: &PodUid,
     init: bool,
     index: usize,
     instance: u64,
     exit: crate::runtime::BoxFuture<ContainerExit>,
 ) {
     let events = ctx.events.clone();
-    let uid = uid.to_string();
+    let uid = uid.clone();
     tokio::spawn(async move {
         let exit = exit.await;
         let _ = events.send(Event::Exited {
@@ -368,8 +369,10 @@ pub fn save_record(ctx: &Context, worker: &PodWorker) {
         .collect();
     let record = PodRecord {
         uid: worker.pod.uid.clone(),
+        config_hash: worker.pod.config_hash.clone(),
         full_name: worker.pod.full_name.clone(),
         manifest: worker.pod.path.clone(),
+        pod: Some(worker.pod.pod.clone()),
         sandbox: worker.sandbox.clone(),
         containers,
     };

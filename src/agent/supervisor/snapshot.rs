@@ -19,6 +19,7 @@ impl Supervisor {
         let now = Instant::now();
         let options = &self.ctx.options;
         let mut warnings = self.ctx.runtime.warnings();
+        warnings.extend(self.directory_warning.iter().cloned());
         warnings.extend(self.warnings.iter().cloned());
         let manifest_problems = self
             .desired
@@ -66,9 +67,9 @@ fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) 
         _ => "host".to_string(),
     };
     let mut status = PodStatus {
-        name: worker.pod.full_name.clone(),
-        namespace: worker.pod.namespace.clone(),
-        uid: worker.pod.uid.clone(),
+        name: worker.pod.full_name.to_string(),
+        namespace: worker.pod.namespace.to_string(),
+        uid: worker.pod.uid.to_string(),
         manifest: worker.pod.path.clone(),
         phase: worker.phase(),
         terminating: worker.terminating.is_some(),

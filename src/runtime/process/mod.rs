@@ -252,7 +252,7 @@ impl Runtime for ProcessRuntime {
         self.volume_paths(pod).map_err(fail)?;
         let host_network = pod.spec.host_network.unwrap_or(false);
         let mut sandbox = Sandbox {
-            pod_uid: pod.uid.to_string(),
+            pod_uid: pod.uid.clone(),
             netns: None,
             notes: Vec::new(),
         };
