@@ -1,0 +1,127 @@
+//! Manifests as an attacker (or a careless user) writes them: fields that would become paths
+//! outside boot's directories, FIFOs and symlinks in the manifest directory, alias bombs, a
+//! `metadata.uid` that would pin an edited pod, and a manifest that breaks while the agent is down.
+
+#[path = "common/agent_support.rs"]
+mod agent_support;
+
+use std::time::Duration;
+
+use agent_support::*;
+
+const T: Duration = Duration::from_secs(20);
+
+fn with_metadata(pod: &str, extra: &str) -> String {
+    pod.replace("  namespace: kube-system\n", &format!("  namespace: kube-system\n{extra}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_uid_naming_a_host_file_is_refused_and_the_file_untouched() {
+    let mut agent = TestAgent::new(|_| {});
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("precious");
+    std::fs::write(&victim, "keep").unwrap();
+    agent.start().await;
+    // Without hostNetwork, the pod's UID used to become its netns path: an absolute UID made the
+    // agent bind-mount over, and later unlink, that file.
+    let pod = sh_pod("evil", "exec sleep 1001", "", "")
+        .replace("  hostNetwork: true\n", "  hostNetwork: false\n");
+    agent.write_manifest(
+        "evil.yaml",
+        &with_metadata(&pod, &format!("  uid: {}\n", victim.display())),
+    );
+    let problem = agent
+        .wait_for("the manifest problem", T, |s| {
+            s.manifest_problems
+                .iter()
+                .find(|p| p.path.ends_with("evil.yaml"))
+                .map(|p| p.error.clone())
+        })
+        .await;
+    assert!(problem.contains("metadata.uid"), "{problem}");
+    assert!(problem.contains("is not a valid pod UID"), "{problem}");
+    assert!(agent.status().pod("evil").is_none());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifos_links_to_devices_and_alias_bombs_do_not_stop_the_agent() {
+    let mut agent = TestAgent::new(|_| {});
+    let dir = agent.options.manifest_dir.clone();
+    nix::unistd::mkfifo(
+        &dir.join("fifo.yaml"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.yaml")).unwrap();
+    let items = vec!["x"; 5000].join(", ");
+    let aliases = vec!["*a"; 5000].join(", ");
+    agent.write_manifest(
+        "bomb.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: bomb, labels: &a [{items}]}}\nspec: {{containers: [{{name: c}}]}}\nx: [{aliases}]\n"),
+    );
+    agent.write_manifest("good.yaml", &sh_pod("good", "exec sleep 1002", "", ""));
+    agent.start().await;
+    agent.wait_ready("good", T).await;
+    let problems = agent.status().manifest_problems;
+    let error = |name: &str| {
+        problems
+            .iter()
+            .find(|p| p.path.ends_with(name))
+            .map(|p| p.error.clone())
+            .unwrap_or_else(|| panic!("no problem for {name}: {problems:?}"))
+    };
+    assert!(error("fifo.yaml").contains("is a FIFO"));
+    assert!(error("zero.yaml").contains("is a symbolic link"));
+    assert!(error("bomb.yaml").contains("YAML aliases"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_uid_does_not_pin_an_edited_pod() {
+    let mut agent = TestAgent::new(|_| {});
+    agent.start().await;
+    let pod = |arg: &str| {
+        with_metadata(
+            &sh_pod("pinned", &format!("exec sleep {arg}"), "", ""),
+            "  uid: 0b1e0c6c-1c9f-4a4e-9d8e-5f1b7c3a2d10\n",
+        )
+    };
+    agent.write_manifest("pinned.yaml", &pod("1003"));
+    let first = agent.wait_ready("pinned", T).await;
+    agent.write_manifest("pinned.yaml", &pod("1004"));
+    let second = agent
+        .wait_pod("pinned", T, |p| {
+            p.pid().filter(|pid| *pid != first && p.healthy())
+        })
+        .await;
+    assert!(!alive(first), "the old version was stopped");
+    let cmdline = std::fs::read(format!("/proc/{second}/cmdline")).unwrap();
+    assert!(String::from_utf8_lossy(&cmdline).contains("1004"));
+    assert_eq!(
+        agent.status().pod("pinned").unwrap().uid,
+        "0b1e0c6c-1c9f-4a4e-9d8e-5f1b7c3a2d10"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_good_pod_survives_an_agent_restart_while_its_manifest_is_broken() {
+    let mut agent = TestAgent::new(|_| {});
+    agent.start().await;
+    agent.write_manifest("keep.yaml", &sh_pod("keep", "exec sleep 1005", "", ""));
+    let pid = agent.wait_ready("keep", T).await;
+    agent.stop().await;
+    agent.write_manifest("keep.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: keep\n");
+    agent.start().await;
+    let pod = agent
+        .wait_pod("keep", T, |p| p.manifest_error.is_some().then(|| p.clone()))
+        .await;
+    assert_eq!(pod.pid(), Some(pid), "adopted, not restarted");
+    assert!(alive(pid));
+    let problem = &agent.status().manifest_problems[0];
+    assert_eq!(problem.kept_running.as_deref(), Some("keep-node1"));
+    // Fixing the manifest with other content replaces the pod as usual.
+    agent.write_manifest("keep.yaml", &sh_pod("keep", "exec sleep 1006", "", ""));
+    agent
+        .wait_pod("keep", T, |p| p.pid().filter(|new| *new != pid && p.healthy()))
+        .await;
+}
