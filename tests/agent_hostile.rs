@@ -4,6 +4,8 @@
 
 #[path = "common/agent_support.rs"]
 mod agent_support;
+#[path = "common/require.rs"]
+mod require;
 
 use std::time::Duration;
 
@@ -12,7 +14,10 @@ use agent_support::*;
 const T: Duration = Duration::from_secs(20);
 
 fn with_metadata(pod: &str, extra: &str) -> String {
-    pod.replace("  namespace: kube-system\n", &format!("  namespace: kube-system\n{extra}"))
+    pod.replace(
+        "  namespace: kube-system\n",
+        &format!("  namespace: kube-system\n{extra}"),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +115,10 @@ async fn the_last_good_pod_survives_an_agent_restart_while_its_manifest_is_broke
     agent.write_manifest("keep.yaml", &sh_pod("keep", "exec sleep 1005", "", ""));
     let pid = agent.wait_ready("keep", T).await;
     agent.stop().await;
-    agent.write_manifest("keep.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: keep\n");
+    agent.write_manifest(
+        "keep.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: keep\n",
+    );
     agent.start().await;
     let pod = agent
         .wait_pod("keep", T, |p| p.manifest_error.is_some().then(|| p.clone()))
@@ -122,6 +130,86 @@ async fn the_last_good_pod_survives_an_agent_restart_while_its_manifest_is_broke
     // Fixing the manifest with other content replaces the pod as usual.
     agent.write_manifest("keep.yaml", &sh_pod("keep", "exec sleep 1006", "", ""));
     agent
-        .wait_pod("keep", T, |p| p.pid().filter(|new| *new != pid && p.healthy()))
+        .wait_pod("keep", T, |p| {
+            p.pid().filter(|new| *new != pid && p.healthy())
+        })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_as_non_root_with_uid_0_is_refused() {
+    let mut agent = TestAgent::new(|_| {});
+    agent.start().await;
+    agent.write_manifest(
+        "rootish.yaml",
+        &sh_pod(
+            "rootish",
+            "exec sleep 1007",
+            "    securityContext: {runAsNonRoot: true, runAsUser: 0}\n",
+            "",
+        ),
+    );
+    let reason = agent
+        .wait_pod("rootish", T, |p| {
+            p.reason
+                .clone()
+                .filter(|r| r.contains("CreateContainerError"))
+        })
+        .await;
+    assert!(
+        reason.contains("breaks the runAsNonRoot policy"),
+        "{reason}"
+    );
+    assert!(agent.status().pod("rootish").unwrap().pid().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_new_privs_read_only_mounts_and_ignored_fields() {
+    if !require::root("read-only bind mounts") {
+        return;
+    }
+    let mut agent = TestAgent::new(|_| {});
+    agent.start().await;
+    let shared = agent.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    let out = agent.path("out");
+    let script = format!(
+        "grep NoNewPrivs /proc/self/status > {out}.nnp; if touch {shared}/x 2>/dev/null; then echo writable > {out}.ro; else echo read-only > {out}.ro; fi; exec sleep 1008",
+        out = out.display(),
+        shared = shared.display()
+    );
+    let mounts = format!(
+        "    securityContext: {{allowPrivilegeEscalation: false, capabilities: {{drop: [ALL]}}}}\n    volumeMounts: [{{name: s, mountPath: {0}, readOnly: true}}]\n",
+        shared.display()
+    );
+    let volumes = format!(
+        "  securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}\n  volumes: [{{name: s, hostPath: {{path: {}, type: Directory}}}}]\n",
+        shared.display()
+    );
+    agent.write_manifest("sec.yaml", &sh_pod("sec", &script, &mounts, &volumes));
+    agent.wait_ready("sec", T).await;
+    let read = |suffix: &str| {
+        let path = format!("{}.{suffix}", out.display());
+        let deadline = std::time::Instant::now() + T;
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                if !text.is_empty() {
+                    return text;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no {path}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(read("nnp").split_whitespace().last(), Some("1"));
+    assert_eq!(read("ro").trim(), "read-only");
+    assert!(!shared.join("x").exists());
+    let ignored = agent.status().pod("sec").unwrap().ignored_fields.clone();
+    assert_eq!(
+        ignored,
+        [
+            "spec.securityContext.seccompProfile",
+            "spec.containers[main].securityContext.capabilities"
+        ]
+    );
 }

@@ -120,6 +120,9 @@ pub trait Runtime: Send + Sync + 'static {
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()>;
     /// Warnings about what this runtime cannot do here (no root, no cgroups), for status.
     fn warnings(&self) -> Vec<String>;
+    /// The fields of `pod` this runtime does not apply (e.g. seccomp for host processes), each
+    /// as its field path; the agent shows them as warnings in the pod's status.
+    fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String>;
 }
 
 /// `SystemTime` as milliseconds since the epoch in records and status.

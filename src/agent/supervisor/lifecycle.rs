@@ -61,6 +61,14 @@ pub fn start_pod(
         worker.pod.full_name,
         worker.pod.path.display()
     ));
+    let ignored = ctx.runtime.ignored_fields(pod_ref(&worker.pod));
+    if !ignored.is_empty() {
+        ctx.note(format!(
+            "pod {}: the runtime does not apply {}",
+            worker.pod.full_name,
+            ignored.join(", ")
+        ));
+    }
     if let Some(record) = record {
         adoption::adopt(ctx, &mut worker, &record, now);
     }

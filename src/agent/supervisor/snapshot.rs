@@ -40,7 +40,12 @@ impl Supervisor {
                     .problems
                     .iter()
                     .find(|p| p.path == worker.pod.path && p.kept_running.is_some());
-                pod_status(worker, manifest_error.map(|p| p.error.clone()), now)
+                let mut status = pod_status(worker, manifest_error.map(|p| p.error.clone()), now);
+                status.ignored_fields = self
+                    .ctx
+                    .runtime
+                    .ignored_fields(super::lifecycle::pod_ref(&worker.pod));
+                status
             })
             .collect();
         AgentStatus {
@@ -77,6 +82,7 @@ fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) 
         network,
         restarts: worker.containers().map(|c| c.restart_count).sum(),
         manifest_error,
+        ignored_fields: Vec::new(),
         reason: None,
         init_containers: containers(&worker.init),
         containers: containers(&worker.app),

@@ -12,6 +12,7 @@ pub mod command;
 pub mod netns;
 pub mod proc;
 pub mod quantity;
+pub mod security;
 pub mod spawn;
 pub mod volumes;
 
@@ -108,10 +109,15 @@ impl ProcessRuntime {
             &self.settings.hostname,
             is_executable,
         )?;
+        let identity = security::process_identity(
+            request.pod.spec,
+            container,
+            nix::unistd::geteuid().as_raw(),
+        )?;
         let mounts = volumes::bind_mounts(container, &self.volume_paths(request.pod)?)?;
         if !mounts.is_empty() && !self.privileged {
             return Err(format!(
-                "mounts {} at a path other than its hostPath, which needs root",
+                "mounts {} at a path other than its hostPath or read-only, which needs root",
                 mounts[0].target.display()
             ));
         }
@@ -119,6 +125,7 @@ impl ProcessRuntime {
             .map_err(|e| format!("cannot create a bind mount target: {e}"))?;
         let mut setup = spawn::ChildSetup {
             mounts,
+            identity,
             ..Default::default()
         };
         let mut cgroup_dirs = Vec::new();
@@ -145,7 +152,6 @@ impl ProcessRuntime {
             })?;
             setup.netns = Some(file.into());
         }
-        (setup.run_as_user, setup.run_as_group) = run_as(request.pod, container);
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;
         let s = &self.settings;
@@ -196,25 +202,6 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 
 fn is_executable(path: &Path) -> bool {
     fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// `securityContext.runAsUser/runAsGroup`, the container's over the pod's.
-fn run_as(
-    pod: PodRef<'_>,
-    container: &k8s_openapi::api::core::v1::Container,
-) -> (Option<u32>, Option<u32>) {
-    let c = container.security_context.as_ref();
-    let p = pod.spec.security_context.as_ref();
-    let uid = c
-        .and_then(|c| c.run_as_user)
-        .or_else(|| p.and_then(|p| p.run_as_user));
-    let gid = c
-        .and_then(|c| c.run_as_group)
-        .or_else(|| p.and_then(|p| p.run_as_group));
-    (
-        uid.and_then(|u| u32::try_from(u).ok()),
-        gid.and_then(|g| u32::try_from(g).ok()),
-    )
 }
 
 /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to the
@@ -340,5 +327,9 @@ impl Runtime for ProcessRuntime {
 
     fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
+    }
+
+    fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String> {
+        security::unsupported_fields(pod.spec)
     }
 }
