@@ -213,3 +213,82 @@ async fn no_new_privs_read_only_mounts_and_ignored_fields() {
         ]
     );
 }
+
+/// Kills the process on drop, so a failing test leaves nothing running.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_records_reach_no_other_process_and_no_other_file() {
+    use boot::agent::records::{save, ContainerRecord, PodRecord};
+    use boot::runtime::names::{PodName, PodUid};
+    use boot::runtime::{ContainerHandle, Sandbox};
+    if !require::root("cgroups, network namespaces") {
+        return;
+    }
+    let mut agent = TestAgent::new(|_| {});
+    let bystander = Killed(
+        std::process::Command::new("sleep")
+            .arg("1010")
+            .spawn()
+            .unwrap(),
+    );
+    let pid = bystander.0.id() as i32;
+    let ticks = boot::runtime::process::proc::stat(pid).unwrap().start_ticks;
+    let outside = tempfile::tempdir().unwrap();
+    let fake_cgroup = outside.path().join("cgroup");
+    std::fs::create_dir(&fake_cgroup).unwrap();
+    std::fs::write(fake_cgroup.join("cgroup.procs"), format!("{pid}\n")).unwrap();
+    let precious = outside.path().join("precious");
+    std::fs::write(&precious, "keep").unwrap();
+    let uid = PodUid::new("tampered").unwrap();
+    let handle = |cgroups: Vec<std::path::PathBuf>| ContainerHandle {
+        pid,
+        start_ticks: ticks,
+        started_at: std::time::SystemTime::now(),
+        cgroups,
+    };
+    let containers = [vec![], vec![fake_cgroup.clone()]]
+        .into_iter()
+        .enumerate()
+        .map(|(i, cgroups)| ContainerRecord {
+            name: format!("c{i}"),
+            init: false,
+            restart_count: 0,
+            process: Some(handle(cgroups)),
+            completed: false,
+        })
+        .collect();
+    // As if someone had rewritten a record of a pod whose manifest is gone: a live unrelated
+    // process, a directory posing as its cgroup, a host file posing as its network namespace.
+    let record = PodRecord {
+        uid: uid.clone(),
+        config_hash: "x".into(),
+        full_name: PodName::new("gone-node1").unwrap(),
+        manifest: "/nowhere".into(),
+        pod: None,
+        sandbox: Some(Sandbox {
+            pod_uid: uid,
+            netns: Some(precious.clone()),
+            notes: vec![],
+        }),
+        containers,
+    };
+    save(&agent.options.records_dir(), &record).unwrap();
+    agent.start().await;
+    agent.write_manifest("marker.yaml", &sh_pod("marker", "exec sleep 1011", "", ""));
+    agent.wait_ready("marker", T).await;
+    assert!(!agent.options.records_dir().join("tampered.json").exists());
+    assert!(alive(pid), "the bystander was never signalled");
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep");
+    assert!(
+        !fake_cgroup.join("cgroup.kill").exists(),
+        "nothing written outside /sys/fs/cgroup"
+    );
+}

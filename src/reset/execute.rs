@@ -8,10 +8,8 @@ use super::plan::ResetPlan;
 use crate::agent::records;
 use crate::host::ledger::AgentLaunch;
 use crate::host::HostRoot;
-use crate::runtime::process::{cgroup, netns, proc};
+use crate::runtime::Runtime;
 
-/// The kubelet's default grace period (`terminationGracePeriodSeconds`).
-const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// How long the agent gets to stop on SIGTERM before SIGKILL.
 const AGENT_GRACE: Duration = Duration::from_secs(10);
 
@@ -28,7 +26,11 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     if let Err(e) = stop_agent(plan.agent.as_ref(), root, out).await {
         fail("stop the agent".into(), e.to_string());
     }
-    stop_pods(&plan.records_dir, out).await;
+    // The runtime the agent uses with its default settings for this root: reset asks it to stop
+    // and remove what it made, as the kubelet only speaks CRI.
+    let options = crate::agent::AgentOptions::new(root.clone(), "reset");
+    let runtime = crate::agent::process_runtime(&options);
+    stop_pods(&runtime, &plan.records_dir, out).await;
     for file in &plan.files {
         match remove_owned(root, file) {
             Ok(true) => out.push(format!("[reset] Removed {}", file.display())),
@@ -110,75 +112,37 @@ fn is_boot_agent(pid: i32) -> bool {
     alive_not_zombie && args.get(1) == Some(&&b"agent"[..])
 }
 
-/// Every recorded container: SIGTERM to its group, the grace period, SIGKILL, then its cgroups
-/// and its pod's network namespace.
-async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
+/// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
+/// SIGKILL) and removed (its cgroups), then every recorded sandbox removed.
+async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<String>) {
     let (pods, _) = records::load_all(records_dir);
     let mut stops = Vec::new();
     for pod in &pods {
-        let grace = grace_period(&pod.manifest);
+        let grace = crate::agent::pod::termination_grace_period(
+            pod.pod.as_ref().and_then(|p| p.spec.as_ref()),
+        );
         for container in &pod.containers {
-            let Some(handle) = container.process.clone() else {
+            let Some(handle) = container.process.as_ref() else {
                 continue;
             };
             let name = format!("{}/{}", pod.full_name, container.name);
-            stops.push(async move {
-                if proc::is_same_live_process(handle.pid, handle.start_ticks) {
-                    crate::runtime::process::stop_process_group(&handle, grace).await;
-                }
-                for dir in &handle.cgroups {
-                    cgroup::kill_all(dir);
-                }
-                let mut removed = handle.cgroups.is_empty();
-                for _ in 0..100 {
-                    if cgroup::remove(&handle.cgroups) {
-                        removed = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                (name, removed)
-            });
+            let stop = runtime.stop_container(handle, grace);
+            let remove = runtime.cleanup_container(handle);
+            stops.push(tokio::spawn(async move {
+                stop.await;
+                remove.await;
+                name
+            }));
         }
     }
-    let mut handles = Vec::new();
     for stop in stops {
-        handles.push(tokio::spawn(stop));
-    }
-    for handle in handles {
-        if let Ok((name, _)) = handle.await {
+        if let Ok(name) = stop.await {
             out.push(format!("[reset] Stopped {name}"));
         }
     }
-    for pod in &pods {
-        if let Some(path) = pod.sandbox.as_ref().and_then(|s| s.netns.as_ref()) {
-            netns::remove(path);
-        }
+    for sandbox in pods.iter().filter_map(|p| p.sandbox.as_ref()) {
+        runtime.remove_sandbox(sandbox);
     }
-    // The agent's parent cgroups (`…/boot`): removed once empty; another agent's pods keep them.
-    let parents: std::collections::BTreeSet<PathBuf> = pods
-        .iter()
-        .flat_map(|p| p.containers.iter())
-        .filter_map(|c| c.process.as_ref())
-        .flat_map(|h| {
-            h.cgroups
-                .iter()
-                .filter_map(|c| c.parent().map(Path::to_path_buf))
-        })
-        .collect();
-    for parent in parents {
-        let _ = std::fs::remove_dir(parent);
-    }
-}
-
-/// The pod's `terminationGracePeriodSeconds` while its manifest is still there, else 30s.
-fn grace_period(manifest: &Path) -> Duration {
-    let pod: Option<k8s_openapi::api::core::v1::Pod> = std::fs::read(manifest)
-        .ok()
-        .and_then(|b| serde_yaml::from_slice(&b).ok());
-    pod.and_then(|p| p.spec?.termination_grace_period_seconds)
-        .map(|s| Duration::from_secs(s.max(2) as u64))
-        .unwrap_or(DEFAULT_GRACE)
 }
 
 /// True when `path` lies under the root and no directory on the way there is a symlink: reset
@@ -258,6 +222,100 @@ fn empty_tree(root: &HostRoot, tree: &Path, keep: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::{
+        BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef, RuntimeError, Sandbox,
+    };
+    use std::sync::Mutex;
+
+    /// A runtime that only records what it is asked to do.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<String>>);
+
+    impl Runtime for Recording {
+        fn create_sandbox(&self, _: PodRef<'_>) -> Result<Sandbox, RuntimeError> {
+            unreachable!("reset creates nothing")
+        }
+        fn remove_sandbox(&self, sandbox: &Sandbox) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("remove sandbox {}", sandbox.pod_uid));
+        }
+        fn start_container(
+            &self,
+            _: &ContainerRequest<'_>,
+        ) -> Result<(ContainerHandle, BoxFuture<ContainerExit>), RuntimeError> {
+            unreachable!("reset starts nothing")
+        }
+        fn adopt_container(&self, _: &ContainerHandle) -> Option<BoxFuture<ContainerExit>> {
+            None
+        }
+        fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("stop {} {grace:?}", handle.pid));
+            Box::pin(async {})
+        }
+        fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()> {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("remove {}", handle.pid));
+            Box::pin(async {})
+        }
+        fn warnings(&self) -> Vec<String> {
+            Vec::new()
+        }
+        fn ignored_fields(&self, _: PodRef<'_>) -> Vec<String> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn recorded_pods_are_stopped_and_removed_through_the_runtime() {
+        use crate::agent::records::{save, ContainerRecord, PodRecord};
+        use crate::runtime::names::{PodName, PodUid};
+        let dir = tempfile::tempdir().unwrap();
+        let pod: k8s_openapi::api::core::v1::Pod = serde_yaml::from_str(
+            "{metadata: {name: p}, spec: {terminationGracePeriodSeconds: 7, containers: [{name: c}]}}",
+        )
+        .unwrap();
+        let uid = PodUid::new("u1").unwrap();
+        let record = PodRecord {
+            uid: uid.clone(),
+            config_hash: "h".into(),
+            full_name: PodName::new("p-n").unwrap(),
+            manifest: "/m/p.yaml".into(),
+            pod: Some(pod),
+            sandbox: Some(Sandbox {
+                pod_uid: uid,
+                netns: None,
+                notes: vec![],
+            }),
+            containers: vec![ContainerRecord {
+                name: "c".into(),
+                init: false,
+                restart_count: 0,
+                process: Some(ContainerHandle {
+                    pid: 4242,
+                    start_ticks: 1,
+                    started_at: std::time::SystemTime::now(),
+                    cgroups: vec![],
+                }),
+                completed: false,
+            }],
+        };
+        save(dir.path(), &record).unwrap();
+        let runtime = Recording::default();
+        let mut out = Vec::new();
+        stop_pods(&runtime, dir.path(), &mut out).await;
+        assert_eq!(
+            *runtime.0.lock().unwrap(),
+            ["stop 4242 7s", "remove 4242", "remove sandbox u1"]
+        );
+        assert_eq!(out, ["[reset] Stopped p-n/c"]);
+    }
 
     #[test]
     fn symlinks_are_removed_not_followed() {

@@ -3,7 +3,7 @@
 //! through a pidfd, keeping their restart counts; recorded processes of pods no longer wanted are
 //! stopped; a recorded pid now used by another process is never touched.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, PodRecord};
@@ -12,9 +12,6 @@ use super::{Context, Event, Supervisor};
 use crate::probe::ProbeSet;
 use crate::runtime::names::PodUid;
 use crate::runtime::ContainerExit;
-
-/// The grace period for leftovers of a pod whose manifest is gone (the kubelet's default).
-const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
 /// Adopts what `record` says still runs for `worker`'s pod.
 pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Instant) {
@@ -108,6 +105,9 @@ impl Supervisor {
             .filter_map(|uid| self.records.remove(uid))
             .collect();
         for record in leftovers {
+            let grace = crate::agent::pod::termination_grace_period(
+                record.pod.as_ref().and_then(|p| p.spec.as_ref()),
+            );
             let mut stopping = 0;
             for container in &record.containers {
                 let Some(handle) = &container.process else {
@@ -126,7 +126,7 @@ impl Supervisor {
                     handle.pid
                 ));
                 tokio::spawn(async move {
-                    runtime.stop_container(&handle, ORPHAN_GRACE).await;
+                    runtime.stop_container(&handle, grace).await;
                     exit.await;
                     runtime.cleanup_container(&handle).await;
                     let _ = events.send(Event::OrphanStopped { full_name });

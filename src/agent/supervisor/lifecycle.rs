@@ -15,10 +15,6 @@ use crate::runtime::logs::files::{container_log_path, pod_log_dir};
 use crate::runtime::names::PodUid;
 use crate::runtime::{ContainerExit, ContainerRequest, PodRef};
 
-/// The kubelet's default `terminationGracePeriodSeconds` (30) and its minimum (2,
-/// `minimumGracePeriodInSeconds`).
-const DEFAULT_GRACE: Duration = Duration::from_secs(30);
-const MIN_GRACE: Duration = Duration::from_secs(2);
 /// A failed start (missing binary, bad probe) is not retried faster than this, even with a zero
 /// back-off, so that a broken manifest cannot spin the agent.
 const MIN_START_RETRY: Duration = Duration::from_millis(200);
@@ -26,11 +22,7 @@ const MIN_START_RETRY: Duration = Duration::from_millis(200);
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
 pub fn grace_period(pod: &StaticPod) -> Duration {
-    let seconds = pod
-        .spec()
-        .termination_grace_period_seconds
-        .unwrap_or(DEFAULT_GRACE.as_secs() as i64);
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(0)).max(MIN_GRACE)
+    super::super::pod::termination_grace_period(Some(pod.spec()))
 }
 
 pub fn pod_ref(pod: &StaticPod) -> PodRef<'_> {

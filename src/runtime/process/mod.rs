@@ -22,10 +22,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use self::cgroup::{CgroupLayout, Limits};
+use self::proc::PinnedProcess;
 use super::{
     BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef, Runtime, RuntimeError,
     Sandbox,
@@ -85,6 +85,30 @@ impl ProcessRuntime {
 
     pub fn cgroup_layout(&self) -> Option<&CgroupLayout> {
         self.cgroups.as_ref()
+    }
+
+    /// A handle read back from a record, if it names only what this runtime creates: a pid above
+    /// 1 and cgroup directories of its own layout (with cgroups, every container has them).
+    /// Records are untrusted input.
+    fn checked(&self, handle: &ContainerHandle) -> Option<ContainerHandle> {
+        let cgroups_ours = match &self.cgroups {
+            Some(layout) => {
+                !handle.cgroups.is_empty() && handle.cgroups.iter().all(|dir| layout.owns(dir))
+            }
+            None => handle.cgroups.is_empty(),
+        };
+        (handle.pid > 1 && cgroups_ours).then(|| handle.clone())
+    }
+
+    /// Pins the handle's main process, if it is still the recorded one and (with cgroups) still
+    /// in the container's cgroup, which only this runtime puts processes into.
+    fn pin(handle: &ContainerHandle) -> Option<PinnedProcess> {
+        let leader = PinnedProcess::open(handle.pid, handle.start_ticks)?;
+        let in_cgroup = handle
+            .cgroups
+            .first()
+            .is_none_or(|dir| proc::is_member(handle.pid, dir));
+        in_cgroup.then_some(leader)
     }
 
     fn volume_paths(&self, pod: PodRef<'_>) -> Result<Vec<(String, PathBuf)>, String> {
@@ -205,28 +229,21 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to the
-/// group and to everything left in its cgroups. A recorded pid that is no longer the same process
-/// (its start time differs) is never signalled.
-pub async fn stop_process_group(handle: &ContainerHandle, grace: Duration) {
-    let alive = proc::is_same_live_process(handle.pid, handle.start_ticks);
-    let pidfd = if alive {
-        proc::pidfd_open(handle.pid).ok()
-    } else {
-        None
-    };
-    if let Some(pidfd) = pidfd {
-        signal_group(handle.pid, Signal::SIGTERM);
-        let _ = tokio::time::timeout(grace, proc::wait_pidfd(pidfd)).await;
-        signal_group(handle.pid, Signal::SIGKILL);
+/// group and to everything left in its cgroups. Every signal goes through a pidfd checked
+/// against the recorded start time ([`proc::PinnedProcess`]): a reused pid is never signalled.
+async fn stop_process_group(handle: &ContainerHandle, grace: Duration) {
+    if let Some(leader) = ProcessRuntime::pin(handle) {
+        proc::signal_group(&leader, handle.start_ticks, Signal::SIGTERM);
+        let PinnedProcess { pid, pidfd } = leader;
+        let watched = pidfd.try_clone();
+        if let Ok(watched) = watched {
+            let _ = tokio::time::timeout(grace, proc::wait_pidfd(watched)).await;
+        }
+        let leader = PinnedProcess { pid, pidfd };
+        proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL);
     }
     for dir in &handle.cgroups {
         cgroup::kill_all(dir);
-    }
-}
-
-fn signal_group(pid: i32, signal: Signal) {
-    if pid > 1 {
-        let _ = killpg(Pid::from_raw(pid), signal);
     }
 }
 
@@ -267,7 +284,9 @@ impl Runtime for ProcessRuntime {
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        if let Some(path) = &sandbox.netns {
+        // Only the very path create_sandbox makes: a record naming another is not acted on.
+        let ours = self.settings.netns_dir.join(sandbox.pod_uid.as_str());
+        if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
             netns::remove(path);
         }
     }
@@ -285,30 +304,31 @@ impl Runtime for ProcessRuntime {
     }
 
     fn adopt_container(&self, handle: &ContainerHandle) -> Option<BoxFuture<ContainerExit>> {
-        if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
-            return None;
-        }
-        let pidfd = proc::pidfd_open(handle.pid).ok()?;
-        // The pid could have been reused between the check and the open: check again, now that
-        // the pidfd pins the process.
-        if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
-            return None;
-        }
+        let handle = self.checked(handle)?;
+        let leader = Self::pin(&handle)?;
         Some(Box::pin(async move {
-            let _ = proc::wait_pidfd(pidfd).await;
+            let _ = proc::wait_pidfd(leader.pidfd).await;
             ContainerExit::Unknown
         }))
     }
 
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()> {
-        let handle = handle.clone();
-        Box::pin(async move { stop_process_group(&handle, grace).await })
+        let handle = self.checked(handle);
+        Box::pin(async move {
+            if let Some(handle) = handle {
+                stop_process_group(&handle, grace).await;
+            }
+        })
     }
 
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()> {
-        let handle = handle.clone();
+        let Some(handle) = self.checked(handle) else {
+            return Box::pin(async {});
+        };
         Box::pin(async move {
-            signal_group(handle.pid, Signal::SIGKILL);
+            if let Some(leader) = Self::pin(&handle) {
+                proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL);
+            }
             if handle.cgroups.is_empty() {
                 return;
             }
