@@ -292,3 +292,49 @@ async fn tampered_records_reach_no_other_process_and_no_other_file() {
         "nothing written outside /sys/fs/cgroup"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_logs_and_a_removed_pods_directories_are_collected() {
+    let mut agent = TestAgent::new(|o| {
+        o.backoff.initial = Duration::from_millis(10);
+        o.backoff.max = Duration::from_millis(20);
+    });
+    agent.start().await;
+    let volumes = "  volumes: [{name: scratch, emptyDir: {}}]\n";
+    let mounts = "    volumeMounts: [{name: scratch, mountPath: /scratch-unused}]\n";
+    // Without root the mount would need a bind mount; the emptyDir is created all the same.
+    let mounts = if agent_support::is_root() { mounts } else { "" };
+    agent.write_manifest(
+        "churn.yaml",
+        &sh_pod("churn", "echo run; exit 1", mounts, volumes),
+    );
+    let pod = agent
+        .wait_pod("churn", T, |p| (p.restarts >= 4).then(|| p.clone()))
+        .await;
+    let log_dir = agent.options.log_dir.join(format!("kube-system_churn-node1_{}", pod.uid));
+    let container_dir = log_dir.join("main");
+    let logs = || boot::runtime::logs::files::restart_counts(&container_dir);
+    // Collection runs in the background after each start: wait for it.
+    let deadline = std::time::Instant::now() + T;
+    while logs().len() > 2 || logs().first().is_some_and(|n| *n + 2 < pod.restarts) {
+        assert!(std::time::Instant::now() < deadline, "logs kept: {:?}", logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!logs().is_empty());
+    let empty_dir = agent.options.state_dir.join("pods").join(&pod.uid);
+    assert!(empty_dir.join("volumes/scratch").is_dir());
+    agent.remove_manifest("churn.yaml");
+    agent
+        .wait_for("the pod to go", T, |s| s.pod("churn").is_none().then_some(()))
+        .await;
+    let deadline = std::time::Instant::now() + T;
+    while log_dir.exists() || empty_dir.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "left behind: logs {}, emptyDir {}",
+            log_dir.exists(),
+            empty_dir.exists()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

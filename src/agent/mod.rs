@@ -9,6 +9,7 @@
 //! (records), `<root>/var/log/pods/`, `/sys/fs/cgroup`.
 
 pub mod backoff;
+pub mod gc;
 pub mod options;
 pub mod pod;
 pub mod records;

@@ -5,6 +5,7 @@
 
 use std::time::{Instant, SystemTime};
 
+use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, PodRecord};
 use super::lifecycle::{pod_ref, watch_exit};
@@ -108,7 +109,7 @@ impl Supervisor {
             let grace = crate::agent::pod::termination_grace_period(
                 record.pod.as_ref().and_then(|p| p.spec.as_ref()),
             );
-            let mut stopping = 0;
+            let mut stops = Vec::new();
             for container in &record.containers {
                 let Some(handle) = &container.process else {
                     continue;
@@ -116,28 +117,40 @@ impl Supervisor {
                 let Some(exit) = self.ctx.runtime.adopt_container(handle) else {
                     continue;
                 };
-                stopping += 1;
-                let runtime = self.ctx.runtime.clone();
-                let events = self.ctx.events.clone();
-                let handle = handle.clone();
-                let full_name = record.full_name.clone();
                 self.ctx.note(format!(
-                    "pod {full_name}: its manifest is gone; stopping leftover pid {}",
-                    handle.pid
+                    "pod {}: its manifest is gone; stopping leftover pid {}",
+                    record.full_name, handle.pid
                 ));
-                tokio::spawn(async move {
+                let runtime = self.ctx.runtime.clone();
+                let handle = handle.clone();
+                stops.push(async move {
                     runtime.stop_container(&handle, grace).await;
                     exit.await;
                     runtime.cleanup_container(&handle).await;
-                    let _ = events.send(Event::OrphanStopped { full_name });
                 });
             }
+            let stopping = stops.len();
             if stopping > 0 {
                 *self.orphans.entry(record.full_name.clone()).or_default() += stopping;
             }
             if let Some(sandbox) = &record.sandbox {
                 self.ctx.runtime.remove_sandbox(sandbox);
             }
+            // Its logs go once its processes are gone (they write them until then).
+            let log_dirs = gc::pod_log_dirs(&self.ctx.options.log_dir, &record.full_name, &record.uid);
+            let events = self.ctx.events.clone();
+            let full_name = record.full_name.clone();
+            tokio::spawn(async move {
+                for stop in stops {
+                    stop.await;
+                }
+                gc::in_background(move || log_dirs.iter().for_each(|d| gc::remove_pod_logs(d)));
+                for _ in 0..stopping {
+                    let _ = events.send(Event::OrphanStopped {
+                        full_name: full_name.clone(),
+                    });
+                }
+            });
             records::remove(&self.ctx.options.records_dir(), &record.uid);
         }
     }

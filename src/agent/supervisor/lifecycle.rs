@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, ContainerRecord, PodRecord};
 use super::super::source::StaticPod;
@@ -181,6 +182,11 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
                 pod.full_name, spec.name, handle.pid, container.restart_count
             ));
             watch_exit(ctx, &pod.uid, init, index, container.instance, exit);
+            if container.restart_count >= 2 {
+                let container_dir = log_dir.join(spec.name.as_str());
+                let count = container.restart_count;
+                gc::in_background(move || gc::remove_old_logs(&container_dir, count));
+            }
             container.state = ContainerState::Running(Box::new(Running {
                 handle,
                 since: now,
@@ -352,6 +358,8 @@ pub fn finish_pod(ctx: &Context, worker: PodWorker) {
         ctx.runtime.remove_sandbox(sandbox);
     }
     records::remove(&ctx.options.records_dir(), &worker.pod.uid);
+    let log_dir = worker.log_dir.clone();
+    gc::in_background(move || gc::remove_pod_logs(&log_dir));
     ctx.note(format!("pod {}: stopped", worker.pod.full_name));
 }
 

@@ -289,6 +289,8 @@ impl Runtime for ProcessRuntime {
         if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
             netns::remove(path);
         }
+        // The pod's emptyDir volumes go with it (the kubelet's emptyDir TearDown).
+        volumes::remove_pod_dir(&self.settings.pods_dir, &sandbox.pod_uid);
     }
 
     fn start_container(

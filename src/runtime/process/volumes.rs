@@ -99,6 +99,21 @@ pub fn prepare_volume(volume: &Volume, empty_dir_base: &Path) -> Result<PathBuf,
     Ok(path)
 }
 
+/// Removes `<pods_dir>/<uid>` (the pod's emptyDir volumes); a symlink there is removed, not
+/// followed.
+pub fn remove_pod_dir(pods_dir: &Path, uid: &crate::runtime::names::PodUid) {
+    let dir = pods_dir.join(uid.as_str());
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(&dir);
+        }
+        Err(_) => {}
+    }
+}
+
 /// The bind mounts a container needs: its mounts whose `mountPath` differs from the volume path.
 pub fn bind_mounts(
     container: &Container,
