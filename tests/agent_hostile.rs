@@ -311,13 +311,20 @@ async fn old_logs_and_a_removed_pods_directories_are_collected() {
     let pod = agent
         .wait_pod("churn", T, |p| (p.restarts >= 4).then(|| p.clone()))
         .await;
-    let log_dir = agent.options.log_dir.join(format!("kube-system_churn-node1_{}", pod.uid));
+    let log_dir = agent
+        .options
+        .log_dir
+        .join(format!("kube-system_churn-node1_{}", pod.uid));
     let container_dir = log_dir.join("main");
     let logs = || boot::runtime::logs::files::restart_counts(&container_dir);
     // Collection runs in the background after each start: wait for it.
     let deadline = std::time::Instant::now() + T;
     while logs().len() > 2 || logs().first().is_some_and(|n| *n + 2 < pod.restarts) {
-        assert!(std::time::Instant::now() < deadline, "logs kept: {:?}", logs());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logs kept: {:?}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!logs().is_empty());
@@ -325,7 +332,9 @@ async fn old_logs_and_a_removed_pods_directories_are_collected() {
     assert!(empty_dir.join("volumes/scratch").is_dir());
     agent.remove_manifest("churn.yaml");
     agent
-        .wait_for("the pod to go", T, |s| s.pod("churn").is_none().then_some(()))
+        .wait_for("the pod to go", T, |s| {
+            s.pod("churn").is_none().then_some(())
+        })
         .await;
     let deadline = std::time::Instant::now() + T;
     while log_dir.exists() || empty_dir.exists() {

@@ -4,6 +4,7 @@
 pub mod facts;
 mod fs;
 pub mod ledger;
+pub mod lookup;
 mod root;
 
 pub use fs::{write_all, WriteError};

@@ -264,6 +264,14 @@ mod tests {
                 .push(format!("remove {}", handle.pid));
             Box::pin(async {})
         }
+        fn exec_sync(
+            &self,
+            _: crate::runtime::ExecTarget<'_>,
+            _: &[String],
+            _: Duration,
+        ) -> BoxFuture<crate::runtime::ExecOutput> {
+            unreachable!("reset runs no probes")
+        }
         fn warnings(&self) -> Vec<String> {
             Vec::new()
         }

@@ -85,6 +85,37 @@ impl ContainerExit {
     }
 }
 
+/// The kubelet keeps at most 10 KB of an exec's output (`maxReadLength` in `pkg/probe/exec`).
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+
+/// The running container an exec goes into.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecTarget<'a> {
+    pub pod: PodRef<'a>,
+    pub sandbox: &'a Sandbox,
+    pub container: &'a Container,
+    pub handle: &'a ContainerHandle,
+}
+
+/// How an exec ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEnd {
+    Exited(i32),
+    Signaled(i32),
+    /// Killed (with everything it started) when the timeout expired.
+    TimedOut,
+    /// It never ran: no such program, no namespace to join, … (the message says which).
+    CannotStart(String),
+}
+
+/// The result of [`Runtime::exec_sync`]: how it ended and its combined stdout and stderr, at
+/// most [`EXEC_OUTPUT_LIMIT`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub end: ExecEnd,
+    pub output: Vec<u8>,
+}
+
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +149,14 @@ pub trait Runtime: Send + Sync + 'static {
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()>;
     /// After the main process exited: kills what is left of the group and cgroup, removes the cgroup.
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()>;
+    /// Runs `command` inside a running container (its network namespace, user and environment)
+    /// and waits up to `timeout`, as the CRI's `ExecSync`. Exec probes use it.
+    fn exec_sync(
+        &self,
+        target: ExecTarget<'_>,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<ExecOutput>;
     /// Warnings about what this runtime cannot do here (no root, no cgroups), for status.
     fn warnings(&self) -> Vec<String>;
     /// The fields of `pod` this runtime does not apply (e.g. seccomp for host processes), each

@@ -137,7 +137,8 @@ impl Supervisor {
                 self.ctx.runtime.remove_sandbox(sandbox);
             }
             // Its logs go once its processes are gone (they write them until then).
-            let log_dirs = gc::pod_log_dirs(&self.ctx.options.log_dir, &record.full_name, &record.uid);
+            let log_dirs =
+                gc::pod_log_dirs(&self.ctx.options.log_dir, &record.full_name, &record.uid);
             let events = self.ctx.events.clone();
             let full_name = record.full_name.clone();
             tokio::spawn(async move {

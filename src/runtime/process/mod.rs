@@ -9,6 +9,7 @@
 
 pub mod cgroup;
 pub mod command;
+pub mod exec;
 pub mod netns;
 pub mod proc;
 pub mod quantity;
@@ -18,8 +19,7 @@ pub mod volumes;
 
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
@@ -27,8 +27,8 @@ use nix::sys::signal::Signal;
 use self::cgroup::{CgroupLayout, Limits};
 use self::proc::PinnedProcess;
 use super::{
-    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef, Runtime, RuntimeError,
-    Sandbox,
+    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecOutput, ExecTarget,
+    PodRef, Runtime, RuntimeError, Sandbox,
 };
 
 /// How the process runtime is set up.
@@ -131,7 +131,7 @@ impl ProcessRuntime {
             &self.settings.bin_dirs,
             &search_path,
             &self.settings.hostname,
-            is_executable,
+            crate::host::lookup::is_executable,
         )?;
         let identity = security::process_identity(
             request.pod.spec,
@@ -222,10 +222,6 @@ impl ProcessRuntime {
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| format!("cannot create a pipe: {e}"))
-}
-
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to the
@@ -349,6 +345,46 @@ impl Runtime for ProcessRuntime {
 
     fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
+    }
+
+    fn exec_sync(
+        &self,
+        target: ExecTarget<'_>,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<ExecOutput> {
+        let search_path =
+            std::env::var("PATH").unwrap_or_else(|_| command::DEFAULT_PATH.to_string());
+        let env = command::environment(
+            target.container,
+            &self.settings.bin_dirs,
+            &search_path,
+            &self.settings.hostname,
+        );
+        let setup = security::process_identity(
+            target.pod.spec,
+            target.container,
+            nix::unistd::geteuid().as_raw(),
+        )
+        .and_then(|identity| {
+            let netns =
+                exec::open_netns(target.sandbox.netns.as_ref()).map_err(|e| e.to_string())?;
+            Ok(exec::ExecSetup {
+                env,
+                netns,
+                identity,
+            })
+        });
+        let command = command.to_vec();
+        Box::pin(async move {
+            match setup {
+                Ok(setup) => exec::exec(&command, setup, timeout).await,
+                Err(message) => ExecOutput {
+                    end: ExecEnd::CannotStart(message),
+                    output: Vec::new(),
+                },
+            }
+        })
     }
 
     fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String> {
