@@ -12,6 +12,7 @@ use agent_support::*;
 use boot::agent::records::{save, ContainerRecord, PodRecord};
 use boot::agent::source::StaticPod;
 use boot::agent::status::ContainerState;
+use boot::runtime::names::{PodName, PodUid};
 use boot::runtime::ContainerHandle;
 
 const T: Duration = Duration::from_secs(25);
@@ -165,17 +166,21 @@ async fn recorded_pid_now_used_by_another_process_is_left_alone() {
     let records = agent.options.records_dir();
     let record = PodRecord {
         uid: pod.uid.clone(),
+        config_hash: pod.config_hash.clone(),
         full_name: pod.full_name.clone(),
         manifest: pod.path.clone(),
+        pod: Some(pod.pod.clone()),
         sandbox: None,
         containers: vec![container.clone()],
     };
     save(&records, &record).unwrap();
     // And a pod whose manifest is gone, recorded with the same reused pid.
     let orphan = PodRecord {
-        uid: "0123".into(),
-        full_name: "gone-node1".into(),
+        uid: PodUid::new("0123").unwrap(),
+        config_hash: "0123".into(),
+        full_name: PodName::new("gone-node1").unwrap(),
         manifest: "/nowhere".into(),
+        pod: None,
         sandbox: None,
         containers: vec![container],
     };

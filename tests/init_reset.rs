@@ -2,13 +2,15 @@
 //! the stand-in components (symlinked as kube-apiserver, kube-controller-manager, kube-scheduler).
 //! Every test uses its own ports, and a guard resets (and, failing that, kills) what it started.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 #[path = "common/cluster.rs"]
 mod cluster;
 
-use cluster::{alive, have_etcd, listening, require, text, Cluster, BOOT, IGNORE};
+use cluster::{alive, have_etcd, listening, require, text, walk, Cluster, BOOT, IGNORE};
 
 #[test]
 fn init_serves_kubectl_and_reset_leaves_nothing() {

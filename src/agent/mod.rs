@@ -9,6 +9,7 @@
 //! (records), `<root>/var/log/pods/`, `/sys/fs/cgroup`.
 
 pub mod backoff;
+pub mod gc;
 pub mod options;
 pub mod pod;
 pub mod records;
@@ -50,7 +51,13 @@ pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let runtime = ProcessRuntime::new(ProcessSettings {
+    let runtime = process_runtime(&options);
+    run_with_runtime(options, Arc::new(runtime), shutdown).await
+}
+
+/// The process runtime as the agent with `options` sets it up (`boot reset` uses the same).
+pub fn process_runtime(options: &AgentOptions) -> ProcessRuntime {
+    ProcessRuntime::new(ProcessSettings {
         bin_dirs: options.bin_dirs.clone(),
         hostname: options.node_name.clone(),
         netns_dir: options.netns_dir.clone(),
@@ -59,8 +66,7 @@ pub async fn run(
         log_max_size: options.log_max_size,
         log_max_files: options.log_max_files,
         cgroup_parent: options.cgroup_parent.clone(),
-    });
-    run_with_runtime(options, Arc::new(runtime), shutdown).await
+    })
 }
 
 /// Runs the agent with any runtime until `shutdown` resolves.

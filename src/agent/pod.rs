@@ -4,13 +4,29 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::backoff::CrashLoopBackoff;
 use super::source::StaticPod;
 use super::status::PodPhase;
 use crate::probe::ProbeSet;
 use crate::runtime::{ContainerExit, ContainerHandle, Sandbox};
+
+/// The kubelet's default `terminationGracePeriodSeconds` (30).
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+/// The kubelet's `minimumGracePeriodInSeconds` (2): even a grace period of 0 gets this long.
+const MIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a pod's containers get between SIGTERM and SIGKILL: its
+/// `terminationGracePeriodSeconds`, default 30 s, at least 2 s (the kubelet's `killPod`). The one
+/// rule for the agent, adoption's leftovers and `boot reset`.
+pub fn termination_grace_period(spec: Option<&k8s_openapi::api::core::v1::PodSpec>) -> Duration {
+    spec.and_then(|s| s.termination_grace_period_seconds)
+        .map_or(DEFAULT_GRACE, |s| {
+            Duration::from_secs(u64::try_from(s).unwrap_or(0))
+        })
+        .max(MIN_GRACE)
+}
 
 /// `spec.restartPolicy`, default `Always`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +277,29 @@ impl PodWorker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grace_periods_follow_the_kubelet() {
+        let spec = |yaml: &str| -> k8s_openapi::api::core::v1::PodSpec {
+            serde_yaml::from_str(yaml).unwrap()
+        };
+        assert_eq!(termination_grace_period(None), Duration::from_secs(30));
+        let five = spec("{containers: [], terminationGracePeriodSeconds: 5}");
+        assert_eq!(
+            termination_grace_period(Some(&five)),
+            Duration::from_secs(5)
+        );
+        let zero = spec("{containers: [], terminationGracePeriodSeconds: 0}");
+        assert_eq!(
+            termination_grace_period(Some(&zero)),
+            Duration::from_secs(2)
+        );
+        let negative = spec("{containers: [], terminationGracePeriodSeconds: -3}");
+        assert_eq!(
+            termination_grace_period(Some(&negative)),
+            Duration::from_secs(2)
+        );
+    }
 
     #[test]
     fn restart_policy_decisions() {

@@ -1,7 +1,10 @@
 //! What the agent records about the pods it runs, so that a restarted agent adopts the running
-//! processes instead of starting duplicates (design §5 ★): per pod, its sandbox and, per
-//! container, the restart count and the process (pid + start time from `/proc`). Written
-//! atomically on every start and exit.
+//! processes instead of starting duplicates (design §5 ★): per pod, the pod itself (so that the
+//! last good version of a manifest that broke while the agent was down keeps running), its
+//! config hash, its sandbox and, per container, the restart count and the process (pid + start
+//! time from `/proc`). Written atomically on every start and exit. Records are read back as
+//! untrusted input: the identifiers are validated types, the pod is validated again as a
+//! manifest, reads are bounded, and the runtime checks every handle before it acts on it.
 //!
 //! Touches: `<root>/var/lib/boot/agent/<pod uid>.json`.
 
@@ -13,14 +16,25 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
+use crate::runtime::names::{PodName, PodUid};
 use crate::runtime::{ContainerHandle, Sandbox};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A record is a few kilobytes plus the pod; a manifest is at most 10 MB.
+const MAX_RECORD_BYTES: u64 = 12 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRecord {
-    pub uid: String,
-    pub full_name: String,
+    pub uid: PodUid,
+    /// The pod's [`config_hash`](super::source::StaticPod::config_hash): a record only belongs
+    /// to the pod with the same content.
+    #[serde(default)]
+    pub config_hash: String,
+    pub full_name: PodName,
     pub manifest: PathBuf,
+    /// The pod as it was parsed from the manifest.
+    #[serde(default)]
+    pub pod: Option<k8s_openapi::api::core::v1::Pod>,
     pub sandbox: Option<Sandbox>,
     pub containers: Vec<ContainerRecord>,
 }
@@ -41,9 +55,17 @@ impl PodRecord {
     pub fn container(&self, name: &str) -> Option<&ContainerRecord> {
         self.containers.iter().find(|c| c.name == name)
     }
+
+    /// The recorded pod, validated again as a manifest, if it is the very pod recorded (same
+    /// UID and config hash on this node).
+    pub fn static_pod(&self, node_name: &str) -> Option<super::source::StaticPod> {
+        let bytes = serde_json::to_vec(self.pod.as_ref()?).ok()?;
+        let pod = super::source::StaticPod::parse(&self.manifest, &bytes, node_name).ok()?;
+        (pod.uid == self.uid && pod.config_hash == self.config_hash).then_some(pod)
+    }
 }
 
-fn record_path(dir: &Path, uid: &str) -> PathBuf {
+fn record_path(dir: &Path, uid: &PodUid) -> PathBuf {
     dir.join(format!("{uid}.json"))
 }
 
@@ -58,7 +80,7 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
         {
             continue;
         }
-        match fs::read(&path)
+        match read_bounded(&path)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         {
@@ -70,6 +92,24 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
         }
     }
     (records, problems)
+}
+
+/// A regular file (not followed if a symlink) of at most [`MAX_RECORD_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err(std::io::Error::other("larger than any record boot writes"));
+    }
+    Ok(bytes)
 }
 
 /// Writes a record atomically (dot-named temporary file, then rename) but without fsync: records
@@ -93,7 +133,7 @@ pub fn save(dir: &Path, record: &PodRecord) -> Result<(), String> {
     write().map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn remove(dir: &Path, uid: &str) {
+pub fn remove(dir: &Path, uid: &PodUid) {
     let _ = fs::remove_file(record_path(dir, uid));
 }
 
@@ -105,9 +145,11 @@ mod tests {
     fn round_trips_and_skips_garbage() {
         let dir = tempfile::tempdir().unwrap();
         let record = PodRecord {
-            uid: "u1".into(),
-            full_name: "p-n".into(),
+            uid: PodUid::new("u1").unwrap(),
+            config_hash: "h".into(),
+            full_name: PodName::new("p-n").unwrap(),
             manifest: "/m/p.yaml".into(),
+            pod: None,
             sandbox: None,
             containers: vec![ContainerRecord {
                 name: "c".into(),
@@ -119,10 +161,14 @@ mod tests {
         };
         save(dir.path(), &record).unwrap();
         fs::write(dir.path().join("bad.json"), "{").unwrap();
+        let tampered = serde_json::to_string(&record)
+            .unwrap()
+            .replace("\"u1\"", "\"../../etc\"");
+        fs::write(dir.path().join("tampered.json"), tampered).unwrap();
         let (records, problems) = load_all(dir.path());
-        assert_eq!(records, [record]);
-        assert_eq!(problems.len(), 1);
-        remove(dir.path(), "u1");
+        assert_eq!(records, [record.clone()]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        remove(dir.path(), &record.uid);
         assert!(load_all(dir.path()).0.is_empty());
     }
 }

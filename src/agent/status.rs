@@ -60,6 +60,9 @@ pub struct PodStatus {
     pub restarts: u32,
     /// The manifest no longer parses; the last good version keeps running.
     pub manifest_error: Option<String>,
+    /// Fields of the pod the runtime does not apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored_fields: Vec<String>,
     /// Why the pod is not healthy, in one line; `None` when it is running and ready.
     pub reason: Option<String>,
     pub init_containers: Vec<ContainerStatus>,

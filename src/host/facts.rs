@@ -45,14 +45,9 @@ pub fn gather(bin_dirs: &[PathBuf], detect: Detect) -> HostFacts {
     }
 }
 
-/// The first executable named `name` in `dirs`.
+/// The first executable named `name` in `dirs` ([`super::lookup`]).
 pub fn find_binary(dirs: &[PathBuf], name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    dirs.iter().map(|d| d.join(name)).find(|p| {
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    })
+    super::lookup::look_path(name, dirs)
 }
 
 /// How long `<binary> --version` may take. Generous: a cold `kube-apiserver --version` (page cache

@@ -5,6 +5,7 @@ pub mod facts;
 mod fs;
 pub mod ledger;
 pub mod limits;
+pub mod lookup;
 mod root;
 
 pub use fs::{write_all, WriteError};

@@ -156,6 +156,7 @@ mod tests {
             network: "host".into(),
             restarts,
             manifest_error: None,
+            ignored_fields: vec![],
             reason: Some("back-off 20s restarting failed container etcd".into()),
             init_containers: vec![],
             containers: vec![ContainerStatus {

@@ -1,155 +1,61 @@
-//! `exec` probes: runs the command as a host process with the container's environment; success
-//! is exit status 0 (`pkg/probe/exec`). stdout and stderr share one pipe, like Go's
-//! `CombinedOutput`, and the first 10 KB become the failure message. The command runs in a
-//! process group of its own, which is killed when the timeout expires, and also once the
-//! command exits, so that nothing it left in the background outlives the probe.
+//! `exec` probes (`pkg/probe/exec`): the command runs inside the container through the runtime
+//! ([`Runtime::exec_sync`](crate::runtime::Runtime::exec_sync), as the kubelet goes through the
+//! CRI's `ExecSync`); success is exit status 0, a failure carries the first 10 KB of the combined
+//! output, or Go's exit text when there is none. [`check`] runs a command on the host with a
+//! given environment through the same executor, for callers that have no container.
 
-use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
-use tokio::process::Command;
+use nix::sys::signal::Signal;
 
 use super::run::ProbeResult;
+use crate::runtime::process::exec::{exec, ExecSetup};
+use crate::runtime::{ExecEnd, ExecOutput};
 
-/// The `PATH` a container gets when its environment has none: containerd's default for Linux.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-/// The kubelet keeps at most 10 KB of an exec probe's output (`maxReadLength`).
-pub const MAX_OUTPUT: usize = 10 * 1024;
+pub use crate::host::lookup::DEFAULT_PATH;
+pub use crate::runtime::EXEC_OUTPUT_LIMIT as MAX_OUTPUT;
 
-/// Runs `command` (its first element looked up in `PATH` of `env`, else [`DEFAULT_PATH`]) with
-/// exactly `env` as its environment.
+/// Runs `command` on the host with exactly `env` as its environment (`PATH` defaulting to
+/// [`DEFAULT_PATH`]).
 pub async fn check(command: &[String], env: &[(String, String)], timeout: Duration) -> ProbeResult {
-    let Some((program, args)) = command.split_first() else {
-        return ProbeResult::Failure("exec: no command".into());
+    let setup = ExecSetup {
+        env: env.to_vec(),
+        ..ExecSetup::default()
     };
-    let path_var = env
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "PATH")
-        .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
-    let Some(resolved) = look_path(program, path_var) else {
-        return ProbeResult::Failure(format!(
-            "exec: {program:?}: executable file not found in $PATH"
-        ));
-    };
-    let (reader, writer) = match output_pipe() {
-        Ok(pipe) => pipe,
-        Err(e) => return ProbeResult::Failure(format!("exec: {program:?}: output pipe: {e}")),
-    };
-    let mut cmd = Command::new(&resolved);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null());
-    if !env.iter().any(|(k, _)| k == "PATH") {
-        cmd.env("PATH", DEFAULT_PATH);
-    }
-    match writer.try_clone() {
-        Ok(second) => cmd.stdout(Stdio::from(writer)).stderr(Stdio::from(second)),
-        Err(e) => return ProbeResult::Failure(format!("exec: {program:?}: output pipe: {e}")),
-    };
-    cmd.process_group(0).kill_on_drop(true);
-    let spawned = cmd.spawn();
-    // Our copies of the pipe's write end must close, or reading never sees EOF.
-    drop(cmd);
-    let mut child = match spawned {
-        Ok(child) => child,
-        Err(e) => {
-            return ProbeResult::Failure(format!("exec: {:?}: {e}", resolved.display().to_string()))
-        }
-    };
-    let group = child.id().map(|id| Pid::from_raw(id as i32));
-    let kill_group = || {
-        if let Some(pgid) = group {
-            // ESRCH (nothing left in the group) is the usual case after a clean exit.
-            let _ = killpg(pgid, Signal::SIGKILL);
-        }
-    };
-    let output = tokio::spawn(read_capped(reader));
-    let status = tokio::time::timeout(timeout, child.wait()).await;
-    kill_group();
-    let status = match status {
-        Ok(Ok(status)) => status,
-        Ok(Err(e)) => return ProbeResult::Failure(format!("exec: {program:?}: wait: {e}")),
-        Err(_) => {
-            let _ = child.wait().await;
-            output.abort();
-            // The kubelet's message when ExecProbeTimeout is on (the default since 1.20).
-            return ProbeResult::Failure(format!("command {:?} timed out", command.join(" ")));
-        }
-    };
-    let output = output.await.unwrap_or_default();
-    if status.success() {
-        ProbeResult::Success
-    } else {
-        let text = String::from_utf8_lossy(&output).trim_end().to_string();
+    result(command, &exec(command, setup, timeout).await)
+}
+
+/// The probe result of an exec, with the kubelet's messages.
+pub fn result(command: &[String], output: &ExecOutput) -> ProbeResult {
+    let text = String::from_utf8_lossy(&output.output)
+        .trim_end()
+        .to_string();
+    let failure = |fallback: String| {
         ProbeResult::Failure(if text.is_empty() {
-            exit_text(status)
+            fallback
         } else {
-            text
+            text.clone()
         })
-    }
-}
-
-/// Go's `ExitError` text: "exit status 1" or "signal: killed".
-fn exit_text(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => match Signal::try_from(sig) {
-            Ok(Signal::SIGKILL) => "signal: killed".into(),
-            Ok(s) => format!("signal: {}", s.as_str()),
-            Err(_) => format!("signal: {sig}"),
-        },
-        (None, None) => "exit status unknown".into(),
-    }
-}
-
-/// Go's `exec.LookPath`: a name with a slash is used as is, else the first executable file of
-/// that name in the `PATH` directories.
-fn look_path(program: &str, path_var: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    if program.contains('/') {
-        let p = PathBuf::from(program);
-        return executable(&p).then_some(p);
-    }
-    path_var
-        .split(':')
-        .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
-        .find(|p| executable(p))
-}
-
-/// A close-on-exec pipe: the read end for us, the write end for the child's stdout and stderr.
-fn output_pipe() -> std::io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    Ok((
-        tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
-        write,
-    ))
-}
-
-/// Reads to EOF, keeping the first [`MAX_OUTPUT`] bytes; the rest is drained so the command
-/// never blocks on a full pipe.
-async fn read_capped(mut reader: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = reader.read(&mut buf).await {
-        if n == 0 {
-            break;
+    match &output.end {
+        ExecEnd::Exited(0) => ProbeResult::Success,
+        ExecEnd::Exited(code) => failure(format!("exit status {code}")),
+        ExecEnd::Signaled(signal) => failure(signal_text(*signal)),
+        // The kubelet's message when ExecProbeTimeout is on (the default since 1.20).
+        ExecEnd::TimedOut => {
+            ProbeResult::Failure(format!("command {:?} timed out", command.join(" ")))
         }
-        let room = MAX_OUTPUT.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
+        ExecEnd::CannotStart(message) => ProbeResult::Failure(format!("exec: {message}")),
     }
-    kept
+}
+
+/// Go's `ExitError` text for a signal: "signal: killed".
+fn signal_text(signal: i32) -> String {
+    match Signal::try_from(signal) {
+        Ok(Signal::SIGKILL) => "signal: killed".into(),
+        Ok(s) => format!("signal: {}", s.as_str()),
+        Err(_) => format!("signal: {signal}"),
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +108,9 @@ mod tests {
             )
         );
     }
+
+    use nix::sys::signal::killpg;
+    use nix::unistd::Pid;
 
     /// Kills the group on drop, so a failing test leaves nothing running.
     struct GroupGuard(Option<i32>);

@@ -1,17 +1,14 @@
 //! Carrying out a reset plan, step by step; a failed step is reported and the rest still runs.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::agent;
 use super::plan::ResetPlan;
 use super::remove::Beneath;
 use crate::agent::records;
 use crate::host::HostRoot;
-use crate::runtime::process::{cgroup, netns, proc};
+use crate::runtime::Runtime;
 
-/// The kubelet's default grace period (`terminationGracePeriodSeconds`).
-const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct StepError {
@@ -24,7 +21,11 @@ pub struct StepError {
 pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -> Vec<StepError> {
     let mut errors = Vec::new();
     agent::stop_agent(plan.agent.as_ref(), root, out).await;
-    stop_pods(&plan.records_dir, out).await;
+    // The runtime the agent uses with its default settings for this root: reset asks it to stop
+    // and remove what it made, as the kubelet only speaks CRI.
+    let options = crate::agent::AgentOptions::new(root.clone(), "reset");
+    let runtime = crate::agent::process_runtime(&options);
+    stop_pods(&runtime, &plan.records_dir, out).await;
     agent::stop_relays(root, out).await;
     let beneath = match Beneath::open(root.prefix()) {
         Ok(beneath) => beneath,
@@ -93,73 +94,35 @@ fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>
     }
 }
 
-/// Every recorded container: SIGTERM to its group, the grace period, SIGKILL, then its cgroups
-/// and its pod's network namespace.
-async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
+/// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
+/// SIGKILL) and removed (its cgroups), then every recorded sandbox removed.
+async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<String>) {
     let (pods, _) = records::load_all(records_dir);
     let mut stops = Vec::new();
     for pod in &pods {
-        let grace = grace_period(&pod.manifest);
+        let grace = crate::agent::pod::termination_grace_period(
+            pod.pod.as_ref().and_then(|p| p.spec.as_ref()),
+        );
         for container in &pod.containers {
-            let Some(handle) = container.process.clone() else {
+            let Some(handle) = container.process.as_ref() else {
                 continue;
             };
             let name = format!("{}/{}", pod.full_name, container.name);
-            stops.push(async move {
-                if proc::is_same_live_process(handle.pid, handle.start_ticks) {
-                    crate::runtime::process::stop_process_group(&handle, grace).await;
-                }
-                for dir in &handle.cgroups {
-                    cgroup::kill_all(dir);
-                }
-                let mut removed = handle.cgroups.is_empty();
-                for _ in 0..100 {
-                    if cgroup::remove(&handle.cgroups) {
-                        removed = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                (name, removed)
-            });
+            let stop = runtime.stop_container(handle, grace);
+            let remove = runtime.cleanup_container(handle);
+            stops.push(tokio::spawn(async move {
+                stop.await;
+                remove.await;
+                name
+            }));
         }
     }
-    let mut handles = Vec::new();
     for stop in stops {
-        handles.push(tokio::spawn(stop));
-    }
-    for handle in handles {
-        if let Ok((name, _)) = handle.await {
+        if let Ok(name) = stop.await {
             out.push(format!("[reset] Stopped {name}"));
         }
     }
-    for pod in &pods {
-        if let Some(path) = pod.sandbox.as_ref().and_then(|s| s.netns.as_ref()) {
-            netns::remove(path);
-        }
+    for sandbox in pods.iter().filter_map(|p| p.sandbox.as_ref()) {
+        runtime.remove_sandbox(sandbox);
     }
-    // The agent's parent cgroups (`…/boot`): removed once empty; another agent's pods keep them.
-    let parents: std::collections::BTreeSet<PathBuf> = pods
-        .iter()
-        .flat_map(|p| p.containers.iter())
-        .filter_map(|c| c.process.as_ref())
-        .flat_map(|h| {
-            h.cgroups
-                .iter()
-                .filter_map(|c| c.parent().map(Path::to_path_buf))
-        })
-        .collect();
-    for parent in parents {
-        let _ = std::fs::remove_dir(parent);
-    }
-}
-
-/// The pod's `terminationGracePeriodSeconds` while its manifest is still there, else 30s.
-fn grace_period(manifest: &Path) -> Duration {
-    let pod: Option<k8s_openapi::api::core::v1::Pod> = std::fs::read(manifest)
-        .ok()
-        .and_then(|b| serde_yaml::from_slice(&b).ok());
-    pod.and_then(|p| p.spec?.termination_grace_period_seconds)
-        .map(|s| Duration::from_secs(s.max(2) as u64))
-        .unwrap_or(DEFAULT_GRACE)
 }

@@ -5,6 +5,7 @@
 //! the per-container log relay and the reader behind `boot logs`.
 
 pub mod logs;
+pub mod names;
 pub mod process;
 
 use std::future::Future;
@@ -15,13 +16,15 @@ use std::time::{Duration, SystemTime};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::{Deserialize, Serialize};
 
+use names::{Namespace, PodName, PodUid};
+
 /// The pod a sandbox or container belongs to.
 #[derive(Debug, Clone, Copy)]
 pub struct PodRef<'a> {
-    pub uid: &'a str,
-    pub namespace: &'a str,
+    pub uid: &'a PodUid,
+    pub namespace: &'a Namespace,
     /// `<name>-<node>`.
-    pub full_name: &'a str,
+    pub full_name: &'a PodName,
     pub spec: &'a PodSpec,
 }
 
@@ -29,7 +32,7 @@ pub struct PodRef<'a> {
 /// `hostNetwork`), and notes for status such as "pod networking not yet".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sandbox {
-    pub pod_uid: String,
+    pub pod_uid: PodUid,
     /// The bind-mounted network namespace the containers join, `None` under `hostNetwork: true`.
     pub netns: Option<PathBuf>,
     pub notes: Vec<String>,
@@ -82,6 +85,37 @@ impl ContainerExit {
     }
 }
 
+/// The kubelet keeps at most 10 KB of an exec's output (`maxReadLength` in `pkg/probe/exec`).
+pub const EXEC_OUTPUT_LIMIT: usize = 10 * 1024;
+
+/// The running container an exec goes into.
+#[derive(Debug, Clone, Copy)]
+pub struct ExecTarget<'a> {
+    pub pod: PodRef<'a>,
+    pub sandbox: &'a Sandbox,
+    pub container: &'a Container,
+    pub handle: &'a ContainerHandle,
+}
+
+/// How an exec ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEnd {
+    Exited(i32),
+    Signaled(i32),
+    /// Killed (with everything it started) when the timeout expired.
+    TimedOut,
+    /// It never ran: no such program, no namespace to join, … (the message says which).
+    CannotStart(String),
+}
+
+/// The result of [`Runtime::exec_sync`]: how it ended and its combined stdout and stderr, at
+/// most [`EXEC_OUTPUT_LIMIT`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub end: ExecEnd,
+    pub output: Vec<u8>,
+}
+
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +149,19 @@ pub trait Runtime: Send + Sync + 'static {
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()>;
     /// After the main process exited: kills what is left of the group and cgroup, removes the cgroup.
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()>;
+    /// Runs `command` inside a running container (its network namespace, user and environment)
+    /// and waits up to `timeout`, as the CRI's `ExecSync`. Exec probes use it.
+    fn exec_sync(
+        &self,
+        target: ExecTarget<'_>,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<ExecOutput>;
     /// Warnings about what this runtime cannot do here (no root, no cgroups), for status.
     fn warnings(&self) -> Vec<String>;
+    /// The fields of `pod` this runtime does not apply (e.g. seccomp for host processes), each
+    /// as its field path; the agent shows them as warnings in the pod's status.
+    fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String>;
 }
 
 /// `SystemTime` as milliseconds since the epoch in records and status.

@@ -3,12 +3,18 @@
 //! file are never seen half-written), subdirectories are skipped, a missing directory means "no
 //! pods" rather than an error. Only files whose fingerprint changed are read again.
 //!
+//! Whoever can write the directory runs processes as root, so its content is untrusted: only
+//! regular files are read, opened with `O_NOFOLLOW | O_NONBLOCK` and checked with `fstat` on the
+//! open descriptor (a FIFO cannot hang the agent, a symlink to `/dev/zero` is not followed), and
+//! never more than 10 MB + 1 byte is read. A directory that is not owned by root (or the agent's
+//! user) or is group/world-writable is warned about.
+//!
 //! Touches: the manifest directory (read only).
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use notify::EventKind;
@@ -49,8 +55,8 @@ pub fn scan(dir: &Path) -> io::Result<Vec<(PathBuf, Fingerprint)>> {
             continue;
         }
         let path = entry.path();
-        // Follows symlinks, as the kubelet's os.Stat does.
-        let Ok(meta) = fs::metadata(&path) else {
+        // Not followed: a symlink is listed (and then refused when read).
+        let Ok(meta) = fs::symlink_metadata(&path) else {
             continue;
         };
         if meta.is_dir() {
@@ -68,21 +74,87 @@ pub fn scan(dir: &Path) -> io::Result<Vec<(PathBuf, Fingerprint)>> {
     Ok(entries)
 }
 
-/// Reads and parses one manifest, refusing files over the kubelet's 10 MB limit before reading.
+/// Reads and parses one manifest: a regular file (not followed if a symlink), at most 10 MB
+/// (the kubelet's limit), read through one descriptor so that what is checked is what is read.
 pub fn read_manifest(path: &Path, node_name: &str) -> Result<StaticPod, ManifestError> {
     let read_err = |e: io::Error| ManifestError::Read {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let size = fs::metadata(path).map_err(read_err)?.len();
-    if size > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => ManifestError::NotRegular {
+                path: path.to_path_buf(),
+                kind: "a symbolic link",
+            },
+            Some(libc::ENXIO) => ManifestError::NotRegular {
+                path: path.to_path_buf(),
+                kind: "a socket",
+            },
+            _ => read_err(e),
+        })?;
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.file_type().is_file() {
+        return Err(ManifestError::NotRegular {
             path: path.to_path_buf(),
-            size,
+            kind: file_kind(&meta),
         });
     }
-    let bytes = fs::read(path).map_err(read_err)?;
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte more than allowed, so a file that grew after the fstat is still caught.
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
     StaticPod::parse(path, &bytes, node_name)
+}
+
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// A warning when the manifest directory can be written by others than root: whoever writes a
+/// manifest there runs processes as root.
+pub fn directory_warning(dir: &Path) -> Option<String> {
+    let meta = fs::metadata(dir).ok()?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let mut problems = Vec::new();
+    if meta.uid() != 0 && meta.uid() != euid {
+        problems.push(format!("is owned by uid {}, not root", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        problems.push(format!(
+            "is group- or world-writable (mode {:o})",
+            meta.mode() & 0o7777
+        ));
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "the manifest directory {} {}: anyone who can write a manifest there runs processes as root; hint: chown root and chmod 0700 it",
+            dir.display(),
+            problems.join(" and ")
+        )
+    })
 }
 
 /// Watches `dir` (not recursively); every relevant event ([`is_relevant`]) sends a wake-up on `tx`. The
@@ -172,5 +244,35 @@ mod tests {
         assert!(relist(&mut set, dir.path(), "n").unwrap());
         assert_eq!(set.files().count(), 0);
         assert!(relist(&mut set, &dir.path().join("missing"), "n").is_ok());
+    }
+
+    #[test]
+    fn only_regular_files_are_read_and_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.yaml");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).unwrap();
+        let started = std::time::Instant::now();
+        let mut set = ManifestSet::default();
+        relist(&mut set, dir.path(), "n").unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let problems = set.desired(|_| false).problems;
+        let errors: Vec<&str> = problems.iter().map(|p| p.error.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].contains("is a FIFO"), "{errors:?}");
+        assert!(errors[1].contains("is a symbolic link"), "{errors:?}");
+        assert!(errors[1].contains("only regular files"), "{errors:?}");
+    }
+
+    #[test]
+    fn warns_about_a_directory_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(directory_warning(dir.path()), None);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let warning = directory_warning(dir.path()).unwrap();
+        assert!(warning.contains("world-writable (mode 777)"), "{warning}");
+        assert!(warning.contains("hint:"), "{warning}");
     }
 }

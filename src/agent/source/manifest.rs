@@ -1,8 +1,11 @@
 //! One manifest file → one validated static pod (reference §7 "What it reads" and "Parsing"):
-//! YAML (or JSON) decoded as exactly one `v1` `Pod` with a name, files over 10 MB rejected, and the
-//! things a static pod may not use refused: references to API objects (service accounts, secrets,
-//! config maps, projected or claim volumes), `envFrom`, `valueFrom` (which the process runtime
-//! cannot resolve without an API server) and ephemeral containers.
+//! YAML (or JSON) decoded as exactly one `v1` `Pod` with a name, files over 10 MB rejected, alias
+//! expansion bounded ([`super::yaml`]), and the things a static pod may not use refused:
+//! references to API objects (service accounts, secrets, config maps, projected or claim volumes),
+//! `envFrom`, `valueFrom` (which the process runtime cannot resolve without an API server) and
+//! ephemeral containers. Manifests are untrusted: every field that becomes a path or a name is
+//! checked here, once, as the API server's `ValidatePod` would, into the validated types of
+//! [`crate::runtime::names`] (UID, namespace, names, volume names, `subPath`, `hostPath`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,6 +13,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::identity::static_pod_uid;
+use super::yaml;
+use crate::runtime::names::{self, ContainerName, Namespace, PodName, PodUid, VolumeName};
 
 /// The kubelet's `maxConfigLength` for a manifest file (`pkg/kubelet/config/common.go`).
 pub const MAX_MANIFEST_BYTES: u64 = 10 * 1024 * 1024;
@@ -22,13 +27,17 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub struct StaticPod {
     /// The manifest file (as listed from the manifest directory).
     pub path: PathBuf,
-    /// The kubelet-style UID: hash of content, node name and path (see [`super::identity`]).
-    pub uid: String,
+    /// `metadata.uid`, or the kubelet-style UID: hash of content, node name and path (see
+    /// [`super::identity`]).
+    pub uid: PodUid,
+    /// The hash of content, node name and path, whether or not `metadata.uid` is set: any edit
+    /// changes it, and a changed pod is replaced (the kubelet's `config.hash` annotation).
+    pub config_hash: String,
     /// `metadata.name`.
-    pub name: String,
-    pub namespace: String,
+    pub name: PodName,
+    pub namespace: Namespace,
     /// `<metadata.name>-<lowercase nodeName>`, the name the kubelet gives a static pod.
-    pub full_name: String,
+    pub full_name: PodName,
     pub pod: Pod,
 }
 
@@ -38,6 +47,8 @@ pub enum ManifestError {
     Read { path: PathBuf, message: String },
     #[error("{path}: the manifest is {size} bytes, over the kubelet's 10 MB limit")]
     TooLarge { path: PathBuf, size: u64 },
+    #[error("{path}: is {kind}; only regular files are read from the manifest directory")]
+    NotRegular { path: PathBuf, kind: &'static str },
     #[error("{path}: not a single v1 Pod: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: pod {pod:?}: {problem}")]
@@ -53,6 +64,7 @@ impl ManifestError {
         match self {
             ManifestError::Read { path, .. }
             | ManifestError::TooLarge { path, .. }
+            | ManifestError::NotRegular { path, .. }
             | ManifestError::Parse { path, .. }
             | ManifestError::Invalid { path, .. } => path,
         }
@@ -74,8 +86,7 @@ impl StaticPod {
         };
         let text = std::str::from_utf8(bytes).map_err(|e| parse_err(format!("not UTF-8: {e}")))?;
         // YAML → JSON → Pod, as the kubelet's tryDecodeSinglePod; serde_yaml refuses several documents.
-        let value: serde_json::Value =
-            serde_yaml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        let value = yaml::decode(text).map_err(|e| parse_err(e.to_string()))?;
         let pod: Pod = serde_json::from_value(value).map_err(|e| parse_err(e.to_string()))?;
         let name = pod.metadata.name.clone().unwrap_or_default();
         let invalid = |problem: String| ManifestError::Invalid {
@@ -89,19 +100,27 @@ impl StaticPod {
             ));
         }
         validate(&pod).map_err(invalid)?;
+        let field = |field: &str, e: names::InvalidName| invalid(format!("{field}: {e}"));
+        let pod_name = PodName::new(name.clone()).map_err(|e| field("metadata.name", e))?;
         let namespace = pod.metadata.namespace.clone().filter(|n| !n.is_empty());
-        let namespace = namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string());
+        let namespace = Namespace::new(namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()))
+            .map_err(|e| field("metadata.namespace", e))?;
         let canonical = serde_json::to_vec(&pod).map_err(|e| parse_err(e.to_string()))?;
         let path_text = path.to_string_lossy();
+        let config_hash = static_pod_uid(&canonical, node_name, &path_text);
         let uid = match pod.metadata.uid.as_deref() {
-            Some(uid) if !uid.is_empty() => uid.to_string(),
-            _ => static_pod_uid(&canonical, node_name, &path_text),
+            Some(uid) if !uid.is_empty() => {
+                PodUid::new(uid).map_err(|e| field("metadata.uid", e))?
+            }
+            _ => PodUid::new(config_hash.clone()).map_err(|e| field("metadata.uid", e))?,
         };
-        let full_name = format!("{name}-{}", node_name.to_lowercase());
+        let full_name = PodName::new(format!("{name}-{}", node_name.to_lowercase()))
+            .map_err(|e| field("the static pod's full name <name>-<node>", e))?;
         Ok(StaticPod {
             path: path.to_path_buf(),
             uid,
-            name,
+            config_hash,
+            name: pod_name,
             namespace,
             full_name,
             pod,
@@ -132,7 +151,7 @@ impl StaticPod {
 /// The checks of `ValidatePodCreate` that matter to the agent, and `PreventStaticPodAPIReferences`.
 fn validate(pod: &Pod) -> Result<(), String> {
     let name = pod.metadata.name.as_deref().unwrap_or_default();
-    if !is_dns_subdomain(name) {
+    if !names::is_dns_subdomain(name) {
         return Err(format!(
             "metadata.name {name:?} is not a lowercase DNS subdomain (RFC 1123)"
         ));
@@ -175,11 +194,8 @@ fn validate(pod: &Pod) -> Result<(), String> {
         .flatten()
         .map(|c| ("initContainers", c));
     for (field, container) in all.chain(spec.containers.iter().map(|c| ("containers", c))) {
-        if !is_dns_label(&container.name) {
-            return Err(format!(
-                "spec.{field}: container name {:?} is not a DNS label",
-                container.name
-            ));
+        if let Err(e) = ContainerName::new(container.name.as_str()) {
+            return Err(format!("spec.{field}[].name: {e}"));
         }
         if !names.insert(container.name.as_str()) {
             return Err(format!(
@@ -187,9 +203,19 @@ fn validate(pod: &Pod) -> Result<(), String> {
                 container.name
             ));
         }
-        validate_container(field, container)?;
+        validate_container(field, container, spec)?;
     }
+    let mut volumes = BTreeSet::new();
     for volume in spec.volumes.iter().flatten() {
+        if let Err(e) = VolumeName::new(volume.name.as_str()) {
+            return Err(format!("spec.volumes[].name: {e}"));
+        }
+        if !volumes.insert(volume.name.as_str()) {
+            return Err(format!(
+                "spec.volumes[{}]: the volume name is used twice",
+                volume.name
+            ));
+        }
         let api_reference = [
             ("secret", volume.secret.is_some()),
             ("configMap", volume.config_map.is_some()),
@@ -212,11 +238,52 @@ fn validate(pod: &Pod) -> Result<(), String> {
                 volume.name
             ));
         }
+        if let Some(host) = &volume.host_path {
+            if !host.path.starts_with('/') || names::has_backsteps(&host.path) {
+                return Err(format!(
+                    "spec.volumes[{}].hostPath.path {:?} must be an absolute path without '..'",
+                    volume.name, host.path
+                ));
+            }
+        }
+    }
+    validate_security_context(spec)?;
+    Ok(())
+}
+
+/// Negative user and group IDs are refused, as `ValidatePodSecurityContext` does.
+fn validate_security_context(spec: &PodSpec) -> Result<(), String> {
+    let mut ids = Vec::new();
+    if let Some(sc) = &spec.security_context {
+        ids.push(("spec.securityContext.runAsUser", sc.run_as_user));
+        ids.push(("spec.securityContext.runAsGroup", sc.run_as_group));
+        ids.push(("spec.securityContext.fsGroup", sc.fs_group));
+        for group in sc.supplemental_groups.iter().flatten() {
+            ids.push(("spec.securityContext.supplementalGroups", Some(*group)));
+        }
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for container in containers {
+        if let Some(sc) = &container.security_context {
+            ids.push(("securityContext.runAsUser", sc.run_as_user));
+            ids.push(("securityContext.runAsGroup", sc.run_as_group));
+        }
+    }
+    for (field, id) in ids {
+        if let Some(id) = id.filter(|id| !(0..=i64::from(u32::MAX - 1)).contains(id)) {
+            return Err(format!(
+                "{field}: {id} is not a valid user or group ID (0 to 4294967294)"
+            ));
+        }
     }
     Ok(())
 }
 
-fn validate_container(field: &str, container: &Container) -> Result<(), String> {
+fn validate_container(field: &str, container: &Container, spec: &PodSpec) -> Result<(), String> {
     let at = format!("spec.{field}[{}]", container.name);
     if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
         return Err(format!(
@@ -232,27 +299,31 @@ fn validate_container(field: &str, container: &Container) -> Result<(), String> 
         }
     }
     for mount in container.volume_mounts.iter().flatten() {
-        if !mount.mount_path.starts_with('/') {
+        let at = format!("{at}.volumeMounts[{}]", mount.name);
+        if !mount.mount_path.starts_with('/') || names::has_backsteps(&mount.mount_path) {
             return Err(format!(
-                "{at}.volumeMounts[{}].mountPath must be absolute",
-                mount.name
+                "{at}.mountPath {:?} must be an absolute path without '..'",
+                mount.mount_path
             ));
+        }
+        let known = spec.volumes.iter().flatten().any(|v| v.name == mount.name);
+        if !known {
+            return Err(format!("{at}.name names no volume of the pod"));
+        }
+        if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+            if let Err(rule) = names::check_sub_path(sub) {
+                return Err(format!("{at}.subPath {sub:?} {rule}"));
+            }
+        }
+        if mount
+            .sub_path_expr
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(format!("{at}.subPathExpr is not supported by boot's agent"));
         }
     }
     Ok(())
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 #[cfg(test)]
@@ -268,8 +339,8 @@ mod tests {
     #[test]
     fn parses_name_namespace_and_identity() {
         let pod = parse(BUSYBOX).unwrap();
-        assert_eq!(pod.full_name, "static-busybox-node1");
-        assert_eq!(pod.namespace, "default");
+        assert_eq!(pod.full_name.as_str(), "static-busybox-node1");
+        assert_eq!(pod.namespace.as_str(), "default");
         assert_eq!(pod.uid.len(), 32);
         // Comments and formatting do not change the identity; content does.
         let again = parse(&format!("# comment\n{BUSYBOX}")).unwrap();
@@ -302,6 +373,143 @@ mod tests {
             );
             assert!(err.starts_with("/m/p.yaml: "), "{err}");
         }
+    }
+
+    #[test]
+    fn refuses_fields_that_would_become_paths_outside_boots_directories() {
+        let with_volume = |mount: &str, volume: &str| {
+            BUSYBOX.replace(
+                "  restartPolicy: Never\n",
+                &format!(
+                    "    volumeMounts: [{mount}]\n  restartPolicy: Never\n  volumes: [{volume}]\n"
+                ),
+            )
+        };
+        let cases = [
+            (
+                BUSYBOX.replace(
+                    "  name: static-busybox",
+                    "  name: static-busybox\n  uid: /etc/shadow",
+                ),
+                "metadata.uid: \"/etc/shadow\" is not a valid pod UID",
+            ),
+            (
+                BUSYBOX.replace(
+                    "  name: static-busybox",
+                    "  name: static-busybox\n  uid: '..'",
+                ),
+                "metadata.uid",
+            ),
+            (
+                BUSYBOX.replace(
+                    "  name: static-busybox",
+                    "  name: static-busybox\n  namespace: ../../etc",
+                ),
+                "metadata.namespace",
+            ),
+            (
+                BUSYBOX.replace("  - name: c\n", "  - name: ../c\n"),
+                "spec.containers[].name",
+            ),
+            (
+                with_volume("{name: ../v, mountPath: /x}", "{name: ../v, emptyDir: {}}"),
+                "spec.volumes[].name",
+            ),
+            (
+                with_volume(
+                    "{name: v, mountPath: /x, subPath: ../../etc}",
+                    "{name: v, emptyDir: {}}",
+                ),
+                "subPath \"../../etc\" must not contain '..'",
+            ),
+            (
+                with_volume(
+                    "{name: v, mountPath: /x, subPath: /etc}",
+                    "{name: v, emptyDir: {}}",
+                ),
+                "must be a relative path",
+            ),
+            (
+                with_volume("{name: v, mountPath: /x/../y}", "{name: v, emptyDir: {}}"),
+                "mountPath",
+            ),
+            (
+                with_volume("{name: w, mountPath: /x}", "{name: v, emptyDir: {}}"),
+                "names no volume",
+            ),
+            (
+                with_volume(
+                    "{name: v, mountPath: /x}",
+                    "{name: v, hostPath: {path: /var/../etc}}",
+                ),
+                "hostPath.path",
+            ),
+            (
+                with_volume(
+                    "{name: v, mountPath: /x}",
+                    "{name: v, hostPath: {path: etc}}",
+                ),
+                "hostPath.path",
+            ),
+            (
+                BUSYBOX.replace(
+                    "    command",
+                    "    securityContext: {runAsUser: -1}\n    command",
+                ),
+                "runAsUser: -1 is not a valid",
+            ),
+            (
+                BUSYBOX.replace(
+                    "  restartPolicy",
+                    "  securityContext: {runAsGroup: -5}\n  restartPolicy",
+                ),
+                "runAsGroup",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).expect_err(expected).to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+        let ok = BUSYBOX.replace(
+            "  name: static-busybox",
+            "  name: static-busybox\n  uid: 0b1e0c6c-1c9f-4a4e-9d8e-5f1b7c3a2d10",
+        );
+        assert_eq!(
+            parse(&ok).unwrap().uid.as_str(),
+            "0b1e0c6c-1c9f-4a4e-9d8e-5f1b7c3a2d10"
+        );
+    }
+
+    #[test]
+    fn a_set_uid_keeps_the_uid_but_content_changes_the_config_hash() {
+        let text = BUSYBOX.replace(
+            "  name: static-busybox",
+            "  name: static-busybox\n  uid: fixed-uid",
+        );
+        let pod = parse(&text).unwrap();
+        let edited = parse(&text.replace("1000", "999")).unwrap();
+        assert_eq!(
+            (pod.uid.as_str(), edited.uid.as_str()),
+            ("fixed-uid", "fixed-uid")
+        );
+        assert_ne!(pod.config_hash, edited.config_hash);
+        let plain = parse(BUSYBOX).unwrap();
+        assert_eq!(plain.uid.as_str(), plain.config_hash);
+    }
+
+    #[test]
+    fn refuses_alias_bombs_with_a_clear_error() {
+        let items = vec!["x"; 3000].join(", ");
+        let aliases = vec!["*a"; 3000].join(", ");
+        let text = BUSYBOX.replace(
+            "    command: [sleep, \"1000\"]\n",
+            &format!("    command: [sleep, \"1000\"]\n    args: &a [{items}]\n    env: [{{name: X, value: y}}]\n  x-bomb: [{aliases}]\n"),
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("YAML aliases expand the document"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod dir;
 pub mod identity;
 pub mod manifest;
 pub mod set;
+pub mod yaml;
 
 pub use manifest::{ManifestError, StaticPod};
 pub use set::{Desired, FileProblem, ManifestSet};

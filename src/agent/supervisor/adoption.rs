@@ -3,17 +3,16 @@
 //! through a pidfd, keeping their restart counts; recorded processes of pods no longer wanted are
 //! stopped; a recorded pid now used by another process is never touched.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
+use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, PodRecord};
 use super::lifecycle::{pod_ref, watch_exit};
 use super::{Context, Event, Supervisor};
 use crate::probe::ProbeSet;
+use crate::runtime::names::PodUid;
 use crate::runtime::ContainerExit;
-
-/// The grace period for leftovers of a pod whose manifest is gone (the kubelet's default).
-const ORPHAN_GRACE: Duration = Duration::from_secs(30);
 
 /// Adopts what `record` says still runs for `worker`'s pod.
 pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Instant) {
@@ -91,18 +90,26 @@ impl Supervisor {
     /// their records. Wanted pods of the same name wait until these are gone.
     pub(super) fn stop_orphans(&mut self) {
         let wanted = self.manifests.desired(|_| false);
-        let orphan_uids: Vec<String> = self
+        let orphan_uids: Vec<PodUid> = self
             .records
-            .keys()
-            .filter(|uid| !wanted.pods.iter().any(|p| &&p.uid == uid))
-            .cloned()
+            .values()
+            .filter(|r| {
+                !wanted
+                    .pods
+                    .iter()
+                    .any(|p| p.uid == r.uid && p.config_hash == r.config_hash)
+            })
+            .map(|r| r.uid.clone())
             .collect();
         let leftovers: Vec<PodRecord> = orphan_uids
             .iter()
             .filter_map(|uid| self.records.remove(uid))
             .collect();
         for record in leftovers {
-            let mut stopping = 0;
+            let grace = crate::agent::pod::termination_grace_period(
+                record.pod.as_ref().and_then(|p| p.spec.as_ref()),
+            );
+            let mut stops = Vec::new();
             for container in &record.containers {
                 let Some(handle) = &container.process else {
                     continue;
@@ -110,28 +117,41 @@ impl Supervisor {
                 let Some(exit) = self.ctx.runtime.adopt_container(handle) else {
                     continue;
                 };
-                stopping += 1;
-                let runtime = self.ctx.runtime.clone();
-                let events = self.ctx.events.clone();
-                let handle = handle.clone();
-                let full_name = record.full_name.clone();
                 self.ctx.note(format!(
-                    "pod {full_name}: its manifest is gone; stopping leftover pid {}",
-                    handle.pid
+                    "pod {}: its manifest is gone; stopping leftover pid {}",
+                    record.full_name, handle.pid
                 ));
-                tokio::spawn(async move {
-                    runtime.stop_container(&handle, ORPHAN_GRACE).await;
+                let runtime = self.ctx.runtime.clone();
+                let handle = handle.clone();
+                stops.push(async move {
+                    runtime.stop_container(&handle, grace).await;
                     exit.await;
                     runtime.cleanup_container(&handle).await;
-                    let _ = events.send(Event::OrphanStopped { full_name });
                 });
             }
+            let stopping = stops.len();
             if stopping > 0 {
                 *self.orphans.entry(record.full_name.clone()).or_default() += stopping;
             }
             if let Some(sandbox) = &record.sandbox {
                 self.ctx.runtime.remove_sandbox(sandbox);
             }
+            // Its logs go once its processes are gone (they write them until then).
+            let log_dirs =
+                gc::pod_log_dirs(&self.ctx.options.log_dir, &record.full_name, &record.uid);
+            let events = self.ctx.events.clone();
+            let full_name = record.full_name.clone();
+            tokio::spawn(async move {
+                for stop in stops {
+                    stop.await;
+                }
+                gc::in_background(move || log_dirs.iter().for_each(|d| gc::remove_pod_logs(d)));
+                for _ in 0..stopping {
+                    let _ = events.send(Event::OrphanStopped {
+                        full_name: full_name.clone(),
+                    });
+                }
+            });
             records::remove(&self.ctx.options.records_dir(), &record.uid);
         }
     }

@@ -6,18 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, ContainerRecord, PodRecord};
 use super::super::source::StaticPod;
 use super::{adoption, running_instance, Context, Event};
 use crate::probe::ProbeSet;
 use crate::runtime::logs::files::{container_log_path, pod_log_dir};
+use crate::runtime::names::PodUid;
 use crate::runtime::{ContainerExit, ContainerRequest, PodRef};
 
-/// The kubelet's default `terminationGracePeriodSeconds` (30) and its minimum (2,
-/// `minimumGracePeriodInSeconds`).
-const DEFAULT_GRACE: Duration = Duration::from_secs(30);
-const MIN_GRACE: Duration = Duration::from_secs(2);
 /// A failed start (missing binary, bad probe) is not retried faster than this, even with a zero
 /// back-off, so that a broken manifest cannot spin the agent.
 const MIN_START_RETRY: Duration = Duration::from_millis(200);
@@ -25,11 +23,7 @@ const MIN_START_RETRY: Duration = Duration::from_millis(200);
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
 pub fn grace_period(pod: &StaticPod) -> Duration {
-    let seconds = pod
-        .spec()
-        .termination_grace_period_seconds
-        .unwrap_or(DEFAULT_GRACE.as_secs() as i64);
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(0)).max(MIN_GRACE)
+    super::super::pod::termination_grace_period(Some(pod.spec()))
 }
 
 pub fn pod_ref(pod: &StaticPod) -> PodRef<'_> {
@@ -60,6 +54,14 @@ pub fn start_pod(
         worker.pod.full_name,
         worker.pod.path.display()
     ));
+    let ignored = ctx.runtime.ignored_fields(pod_ref(&worker.pod));
+    if !ignored.is_empty() {
+        ctx.note(format!(
+            "pod {}: the runtime does not apply {}",
+            worker.pod.full_name,
+            ignored.join(", ")
+        ));
+    }
     if let Some(record) = record {
         adoption::adopt(ctx, &mut worker, &record, now);
     }
@@ -180,6 +182,11 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
                 pod.full_name, spec.name, handle.pid, container.restart_count
             ));
             watch_exit(ctx, &pod.uid, init, index, container.instance, exit);
+            if container.restart_count >= 2 {
+                let container_dir = log_dir.join(spec.name.as_str());
+                let count = container.restart_count;
+                gc::in_background(move || gc::remove_old_logs(&container_dir, count));
+            }
             container.state = ContainerState::Running(Box::new(Running {
                 handle,
                 since: now,
@@ -219,14 +226,14 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
 /// Spawns the task that waits for a container instance to exit and reports it.
 pub fn watch_exit(
     ctx: &Context,
-    uid: &str,
+    uid: &PodUid,
     init: bool,
     index: usize,
     instance: u64,
     exit: crate::runtime::BoxFuture<ContainerExit>,
 ) {
     let events = ctx.events.clone();
-    let uid = uid.to_string();
+    let uid = uid.clone();
     tokio::spawn(async move {
         let exit = exit.await;
         let _ = events.send(Event::Exited {
@@ -351,6 +358,8 @@ pub fn finish_pod(ctx: &Context, worker: PodWorker) {
         ctx.runtime.remove_sandbox(sandbox);
     }
     records::remove(&ctx.options.records_dir(), &worker.pod.uid);
+    let log_dir = worker.log_dir.clone();
+    gc::in_background(move || gc::remove_pod_logs(&log_dir));
     ctx.note(format!("pod {}: stopped", worker.pod.full_name));
 }
 
@@ -368,8 +377,10 @@ pub fn save_record(ctx: &Context, worker: &PodWorker) {
         .collect();
     let record = PodRecord {
         uid: worker.pod.uid.clone(),
+        config_hash: worker.pod.config_hash.clone(),
         full_name: worker.pod.full_name.clone(),
         manifest: worker.pod.path.clone(),
+        pod: Some(worker.pod.pod.clone()),
         sandbox: worker.sandbox.clone(),
         containers,
     };

@@ -22,20 +22,21 @@ use super::records::PodRecord;
 use super::source::{dir, Desired, ManifestSet};
 use super::status::AgentStatus;
 use crate::probe::{ProbeKind, ProbeResult};
+use crate::runtime::names::{PodName, PodUid};
 use crate::runtime::{ContainerExit, Runtime};
 
 /// What spawned tasks and the status server tell the supervisor.
 #[derive(Debug)]
 pub enum Event {
     Exited {
-        uid: String,
+        uid: PodUid,
         init: bool,
         index: usize,
         instance: u64,
         exit: ContainerExit,
     },
     Probed {
-        uid: String,
+        uid: PodUid,
         index: usize,
         instance: u64,
         kind: ProbeKind,
@@ -43,7 +44,7 @@ pub enum Event {
     },
     /// A leftover process of a pod that is no longer wanted has been stopped.
     OrphanStopped {
-        full_name: String,
+        full_name: PodName,
     },
     Status(oneshot::Sender<AgentStatus>),
 }
@@ -69,12 +70,14 @@ pub struct Supervisor {
     ctx: Context,
     manifests: ManifestSet,
     desired: Desired,
-    pods: BTreeMap<String, PodWorker>,
+    pods: BTreeMap<PodUid, PodWorker>,
     /// Records of a previous agent not yet matched with a pod (consumed by adoption).
-    records: BTreeMap<String, PodRecord>,
+    records: BTreeMap<PodUid, PodRecord>,
     /// Full names of pods whose leftover processes are still being stopped.
-    orphans: BTreeMap<String, usize>,
+    orphans: BTreeMap<PodName, usize>,
     warnings: Vec<String>,
+    /// The manifest directory's ownership or mode warning, checked on every relist.
+    directory_warning: Option<String>,
     watching: Option<notify::RecommendedWatcher>,
     /// The agent is stopping: nothing new starts.
     shutting_down: bool,
@@ -83,15 +86,22 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn new(ctx: Context) -> Supervisor {
         let (records, warnings) = super::records::load_all(&ctx.options.records_dir());
+        let mut manifests = ManifestSet::default();
+        for record in &records {
+            if let Some(pod) = record.static_pod(&ctx.options.node_name) {
+                manifests.remember(Arc::new(pod));
+            }
+        }
         let records = records.into_iter().map(|r| (r.uid.clone(), r)).collect();
         Supervisor {
             ctx,
-            manifests: ManifestSet::default(),
+            manifests,
             desired: Desired::default(),
             pods: BTreeMap::new(),
             records,
             orphans: BTreeMap::new(),
             warnings,
+            directory_warning: None,
             watching: None,
             shutting_down: false,
         }
@@ -106,6 +116,7 @@ impl Supervisor {
     ) {
         let (watch_tx, mut watch_rx) = mpsc::unbounded_channel();
         self.start_watch(&watch_tx);
+        self.check_directory();
         let options = &self.ctx.options;
         if let Err(e) = dir::relist(
             &mut self.manifests,
@@ -117,6 +128,7 @@ impl Supervisor {
                 options.manifest_dir.display()
             ));
         }
+        self.manifests.forget_remembered();
         self.stop_orphans();
         self.reconcile();
         let mut relist = tokio::time::interval(self.ctx.options.relist_period);
@@ -161,8 +173,21 @@ impl Supervisor {
         }
     }
 
+    /// Warns (once per change, in the log and always in status) about a manifest directory
+    /// others than root can write.
+    fn check_directory(&mut self) {
+        let warning = dir::directory_warning(&self.ctx.options.manifest_dir);
+        if warning != self.directory_warning {
+            if let Some(w) = &warning {
+                self.ctx.note(w);
+            }
+            self.directory_warning = warning;
+        }
+    }
+
     /// Re-reads the manifest directory and reconciles the pods with it.
     fn on_relist(&mut self) {
+        self.check_directory();
         let options = &self.ctx.options;
         match dir::relist(
             &mut self.manifests,
@@ -181,11 +206,21 @@ impl Supervisor {
     /// Stops pods no longer wanted and starts wanted ones (a replacement only once the pod of
     /// the same name is fully stopped, as the kubelet's `allowStaticPodStart`).
     fn reconcile(&mut self) {
-        let desired = self.manifests.desired(|uid| self.pods.contains_key(uid));
-        let wanted: BTreeSet<&str> = desired.pods.iter().map(|p| p.uid.as_str()).collect();
+        let pods = &self.pods;
+        let desired = self.manifests.desired(|pod| {
+            pods.get(&pod.uid)
+                .is_some_and(|w| w.pod.config_hash == pod.config_hash)
+        });
+        // A pod is the same pod only with the same UID and the same content.
+        let wanted: BTreeSet<(&str, &str)> = desired
+            .pods
+            .iter()
+            .map(|p| (p.uid.as_str(), p.config_hash.as_str()))
+            .collect();
         let now = Instant::now();
         for worker in self.pods.values_mut() {
-            if !wanted.contains(worker.pod.uid.as_str()) && worker.terminating.is_none() {
+            let key = (worker.pod.uid.as_str(), worker.pod.config_hash.as_str());
+            if !wanted.contains(&key) && worker.terminating.is_none() {
                 lifecycle::terminate_pod(&self.ctx, worker, "its manifest was removed or changed");
             }
         }
@@ -198,7 +233,11 @@ impl Supervisor {
             if name_busy {
                 continue;
             }
-            let record = self.records.remove(&pod.uid);
+            // A record of the same UID but other content belongs to the old pod: stop_orphans stops it.
+            let record = self
+                .records
+                .remove(&pod.uid)
+                .filter(|r| r.config_hash == pod.config_hash);
             let worker = lifecycle::start_pod(&self.ctx, pod.clone(), record, now);
             self.pods.insert(pod.uid.clone(), worker);
         }
@@ -287,7 +326,7 @@ impl Supervisor {
 
     /// Removes terminating pods whose processes are all gone, then starts what waited for them.
     fn finish_stopped_pods(&mut self) {
-        let done: Vec<String> = self
+        let done: Vec<PodUid> = self
             .pods
             .values()
             .filter(|w| w.terminating.is_some() && w.all_stopped())

@@ -1,19 +1,22 @@
 //! When which probe runs (the kubelet's per-probe workers, centralised): the container's
 //! [`ProbeSet`](crate::probe::ProbeSet) says what is due; each due probe runs in a task of its own
-//! through [`crate::probe::run`] and reports back; a result may restart the container (liveness,
-//! startup exhaustion) or flip its readiness.
+//! and reports back: exec probes inside the container through the runtime's `exec_sync`, network
+//! probes through [`crate::probe::run`]. A result may restart the container (liveness, startup
+//! exhaustion) or flip its readiness.
 
 use std::time::Instant;
 
 use super::super::pod::PodWorker;
-use super::lifecycle::{grace_period, stop_container};
+use super::lifecycle::{grace_period, pod_ref, stop_container};
 use super::{running_instance, Context, Event};
-use crate::probe::{self, ProbeKind, ProbeResult, Verdict};
+use crate::probe::{self, ProbeAction, ProbeKind, ProbeResult, Verdict};
+use crate::runtime::ExecTarget;
 
 /// Starts the probes that are due. Init containers are not probed (as the kubelet).
 pub fn run_due(ctx: &Context, worker: &mut PodWorker, now: Instant) {
     let uid = worker.pod.uid.clone();
     let pod = worker.pod.clone();
+    let sandbox = worker.sandbox.clone();
     for container in &mut worker.app {
         let instance = container.instance;
         let index = container.index;
@@ -28,17 +31,32 @@ pub fn run_due(ctx: &Context, worker: &mut PodWorker, now: Instant) {
                 continue; // still running (timeout longer than period): skip this round
             }
             running.probes_in_flight.push(due.kind);
-            let env: Vec<(String, String)> = pod.containers()[index]
-                .env
-                .iter()
-                .flatten()
-                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-                .collect();
+            let user_agent = probe::http::user_agent(&ctx.options.kubernetes_version);
+            let probe: crate::runtime::BoxFuture<ProbeResult> = match (&due.action, &sandbox) {
+                (ProbeAction::Exec { command }, Some(sandbox)) => {
+                    let target = ExecTarget {
+                        pod: pod_ref(&pod),
+                        sandbox,
+                        container: &pod.containers()[index],
+                        handle: &running.handle,
+                    };
+                    let exec = ctx.runtime.exec_sync(target, command, due.timeout);
+                    let command = command.clone();
+                    Box::pin(async move { probe::exec::result(&command, &exec.await) })
+                }
+                (ProbeAction::Exec { .. }, None) => {
+                    Box::pin(async { ProbeResult::Failure("exec: the pod has no sandbox".into()) })
+                }
+                (action, _) => {
+                    let action = action.clone();
+                    let timeout = due.timeout;
+                    Box::pin(async move { probe::run(&action, timeout, &[], &user_agent).await })
+                }
+            };
             let events = ctx.events.clone();
             let uid = uid.clone();
-            let user_agent = probe::http::user_agent(&ctx.options.kubernetes_version);
             tokio::spawn(async move {
-                let result = probe::run(&due.action, due.timeout, &env, &user_agent).await;
+                let result = probe.await;
                 let _ = events.send(Event::Probed {
                     uid,
                     index,

@@ -19,6 +19,7 @@ impl Supervisor {
         let now = Instant::now();
         let options = &self.ctx.options;
         let mut warnings = self.ctx.runtime.warnings();
+        warnings.extend(self.directory_warning.iter().cloned());
         warnings.extend(self.warnings.iter().cloned());
         let manifest_problems = self
             .desired
@@ -39,7 +40,12 @@ impl Supervisor {
                     .problems
                     .iter()
                     .find(|p| p.path == worker.pod.path && p.kept_running.is_some());
-                pod_status(worker, manifest_error.map(|p| p.error.clone()), now)
+                let mut status = pod_status(worker, manifest_error.map(|p| p.error.clone()), now);
+                status.ignored_fields = self
+                    .ctx
+                    .runtime
+                    .ignored_fields(super::lifecycle::pod_ref(&worker.pod));
+                status
             })
             .collect();
         AgentStatus {
@@ -66,9 +72,9 @@ fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) 
         _ => "host".to_string(),
     };
     let mut status = PodStatus {
-        name: worker.pod.full_name.clone(),
-        namespace: worker.pod.namespace.clone(),
-        uid: worker.pod.uid.clone(),
+        name: worker.pod.full_name.to_string(),
+        namespace: worker.pod.namespace.to_string(),
+        uid: worker.pod.uid.to_string(),
         manifest: worker.pod.path.clone(),
         phase: worker.phase(),
         terminating: worker.terminating.is_some(),
@@ -76,6 +82,7 @@ fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) 
         network,
         restarts: worker.containers().map(|c| c.restart_count).sum(),
         manifest_error,
+        ignored_fields: Vec::new(),
         reason: None,
         init_containers: containers(&worker.init),
         containers: containers(&worker.app),

@@ -215,16 +215,34 @@ pub fn pids(dir: &Path) -> Vec<i32> {
         .unwrap_or_default()
 }
 
-/// SIGKILL to every process in the cgroup (`cgroup.kill` on v2 when the kernel has it).
+/// SIGKILL to every process in the cgroup: `cgroup.kill` on v2 when the kernel has it (5.14+),
+/// else each listed process through a checked pidfd, never a bare pid.
 pub fn kill_all(dir: &Path) {
     if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return;
     }
-    for pid in pids(dir) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+    super::proc::signal_cgroup_members(dir, nix::sys::signal::Signal::SIGKILL);
+}
+
+impl CgroupLayout {
+    /// Whether `dir` is a container cgroup this layout creates (`<parent>/pod<uid>/<leaf>`,
+    /// nothing else): a recorded handle naming any other directory is not acted on.
+    pub fn owns(&self, dir: &Path) -> bool {
+        let parents: Vec<&PathBuf> = match self {
+            CgroupLayout::V2 { parent } => vec![parent],
+            CgroupLayout::V1 { parents } => parents.iter().collect(),
+        };
+        parents.iter().any(|parent| {
+            let Ok(rest) = dir.strip_prefix(parent) else {
+                return false;
+            };
+            let parts: Vec<&str> = rest.iter().filter_map(|p| p.to_str()).collect();
+            parts.len() == 2
+                && parts[0].starts_with("pod")
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && *p != ".." && *p != "." && !p.contains('/'))
+        })
     }
 }
 
@@ -239,6 +257,9 @@ pub fn remove(dirs: &[PathBuf]) -> bool {
         }
         if let Some(pod_dir) = dir.parent() {
             let _ = fs::remove_dir(pod_dir); // fails while other containers of the pod remain
+            if let Some(parent) = pod_dir.parent() {
+                let _ = fs::remove_dir(parent); // `…/boot`: fails while other pods remain
+            }
         }
     }
     all
@@ -263,6 +284,22 @@ mod tests {
             (limits.cpu_quota_us, limits.cpu_shares),
             (Some(1000), Some(2))
         );
+    }
+
+    #[test]
+    fn owns_only_its_container_directories() {
+        let layout = CgroupLayout::V2 {
+            parent: PathBuf::from("/sys/fs/cgroup/boot"),
+        };
+        assert!(layout.owns(Path::new("/sys/fs/cgroup/boot/podu1/c-0")));
+        for bad in [
+            "/sys/fs/cgroup/boot/podu1/../../system.slice",
+            "/sys/fs/cgroup/system.slice/x/y",
+            "/sys/fs/cgroup/boot/podu1",
+            "/sys/fs/cgroup/boot/x/c-0",
+        ] {
+            assert!(!layout.owns(Path::new(bad)), "{bad}");
+        }
     }
 
     #[test]

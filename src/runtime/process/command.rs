@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Container;
 
-/// The `PATH` a container process gets when the agent has none to pass on (Debian's default).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::host::lookup;
+
+pub use crate::host::lookup::DEFAULT_PATH;
 
 /// The program, its arguments and environment for one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,25 +78,14 @@ fn resolve_program(
     search_path: &str,
     is_executable: &impl Fn(&Path) -> bool,
 ) -> Option<PathBuf> {
-    if command.contains('/') {
-        let path = PathBuf::from(command);
-        return is_executable(&path).then_some(path);
-    }
-    let path_dirs = search_path
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from);
-    bin_dirs
-        .iter()
-        .cloned()
-        .chain(path_dirs)
-        .map(|dir| dir.join(command))
-        .find(|p| is_executable(p))
+    let mut dirs = bin_dirs.to_vec();
+    dirs.extend(lookup::path_dirs(search_path));
+    lookup::look_path_with(command, &dirs, is_executable)
 }
 
 /// A clean environment (the agent's own is not leaked into pods): `PATH` (binary directories
 /// first), `HOSTNAME`, `HOME`, then the container's `env` in order.
-fn environment(
+pub fn environment(
     container: &Container,
     bin_dirs: &[PathBuf],
     search_path: &str,

@@ -9,25 +9,26 @@
 
 pub mod cgroup;
 pub mod command;
+pub mod exec;
 pub mod netns;
 pub mod proc;
 pub mod quantity;
+pub mod security;
 pub mod spawn;
 pub mod volumes;
 
 use std::fs;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 use self::cgroup::{CgroupLayout, Limits};
+use self::proc::PinnedProcess;
 use super::{
-    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef, Runtime, RuntimeError,
-    Sandbox,
+    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecOutput, ExecTarget,
+    PodRef, Runtime, RuntimeError, Sandbox,
 };
 
 /// How the process runtime is set up.
@@ -86,6 +87,30 @@ impl ProcessRuntime {
         self.cgroups.as_ref()
     }
 
+    /// A handle read back from a record, if it names only what this runtime creates: a pid above
+    /// 1 and cgroup directories of its own layout (with cgroups, every container has them).
+    /// Records are untrusted input.
+    fn checked(&self, handle: &ContainerHandle) -> Option<ContainerHandle> {
+        let cgroups_ours = match &self.cgroups {
+            Some(layout) => {
+                !handle.cgroups.is_empty() && handle.cgroups.iter().all(|dir| layout.owns(dir))
+            }
+            None => handle.cgroups.is_empty(),
+        };
+        (handle.pid > 1 && cgroups_ours).then(|| handle.clone())
+    }
+
+    /// Pins the handle's main process, if it is still the recorded one and (with cgroups) still
+    /// in the container's cgroup, which only this runtime puts processes into.
+    fn pin(handle: &ContainerHandle) -> Option<PinnedProcess> {
+        let leader = PinnedProcess::open(handle.pid, handle.start_ticks)?;
+        let in_cgroup = handle
+            .cgroups
+            .first()
+            .is_none_or(|dir| proc::is_member(handle.pid, dir));
+        in_cgroup.then_some(leader)
+    }
+
     fn volume_paths(&self, pod: PodRef<'_>) -> Result<Vec<(String, PathBuf)>, String> {
         let empty_dir_base = self.settings.pods_dir.join(pod.uid).join("volumes");
         let volumes = pod.spec.volumes.iter().flatten();
@@ -106,12 +131,17 @@ impl ProcessRuntime {
             &self.settings.bin_dirs,
             &search_path,
             &self.settings.hostname,
-            is_executable,
+            crate::host::lookup::is_executable,
+        )?;
+        let identity = security::process_identity(
+            request.pod.spec,
+            container,
+            nix::unistd::geteuid().as_raw(),
         )?;
         let mounts = volumes::bind_mounts(container, &self.volume_paths(request.pod)?)?;
         if !mounts.is_empty() && !self.privileged {
             return Err(format!(
-                "mounts {} at a path other than its hostPath, which needs root",
+                "mounts {} at a path other than its hostPath or read-only, which needs root",
                 mounts[0].target.display()
             ));
         }
@@ -119,6 +149,7 @@ impl ProcessRuntime {
             .map_err(|e| format!("cannot create a bind mount target: {e}"))?;
         let mut setup = spawn::ChildSetup {
             mounts,
+            identity,
             ..Default::default()
         };
         let mut cgroup_dirs = Vec::new();
@@ -145,7 +176,6 @@ impl ProcessRuntime {
             })?;
             setup.netns = Some(file.into());
         }
-        (setup.run_as_user, setup.run_as_group) = run_as(request.pod, container);
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;
         let s = &self.settings;
@@ -194,52 +224,22 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
         .map_err(|e| format!("cannot create a pipe: {e}"))
 }
 
-fn is_executable(path: &Path) -> bool {
-    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// `securityContext.runAsUser/runAsGroup`, the container's over the pod's.
-fn run_as(
-    pod: PodRef<'_>,
-    container: &k8s_openapi::api::core::v1::Container,
-) -> (Option<u32>, Option<u32>) {
-    let c = container.security_context.as_ref();
-    let p = pod.spec.security_context.as_ref();
-    let uid = c
-        .and_then(|c| c.run_as_user)
-        .or_else(|| p.and_then(|p| p.run_as_user));
-    let gid = c
-        .and_then(|c| c.run_as_group)
-        .or_else(|| p.and_then(|p| p.run_as_group));
-    (
-        uid.and_then(|u| u32::try_from(u).ok()),
-        gid.and_then(|g| u32::try_from(g).ok()),
-    )
-}
-
 /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to the
-/// group and to everything left in its cgroups. A recorded pid that is no longer the same process
-/// (its start time differs) is never signalled.
-pub async fn stop_process_group(handle: &ContainerHandle, grace: Duration) {
-    let alive = proc::is_same_live_process(handle.pid, handle.start_ticks);
-    let pidfd = if alive {
-        proc::pidfd_open(handle.pid).ok()
-    } else {
-        None
-    };
-    if let Some(pidfd) = pidfd {
-        signal_group(handle.pid, Signal::SIGTERM);
-        let _ = tokio::time::timeout(grace, proc::wait_pidfd(pidfd)).await;
-        signal_group(handle.pid, Signal::SIGKILL);
+/// group and to everything left in its cgroups. Every signal goes through a pidfd checked
+/// against the recorded start time ([`proc::PinnedProcess`]): a reused pid is never signalled.
+async fn stop_process_group(handle: &ContainerHandle, grace: Duration) {
+    if let Some(leader) = ProcessRuntime::pin(handle) {
+        proc::signal_group(&leader, handle.start_ticks, Signal::SIGTERM);
+        let PinnedProcess { pid, pidfd } = leader;
+        let watched = pidfd.try_clone();
+        if let Ok(watched) = watched {
+            let _ = tokio::time::timeout(grace, proc::wait_pidfd(watched)).await;
+        }
+        let leader = PinnedProcess { pid, pidfd };
+        proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL);
     }
     for dir in &handle.cgroups {
         cgroup::kill_all(dir);
-    }
-}
-
-fn signal_group(pid: i32, signal: Signal) {
-    if pid > 1 {
-        let _ = killpg(Pid::from_raw(pid), signal);
     }
 }
 
@@ -252,7 +252,7 @@ impl Runtime for ProcessRuntime {
         self.volume_paths(pod).map_err(fail)?;
         let host_network = pod.spec.host_network.unwrap_or(false);
         let mut sandbox = Sandbox {
-            pod_uid: pod.uid.to_string(),
+            pod_uid: pod.uid.clone(),
             netns: None,
             notes: Vec::new(),
         };
@@ -280,9 +280,13 @@ impl Runtime for ProcessRuntime {
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        if let Some(path) = &sandbox.netns {
+        // Only the very path create_sandbox makes: a record naming another is not acted on.
+        let ours = self.settings.netns_dir.join(sandbox.pod_uid.as_str());
+        if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
             netns::remove(path);
         }
+        // The pod's emptyDir volumes go with it (the kubelet's emptyDir TearDown).
+        volumes::remove_pod_dir(&self.settings.pods_dir, &sandbox.pod_uid);
     }
 
     fn start_container(
@@ -298,30 +302,31 @@ impl Runtime for ProcessRuntime {
     }
 
     fn adopt_container(&self, handle: &ContainerHandle) -> Option<BoxFuture<ContainerExit>> {
-        if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
-            return None;
-        }
-        let pidfd = proc::pidfd_open(handle.pid).ok()?;
-        // The pid could have been reused between the check and the open: check again, now that
-        // the pidfd pins the process.
-        if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
-            return None;
-        }
+        let handle = self.checked(handle)?;
+        let leader = Self::pin(&handle)?;
         Some(Box::pin(async move {
-            let _ = proc::wait_pidfd(pidfd).await;
+            let _ = proc::wait_pidfd(leader.pidfd).await;
             ContainerExit::Unknown
         }))
     }
 
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()> {
-        let handle = handle.clone();
-        Box::pin(async move { stop_process_group(&handle, grace).await })
+        let handle = self.checked(handle);
+        Box::pin(async move {
+            if let Some(handle) = handle {
+                stop_process_group(&handle, grace).await;
+            }
+        })
     }
 
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()> {
-        let handle = handle.clone();
+        let Some(handle) = self.checked(handle) else {
+            return Box::pin(async {});
+        };
         Box::pin(async move {
-            signal_group(handle.pid, Signal::SIGKILL);
+            if let Some(leader) = Self::pin(&handle) {
+                proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL);
+            }
             if handle.cgroups.is_empty() {
                 return;
             }
@@ -340,5 +345,49 @@ impl Runtime for ProcessRuntime {
 
     fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
+    }
+
+    fn exec_sync(
+        &self,
+        target: ExecTarget<'_>,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<ExecOutput> {
+        let search_path =
+            std::env::var("PATH").unwrap_or_else(|_| command::DEFAULT_PATH.to_string());
+        let env = command::environment(
+            target.container,
+            &self.settings.bin_dirs,
+            &search_path,
+            &self.settings.hostname,
+        );
+        let setup = security::process_identity(
+            target.pod.spec,
+            target.container,
+            nix::unistd::geteuid().as_raw(),
+        )
+        .and_then(|identity| {
+            let netns =
+                exec::open_netns(target.sandbox.netns.as_ref()).map_err(|e| e.to_string())?;
+            Ok(exec::ExecSetup {
+                env,
+                netns,
+                identity,
+            })
+        });
+        let command = command.to_vec();
+        Box::pin(async move {
+            match setup {
+                Ok(setup) => exec::exec(&command, setup, timeout).await,
+                Err(message) => ExecOutput {
+                    end: ExecEnd::CannotStart(message),
+                    output: Vec::new(),
+                },
+            }
+        })
+    }
+
+    fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String> {
+        security::unsupported_fields(pod.spec)
     }
 }

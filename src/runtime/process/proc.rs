@@ -1,13 +1,142 @@
-//! What `/proc` says about a process (its start time, whether it is a zombie) and watching a
-//! process that is not our child for its exit through a pidfd.
+//! What `/proc` says about a process (its start time, whether it is a zombie), watching a process
+//! that is not our child for its exit through a pidfd, and signalling only through pidfds: a pid
+//! number is opened as a pidfd, then checked (start time, group, cgroup) while the pidfd pins the
+//! process, and the signal goes to the pidfd (`pidfd_send_signal`), so a reused pid is never hit.
 //!
-//! Touches: `/proc/<pid>/stat` (read only).
+//! Touches: `/proc/<pid>/stat`, `/proc/<pid>/cgroup` (read only).
 
 use std::fs;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
+
+/// A process pinned by a pidfd and checked to be the one that was meant.
+#[derive(Debug)]
+pub struct PinnedProcess {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+impl PinnedProcess {
+    /// Opens `pid` and checks, once the pidfd pins it, that it is the live process that started
+    /// at `start_ticks`.
+    pub fn open(pid: i32, start_ticks: u64) -> Option<PinnedProcess> {
+        if pid <= 1 {
+            return None;
+        }
+        let pidfd = pidfd_open(pid).ok()?;
+        is_same_live_process(pid, start_ticks).then_some(PinnedProcess { pid, pidfd })
+    }
+
+    /// Sends `signal`; `false` once the process is gone.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> bool {
+        pidfd_send_signal(&self.pidfd, signal as i32).is_ok()
+    }
+
+    pub fn is_alive(&self) -> bool {
+        pidfd_send_signal(&self.pidfd, 0).is_ok()
+    }
+}
+
+/// `pidfd_send_signal(2)` (Linux 5.1+); signal 0 checks that the process still exists.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    let result = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Signals every member of the process group led by `leader` (a container is a session and
+/// group leader): the leader through its pidfd, each other member found in `/proc` through a
+/// pidfd opened and checked to be in the group while it is pinned. A group ID cannot be reused
+/// while the leader or any member lives, and a member is only signalled while the leader is
+/// still the recorded process or gone without successor.
+pub fn signal_group(leader: &PinnedProcess, leader_start: u64, signal: nix::sys::signal::Signal) {
+    leader.signal(signal);
+    for pid in all_pids() {
+        if pid == leader.pid || stat(pid).is_none_or(|s| s.pgrp != leader.pid) {
+            continue;
+        }
+        let Ok(pidfd) = pidfd_open(pid) else { continue };
+        let still_member = stat(pid).is_some_and(|s| s.pgrp == leader.pid);
+        // The group's number belongs to our leader while it lives; if a process with the
+        // leader's pid but another start time exists, the number was reused: hands off.
+        let leader_ok = stat(leader.pid).is_none_or(|s| s.start_ticks == leader_start);
+        if still_member && leader_ok {
+            let _ = pidfd_send_signal(&pidfd, signal as i32);
+        }
+    }
+}
+
+/// Signals every process listed in a cgroup's `cgroup.procs`, each through a pidfd opened and
+/// checked (its `/proc/<pid>/cgroup` names the same cgroup) while it is pinned.
+pub fn signal_cgroup_members(cgroup_dir: &std::path::Path, signal: nix::sys::signal::Signal) {
+    let Some(relative) = cgroup_relative_path(cgroup_dir) else {
+        return;
+    };
+    let Ok(text) = fs::read_to_string(cgroup_dir.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if pid <= 1 {
+            continue;
+        }
+        let Ok(pidfd) = pidfd_open(pid) else { continue };
+        if is_in_cgroup(pid, &relative) {
+            let _ = pidfd_send_signal(&pidfd, signal as i32);
+        }
+    }
+}
+
+/// Whether `/proc/<pid>/cgroup` places the process in the cgroup at `relative` (`/a/b`).
+fn is_in_cgroup(pid: i32, relative: &str) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .is_ok_and(|c| c.lines().any(|l| l.splitn(3, ':').nth(2) == Some(relative)))
+}
+
+/// Whether the process is in the cgroup directory `dir` (`/sys/fs/cgroup/...`).
+pub fn is_member(pid: i32, dir: &std::path::Path) -> bool {
+    cgroup_relative_path(dir).is_some_and(|relative| is_in_cgroup(pid, &relative))
+}
+
+/// `/sys/fs/cgroup/memory/a/b` → `/a/b` (v1); `/sys/fs/cgroup/a/b` → `/a/b` (v2).
+fn cgroup_relative_path(dir: &std::path::Path) -> Option<String> {
+    let rest = dir.strip_prefix("/sys/fs/cgroup").ok()?;
+    let v1 = [
+        "memory", "cpu", "pids", "cpuacct", "cpuset", "blkio", "devices", "freezer",
+    ];
+    let mut parts = rest.components().peekable();
+    let first = parts.peek()?.as_os_str().to_str()?;
+    let is_v1 = v1.contains(&first)
+        && nix::sys::statfs::statfs(&std::path::Path::new("/sys/fs/cgroup").join(first))
+            .is_ok_and(|s| s.filesystem_type() != nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    if is_v1 {
+        parts.next();
+    }
+    let tail: std::path::PathBuf = parts.collect();
+    Some(format!("/{}", tail.display()))
+}
+
+fn all_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
+}
 
 /// The parts of `/proc/<pid>/stat` that identify a process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +208,31 @@ mod tests {
                 start_ticks: 98765
             }
         );
+    }
+
+    #[test]
+    fn pinned_processes_are_signalled_and_a_wrong_start_time_is_refused() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("1009")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let ticks = stat(pid).unwrap().start_ticks;
+        assert!(
+            PinnedProcess::open(pid, ticks + 1).is_none(),
+            "another start time"
+        );
+        let pinned = PinnedProcess::open(pid, ticks).unwrap();
+        assert!(pinned.is_alive());
+        assert!(pinned.signal(nix::sys::signal::Signal::SIGKILL));
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9));
+        assert!(
+            !pinned.is_alive(),
+            "reaped: the pidfd says so, whatever has the pid now"
+        );
+        assert!(PinnedProcess::open(1, 0).is_none());
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! program only async-signal-safe calls are allowed. In the child, in order: a new session (process
 //! group leader, no controlling terminal), join the cgroups (writing `0` to `cgroup.procs` moves
 //! the writer), join the pod's network namespace, the private mount namespace with the bind
-//! mounts, `workingDir`, then drop to `runAsGroup`/`runAsUser` last, since the steps before need
-//! root. (std's `Command::uid` would drop privileges before `pre_exec` runs.)
+//! mounts, `workingDir`, then drop to `runAsGroup`/`supplementalGroups`/`runAsUser` last, since
+//! the steps before need root (std's `Command::uid` would drop privileges before `pre_exec`
+//! runs), and finally `PR_SET_NO_NEW_PRIVS` for `allowPrivilegeEscalation: false`.
 
 use std::ffi::CString;
 use std::io;
@@ -14,6 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use super::command::ProcessSpec;
+use super::security::ProcessIdentity;
 use super::volumes::BindMount;
 
 /// What the child does between fork and exec.
@@ -24,8 +26,7 @@ pub struct ChildSetup {
     /// The pod's network namespace file.
     pub netns: Option<OwnedFd>,
     pub mounts: Vec<BindMount>,
-    pub run_as_user: Option<u32>,
-    pub run_as_group: Option<u32>,
+    pub identity: ProcessIdentity,
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
@@ -56,7 +57,15 @@ pub fn spawn_container(
     let working_dir = c_path(&spec.working_dir)?;
     let cgroup_fds: Vec<i32> = setup.cgroup_procs.iter().map(|fd| fd.as_raw_fd()).collect();
     let netns_fd = setup.netns.as_ref().map(|fd| fd.as_raw_fd());
-    let (uid, gid) = (setup.run_as_user, setup.run_as_group);
+    let ProcessIdentity {
+        uid,
+        gid,
+        groups,
+        no_new_privs,
+    } = setup.identity.clone();
+    // The group list setgroups gets: the primary group first, then the supplementary ones.
+    let group_list: Vec<libc::gid_t> = gid.into_iter().chain(groups.iter().copied()).collect();
+    let change_identity = uid.is_some() || !group_list.is_empty();
 
     let mut command = tokio::process::Command::new(&spec.program);
     command
@@ -113,17 +122,17 @@ pub fn spawn_container(
                 }
             }
             check(libc::chdir(working_dir.as_ptr()))?;
-            if uid.is_some() || gid.is_some() {
-                match gid {
-                    Some(gid) => {
-                        check(libc::setgroups(1, &gid))?;
-                        check(libc::setgid(gid))?;
-                    }
-                    None => check(libc::setgroups(0, std::ptr::null()))?,
+            if change_identity {
+                check(libc::setgroups(group_list.len(), group_list.as_ptr()))?;
+                if let Some(gid) = gid {
+                    check(libc::setgid(gid))?;
                 }
                 if let Some(uid) = uid {
                     check(libc::setuid(uid))?;
                 }
+            }
+            if no_new_privs {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
             }
             Ok(())
         });

@@ -1,8 +1,9 @@
 //! `hostPath` volumes for the process runtime: each volume's path is checked or created per its
 //! `type` as the kubelet's hostPath plugin does (`DirectoryOrCreate` 0755, `FileOrCreate` 0644,
 //! reference §4.7), and a `volumeMount` whose `mountPath` differs from the volume's path becomes a
-//! bind mount in the container's private mount namespace. Mounts at the same path need nothing:
-//! the process already sees the host's file system. `emptyDir` lives under
+//! bind mount in the container's private mount namespace. A writable mount at the same path needs
+//! nothing (the process already sees the host's file system); a `readOnly` one is bound onto
+//! itself and remounted read-only, so `readOnly` always holds. `emptyDir` lives under
 //! `/var/lib/boot/pods/<uid>/volumes/<name>`.
 //!
 //! Touches: the hostPath paths (may create them), `<root>/var/lib/boot/pods/`.
@@ -98,6 +99,21 @@ pub fn prepare_volume(volume: &Volume, empty_dir_base: &Path) -> Result<PathBuf,
     Ok(path)
 }
 
+/// Removes `<pods_dir>/<uid>` (the pod's emptyDir volumes); a symlink there is removed, not
+/// followed.
+pub fn remove_pod_dir(pods_dir: &Path, uid: &crate::runtime::names::PodUid) {
+    let dir = pods_dir.join(uid.as_str());
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {
+            let _ = fs::remove_dir_all(&dir);
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(&dir);
+        }
+        Err(_) => {}
+    }
+}
+
 /// The bind mounts a container needs: its mounts whose `mountPath` differs from the volume path.
 pub fn bind_mounts(
     container: &Container,
@@ -116,14 +132,15 @@ pub fn bind_mounts(
             source.push(sub);
         }
         let target = PathBuf::from(&mount.mount_path);
-        if source == target {
+        let read_only = mount.read_only.unwrap_or(false);
+        if source == target && !read_only {
             continue;
         }
         let is_file = fs::metadata(&source).is_ok_and(|m| !m.is_dir());
         mounts.push(BindMount {
             source,
             target,
-            read_only: mount.read_only.unwrap_or(false),
+            read_only,
             is_file,
         });
     }
@@ -195,18 +212,26 @@ mod tests {
     #[test]
     fn only_differing_paths_need_bind_mounts() {
         let c: Container = serde_yaml::from_str(
-            "{name: c, volumeMounts: [{name: same, mountPath: /a}, {name: other, mountPath: /data, readOnly: true}]}",
+            "{name: c, volumeMounts: [{name: same, mountPath: /a}, {name: other, mountPath: /data, readOnly: true}, {name: ro, mountPath: /b, readOnly: true}]}",
         )
         .unwrap();
         let paths = vec![
             ("same".to_string(), PathBuf::from("/a")),
             ("other".to_string(), PathBuf::from("/srv/x")),
+            ("ro".to_string(), PathBuf::from("/b")),
         ];
         let mounts = bind_mounts(&c, &paths).unwrap();
-        assert_eq!(mounts.len(), 1);
+        let found: Vec<(&Path, &Path, bool)> = mounts
+            .iter()
+            .map(|m| (m.source.as_path(), m.target.as_path(), m.read_only))
+            .collect();
         assert_eq!(
-            (mounts[0].target.as_path(), mounts[0].read_only),
-            (Path::new("/data"), true)
+            found,
+            [
+                (Path::new("/srv/x"), Path::new("/data"), true),
+                (Path::new("/b"), Path::new("/b"), true),
+            ],
+            "a read-only mount at its own path is bound onto itself"
         );
     }
 }

@@ -1,0 +1,188 @@
+//! Running a command in a process-runtime container (the CRI's `ExecSync`, used by exec probes):
+//! the command is a new host process that joins the container's network namespace, gets the
+//! container's environment and runs as its user, in a process group of its own. stdout and stderr
+//! share one pipe (Go's `CombinedOutput`, which the kubelet uses) and the first
+//! [`EXEC_OUTPUT_LIMIT`](crate::runtime::EXEC_OUTPUT_LIMIT) bytes are kept. When the timeout
+//! expires, and also once the command exits, the whole group is killed through checked pidfds, so
+//! nothing it left in the background outlives it.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+use super::proc::{self, PinnedProcess};
+use super::security::ProcessIdentity;
+use crate::runtime::{ExecEnd, ExecOutput, EXEC_OUTPUT_LIMIT};
+
+/// Everything the exec'd process needs, prepared before the fork.
+#[derive(Debug, Default)]
+pub struct ExecSetup {
+    pub env: Vec<(String, String)>,
+    /// The container's network namespace, `None` in the host network.
+    pub netns: Option<OwnedFd>,
+    pub identity: ProcessIdentity,
+}
+
+/// Runs `command` (its first element looked up in the `PATH` of `setup.env`) and waits up to
+/// `timeout`.
+pub async fn exec(command: &[String], setup: ExecSetup, timeout: Duration) -> ExecOutput {
+    let fail = |message: String| ExecOutput {
+        end: ExecEnd::CannotStart(message),
+        output: Vec::new(),
+    };
+    let Some((program, args)) = command.split_first() else {
+        return fail("no command".into());
+    };
+    let path_var = setup
+        .env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map_or(crate::host::lookup::DEFAULT_PATH, |(_, v)| v.as_str());
+    let dirs = crate::host::lookup::path_dirs(path_var);
+    let Some(resolved) = crate::host::lookup::look_path(program, &dirs) else {
+        return fail(format!("{program:?}: executable file not found in $PATH"));
+    };
+    let (reader, writer) = match output_pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return fail(format!("{program:?}: output pipe: {e}")),
+    };
+    let mut cmd = Command::new(&resolved);
+    cmd.args(args)
+        .env_clear()
+        .envs(setup.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    if !setup.env.iter().any(|(k, _)| k == "PATH") {
+        cmd.env("PATH", crate::host::lookup::DEFAULT_PATH);
+    }
+    match writer.try_clone() {
+        Ok(second) => cmd.stdout(Stdio::from(writer)).stderr(Stdio::from(second)),
+        Err(e) => return fail(format!("{program:?}: output pipe: {e}")),
+    };
+    cmd.process_group(0).kill_on_drop(true);
+    if let Err(e) = join_in_child(&mut cmd, &setup) {
+        return fail(format!("{program:?}: {e}"));
+    }
+    let spawned = cmd.spawn();
+    // Our copies of the pipe's write end must close, or reading never sees EOF.
+    drop(cmd);
+    drop(setup);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return fail(format!("{:?}: {e}", resolved.display().to_string())),
+    };
+    // Not reaped yet, so the pid is surely our child's: pin it for the group kill below.
+    let leader = child.id().and_then(|pid| {
+        let pid = pid as i32;
+        let ticks = proc::stat(pid)?.start_ticks;
+        Some((PinnedProcess::open(pid, ticks)?, ticks))
+    });
+    let kill_group = || {
+        if let Some((leader, ticks)) = &leader {
+            proc::signal_group(leader, *ticks, Signal::SIGKILL);
+        }
+    };
+    let output = tokio::spawn(read_capped(reader));
+    let status = tokio::time::timeout(timeout, child.wait()).await;
+    kill_group();
+    match status {
+        Ok(Ok(status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            let end = match (status.code(), status.signal()) {
+                (Some(code), _) => ExecEnd::Exited(code),
+                (None, Some(signal)) => ExecEnd::Signaled(signal),
+                (None, None) => ExecEnd::Exited(-1),
+            };
+            let output = output.await.unwrap_or_default();
+            ExecOutput { end, output }
+        }
+        Ok(Err(e)) => fail(format!("{program:?}: wait: {e}")),
+        Err(_) => {
+            let _ = child.wait().await;
+            output.abort();
+            ExecOutput {
+                end: ExecEnd::TimedOut,
+                output: Vec::new(),
+            }
+        }
+    }
+}
+
+/// Between fork and exec: the container's network namespace, then its groups and user.
+fn join_in_child(cmd: &mut Command, setup: &ExecSetup) -> io::Result<()> {
+    let netns = setup.netns.as_ref().map(|fd| fd.as_raw_fd());
+    let ProcessIdentity {
+        uid,
+        gid,
+        groups,
+        no_new_privs,
+    } = setup.identity.clone();
+    let group_list: Vec<libc::gid_t> = gid.into_iter().chain(groups).collect();
+    let change_identity = uid.is_some() || !group_list.is_empty();
+    // SAFETY: only async-signal-safe calls on data prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let check = |r: libc::c_int| {
+                if r < 0 {
+                    Err(io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            };
+            if let Some(fd) = netns {
+                check(libc::setns(fd, libc::CLONE_NEWNET))?;
+            }
+            if change_identity {
+                check(libc::setgroups(group_list.len(), group_list.as_ptr()))?;
+                if let Some(gid) = gid {
+                    check(libc::setgid(gid))?;
+                }
+                if let Some(uid) = uid {
+                    check(libc::setuid(uid))?;
+                }
+            }
+            if no_new_privs {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// A close-on-exec pipe: the read end for us, the write end for the child's stdout and stderr.
+fn output_pipe() -> io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    Ok((
+        tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
+        write,
+    ))
+}
+
+/// Reads to EOF, keeping the first [`EXEC_OUTPUT_LIMIT`] bytes; the rest is drained so the
+/// command never blocks on a full pipe.
+async fn read_capped(mut reader: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = EXEC_OUTPUT_LIMIT.saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
+
+/// The netns file of a sandbox, opened for [`ExecSetup::netns`].
+pub fn open_netns(path: Option<&PathBuf>) -> io::Result<Option<OwnedFd>> {
+    path.map(|p| std::fs::File::open(p).map(OwnedFd::from))
+        .transpose()
+        .map_err(|e| io::Error::other(format!("cannot open the network namespace: {e}")))
+}
