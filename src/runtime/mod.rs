@@ -5,6 +5,7 @@
 //! the per-container log relay and the reader behind `boot logs`.
 
 pub mod logs;
+pub mod network;
 pub mod process;
 
 use std::future::Future;
@@ -32,6 +33,13 @@ pub struct Sandbox {
     pub pod_uid: String,
     /// The bind-mounted network namespace the containers join, `None` under `hostNetwork: true`.
     pub netns: Option<PathBuf>,
+    /// The pod IP (the first IPv4 address on the pod's `eth0`), `None` under `hostNetwork` or
+    /// without pod networking. Probes of the pod go to it, as the kubelet's do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// The CNI attachment to delete when the sandbox goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::PodNetwork>,
     pub notes: Vec<String>,
 }
 

@@ -41,6 +41,9 @@ pub fn test_options(dir: &Path) -> AgentOptions {
         .unwrap()
         .to_path_buf()];
     options.cgroup_parent = format!("boot-test-{}", std::process::id());
+    // Loopback-only pod namespaces: tests that run in parallel must not share boot's default
+    // bridge and range (tests/network.rs gives each test its own).
+    options.pod_network = None;
     options
 }
 
