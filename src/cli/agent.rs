@@ -126,6 +126,12 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
     options.backoff.reset_after = agent.backoff.reset_after.0;
     options.relist_period = agent.relist_period.0;
     options.stop_pods_on_exit = agent.stop_pods_on_exit;
+    if let Some(network) = &mut options.pod_network {
+        let configured = &cfg.boot.network;
+        network.conf_dir = options.root.path(&configured.conf_dir);
+        network.bin_dirs = configured.bin_dirs.clone();
+        network.default_network.subnet = configured.default_subnet;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use super::{CliError, ExitCode, GlobalArgs};
 use crate::agent::records;
 use crate::host::ledger::Ledger;
 use crate::reset;
+use crate::runtime::network;
 
 #[derive(Debug, Args)]
 pub struct ResetArgs {
@@ -61,6 +62,8 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .flat_map(|h| h.cgroups.clone())
         .collect();
 
+    let attachments = network::cleanup::attachments(&plan.network);
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -72,10 +75,15 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     for line in &lines {
         println!("{line}");
     }
-    let leftovers = reset::verify(&plan, &processes, &cgroups);
+    let mut leftovers = reset::verify(&plan, &processes, &cgroups);
+    leftovers.extend(
+        network::cleanup::leftovers(&plan.network, &attachments)
+            .into_iter()
+            .map(reset::Leftover::Network),
+    );
     if failures.is_empty() && leftovers.is_empty() {
-        println!("[reset] Done: nothing boot created is left (files, processes, cgroups, ports checked).");
-        println!("[reset] Not touched, as with kubeadm: CNI configuration, iptables/IPVS rules, $HOME/.kube/config.");
+        println!("[reset] Done: nothing boot created is left (files, processes, cgroups, ports, pod network checked).");
+        println!("[reset] Not touched, as with kubeadm: CNI configuration, other iptables/IPVS rules, $HOME/.kube/config.");
         return Ok(ExitCode::Ok);
     }
     let mut text = String::new();

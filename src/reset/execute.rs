@@ -8,6 +8,7 @@ use super::plan::ResetPlan;
 use crate::agent::records;
 use crate::host::ledger::AgentLaunch;
 use crate::host::HostRoot;
+use crate::runtime::network;
 use crate::runtime::process::{cgroup, netns, proc};
 
 /// The kubelet's default grace period (`terminationGracePeriodSeconds`).
@@ -29,6 +30,13 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
         fail("stop the agent".into(), e.to_string());
     }
     stop_pods(&plan.records_dir, out).await;
+    // CNI DEL while the pods' namespaces still exist, so the plugins find their interfaces.
+    let (done, failed) = network::cleanup::teardown(&plan.network);
+    out.extend(done);
+    for error in failed {
+        fail("delete the pod network".into(), error);
+    }
+    remove_netns(&plan.records_dir);
     for file in &plan.files {
         match remove_owned(root, file) {
             Ok(true) => out.push(format!("[reset] Removed {}", file.display())),
@@ -110,8 +118,7 @@ fn is_boot_agent(pid: i32) -> bool {
     alive_not_zombie && args.get(1) == Some(&&b"agent"[..])
 }
 
-/// Every recorded container: SIGTERM to its group, the grace period, SIGKILL, then its cgroups
-/// and its pod's network namespace.
+/// Every recorded container: SIGTERM to its group, the grace period, SIGKILL, then its cgroups.
 async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
     let (pods, _) = records::load_all(records_dir);
     let mut stops = Vec::new();
@@ -150,11 +157,6 @@ async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
             out.push(format!("[reset] Stopped {name}"));
         }
     }
-    for pod in &pods {
-        if let Some(path) = pod.sandbox.as_ref().and_then(|s| s.netns.as_ref()) {
-            netns::remove(path);
-        }
-    }
     // The agent's parent cgroups (`…/boot`): removed once empty; another agent's pods keep them.
     let parents: std::collections::BTreeSet<PathBuf> = pods
         .iter()
@@ -168,6 +170,16 @@ async fn stop_pods(records_dir: &Path, out: &mut Vec<String>) {
         .collect();
     for parent in parents {
         let _ = std::fs::remove_dir(parent);
+    }
+}
+
+/// The recorded pods' network namespaces.
+fn remove_netns(records_dir: &Path) {
+    let (pods, _) = records::load_all(records_dir);
+    for pod in &pods {
+        if let Some(path) = pod.sandbox.as_ref().and_then(|s| s.netns.as_ref()) {
+            netns::remove(path);
+        }
     }
 }
 

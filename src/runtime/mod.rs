@@ -43,6 +43,16 @@ pub struct Sandbox {
     pub notes: Vec<String>,
 }
 
+impl Sandbox {
+    /// Where probes that name no host go: the pod IP, or the node's address for a pod in the
+    /// host network (the kubelet probes `status.podIP`, which is the node's IP under hostNetwork).
+    pub fn probe_host(&self, node_address: &str) -> String {
+        self.pod_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| node_address.to_string())
+    }
+}
+
 /// One container to start.
 #[derive(Debug, Clone)]
 pub struct ContainerRequest<'a> {
