@@ -79,6 +79,11 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     leftovers.extend(
         network::cleanup::leftovers(&plan.network, &attachments)
             .into_iter()
+            .chain(
+                network::cleanup::unused_hostport_chains()
+                    .into_iter()
+                    .map(|c| format!("iptables nat chain {c}")),
+            )
             .map(reset::Leftover::Network),
     );
     if failures.is_empty() && leftovers.is_empty() {

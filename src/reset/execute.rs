@@ -33,7 +33,10 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     // CNI DEL while the pods' namespaces still exist, so the plugins find their interfaces.
     let (done, failed) = network::cleanup::teardown(&plan.network);
     out.extend(done);
-    for error in failed {
+    for error in failed
+        .into_iter()
+        .chain(network::cleanup::remove_unused_hostport_chains())
+    {
         fail("delete the pod network".into(), error);
     }
     remove_netns(&plan.records_dir);

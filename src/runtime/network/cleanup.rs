@@ -15,9 +15,6 @@ use sha2::{Digest, Sha512};
 use super::cache::CachedAttachment;
 use super::{delete_cached, NetworkSettings};
 
-/// `SIOCBRDELBR` from `linux/sockios.h` (not in the libc crate for Linux).
-const SIOCBRDELBR: libc::c_ulong = 0x89a2;
-
 /// The attachments the cache holds now (reset takes them before tearing down, to check after).
 pub fn attachments(settings: &NetworkSettings) -> Vec<CachedAttachment> {
     settings.cache().load_all().0
@@ -106,6 +103,41 @@ pub fn leftovers(settings: &NetworkSettings, before: &[CachedAttachment]) -> Vec
         }
     }
     left
+}
+
+/// portmap's shared chains (reference §13), which no plugin ever removes.
+const HOSTPORT_CHAINS: &[&str] = &[
+    "CNI-HOSTPORT-DNAT",
+    "CNI-HOSTPORT-SETMARK",
+    "CNI-HOSTPORT-MASQ",
+];
+
+/// portmap's shared chains when no container's `CNI-DN-*` chain is left to use them.
+pub fn unused_hostport_chains() -> Vec<String> {
+    let Some(rules) = nat_rules() else {
+        return Vec::new();
+    };
+    if rules.lines().any(|l| l.starts_with("-N CNI-DN-")) {
+        return Vec::new();
+    }
+    HOSTPORT_CHAINS
+        .iter()
+        .filter(|c| rules.lines().any(|l| l == format!("-N {c}")))
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// Removes portmap's shared chains (and the jumps to them) once nothing uses them: after reset,
+/// boot's hostPorts leave no rule behind. Another CNI user's next ADD recreates them.
+pub fn remove_unused_hostport_chains() -> Vec<String> {
+    unused_hostport_chains()
+        .iter()
+        .filter_map(|chain| {
+            remove_chain(chain)
+                .err()
+                .map(|e| format!("iptables chain {chain}: {e}"))
+        })
+        .collect()
 }
 
 /// The iptables chain names the plugins derive from a network and container (`pkg/utils`
@@ -216,7 +248,7 @@ fn iptables(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Removes a nat chain and the POSTROUTING rules that jump to it; nothing when it is not there.
+/// Removes a nat chain and the rules that jump to it; nothing when it is not there.
 fn remove_chain(chain: &str) -> Result<(), String> {
     let Some(rules) = nat_rules() else {
         return Ok(());
@@ -224,8 +256,8 @@ fn remove_chain(chain: &str) -> Result<(), String> {
     if !rules.lines().any(|l| l == format!("-N {chain}")) {
         return Ok(());
     }
-    let jump = format!("-j {chain}");
-    for rule in rules.lines().filter(|l| l.contains(&jump)) {
+    let jumps_to_chain = |rule: &&str| rule.split_whitespace().rev().take(2).eq([chain, "-j"]);
+    for rule in rules.lines().filter(jumps_to_chain) {
         let Some(rest) = rule.strip_prefix("-A ") else {
             continue;
         };
@@ -261,41 +293,18 @@ fn split_rule(rule: &str) -> Vec<String> {
     args
 }
 
-/// `ip link set <bridge> down; ip link delete <bridge>` through the bridge ioctls.
-fn delete_bridge(name: &str) -> std::io::Result<()> {
-    if name.len() >= libc::IFNAMSIZ || name.contains('\0') {
-        return Err(std::io::Error::other("not an interface name"));
+/// `ip link delete <bridge>` (iproute2; the bridge ioctl `SIOCBRDELBR` is not available on
+/// every kernel, and boot speaks no netlink of its own).
+fn delete_bridge(name: &str) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["link", "delete", "dev", name, "type", "bridge"])
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
-    // SAFETY: socket/ioctl on a zeroed ifreq whose NUL-terminated name was checked to fit; the
-    // fd is closed before returning.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (i, b) in name.bytes().enumerate() {
-            req.ifr_name[i] = b as libc::c_char;
-        }
-        let mut result = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req);
-        if result == 0 {
-            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
-            result = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &mut req);
-        }
-        if result == 0 {
-            let mut name_buf = [0 as libc::c_char; libc::IFNAMSIZ];
-            for (i, b) in name.bytes().enumerate() {
-                name_buf[i] = b as libc::c_char;
-            }
-            result = libc::ioctl(fd, SIOCBRDELBR as _, name_buf.as_ptr());
-        }
-        let err = std::io::Error::last_os_error();
-        libc::close(fd);
-        if result < 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
