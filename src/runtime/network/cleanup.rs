@@ -128,16 +128,20 @@ pub fn unused_hostport_chains() -> Vec<String> {
 }
 
 /// Removes portmap's shared chains (and the jumps to them) once nothing uses them: after reset,
-/// boot's hostPorts leave no rule behind. Another CNI user's next ADD recreates them.
-pub fn remove_unused_hostport_chains() -> Vec<String> {
-    unused_hostport_chains()
-        .iter()
-        .filter_map(|chain| {
-            remove_chain(chain)
-                .err()
-                .map(|e| format!("iptables chain {chain}: {e}"))
-        })
-        .collect()
+/// boot's hostPorts leave no rule behind. Another CNI user's next ADD recreates them. Returns
+/// what was done and what failed, as lines.
+pub fn remove_unused_hostport_chains() -> (Vec<String>, Vec<String>) {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for chain in unused_hostport_chains() {
+        match remove_chain(&chain) {
+            Ok(()) => done.push(format!(
+                "[reset] Removed portmap's unused iptables chain {chain}"
+            )),
+            Err(e) => failed.push(format!("iptables chain {chain}: {e}")),
+        }
+    }
+    (done, failed)
 }
 
 /// The iptables chain names the plugins derive from a network and container (`pkg/utils`
