@@ -349,7 +349,7 @@ async fn a_broken_plugin_error_shows_in_the_pod_status() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reset_teardown_deletes_attachments_left_by_a_stopped_agent() {
+async fn a_restarted_agent_keeps_the_network_and_reset_teardown_leaves_nothing() {
     let Some(()) = prerequisites() else { return };
     let mut test = start(5, |_| {});
     let settings = test.guard.settings.clone();
@@ -363,7 +363,16 @@ async fn reset_teardown_deletes_attachments_left_by_a_stopped_agent() {
     let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
     test.agent
         .write_manifest("left.yaml", &web_pod("left", &dir, &ports));
-    ready_ip(&test.agent, "left").await;
+    let ip = ready_ip(&test.agent, "left").await;
+    let pid = test.agent.status().pod("left").unwrap().pid();
+    // A restarted agent finds the sandbox again: CHECK passes, same IP, same process.
+    test.agent.stop().await;
+    test.agent.start().await;
+    assert_eq!(ready_ip(&test.agent, "left").await, ip);
+    assert_eq!(test.agent.status().pod("left").unwrap().pid(), pid);
+    assert_eq!(cleanup::attachments(&settings).len(), 1, "no second ADD");
+    let network = test.agent.status().pod("left").unwrap().network.clone();
+    assert!(network.contains(&ip.to_string()), "{network}");
     // The agent stops; its pod and network stay, as after `boot init` before `boot reset`.
     test.agent.stop().await;
     let before = cleanup::attachments(&settings);
@@ -379,4 +388,50 @@ async fn reset_teardown_deletes_attachments_left_by_a_stopped_agent() {
         "{done:?}"
     );
     assert_eq!(cleanup::leftovers(&settings, &before), Vec::<String>::new());
+}
+
+/// `cargo test --test network -- --ignored --nocapture attach_and_detach_timing`: the time boot's
+/// ADD (bridge + host-local, portmap, loopback) and DEL take on the default network, median of 15.
+#[test]
+#[ignore = "a measurement, not a test"]
+fn attach_and_detach_timing() {
+    let Some(()) = prerequisites() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let root = boot::host::HostRoot::under(dir.path()).unwrap();
+    let pid = std::process::id();
+    let mut settings = NetworkSettings::for_root(&root);
+    settings.default_network.name = format!("boot-bench-{:x}", pid % 0x10000);
+    settings.default_network.bridge = format!("bb{:x}", pid % 0x10000);
+    settings.default_network.subnet =
+        Ipv4Net::new([10, 220, (pid % 250) as u8, 0].into(), 24).unwrap();
+    let _guard = NetworkGuard {
+        settings: settings.clone(),
+    };
+    let spec: k8s_openapi::api::core::v1::PodSpec =
+        serde_json::from_value(serde_json::json!({"containers": [{"name": "c"}]})).unwrap();
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    for i in 0..15 {
+        let uid = format!("bench{i}");
+        let netns = dir.path().join(format!("netns-{i}"));
+        boot::runtime::process::netns::create(&netns).unwrap();
+        let pod = boot::runtime::PodRef {
+            uid: &uid,
+            namespace: "default",
+            full_name: "bench-node1",
+            spec: &spec,
+        };
+        let started = Instant::now();
+        let attached = boot::runtime::network::attach(&settings, pod, &netns).unwrap();
+        adds.push(started.elapsed());
+        let started = Instant::now();
+        boot::runtime::network::detach(&settings, &attached).unwrap();
+        dels.push(started.elapsed());
+        boot::runtime::process::netns::remove(&netns);
+    }
+    adds.sort();
+    dels.sort();
+    eprintln!(
+        "ADD median {:?} (min {:?}, max {:?}); DEL median {:?} (min {:?}, max {:?})",
+        adds[7], adds[0], adds[14], dels[7], dels[0], dels[14]
+    );
 }

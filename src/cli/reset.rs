@@ -33,7 +33,14 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         )
         .with_hint("move it away to reset kubeadm's default paths instead")
     })?;
-    let plan = reset::plan(&root, ledger.as_ref());
+    let mut plan = reset::plan(&root, ledger.as_ref());
+    // The plugins and conf dir of BootConfiguration.network, when a configuration is given.
+    if let Some(path) = &global.config {
+        if let Some(boot) = super::load::parse_file(path)?.boot {
+            plan.network.bin_dirs = boot.network.bin_dirs;
+            plan.network.conf_dir = root.path(&boot.network.conf_dir);
+        }
+    }
     if args.dry_run {
         println!("{plan}");
         println!("[dry-run] Nothing was changed.");

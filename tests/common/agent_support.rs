@@ -11,6 +11,7 @@ use boot::agent::records::load_all;
 use boot::agent::status::{self, AgentStatus, PodStatus};
 use boot::agent::{AgentOptions, BackoffSettings};
 use boot::host::HostRoot;
+use boot::runtime::network::{cleanup, NetworkSettings};
 use boot::runtime::process::{cgroup, netns, proc};
 
 pub const NODE: &str = "node1";
@@ -192,6 +193,12 @@ impl TestAgent {
             if let Some(parent) = dir.parent().and_then(Path::parent) {
                 let _ = std::fs::remove_dir(parent); // the test's parent, once no other test uses it
             }
+        }
+        // CNI DEL of every attachment cached under this root (a `boot agent` the test ran uses
+        // boot's default network), while the namespaces still exist.
+        let _ = cleanup::teardown(&NetworkSettings::for_root(&self.root));
+        if let Some(network) = &self.options.pod_network {
+            let _ = cleanup::teardown(network);
         }
         for entry in std::fs::read_dir(&self.options.netns_dir)
             .into_iter()

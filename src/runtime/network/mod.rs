@@ -101,6 +101,9 @@ pub struct PodNetwork {
     pub ips: Vec<IpNet>,
     /// Where the configuration came from (a file, or boot's default).
     pub source: String,
+    /// CHECK failed when the sandbox was found again (the attachment is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_error: Option<String>,
 }
 
 impl PodNetwork {
@@ -111,13 +114,17 @@ impl PodNetwork {
     /// One line for status: `boot: 10.88.0.5/16 on eth0 (boot's default bridge boot0)`.
     pub fn describe(&self) -> String {
         let ips: Vec<String> = self.ips.iter().map(ToString::to_string).collect();
-        format!(
+        let mut line = format!(
             "{}: {} on {} ({})",
             self.network,
             ips.join(", "),
             self.ifname,
             self.source
-        )
+        );
+        if let Some(error) = &self.check_error {
+            line.push_str(&format!("; CHECK failed: {error}"));
+        }
+        line
     }
 }
 
@@ -155,8 +162,9 @@ pub fn sandbox_id(pod_uid: &str) -> Result<String, String> {
 
 /// Connects the pod's network namespace `netns` (already created and bind-mounted, as CNI
 /// requires) to the pod network. Idempotent, for an agent that finds its sandboxes again: an
-/// attachment the cache holds for this namespace is CHECKed and kept; a stale one is deleted and
-/// made anew. A failed ADD is followed by DEL, as the spec requires.
+/// attachment the cache holds for this namespace is CHECKed and kept (a failed CHECK is shown);
+/// one for another namespace is deleted and made anew. A failed ADD is followed by DEL, as the
+/// spec requires.
 pub fn attach(
     settings: &NetworkSettings,
     pod: PodRef<'_>,
@@ -232,10 +240,11 @@ pub fn attach(
         ifname: POD_IFNAME.into(),
         ips,
         source,
+        check_error: None,
     })
 }
 
-/// The cached attachment still as it was (CHECK passes): the sandbox's network again.
+/// The cached attachment as the sandbox's network again, with CHECK's verdict.
 fn recheck(settings: &NetworkSettings, cached: &CachedAttachment) -> Option<PodNetwork> {
     let list = cached.config_list().ok()?;
     let attachment = Attachment {
@@ -247,7 +256,13 @@ fn recheck(settings: &NetworkSettings, cached: &CachedAttachment) -> Option<PodN
         capability_args: &cached.capability_args,
         bin_dirs: &settings.bin_dirs,
     };
-    attachment.check(&cached.result).ok()?;
+    // A failed CHECK is reported, not repaired: DEL and ADD under a running pod would change its
+    // IP (containerd and the kubelet never CHECK a sandbox they find again). portmap 1.1.1's
+    // CHECK also fails for every IPv4-only pod when ip6tables exists.
+    let check_error = attachment
+        .check(&cached.result)
+        .err()
+        .map(|e| e.to_string());
     let ips = pod_ips(&cached.result, &cached.if_name);
     let source = if list == settings.default_network.conflist() {
         format!("boot's default bridge {}", settings.default_network.bridge)
@@ -260,6 +275,7 @@ fn recheck(settings: &NetworkSettings, cached: &CachedAttachment) -> Option<PodN
         ifname: cached.if_name.clone(),
         ips,
         source,
+        check_error,
     })
 }
 

@@ -288,6 +288,7 @@ impl Runtime for ProcessRuntime {
         match network::attach(settings, pod, &path) {
             Ok(attached) => {
                 sandbox.pod_ip = attached.pod_ip();
+                sandbox.notes.push("own network namespace".into());
                 sandbox.notes.push(attached.describe());
                 sandbox.network = Some(attached);
                 sandbox.netns = Some(path);
