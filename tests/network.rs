@@ -27,6 +27,10 @@ use ipnet::Ipv4Net;
 
 const T: Duration = Duration::from_secs(30);
 
+/// `boot reset` removes portmap's shared chains when no pod uses them: it must not run while
+/// another test's portmap ADD is between creating them and adding its own chain.
+static PORTMAP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The agent of one test and its network. Fields drop in order: the network guard first, while
 /// the cache in the agent's temporary root and the pods' namespaces still exist, then the agent
 /// (its pods killed, their namespaces and root removed).
@@ -207,9 +211,11 @@ async fn host_port_through_portmap_and_del_on_removal_leaves_nothing() {
         .unwrap()
         .port();
     let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
+    let portmap = PORTMAP.lock().await;
     test.agent
         .write_manifest("hp.yaml", &web_pod("hp", &dir, &ports));
     let ip = ready_ip(&test.agent, "hp").await;
+    drop(portmap);
     let answer = http_get(SocketAddr::from(([127, 0, 0, 1], host_port)));
     assert!(answer.contains("reached through the host port"), "{answer}");
 
@@ -361,9 +367,11 @@ async fn a_restarted_agent_keeps_the_network_and_reset_teardown_leaves_nothing()
         .unwrap()
         .port();
     let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
+    let portmap = PORTMAP.lock().await;
     test.agent
         .write_manifest("left.yaml", &web_pod("left", &dir, &ports));
     let ip = ready_ip(&test.agent, "left").await;
+    drop(portmap);
     let pid = test.agent.status().pod("left").unwrap().pid();
     // A restarted agent finds the sandbox again: CHECK passes, same IP, same process.
     test.agent.stop().await;
@@ -434,4 +442,86 @@ fn attach_and_detach_timing() {
         "ADD median {:?} (min {:?}, max {:?}); DEL median {:?} (min {:?}, max {:?})",
         adds[7], adds[0], adds[14], dels[7], dels[0], dels[14]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_reset_deletes_the_pod_network_of_a_stopped_agent() {
+    let Some(()) = prerequisites() else { return };
+    let mut test = start(6, |_| {});
+    let settings = test.guard.settings.clone();
+    // `boot reset --root` knows boot's default paths only: the pod goes on a conflist's network
+    // with a bridge of this test's own, whose attachment the cache carries to reset.
+    let pid = std::process::id();
+    let name = format!("reset-net-{:x}", pid % 0x10000);
+    let bridge = format!("br{:x}", pid % 0x10000);
+    let ipam_dir = test.agent.path("reset-ipam");
+    let conflist = serde_json::json!({
+        "cniVersion": "1.0.0", "name": name,
+        "plugins": [{"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
+                     "ipam": {"type": "host-local",
+                              "ranges": [[{"subnet": format!("10.216.{}.0/24", pid % 250)}]],
+                              "dataDir": ipam_dir}},
+                    {"type": "portmap", "capabilities": {"portMappings": true}}]
+    });
+    std::fs::create_dir_all(&settings.conf_dir).unwrap();
+    std::fs::write(
+        settings.conf_dir.join("10-reset.conflist"),
+        conflist.to_string(),
+    )
+    .unwrap();
+    let _user_bridge = NetworkGuard {
+        settings: NetworkSettings {
+            default_network: boot::runtime::network::default::DefaultNetwork {
+                bridge: bridge.clone(),
+                ..settings.default_network.clone()
+            },
+            ..settings.clone()
+        },
+    };
+    test.agent.start().await;
+    let dir = site(&test.agent, "reset me");
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
+    test.agent
+        .write_manifest("r.yaml", &web_pod("r", &dir, &ports));
+    let ip = ready_ip(&test.agent, "r").await;
+    test.agent.stop().await;
+    let before = cleanup::attachments(&settings);
+    assert_eq!(before.len(), 1);
+    let chains = [
+        cleanup::chain_name(&before[0], ""),
+        cleanup::chain_name(&before[0], "DN-"),
+    ];
+
+    let portmap = PORTMAP.lock().await;
+    let out = Command::new(env!("CARGO_BIN_EXE_boot"))
+        .args(["reset", "--force", "--root"])
+        .arg(test.agent.dir.path())
+        .output()
+        .unwrap();
+    drop(portmap);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "boot reset failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Deleted the pod network attachment {name}/{}",
+            before[0].container_id
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pod network checked"), "{stdout}");
+    assert_eq!(cleanup::bridge_ports(&bridge), Vec::<String>::new());
+    assert!(!ipam_dir.join(&name).join(ip.to_string()).exists());
+    let rules = nat_chains();
+    for chain in chains {
+        assert!(!rules.contains(&chain), "{chain} left:\n{rules}");
+    }
 }

@@ -60,11 +60,9 @@ pub fn teardown(settings: &NetworkSettings) -> (Vec<String>, Vec<String>) {
 /// Everything of boot's pod network still there, one line each.
 pub fn leftovers(settings: &NetworkSettings, before: &[CachedAttachment]) -> Vec<String> {
     let mut left = Vec::new();
+    // The bridge is the host's, not the root's: with pods of another agent on it, it is theirs.
     let bridge = &settings.default_network.bridge;
-    for port in bridge_ports(bridge) {
-        left.push(format!("veth {port} on the bridge {bridge}"));
-    }
-    if link_exists(bridge) {
+    if link_exists(bridge) && bridge_ports(bridge).is_empty() {
         left.push(format!("the bridge {bridge} (and its gateway address)"));
     }
     for file in allocation_files(&settings.default_network.allocations_dir(), None) {
@@ -85,6 +83,14 @@ pub fn leftovers(settings: &NetworkSettings, before: &[CachedAttachment]) -> Vec
     }
     let rules = nat_rules().unwrap_or_default();
     for attachment in before {
+        for veth in host_interfaces(attachment) {
+            if link_exists(&veth) {
+                left.push(format!(
+                    "veth {veth} of {}/{}",
+                    attachment.network_name, attachment.container_id
+                ));
+            }
+        }
         if let Some(dir) = host_local_dir(attachment) {
             for file in allocation_files(&dir, Some(&attachment.container_id)) {
                 left.push(format!("IPAM allocation {}", file.display()));
@@ -172,6 +178,41 @@ fn masquerade_chains(attachment: &CachedAttachment) -> Vec<String> {
     } else {
         Vec::new()
     }
+}
+
+/// The host side of an attachment's veth pair: the result's interfaces outside the sandbox,
+/// other than the bridges the configuration names.
+fn host_interfaces(attachment: &CachedAttachment) -> Vec<String> {
+    let bridges: Vec<String> = attachment
+        .config_list()
+        .map(|l| {
+            l.plugins
+                .iter()
+                .filter_map(|p| p.get("bridge").and_then(|b| b.as_str()).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let interfaces = attachment
+        .result
+        .get("interfaces")
+        .and_then(|i| i.as_array());
+    interfaces
+        .into_iter()
+        .flatten()
+        .filter(|i| {
+            i.get("sandbox")
+                .and_then(|s| s.as_str())
+                .is_none_or(str::is_empty)
+        })
+        .filter_map(|i| i.get("name").and_then(|n| n.as_str()))
+        .filter(|name| !bridges.iter().any(|b| b == name) && is_interface_name(name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// An interface name from a result is only used as a `/sys/class/net` entry name.
+fn is_interface_name(name: &str) -> bool {
+    !name.is_empty() && name.len() < 16 && !name.contains('/') && name != "." && name != ".."
 }
 
 /// host-local's directory for the attachment's network: its `dataDir`, else the plugin default.
@@ -338,6 +379,25 @@ mod tests {
             "CNI-DN-31bbf5be91da0460e2cc0"
         );
         assert_eq!(masquerade_chains(&attachment), [chain]);
+    }
+
+    #[test]
+    fn the_host_side_veth_is_found_in_the_result() {
+        let attachment = CachedAttachment {
+            kind: super::super::cache::CACHE_KIND.into(),
+            container_id: "abc".into(),
+            network_name: "boot".into(),
+            if_name: "eth0".into(),
+            netns: "/x".into(),
+            cni_args: String::new(),
+            capability_args: Default::default(),
+            config: json!({"cniVersion": "1.0.0", "name": "boot",
+                "plugins": [{"type": "bridge", "bridge": "boot0"}]}),
+            result: json!({"interfaces": [{"name": "boot0"}, {"name": "veth1234", "sandbox": ""},
+                                          {"name": "eth0", "sandbox": "/x"},
+                                          {"name": "../../etc"}]}),
+        };
+        assert_eq!(host_interfaces(&attachment), ["veth1234"]);
     }
 
     #[test]
