@@ -273,4 +273,27 @@ mod tests {
         assert_eq!(locate(text, &["networking", "podSubnet"]), Some(9));
         assert_eq!(locate(text, &["networking", "serviceSubnet"]), None);
     }
+
+    #[test]
+    fn the_default_pod_range_must_stay_clear_of_the_cluster_ranges() {
+        let mut boot = BootConfiguration::default();
+        let cluster = ClusterConfiguration::default();
+        pod_network(&boot, &cluster, &[]).unwrap();
+        boot.network.default_subnet = "10.100.0.0/16".parse().unwrap();
+        let error = pod_network(&boot, &cluster, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("overlaps the cluster's serviceSubnet 10.96.0.0/12"),
+            "{error}"
+        );
+        boot.network.default_subnet = "10.88.0.0/31".parse().unwrap();
+        let error = pod_network(&boot, &cluster, &[]).unwrap_err().to_string();
+        assert!(error.contains("too small"), "{error}");
+        boot.network.default_subnet = "10.88.0.0/16".parse().unwrap();
+        boot.network.bin_dirs = vec!["relative/bin".into()];
+        let error = pod_network(&boot, &cluster, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("relative/bin is not an absolute path"),
+            "{error}"
+        );
+    }
 }
