@@ -21,8 +21,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agent_support::*;
-use boot::runtime::network::cleanup;
 use boot::runtime::network::NetworkSettings;
+use boot::runtime::network::{cleanup, iptables};
 use ipnet::Ipv4Net;
 
 const T: Duration = Duration::from_secs(30);
@@ -221,8 +221,8 @@ async fn host_port_through_portmap_and_del_on_removal_leaves_nothing() {
 
     let attachments = cleanup::attachments(&settings);
     assert_eq!(attachments.len(), 1);
-    let masquerade = cleanup::chain_name(&attachments[0], "");
-    let dnat = cleanup::chain_name(&attachments[0], "DN-");
+    let masquerade = iptables::chain_name(&attachments[0], "");
+    let dnat = iptables::chain_name(&attachments[0], "DN-");
     let rules = nat_chains();
     assert!(rules.contains(&format!("-N {masquerade}")), "{rules}");
     assert!(rules.contains(&format!("-N {dnat}")), "{rules}");
@@ -493,8 +493,8 @@ async fn boot_reset_deletes_the_pod_network_of_a_stopped_agent() {
     let before = cleanup::attachments(&settings);
     assert_eq!(before.len(), 1);
     let chains = [
-        cleanup::chain_name(&before[0], ""),
-        cleanup::chain_name(&before[0], "DN-"),
+        iptables::chain_name(&before[0], ""),
+        iptables::chain_name(&before[0], "DN-"),
     ];
 
     let portmap = PORTMAP.lock().await;

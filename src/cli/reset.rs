@@ -87,7 +87,7 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         network::cleanup::leftovers(&plan.network, &attachments)
             .into_iter()
             .chain(
-                network::cleanup::unused_hostport_chains()
+                network::iptables::unused_hostport_chains()
                     .into_iter()
                     .map(|c| format!("iptables nat chain {c}")),
             )

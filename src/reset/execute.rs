@@ -32,7 +32,7 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     stop_pods(&plan.records_dir, out).await;
     // CNI DEL while the pods' namespaces still exist, so the plugins find their interfaces.
     let (done, failed) = network::cleanup::teardown(&plan.network);
-    let (chains_done, chains_failed) = network::cleanup::remove_unused_hostport_chains();
+    let (chains_done, chains_failed) = network::iptables::remove_unused_hostport_chains();
     out.extend(done.into_iter().chain(chains_done));
     for error in failed.into_iter().chain(chains_failed) {
         fail("delete the pod network".into(), error);

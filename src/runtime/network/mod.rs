@@ -3,8 +3,8 @@
 //! pod's addresses; [`detach`] runs DEL when the sandbox goes. The configuration is the first file
 //! of the CNI conf dir, as with containerd ([`conflist`]); without one, boot's built-in bridge
 //! network ([`default`]). Each plugin runs per the CNI spec ([`exec`], [`ops`], [`request`]); ADD
-//! results are cached ([`cache`]) so that CHECK, DEL and reset ([`cleanup`]) get their
-//! `prevResult` and the configuration ADD used.
+//! results are cached ([`cache`]) so that CHECK, DEL and reset ([`cleanup`], with the nat rules
+//! the plugins leave in [`iptables`]) get their `prevResult` and the configuration ADD used.
 //!
 //! Touches: the conf dir (read only, `/etc/cni/net.d`), the plugins in the bin dirs
 //! (`/opt/cni/bin`, `/usr/lib/cni`), `<root>/var/lib/boot/cni/` (result cache, the default
@@ -15,6 +15,7 @@ pub mod cleanup;
 pub mod conflist;
 pub mod default;
 pub mod exec;
+pub mod iptables;
 pub mod ops;
 pub mod request;
 
