@@ -277,6 +277,8 @@ async fn tampered_records_reach_no_other_process_and_no_other_file() {
             pod_uid: uid,
             netns: Some(precious.clone()),
             notes: vec![],
+            pod_ip: None,
+            network: None,
         }),
         containers,
     };

@@ -61,6 +61,7 @@ pub fn process_runtime(options: &AgentOptions) -> ProcessRuntime {
         bin_dirs: options.bin_dirs.clone(),
         hostname: options.node_name.clone(),
         netns_dir: options.netns_dir.clone(),
+        network: options.pod_network.clone(),
         pods_dir: options.state_dir.join("pods"),
         relay_exe: options.relay_exe.clone(),
         log_max_size: options.log_max_size,

@@ -10,6 +10,7 @@ use super::backoff::BackoffSettings;
 use crate::host::HostRoot;
 use crate::runtime::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
 use crate::version::Version;
+use crate::runtime::network::NetworkSettings;
 
 /// The kubelet's `staticPodPath` in a kubeadm cluster.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
@@ -40,6 +41,8 @@ pub struct AgentOptions {
     pub log_dir: PathBuf,
     /// `<root>/run/boot/netns`.
     pub netns_dir: PathBuf,
+    /// Pod networking through CNI for pods without `hostNetwork`; `None`: loopback only.
+    pub pod_network: Option<NetworkSettings>,
     pub backoff: BackoffSettings,
     pub relist_period: Duration,
     /// Stop every pod when the agent stops (default: leave them running, design §5 ★).
@@ -70,6 +73,7 @@ impl AgentOptions {
             state_dir: root.path("/var/lib/boot"),
             log_dir: root.path("/var/log/pods"),
             netns_dir: root.path("/run/boot/netns"),
+            pod_network: Some(NetworkSettings::for_root(&root)),
             backoff: BackoffSettings::default(),
             relist_period: DEFAULT_RELIST_PERIOD,
             stop_pods_on_exit: false,

@@ -55,8 +55,11 @@ pub struct PodStatus {
     pub phase: PodPhase,
     pub terminating: bool,
     pub ready: bool,
-    /// `host`, or the pod's own network namespace.
+    /// `host`, or the pod's own network namespace and its CNI attachment.
     pub network: String,
+    /// The pod IP from CNI; `None` under hostNetwork or without pod networking.
+    #[serde(default, rename = "podIP", skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<String>,
     pub restarts: u32,
     /// The manifest no longer parses; the last good version keeps running.
     pub manifest_error: Option<String>,

@@ -127,6 +127,12 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
     options.relist_period = agent.relist_period.0;
     options.stop_pods_on_exit = agent.stop_pods_on_exit;
     options.kubernetes_version = cfg.kubernetes_version.clone();
+    if let Some(network) = &mut options.pod_network {
+        let configured = &cfg.boot.network;
+        network.conf_dir = options.root.path(&configured.conf_dir);
+        network.bin_dirs = configured.bin_dirs.clone();
+        network.default_network.subnet = configured.default_subnet;
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use super::{CliError, ExitCode, GlobalArgs};
 use crate::agent::records;
 use crate::host::ledger::Ledger;
 use crate::reset;
+use crate::runtime::network;
 
 #[derive(Debug, Args)]
 pub struct ResetArgs {
@@ -32,11 +33,18 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         )
         .with_hint("move it away to reset kubeadm's default paths instead")
     })?;
-    let plan = reset::plan(&root, ledger.as_ref()).map_err(|e| {
+    let mut plan = reset::plan(&root, ledger.as_ref()).map_err(|e| {
         CliError::new(ExitCode::Files, "the init ledger names something that is not boot's")
             .with_cause(e)
             .with_hint("nothing was changed; the ledger was edited or is corrupt: fix or remove that entry, or move the ledger away to reset kubeadm's default paths")
     })?;
+    // The plugins and conf dir of BootConfiguration.network, when a configuration is given.
+    if let Some(path) = &global.config {
+        if let Some(boot) = super::load::parse_file(path)?.boot {
+            plan.network.bin_dirs = boot.network.bin_dirs;
+            plan.network.conf_dir = root.path(&boot.network.conf_dir);
+        }
+    }
     if args.dry_run {
         println!("{plan}");
         println!("[dry-run] Nothing was changed.");
@@ -65,6 +73,8 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .flat_map(|h| h.cgroups.clone())
         .collect();
 
+    let attachments = network::cleanup::attachments(&plan.network);
+
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -76,10 +86,20 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     for line in &lines {
         println!("{line}");
     }
-    let leftovers = reset::verify(&plan, &processes, &cgroups);
+    let mut leftovers = reset::verify(&plan, &processes, &cgroups);
+    leftovers.extend(
+        network::cleanup::leftovers(&plan.network, &attachments)
+            .into_iter()
+            .chain(
+                network::iptables::unused_hostport_chains()
+                    .into_iter()
+                    .map(|c| format!("iptables nat chain {c}")),
+            )
+            .map(reset::Leftover::Network),
+    );
     if failures.is_empty() && leftovers.is_empty() {
-        println!("[reset] Done: nothing boot created is left (files, processes, cgroups, ports checked).");
-        println!("[reset] Not touched, as with kubeadm: CNI configuration, iptables/IPVS rules, $HOME/.kube/config.");
+        println!("[reset] Done: nothing boot created is left (files, processes, cgroups, ports, pod network checked).");
+        println!("[reset] Not touched, as with kubeadm: CNI configuration, other iptables/IPVS rules, $HOME/.kube/config.");
         return Ok(ExitCode::Ok);
     }
     let mut text = String::new();

@@ -66,8 +66,8 @@ fn print_table(status: &AgentStatus, verbose: bool) {
     }
     let _ = writeln!(
         out,
-        "{:<40} {:<10} {:<6} {:<9} {:<8} STARTED",
-        "POD", "PHASE", "READY", "RESTARTS", "PID"
+        "{:<40} {:<10} {:<6} {:<9} {:<8} {:<15} STARTED",
+        "POD", "PHASE", "READY", "RESTARTS", "PID", "IP"
     );
     for pod in &status.pods {
         let phase = if pod.terminating {
@@ -94,8 +94,13 @@ fn print_table(status: &AgentStatus, verbose: bool) {
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{:<40} {:<10} {:<6} {:<9} {:<8} {started}",
-            pod.name, phase, ready, pod.restarts, pid
+            "{:<40} {:<10} {:<6} {:<9} {:<8} {:<15} {started}",
+            pod.name,
+            phase,
+            ready,
+            pod.restarts,
+            pid,
+            pod.pod_ip.as_deref().unwrap_or("-")
         );
         if let Some(reason) = &pod.reason {
             let _ = writeln!(out, "  {reason}");

@@ -27,6 +27,8 @@ pub struct BootConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
     pub agent: AgentConfiguration,
+    /// Pod networking for pods without `hostNetwork`.
+    pub network: NetworkConfiguration,
 }
 
 impl Default for BootConfiguration {
@@ -38,6 +40,7 @@ impl Default for BootConfiguration {
             etcd_version: None,
             templates_dir: None,
             agent: AgentConfiguration::default(),
+            network: NetworkConfiguration::default(),
         }
     }
 }
@@ -94,6 +97,33 @@ impl Default for Backoff {
             initial: GoDuration(Duration::from_secs(10)),
             max: GoDuration(Duration::from_secs(300)),
             reset_after: GoDuration(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// Pod networking through CNI, with the kubelet's and containerd's paths (reference §12).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct NetworkConfiguration {
+    /// Where a CNI configuration is looked for (the first `.conflist`/`.conf`/`.json` wins); boot
+    /// never writes there. Under `--root`.
+    pub conf_dir: PathBuf,
+    /// Where the plugins are looked up, in order: upstream's directory, then Debian's.
+    pub bin_dirs: Vec<PathBuf>,
+    /// The node-local range of boot's default bridge network, used when `confDir` holds no
+    /// configuration; it must not overlap the cluster's pod or service subnets.
+    pub default_subnet: ipnet::Ipv4Net,
+}
+
+impl Default for NetworkConfiguration {
+    fn default() -> Self {
+        use crate::runtime::network::{
+            default::DEFAULT_SUBNET, DEFAULT_BIN_DIRS, DEFAULT_CONF_DIR,
+        };
+        NetworkConfiguration {
+            conf_dir: DEFAULT_CONF_DIR.into(),
+            bin_dirs: DEFAULT_BIN_DIRS.iter().map(PathBuf::from).collect(),
+            default_subnet: DEFAULT_SUBNET.parse().expect("a valid default subnet"),
         }
     }
 }

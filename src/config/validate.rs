@@ -3,6 +3,7 @@
 
 use ipnet::IpNet;
 
+use super::boot::BootConfiguration;
 use super::error::ConfigError;
 use super::kubeadm::{ClusterConfiguration, InitConfiguration};
 use super::load::DocumentSource;
@@ -192,6 +193,56 @@ pub fn documents(
     Ok(())
 }
 
+/// boot's default pod network is node-local: its range must stay clear of the cluster's pod and
+/// service subnets, or pod IPs and service IPs would be ambiguous on the node. Its directories are
+/// absolute paths.
+pub fn pod_network(
+    boot: &BootConfiguration,
+    cluster: &ClusterConfiguration,
+    sources: &[DocumentSource],
+) -> Result<(), ConfigError> {
+    let network = &boot.network;
+    let at = |path: &[&str], msg: String| error_at(sources, "BootConfiguration", path, msg);
+    let range = IpNet::V4(network.default_subnet);
+    // host-local refuses IPv4 subnets smaller than /30 (reference §13).
+    if network.default_subnet.prefix_len() > 30 {
+        return Err(at(
+            &["network", "defaultSubnet"],
+            format!("{range} is too small: host-local needs at least a /30"),
+        ));
+    }
+    let cluster_ranges = cluster
+        .networking
+        .service_subnet
+        .0
+        .iter()
+        .map(|s| ("serviceSubnet", s))
+        .chain(
+            cluster
+                .networking
+                .pod_subnet
+                .iter()
+                .flat_map(|p| p.0.iter().map(|s| ("podSubnet", s))),
+        );
+    for (field, subnet) in cluster_ranges {
+        if overlaps(&range, subnet) {
+            return Err(at(
+                &["network", "defaultSubnet"],
+                format!("{range} overlaps the cluster's {field} {subnet}"),
+            )
+            .with_hint("choose a node-local range outside the pod and service subnets"));
+        }
+    }
+    let dirs = std::iter::once(&network.conf_dir).chain(network.bin_dirs.iter());
+    if let Some(dir) = dirs.into_iter().find(|d| !d.is_absolute()) {
+        return Err(at(
+            &["network"],
+            format!("{} is not an absolute path", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
@@ -221,5 +272,28 @@ mod tests {
         assert_eq!(locate(text, &["etcd", "external", "endpoints"]), Some(7));
         assert_eq!(locate(text, &["networking", "podSubnet"]), Some(9));
         assert_eq!(locate(text, &["networking", "serviceSubnet"]), None);
+    }
+
+    #[test]
+    fn the_default_pod_range_must_stay_clear_of_the_cluster_ranges() {
+        let mut boot = BootConfiguration::default();
+        let cluster = ClusterConfiguration::default();
+        pod_network(&boot, &cluster, &[]).unwrap();
+        boot.network.default_subnet = "10.100.0.0/16".parse().unwrap();
+        let error = pod_network(&boot, &cluster, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("overlaps the cluster's serviceSubnet 10.96.0.0/12"),
+            "{error}"
+        );
+        boot.network.default_subnet = "10.88.0.0/31".parse().unwrap();
+        let error = pod_network(&boot, &cluster, &[]).unwrap_err().to_string();
+        assert!(error.contains("too small"), "{error}");
+        boot.network.default_subnet = "10.88.0.0/16".parse().unwrap();
+        boot.network.bin_dirs = vec!["relative/bin".into()];
+        let error = pod_network(&boot, &cluster, &[]).unwrap_err().to_string();
+        assert!(
+            error.contains("relative/bin is not an absolute path"),
+            "{error}"
+        );
     }
 }

@@ -154,6 +154,7 @@ mod tests {
             terminating: false,
             ready,
             network: "host".into(),
+            pod_ip: None,
             restarts,
             manifest_error: None,
             ignored_fields: vec![],

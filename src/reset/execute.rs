@@ -7,6 +7,7 @@ use super::plan::ResetPlan;
 use super::remove::Beneath;
 use crate::agent::records;
 use crate::host::HostRoot;
+use crate::runtime::network;
 use crate::runtime::Runtime;
 
 
@@ -26,6 +27,17 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     let options = crate::agent::AgentOptions::new(root.clone(), "reset");
     let runtime = crate::agent::process_runtime(&options);
     stop_pods(&runtime, &plan.records_dir, out).await;
+    // CNI DEL of what the sandboxes left (their namespaces are gone with them; the cached
+    // attachments and portmap's shared chains are not).
+    let (done, failed) = network::cleanup::teardown(&plan.network);
+    let (chains_done, chains_failed) = network::iptables::remove_unused_hostport_chains();
+    out.extend(done.into_iter().chain(chains_done));
+    for error in failed.into_iter().chain(chains_failed) {
+        errors.push(StepError {
+            step: "delete the pod network".into(),
+            error,
+        });
+    }
     agent::stop_relays(root, out).await;
     let beneath = match Beneath::open(root.prefix()) {
         Ok(beneath) => beneath,

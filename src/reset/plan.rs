@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::validate::{validate, LedgerError};
 use crate::host::ledger::{AgentLaunch, Ledger};
 use crate::host::HostRoot;
+use crate::runtime::network::NetworkSettings;
 
 /// The files kubeadm's reset deletes under `/etc/kubernetes` (cleanup-node).
 const KUBECONFIGS: &[&str] = &[
@@ -39,6 +40,8 @@ pub struct ResetPlan {
     pub ports: Vec<u16>,
     /// Without a ledger the plan is kubeadm's default paths.
     pub from_ledger: bool,
+    /// boot's pod network: every cached CNI attachment is deleted, then the default bridge.
+    pub network: NetworkSettings,
 }
 
 /// The plan for `root`; a ledger naming anything that is not boot's is refused as a whole.
@@ -71,6 +74,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
                 ledger: ledger_path,
                 ports: l.ports.iter().copied().collect(),
                 from_ledger: true,
+                network: NetworkSettings::for_root(root),
             }
         }
         None => {
@@ -99,6 +103,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
                 ledger: ledger_path,
                 ports: vec![],
                 from_ledger: false,
+                network: NetworkSettings::for_root(root),
             }
         }
     })
@@ -122,6 +127,12 @@ impl fmt::Display for ResetPlan {
             }
         }
         writeln!(f, "  stop every pod recorded in {} (SIGTERM, grace period, SIGKILL) and remove its cgroups", self.records_dir.display())?;
+        writeln!(
+            f,
+            "  delete every pod network attachment cached in {} (CNI DEL), then the bridge {}",
+            self.network.cache().dir.display(),
+            self.network.default_network.bridge
+        )?;
         for file in &self.files {
             writeln!(f, "  remove {}", file.display())?;
         }

@@ -9,8 +9,13 @@ use super::plan::ResetPlan;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leftover {
     Path(PathBuf),
-    Process { pid: i32, what: String },
+    Process {
+        pid: i32,
+        what: String,
+    },
     Port(u16),
+    /// Something of boot's pod network: a veth, the bridge, an IPAM allocation, an iptables chain.
+    Network(String),
 }
 
 impl fmt::Display for Leftover {
@@ -19,6 +24,7 @@ impl fmt::Display for Leftover {
             Leftover::Path(path) => write!(f, "{} still exists", path.display()),
             Leftover::Process { pid, what } => write!(f, "process {pid} ({what}) is still running"),
             Leftover::Port(port) => write!(f, "port {port} is still listening"),
+            Leftover::Network(what) => write!(f, "{what} is still there"),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod logs;
 pub mod names;
+pub mod network;
 pub mod process;
 
 use std::future::Future;
@@ -35,7 +36,24 @@ pub struct Sandbox {
     pub pod_uid: PodUid,
     /// The bind-mounted network namespace the containers join, `None` under `hostNetwork: true`.
     pub netns: Option<PathBuf>,
+    /// The pod IP (the first IPv4 address on the pod's `eth0`), `None` under `hostNetwork` or
+    /// without pod networking. Probes of the pod go to it, as the kubelet's do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// The CNI attachment to delete when the sandbox goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<network::PodNetwork>,
     pub notes: Vec<String>,
+}
+
+impl Sandbox {
+    /// Where probes that name no host go: the pod IP, or the node's address for a pod in the
+    /// host network (the kubelet probes `status.podIP`, which is the node's IP under hostNetwork).
+    pub fn probe_host(&self, node_address: &str) -> String {
+        self.pod_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| node_address.to_string())
+    }
 }
 
 /// One container to start.

@@ -11,6 +11,7 @@ use boot::agent::records::load_all;
 use boot::agent::status::{self, AgentStatus, PodStatus};
 use boot::agent::{AgentOptions, BackoffSettings};
 use boot::host::HostRoot;
+use boot::runtime::network::{cleanup, NetworkSettings};
 use boot::runtime::process::{cgroup, netns, proc};
 
 #[path = "ports.rs"]
@@ -47,6 +48,9 @@ pub fn test_options(dir: &Path) -> AgentOptions {
     options.relay_exe = PathBuf::from(env!("CARGO_BIN_EXE_boot"));
     options.bin_dirs = vec![standin_exe().parent().unwrap().to_path_buf()];
     options.cgroup_parent = format!("boot-test-{}", std::process::id());
+    // Loopback-only pod namespaces: tests that run in parallel must not share boot's default
+    // bridge and range (tests/network.rs gives each test its own).
+    options.pod_network = None;
     options
 }
 
@@ -195,6 +199,12 @@ impl TestAgent {
             if let Some(parent) = dir.parent().and_then(Path::parent) {
                 let _ = std::fs::remove_dir(parent); // the test's parent, once no other test uses it
             }
+        }
+        // CNI DEL of every attachment cached under this root (a `boot agent` the test ran uses
+        // boot's default network), while the namespaces still exist.
+        let _ = cleanup::teardown(&NetworkSettings::for_root(&self.root));
+        if let Some(network) = &self.options.pod_network {
+            let _ = cleanup::teardown(network);
         }
         for entry in std::fs::read_dir(&self.options.netns_dir)
             .into_iter()

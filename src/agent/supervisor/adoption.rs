@@ -22,6 +22,7 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
     }
     let pod = worker.pod.clone();
     let uid = pod.uid.clone();
+    let worker_sandbox = worker.sandbox.clone();
     for container in worker.containers_mut() {
         let Some(recorded) = record.container(&container.name) else {
             continue;
@@ -59,7 +60,11 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
             .duration_since(handle.started_at)
             .unwrap_or_default();
         let since = now.checked_sub(age).unwrap_or(now);
-        let probes = ProbeSet::for_container(spec, &ctx.options.node_address, since)
+        let probe_host = match &worker_sandbox {
+            Some(sandbox) => sandbox.probe_host(&ctx.options.node_address),
+            None => ctx.options.node_address.clone(),
+        };
+        let probes = ProbeSet::for_container(spec, &probe_host, since)
             .unwrap_or_else(|_| ProbeSet::new(since, None, None, None));
         container.instance += 1;
         watch_exit(

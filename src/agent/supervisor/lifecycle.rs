@@ -157,7 +157,8 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
             .backoff
             .record_restart(finished, now, &ctx.options.backoff);
     }
-    let probes = ProbeSet::for_container(spec, &ctx.options.node_address, now);
+    let probe_host = sandbox.probe_host(&ctx.options.node_address);
+    let probes = ProbeSet::for_container(spec, &probe_host, now);
     let log_path = container_log_path(&log_dir, &spec.name, container.restart_count);
     let request = ContainerRequest {
         pod: pod_ref(&pod),

@@ -80,6 +80,11 @@ fn pod_status(worker: &PodWorker, manifest_error: Option<String>, now: Instant) 
         terminating: worker.terminating.is_some(),
         ready: worker.ready(),
         network,
+        pod_ip: worker
+            .sandbox
+            .as_ref()
+            .and_then(|s| s.pod_ip)
+            .map(|ip| ip.to_string()),
         restarts: worker.containers().map(|c| c.restart_count).sum(),
         manifest_error,
         ignored_fields: Vec::new(),

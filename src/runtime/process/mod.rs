@@ -26,6 +26,7 @@ use nix::sys::signal::Signal;
 
 use self::cgroup::{CgroupLayout, Limits};
 use self::proc::PinnedProcess;
+use super::network::{self, NetworkSettings};
 use super::{
     BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecOutput, ExecTarget,
     PodRef, Runtime, RuntimeError, Sandbox,
@@ -40,6 +41,8 @@ pub struct ProcessSettings {
     pub hostname: String,
     /// Where pod network namespaces are bind-mounted (`<root>/run/boot/netns`).
     pub netns_dir: PathBuf,
+    /// Pod networking through CNI; `None` leaves a pod's namespace with loopback only.
+    pub network: Option<NetworkSettings>,
     /// Where `emptyDir` volumes live (`<root>/var/lib/boot/pods`).
     pub pods_dir: PathBuf,
     /// The `boot` executable that runs `boot log-relay`.
@@ -254,6 +257,8 @@ impl Runtime for ProcessRuntime {
         let mut sandbox = Sandbox {
             pod_uid: pod.uid.clone(),
             netns: None,
+            pod_ip: None,
+            network: None,
             notes: Vec::new(),
         };
         if host_network {
@@ -266,20 +271,45 @@ impl Runtime for ProcessRuntime {
             return Ok(sandbox);
         }
         let path = self.settings.netns_dir.join(pod.uid);
+        let existed = netns::is_mounted(&path);
         netns::create(&path).map_err(|e| {
             fail(format!(
                 "cannot create its network namespace {}: {e}",
                 path.display()
             ))
         })?;
-        sandbox.netns = Some(path);
-        sandbox
-            .notes
-            .push("own network namespace, loopback only (pod networking not yet)".into());
-        Ok(sandbox)
+        let Some(settings) = &self.settings.network else {
+            sandbox.netns = Some(path);
+            sandbox
+                .notes
+                .push("own network namespace, loopback only (pod networking off)".into());
+            return Ok(sandbox);
+        };
+        match network::attach(settings, pod, &path) {
+            Ok(attached) => {
+                sandbox.pod_ip = attached.pod_ip();
+                sandbox.notes.push("own network namespace".into());
+                sandbox.notes.push(attached.describe());
+                sandbox.network = Some(attached);
+                sandbox.netns = Some(path);
+                Ok(sandbox)
+            }
+            Err(e) => {
+                // A namespace a running pod already uses stays; a new one goes with the failure.
+                if !existed {
+                    netns::remove(&path);
+                }
+                Err(fail(format!("pod network: {e}")))
+            }
+        }
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
+        // DEL while the namespace still exists, so the plugins find the pod's interface; a failed
+        // DEL keeps its cache entry for reset.
+        if let (Some(settings), Some(attached)) = (&self.settings.network, &sandbox.network) {
+            let _ = network::detach(settings, attached);
+        }
         // Only the very path create_sandbox makes: a record naming another is not acted on.
         let ours = self.settings.netns_dir.join(sandbox.pod_uid.as_str());
         if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
