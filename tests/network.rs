@@ -419,13 +419,15 @@ fn attach_and_detach_timing() {
         serde_json::from_value(serde_json::json!({"containers": [{"name": "c"}]})).unwrap();
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     for i in 0..15 {
-        let uid = format!("bench{i}");
+        let uid = boot::runtime::names::PodUid::new(format!("bench{i}")).unwrap();
+        let namespace = boot::runtime::names::Namespace::new("default").unwrap();
+        let full_name = boot::runtime::names::PodName::new("bench-node1").unwrap();
         let netns = dir.path().join(format!("netns-{i}"));
         boot::runtime::process::netns::create(&netns).unwrap();
         let pod = boot::runtime::PodRef {
             uid: &uid,
-            namespace: "default",
-            full_name: "bench-node1",
+            namespace: &namespace,
+            full_name: &full_name,
             spec: &spec,
         };
         let started = Instant::now();
