@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod init;
+pub mod node;
 pub mod pki;
 pub mod postboot;
 pub mod preflight;

@@ -50,6 +50,9 @@ pub struct AgentOptions {
     pub log_max_files: u32,
     /// Print the agent's events (`[agent] …` lines) on stdout.
     pub print_events: bool,
+    /// The agent's face in the API (Node, Lease, mirror pods, `:10250`); `None` without
+    /// `kubelet.conf`.
+    pub node: Option<crate::node::NodeOptions>,
 }
 
 impl AgentOptions {
@@ -73,6 +76,7 @@ impl AgentOptions {
             log_max_size: DEFAULT_MAX_SIZE,
             log_max_files: DEFAULT_MAX_FILES,
             print_events: true,
+            node: None,
             root,
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
     pub node_name: String,
@@ -23,6 +23,31 @@ pub struct AgentStatus {
     /// Manifest files that are refused (bad content, duplicate names).
     pub manifest_problems: Vec<ManifestProblem>,
     pub pods: Vec<PodStatus>,
+    /// The node's sync with the API server; `None` when the agent runs without `kubelet.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSyncStatus>,
+}
+
+/// Whether the agent's face in the API (Node, Lease, mirror pods) is current.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSyncStatus {
+    /// The API server this node talks to.
+    pub server: String,
+    pub node_registered: bool,
+    /// Mirror pods present and current, and how many static pods want one.
+    pub mirror_pods: u32,
+    pub static_pods: u32,
+    /// RFC 3339: the last time every object was in sync.
+    pub last_sync: Option<String>,
+    /// The last failure since then, if any.
+    pub last_error: Option<String>,
+}
+
+impl ApiSyncStatus {
+    pub fn in_sync(&self) -> bool {
+        self.node_registered && self.mirror_pods == self.static_pods && self.last_error.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,8 +70,14 @@ pub fn effective_config(cfg: &Config) -> String {
         .map(|d| d.expect("configuration serializes"))
         .collect::<Vec<_>>()
         .join("---\n");
-    if cfg.static_pod_path != "/etc/kubernetes/manifests" {
-        text.push_str(&format!("---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\n", cfg.static_pod_path));
+    if cfg.static_pod_path != "/etc/kubernetes/manifests"
+        || cfg.kubelet_port != crate::node::kubelet_config::DEFAULT_PORT
+        || cfg.kubelet_address != "0.0.0.0"
+    {
+        text.push_str(&format!(
+            "---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\naddress: {}\nport: {}\n",
+            cfg.static_pod_path, cfg.kubelet_address, cfg.kubelet_port
+        ));
     }
     text
 }
@@ -122,12 +128,14 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
             })
     });
     let config_file = RenderedFile::new(root.path(EFFECTIVE_CONFIG), 0o600, effective_config(cfg));
+    // kubeadm's kubelet-start: the kubelet's configuration file, which the agent reads.
+    let kubelet_file = crate::node::KubeletConfiguration::for_init(cfg, root).rendered(root);
     let mode = resolve_mode(request.agent_mode, root);
     let agent_args = agent_launch::agent_args(root, &config_file.path);
 
     if request.dry_run {
         say!("[dry-run] Would write these files (nothing is written):");
-        for file in bundle.files.iter().chain(std::iter::once(&config_file)) {
+        for file in bundle.files.iter().chain([&config_file, &kubelet_file]) {
             say!("[dry-run]   {:o} {}", file.mode, file.path.display());
         }
         if request.runs(PhaseName::Agent) {
@@ -148,6 +156,9 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         })?
         .unwrap_or_default();
     note_everything(&mut ledger, cfg, root, &bundle.files, &config_file);
+    if request.runs(PhaseName::Agent) {
+        note_kubelet_files(&mut ledger, root, &kubelet_file);
+    }
     if request.runs(PhaseName::Agent) {
         ledger.agent = Some(agent_launch::launch_record(mode, root));
     }
@@ -180,6 +191,11 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
     write_all(&manifests)?;
 
     if request.runs(PhaseName::Agent) {
+        say!(
+            "[kubelet-start] Writing kubelet configuration to file {:?}",
+            kubelet_file.path.display().to_string()
+        );
+        write_all(std::slice::from_ref(&kubelet_file))?;
         say!(
             "[agent] Starting the static pod agent ({})",
             match mode {
@@ -222,6 +238,19 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
             .map_err(|e| InitError::PostBoot(e.to_string()))?;
         for line in lines {
             let _ = writeln!(out, "{line}");
+        }
+        // kubeadm's mark-control-plane, once the agent has registered the Node.
+        if layout.kubernetes_dir.join(crate::node::KUBELET_CONF).exists() {
+            let lines = crate::node::mark::mark_control_plane(
+                &layout.kubernetes_dir,
+                &cfg.node_name,
+                timeout,
+            )
+            .await
+            .map_err(|e| InitError::PostBoot(format!("{e} (hint: {})", e.hint())))?;
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
         }
     }
     Ok(start.elapsed())
@@ -275,6 +304,17 @@ fn note_everything(
             .into_iter()
             .map(|(_, port)| port),
     );
+}
+
+/// The kubelet's configuration file, and `/var/lib/kubelet` (its serving certificate) when boot
+/// creates it; an existing one (a kubelet's) is left alone, as for the pod logs.
+fn note_kubelet_files(ledger: &mut Ledger, root: &HostRoot, file: &RenderedFile) {
+    let kubelet_dir = root.path("/var/lib/kubelet");
+    if !kubelet_dir.exists() {
+        ledger.note_tree(root, &kubelet_dir);
+    }
+    ledger.note_files(root, std::slice::from_ref(file));
+    ledger.note_tree(root, &root.path(crate::node::kubelet_config::KUBELET_PKI_DIR));
 }
 
 /// The `DirectoryOrCreate` hostPath volumes of a manifest: the agent creates them when missing.

@@ -50,6 +50,7 @@ impl Supervisor {
             warnings,
             manifest_problems,
             pods,
+            api: None,
         }
     }
 }
