@@ -42,6 +42,9 @@ pub struct ApiSyncStatus {
     pub last_sync: Option<String>,
     /// The last failure since then, if any.
     pub last_error: Option<String>,
+    /// API requests the node side has made since the agent started (watches count once).
+    #[serde(default)]
+    pub requests: u64,
 }
 
 impl ApiSyncStatus {

@@ -130,7 +130,11 @@ fn api_sync_line(api: &status::ApiSyncStatus, node: &str) -> String {
         format!("node {node} not registered")
     };
     let mirrors = format!("{}/{} mirror pods", api.mirror_pods, api.static_pods);
-    let state = if api.in_sync() { "in sync" } else { "NOT in sync" };
+    let state = if api.in_sync() {
+        "in sync"
+    } else {
+        "NOT in sync"
+    };
     let mut line = format!("api: {state} with {server}: {node}, {mirrors}");
     if let Some(at) = &api.last_sync {
         line.push_str(&format!(", last in sync {}", short_time(at)));

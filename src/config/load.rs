@@ -122,7 +122,10 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
                 if let Some(port) = mapping.get("port") {
-                    let port = port.as_u64().and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0);
+                    let port = port
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|p| *p > 0);
                     documents.kubelet_port = Some(port.ok_or_else(|| {
                         at(
                             None,
@@ -133,7 +136,10 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
                     })?);
                 }
                 let others = mapping.keys().filter_map(|k| k.as_str()).filter(|k| {
-                    !matches!(*k, "apiVersion" | "kind" | "staticPodPath" | "address" | "port")
+                    !matches!(
+                        *k,
+                        "apiVersion" | "kind" | "staticPodPath" | "address" | "port"
+                    )
                 });
                 for name in others {
                     documents.warnings.push(format!(

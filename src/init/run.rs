@@ -240,7 +240,11 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
             let _ = writeln!(out, "{line}");
         }
         // kubeadm's mark-control-plane, once the agent has registered the Node.
-        if layout.kubernetes_dir.join(crate::node::KUBELET_CONF).exists() {
+        if layout
+            .kubernetes_dir
+            .join(crate::node::KUBELET_CONF)
+            .exists()
+        {
             let lines = crate::node::mark::mark_control_plane(
                 &layout.kubernetes_dir,
                 &cfg.node_name,
@@ -314,7 +318,10 @@ fn note_kubelet_files(ledger: &mut Ledger, root: &HostRoot, file: &RenderedFile)
         ledger.note_tree(root, &kubelet_dir);
     }
     ledger.note_files(root, std::slice::from_ref(file));
-    ledger.note_tree(root, &root.path(crate::node::kubelet_config::KUBELET_PKI_DIR));
+    ledger.note_tree(
+        root,
+        &root.path(crate::node::kubelet_config::KUBELET_PKI_DIR),
+    );
 }
 
 /// The `DirectoryOrCreate` hostPath volumes of a manifest: the agent creates them when missing.

@@ -9,7 +9,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
-use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use kube::api::{Api, PostParams};
 use kube::Client;
 
@@ -31,7 +33,12 @@ pub fn user_from_certificate(der: &[u8]) -> Option<User> {
     use x509_parser::prelude::FromDer;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
@@ -58,7 +65,11 @@ pub fn verb(method: &http::Method) -> &'static str {
 /// The subresources tried for a path, any allowed one admits (KubeletFineGrainedAuthz, GA in
 /// 1.36: `/pods` as `pods` and `/healthz` as `healthz` before `proxy`).
 pub fn subresources(path: &str) -> &'static [&'static str] {
-    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
+    let first = path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default();
     match first {
         "stats" => &["stats"],
         "metrics" => &["metrics"],
@@ -112,10 +123,13 @@ impl Auth {
             ..Default::default()
         };
         let api: Api<TokenReview> = Api::all(client.clone());
-        let answer = tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review))
-            .await
-            .map_err(|_| Denied::ReviewFailed("TokenReview: no answer".into()))?
-            .map_err(|e| Denied::ReviewFailed(format!("TokenReview: {}", crate::postboot::describe(&e))))?;
+        let answer =
+            tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review))
+                .await
+                .map_err(|_| Denied::ReviewFailed("TokenReview: no answer".into()))?
+                .map_err(|e| {
+                    Denied::ReviewFailed(format!("TokenReview: {}", crate::postboot::describe(&e)))
+                })?;
         let status = answer.status.unwrap_or_default();
         let user = status
             .authenticated
@@ -188,12 +202,16 @@ impl Auth {
             ..Default::default()
         };
         let api: Api<SubjectAccessReview> = Api::all(client.clone());
-        let answer = tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review))
-            .await
-            .map_err(|_| Denied::ReviewFailed("SubjectAccessReview: no answer".into()))?
-            .map_err(|e| {
-                Denied::ReviewFailed(format!("SubjectAccessReview: {}", crate::postboot::describe(&e)))
-            })?;
+        let answer =
+            tokio::time::timeout(REVIEW_TIMEOUT, api.create(&PostParams::default(), &review))
+                .await
+                .map_err(|_| Denied::ReviewFailed("SubjectAccessReview: no answer".into()))?
+                .map_err(|e| {
+                    Denied::ReviewFailed(format!(
+                        "SubjectAccessReview: {}",
+                        crate::postboot::describe(&e)
+                    ))
+                })?;
         let allowed = answer.status.is_some_and(|s| s.allowed);
         self.decisions
             .lock()

@@ -58,6 +58,7 @@ pub struct Enabled {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct X509 {
+    #[serde(rename = "clientCAFile")]
     pub client_ca_file: String,
 }
 
@@ -149,7 +150,10 @@ impl KubeletConfiguration {
             return Err(invalid(format!("kind is {:?}", parsed.kind)));
         }
         if parsed.address.parse::<std::net::IpAddr>().is_err() {
-            return Err(invalid(format!("address {:?} is not an IP", parsed.address)));
+            return Err(invalid(format!(
+                "address {:?} is not an IP",
+                parsed.address
+            )));
         }
         if parsed.port == 0 {
             return Err(invalid("port is 0".into()));
@@ -164,10 +168,15 @@ impl KubeletConfiguration {
             ),
         ] {
             if !value.is_empty() && (!value.starts_with('/') || value.contains('\0')) {
-                return Err(invalid(format!("{field} {value:?} is not an absolute path")));
+                return Err(invalid(format!(
+                    "{field} {value:?} is not an absolute path"
+                )));
             }
         }
-        if !matches!(parsed.authorization.mode.as_str(), "Webhook" | "AlwaysAllow") {
+        if !matches!(
+            parsed.authorization.mode.as_str(),
+            "Webhook" | "AlwaysAllow"
+        ) {
             return Err(invalid(format!(
                 "authorization.mode {:?}: boot knows Webhook and AlwaysAllow",
                 parsed.authorization.mode
@@ -217,7 +226,11 @@ mod tests {
         cfg.authentication.x509.client_ca_file = "/etc/kubernetes/pki/ca.crt".into();
         let text = serde_yaml::to_string(&cfg).unwrap();
         assert!(text.contains("staticPodPath: /etc/kubernetes/manifests"));
-        assert_eq!(KubeletConfiguration::parse(Path::new("c"), &text).unwrap(), cfg);
+        assert!(text.contains("clientCAFile: /etc/kubernetes/pki/ca.crt"));
+        assert_eq!(
+            KubeletConfiguration::parse(Path::new("c"), &text).unwrap(),
+            cfg
+        );
         // kubeadm's own file has many fields boot does not act on: they are ignored.
         let kubeadm = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\nclusterDNS: [10.96.0.10]\nstaticPodPath: /etc/kubernetes/manifests\nport: 10251\n";
         let parsed = KubeletConfiguration::parse(Path::new("c"), kubeadm).unwrap();

@@ -42,7 +42,10 @@ fn decode(value: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -63,7 +66,9 @@ fn boolean(name: &str, value: &str) -> Result<bool, QueryError> {
     match value {
         "" | "true" | "1" | "True" => Ok(true),
         "false" | "0" | "False" => Ok(false),
-        other => Err(QueryError::Bad(format!("{name}={other:?} is not a boolean"))),
+        other => Err(QueryError::Bad(format!(
+            "{name}={other:?} is not a boolean"
+        ))),
     }
 }
 
@@ -87,7 +92,9 @@ impl LogOptions {
                 "sinceSeconds" => {
                     let seconds = number(name, &value)?;
                     if seconds < 1 {
-                        return Err(QueryError::Invalid("sinceSeconds must be greater than 0".into()));
+                        return Err(QueryError::Invalid(
+                            "sinceSeconds must be greater than 0".into(),
+                        ));
                     }
                     let since = now
                         .checked_sub(Duration::from_secs(seconds as u64))
@@ -96,7 +103,9 @@ impl LogOptions {
                 }
                 "sinceTime" => {
                     if value.len() < 20 || value.as_bytes()[10] != b'T' {
-                        return Err(QueryError::Bad(format!("sinceTime={value:?} is not RFC 3339")));
+                        return Err(QueryError::Bad(format!(
+                            "sinceTime={value:?} is not RFC 3339"
+                        )));
                     }
                     options.since = Some(value);
                 }
@@ -112,7 +121,9 @@ impl LogOptions {
                 "limitBytes" => {
                     let limit = number(name, &value)?;
                     if limit < 1 {
-                        return Err(QueryError::Invalid("limitBytes must be greater than 0".into()));
+                        return Err(QueryError::Invalid(
+                            "limitBytes must be greater than 0".into(),
+                        ));
                     }
                     options.limit_bytes = Some(limit as u64);
                 }
@@ -166,10 +177,9 @@ impl LineReader {
             }
             let time = self.pending_time.take().unwrap_or_default();
             let content = std::mem::take(&mut self.pending);
-            let keep = options
-                .since
-                .as_deref()
-                .is_none_or(|since| time.get(..19).unwrap_or(&time) >= since.get(..19).unwrap_or(since));
+            let keep = options.since.as_deref().is_none_or(|since| {
+                time.get(..19).unwrap_or(&time) >= since.get(..19).unwrap_or(since)
+            });
             if keep {
                 let mut text = Vec::with_capacity(content.len() + 40);
                 if options.timestamps {
@@ -259,18 +269,37 @@ mod tests {
     #[test]
     fn parses_pod_log_options() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let o = LogOptions::parse("follow=true&tailLines=10&timestamps=1&limitBytes=5&sinceSeconds=10", now).unwrap();
+        let o = LogOptions::parse(
+            "follow=true&tailLines=10&timestamps=1&limitBytes=5&sinceSeconds=10",
+            now,
+        )
+        .unwrap();
         assert!(o.follow && o.timestamps && !o.previous);
         assert_eq!((o.tail_lines, o.limit_bytes), (Some(10), Some(5)));
         assert_eq!(o.since.as_deref(), Some("1970-01-01T00:16:30Z"));
         assert_eq!(
-            LogOptions::parse("sinceTime=2024-01-02T03%3A04%3A05Z", now).unwrap().since.as_deref(),
+            LogOptions::parse("sinceTime=2024-01-02T03%3A04%3A05Z", now)
+                .unwrap()
+                .since
+                .as_deref(),
             Some("2024-01-02T03:04:05Z")
         );
-        assert_eq!(LogOptions::parse("tailLines=all", now).unwrap().tail_lines, None);
-        assert!(matches!(LogOptions::parse("follow=maybe", now), Err(QueryError::Bad(_))));
-        assert!(matches!(LogOptions::parse("limitBytes=0", now), Err(QueryError::Invalid(_))));
-        assert!(matches!(LogOptions::parse("tailLines=x", now), Err(QueryError::Bad(_))));
+        assert_eq!(
+            LogOptions::parse("tailLines=all", now).unwrap().tail_lines,
+            None
+        );
+        assert!(matches!(
+            LogOptions::parse("follow=maybe", now),
+            Err(QueryError::Bad(_))
+        ));
+        assert!(matches!(
+            LogOptions::parse("limitBytes=0", now),
+            Err(QueryError::Invalid(_))
+        ));
+        assert!(matches!(
+            LogOptions::parse("tailLines=x", now),
+            Err(QueryError::Bad(_))
+        ));
     }
 
     #[test]
@@ -278,7 +307,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let container = dir.path().join("c");
         std::fs::create_dir_all(&container).unwrap();
-        std::fs::write(container.join("0.log"), "2024-01-01T00:00:00Z stdout F first run\n").unwrap();
+        std::fs::write(
+            container.join("0.log"),
+            "2024-01-01T00:00:00Z stdout F first run\n",
+        )
+        .unwrap();
         let log = container.join("1.log");
         std::fs::write(
             &log,
@@ -294,7 +327,10 @@ mod tests {
             tail_lines: Some(1),
             ..Default::default()
         };
-        assert_eq!(read_all(&log, &options).unwrap().0, [b"2024-01-01T00:00:02Z two\n".to_vec()]);
+        assert_eq!(
+            read_all(&log, &options).unwrap().0,
+            [b"2024-01-01T00:00:02Z two\n".to_vec()]
+        );
         let since = LogOptions {
             since: Some("2024-01-01T00:00:02Z".into()),
             ..Default::default()

@@ -45,7 +45,8 @@ pub async fn mark_control_plane(
     node: &str,
     timeout: Duration,
 ) -> Result<Vec<String>, MarkError> {
-    let admin = Caller::from_file(&kubernetes_dir.join(crate::postboot::ADMIN_CONF), timeout).await?;
+    let admin =
+        Caller::from_file(&kubernetes_dir.join(crate::postboot::ADMIN_CONF), timeout).await?;
     let nodes: Api<Node> = Api::all(admin.client.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     let current = loop {

@@ -211,7 +211,12 @@ pub fn without_heartbeats(status: &Value) -> Value {
 }
 
 /// The node's Lease, renewed now, owned by the Node.
-pub fn lease(node: &str, node_uid: &str, renew_time: &str, resource_version: Option<&str>) -> Value {
+pub fn lease(
+    node: &str,
+    node_uid: &str,
+    renew_time: &str,
+    resource_version: Option<&str>,
+) -> Value {
     let mut lease = json!({
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
@@ -258,13 +263,13 @@ pub fn mirror_pod(pod: &StaticPod, node: &str, node_uid: &str, seen: &str) -> Po
     ]);
     let spec = mirror.spec.get_or_insert_with(Default::default);
     spec.node_name = Some(node.into());
-    spec.tolerations.get_or_insert_with(Vec::new).push(
-        k8s_openapi::api::core::v1::Toleration {
+    spec.tolerations
+        .get_or_insert_with(Vec::new)
+        .push(k8s_openapi::api::core::v1::Toleration {
             operator: Some("Exists".into()),
             effect: Some("NoExecute".into()),
             ..Default::default()
-        },
-    );
+        });
     mirror.status = None;
     mirror
 }
@@ -309,9 +314,10 @@ pub fn mirror_status(
         .filter(|c| !c.ready)
         .map(|c| c.name.as_str())
         .collect();
-    let initialized = status.init_containers.iter().all(|c| {
-        matches!(&c.state, ContainerState::Terminated(t) if t.exit_code == Some(0))
-    });
+    let initialized = status
+        .init_containers
+        .iter()
+        .all(|c| matches!(&c.state, ContainerState::Terminated(t) if t.exit_code == Some(0)));
     let condition = |kind: &str, ok: bool, reason: &str, message: String| {
         let state = if ok { "True" } else { "False" };
         let mut c = json!({
@@ -335,8 +341,18 @@ pub fn mirror_status(
             "ContainersNotInitialized",
             "containers with incomplete status".into(),
         ),
-        condition("Ready", unready.is_empty(), "ContainersNotReady", unready_message.clone()),
-        condition("ContainersReady", unready.is_empty(), "ContainersNotReady", unready_message),
+        condition(
+            "Ready",
+            unready.is_empty(),
+            "ContainersNotReady",
+            unready_message.clone(),
+        ),
+        condition(
+            "ContainersReady",
+            unready.is_empty(),
+            "ContainersNotReady",
+            unready_message,
+        ),
         condition("PodScheduled", true, "", String::new()),
     ];
     let host_network = pod.host_network();
@@ -400,7 +416,9 @@ fn container_state(state: &ContainerState) -> Value {
             }
             json!({"waiting": w})
         }
-        ContainerState::Running { started_at, .. } => json!({"running": {"startedAt": trim_nanos(started_at)}}),
+        ContainerState::Running { started_at, .. } => {
+            json!({"running": {"startedAt": trim_nanos(started_at)}})
+        }
         ContainerState::Terminated(t) => json!({"terminated": terminated(t)}),
     }
 }

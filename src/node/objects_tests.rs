@@ -4,7 +4,12 @@ use std::path::Path;
 
 fn static_pod() -> StaticPod {
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n  namespace: kube-system\n  labels: {tier: control-plane}\nspec:\n  hostNetwork: true\n  containers:\n  - name: kube-apiserver\n    image: registry.k8s.io/kube-apiserver:v1.36.2\n    resources: {requests: {cpu: 250m}}\n";
-    StaticPod::parse(Path::new("/m/kube-apiserver.yaml"), yaml.as_bytes(), "node-a").unwrap()
+    StaticPod::parse(
+        Path::new("/m/kube-apiserver.yaml"),
+        yaml.as_bytes(),
+        "node-a",
+    )
+    .unwrap()
 }
 
 fn identity() -> NodeIdentity {
@@ -65,20 +70,27 @@ fn the_mirror_pod_carries_the_kubelet_annotations_and_one_node_owner() {
     let pod = static_pod();
     let mirror = mirror_pod(&pod, "node-a", "node-uid", "2024-01-01T00:00:00Z");
     let annotations = mirror.metadata.annotations.clone().unwrap();
-    assert_eq!(mirror.metadata.name.as_deref(), Some("kube-apiserver-node-a"));
+    assert_eq!(
+        mirror.metadata.name.as_deref(),
+        Some("kube-apiserver-node-a")
+    );
     assert_eq!(mirror.metadata.namespace.as_deref(), Some("kube-system"));
     assert_eq!(annotations[CONFIG_MIRROR], pod.uid);
     assert_eq!(annotations[CONFIG_HASH], pod.uid);
     assert_eq!(annotations[CONFIG_SOURCE], "file");
     let owners = mirror.metadata.owner_references.clone().unwrap();
     assert_eq!(owners.len(), 1);
-    assert_eq!((owners[0].kind.as_str(), owners[0].uid.as_str()), ("Node", "node-uid"));
+    assert_eq!(
+        (owners[0].kind.as_str(), owners[0].uid.as_str()),
+        ("Node", "node-uid")
+    );
     assert_eq!(owners[0].controller, Some(true));
     assert_eq!(owners[0].block_owner_deletion, None);
     let spec = mirror.spec.clone().unwrap();
     assert_eq!(spec.node_name.as_deref(), Some("node-a"));
-    assert!(spec.tolerations.unwrap().iter().any(|t| t.operator.as_deref() == Some("Exists")
-        && t.effect.as_deref() == Some("NoExecute")));
+    assert!(spec.tolerations.unwrap().iter().any(
+        |t| t.operator.as_deref() == Some("Exists") && t.effect.as_deref() == Some("NoExecute")
+    ));
     assert!(mirror_is_current(&mirror, &pod.uid));
     assert!(!mirror_is_current(&mirror, "another-hash"));
     assert!(is_mirror(&mirror));
@@ -87,7 +99,13 @@ fn the_mirror_pod_carries_the_kubelet_annotations_and_one_node_owner() {
 #[test]
 fn mirror_status_reports_containers_and_keeps_transition_times() {
     let pod = static_pod();
-    let first = mirror_status(&pod, &pod_status(&pod, false, running(), 2), "10.0.0.5", None, "T1");
+    let first = mirror_status(
+        &pod,
+        &pod_status(&pod, false, running(), 2),
+        "10.0.0.5",
+        None,
+        "T1",
+    );
     assert_eq!(first["phase"], "Running");
     assert_eq!(first["qosClass"], "Burstable");
     assert_eq!(first["podIP"], "10.0.0.5");
@@ -97,13 +115,33 @@ fn mirror_status_reports_containers_and_keeps_transition_times() {
     assert_eq!(c["state"]["running"]["startedAt"], "2024-01-01T00:00:02Z");
     assert_eq!(c["lastState"]["terminated"]["exitCode"], 137);
     assert_eq!(c["containerID"], "boot-process://42");
-    let ready = |s: &Value| s["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    let ready = |s: &Value| {
+        s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap()
+            .clone()
+    };
     assert_eq!(ready(&first)["status"], "False");
     assert_eq!(ready(&first)["reason"], "ContainersNotReady");
     // Same status later: the transition time stays; a change takes the new time.
-    let again = mirror_status(&pod, &pod_status(&pod, false, running(), 2), "10.0.0.5", Some(&first), "T2");
+    let again = mirror_status(
+        &pod,
+        &pod_status(&pod, false, running(), 2),
+        "10.0.0.5",
+        Some(&first),
+        "T2",
+    );
     assert_eq!(again, first);
-    let now_ready = mirror_status(&pod, &pod_status(&pod, true, running(), 2), "10.0.0.5", Some(&first), "T3");
+    let now_ready = mirror_status(
+        &pod,
+        &pod_status(&pod, true, running(), 2),
+        "10.0.0.5",
+        Some(&first),
+        "T3",
+    );
     assert_eq!(ready(&now_ready)["lastTransitionTime"], "T3");
     assert_eq!(now_ready["startTime"], "T1");
 }
@@ -132,9 +170,23 @@ fn node_status_says_ready_only_with_healthy_static_pods_and_fits_no_workload() {
     assert_eq!(status["addresses"][0]["type"], "InternalIP");
     agent.pods[0] = pod_status(&pod, false, running(), 0);
     let unready = node_status(&identity(), &host, &agent, Some(&status), "T2");
-    let ready = unready["conditions"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!((ready["status"].as_str(), ready["lastTransitionTime"].as_str()), (Some("False"), Some("T2")));
-    assert!(ready["message"].as_str().unwrap().contains("kube-apiserver-node-a"));
+    let ready = unready["conditions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            ready["status"].as_str(),
+            ready["lastTransitionTime"].as_str()
+        ),
+        (Some("False"), Some("T2"))
+    );
+    assert!(ready["message"]
+        .as_str()
+        .unwrap()
+        .contains("kube-apiserver-node-a"));
     assert_ne!(without_heartbeats(&status), without_heartbeats(&unready));
     let same = node_status(&identity(), &host, &agent, Some(&unready), "T3");
     assert_eq!(without_heartbeats(&same), without_heartbeats(&unready));
@@ -151,5 +203,8 @@ fn node_lease_and_rejection_objects() {
     let rejected = rejected_status(4);
     assert_eq!(rejected["status"]["phase"], "Failed");
     assert_eq!(rejected["status"]["reason"], "OutOfpods");
-    assert!(rejected["status"]["message"].as_str().unwrap().starts_with("Pod was rejected: "));
+    assert!(rejected["status"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Pod was rejected: "));
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, OnceCell};
 
 use super::auth::{self, Auth, Denied, User};
-use super::logs::{self, LineReader, Limit, LogOptions, QueryError};
+use super::logs::{self, Limit, LineReader, LogOptions, QueryError};
 use super::objects;
 use super::NodeOptions;
 use crate::agent::published::Published;
@@ -57,7 +57,8 @@ pub async fn serve(
         let shared = shared.clone();
         tokio::spawn(async move {
             let Ok(Ok(stream)) =
-                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp)).await
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
+                    .await
             else {
                 return;
             };
@@ -82,9 +83,10 @@ pub async fn serve(
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 
@@ -92,17 +94,24 @@ impl Shared {
     async fn client(&self) -> Result<Client, Denied> {
         self.client
             .get_or_try_init(|| async {
-                crate::postboot::Caller::from_file(&self.options.kubeconfig, std::time::Duration::from_secs(10))
-                    .await
-                    .map(|c| c.client)
-                    .map_err(|e| Denied::ReviewFailed(e.to_string()))
+                crate::postboot::Caller::from_file(
+                    &self.options.kubeconfig,
+                    std::time::Duration::from_secs(10),
+                )
+                .await
+                .map(|c| c.client)
+                .map_err(|e| Denied::ReviewFailed(e.to_string()))
             })
             .await
             .cloned()
     }
 
     /// The certificate's user, or the bearer token's; otherwise 401.
-    async fn authenticate(&self, peer: Option<User>, request: &Request<Incoming>) -> Result<User, Denied> {
+    async fn authenticate(
+        &self,
+        peer: Option<User>,
+        request: &Request<Incoming>,
+    ) -> Result<User, Denied> {
         let token = request
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -146,7 +155,8 @@ async fn handle(shared: &Shared, peer: Option<User>, request: Request<Incoming>)
     match segments.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["pods"] | ["pods", ""] => pods(shared),
-        ["containerLogs", namespace, pod, container] | ["containerLogs", namespace, pod, _, container] => {
+        ["containerLogs", namespace, pod, container]
+        | ["containerLogs", namespace, pod, _, container] => {
             container_logs(shared, namespace, pod, container, &query)
         }
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
@@ -172,25 +182,45 @@ fn pods(shared: &Shared) -> Response<Body> {
         .iter()
         .filter_map(|status| {
             let pod = published.pod(&status.uid)?;
-            let mut object = serde_json::to_value(objects::mirror_pod(pod, &shared.options.identity.name, "", &now)).ok()?;
+            let mut object = serde_json::to_value(objects::mirror_pod(
+                pod,
+                &shared.options.identity.name,
+                "",
+                &now,
+            ))
+            .ok()?;
             object["metadata"]["uid"] = serde_json::json!(pod.uid);
             object["metadata"]["annotations"]
                 .as_object_mut()?
                 .remove(objects::CONFIG_MIRROR);
-            object["metadata"].as_object_mut()?.remove("ownerReferences");
-            object["status"] = objects::mirror_status(pod, status, &shared.options.identity.address, None, &now);
+            object["metadata"]
+                .as_object_mut()?
+                .remove("ownerReferences");
+            object["status"] =
+                objects::mirror_status(pod, status, &shared.options.identity.address, None, &now);
             Some(object)
         })
         .collect();
-    let list = serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
-    let mut response = text(StatusCode::OK, serde_json::to_vec(&list).unwrap_or_default());
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    let list =
+        serde_json::json!({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items});
+    let mut response = text(
+        StatusCode::OK,
+        serde_json::to_vec(&list).unwrap_or_default(),
+    );
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
-fn container_logs(shared: &Shared, namespace: &str, pod: &str, container: &str, query: &str) -> Response<Body> {
+fn container_logs(
+    shared: &Shared,
+    namespace: &str,
+    pod: &str,
+    container: &str,
+    query: &str,
+) -> Response<Body> {
     let options = match LogOptions::parse(query, SystemTime::now()) {
         Ok(options) => options,
         Err(QueryError::Bad(why)) => return text(StatusCode::BAD_REQUEST, why),
@@ -203,7 +233,10 @@ fn container_logs(shared: &Shared, namespace: &str, pod: &str, container: &str, 
         .iter()
         .find(|p| p.namespace == namespace && p.name == pod)
     else {
-        return text(StatusCode::NOT_FOUND, format!("pod {namespace}/{pod} is not on this node"));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("pod {namespace}/{pod} is not on this node"),
+        );
     };
     let Some(found) = status
         .containers
@@ -211,14 +244,21 @@ fn container_logs(shared: &Shared, namespace: &str, pod: &str, container: &str, 
         .chain(&status.init_containers)
         .find(|c| c.name == container)
     else {
-        return text(StatusCode::NOT_FOUND, format!("container {container:?} is not in pod {namespace}/{pod}"));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} is not in pod {namespace}/{pod}"),
+        );
     };
     // The path comes from the agent's own state, not from the request.
     let Some(container_dir) = found.log_path.parent().map(|p| p.to_path_buf()) else {
         return text(StatusCode::NOT_FOUND, "no log directory");
     };
     let Some(log) = logs::log_file(&container_dir, options.previous) else {
-        let what = if options.previous { "previous terminated container" } else { "log" };
+        let what = if options.previous {
+            "previous terminated container"
+        } else {
+            "log"
+        };
         return text(
             StatusCode::BAD_REQUEST,
             format!("{what} {container:?} in pod {pod:?} not found"),
@@ -226,7 +266,12 @@ fn container_logs(shared: &Shared, namespace: &str, pod: &str, container: &str, 
     };
     let (lines, offset) = match logs::read_all(&log, &options) {
         Ok(read) => read,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot read {}: {e}", log.display())),
+        Err(e) => {
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot read {}: {e}", log.display()),
+            )
+        }
     };
     let mut limit = Limit(options.limit_bytes);
     let mut first = Vec::new();
@@ -237,16 +282,25 @@ fn container_logs(shared: &Shared, namespace: &str, pod: &str, container: &str, 
         return text(StatusCode::OK, first);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(follow(container_dir, log, offset, options, limit, Bytes::from(first), tx));
+    tokio::spawn(follow(
+        container_dir,
+        log,
+        offset,
+        options,
+        limit,
+        Bytes::from(first),
+        tx,
+    ));
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()
             .await
             .map(|chunk| (Ok::<_, Infallible>(Frame::data(chunk)), rx))
     });
     let mut response = Response::new(StreamBody::new(stream).boxed());
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     response
 }
 

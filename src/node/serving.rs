@@ -73,8 +73,9 @@ pub fn ensure_certificate(
         reason,
     };
     let ca_key = String::from_utf8(ca_key).map_err(|e| issue_error(e.to_string()))?;
-    let issued = crate::pki::kubelet_serving(&ca, &ca_key, &files.client_ca, node_name, addresses, now)
-        .map_err(|e| issue_error(e.to_string()))?;
+    let issued =
+        crate::pki::kubelet_serving(&ca, &ca_key, &files.client_ca, node_name, addresses, now)
+            .map_err(|e| issue_error(e.to_string()))?;
     write_all(&[
         RenderedFile::new(files.key.clone(), 0o600, issued.key_pem),
         RenderedFile::new(files.cert.clone(), 0o600, issued.cert_pem),
@@ -96,16 +97,22 @@ pub fn server_config(files: &ServingFiles) -> Result<Arc<rustls::ServerConfig>, 
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&read(&files.cert)?)
         .collect::<Result<_, _>>()
         .map_err(|e| tls(&files.cert)(e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(|e| tls(&files.key)(e.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?)
+        .map_err(|e| tls(&files.key)(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for ca in CertificateDer::pem_slice_iter(&read(&files.client_ca)?) {
         let ca = ca.map_err(|e| tls(&files.client_ca)(e.to_string()))?;
-        roots.add(ca).map_err(|e| tls(&files.client_ca)(e.to_string()))?;
+        roots
+            .add(ca)
+            .map_err(|e| tls(&files.client_ca)(e.to_string()))?;
     }
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| tls(&files.client_ca)(e.to_string()))?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| tls(&files.client_ca)(e.to_string()))?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| tls(&files.cert)(e.to_string()))?

@@ -20,7 +20,10 @@ use std::time::{Duration, Instant, SystemTime};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions, WatchEvent,
+    WatchParams,
+};
 use kube::Client;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -52,7 +55,15 @@ fn failed(what: &str) -> impl Fn(kube::Error) -> Failed + '_ {
     move |e| Failed(format!("{what}: {}", crate::postboot::describe(&e)))
 }
 
-async fn bounded<T>(what: &str, call: impl std::future::Future<Output = kube::Result<T>>) -> Result<T, Failed> {
+/// API requests made by this process's node sync (for `boot status -o json` and the README's
+/// requests-per-minute figure).
+static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn bounded<T>(
+    what: &str,
+    call: impl std::future::Future<Output = kube::Result<T>>,
+) -> Result<T, Failed> {
+    REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(result) => result.map_err(failed(what)),
         Err(_) => Err(Failed(format!("{what}: no answer within {CALL_TIMEOUT:?}"))),
@@ -202,9 +213,15 @@ impl NodeSync {
             server: String::new(),
             node_registered: self.node_uid.is_some(),
             mirror_pods: mirrors_in_sync,
-            static_pods: published.status.pods.iter().filter(|p| !p.terminating).count() as u32,
+            static_pods: published
+                .status
+                .pods
+                .iter()
+                .filter(|p| !p.terminating)
+                .count() as u32,
             last_sync: None,
             last_error: self.last_error.clone(),
+            requests: 0,
         };
         if state.in_sync() {
             self.last_sync = Some(rfc3339_nano(SystemTime::now()));
@@ -212,6 +229,7 @@ impl NodeSync {
         let state = ApiSyncStatus {
             server: self.server.clone(),
             last_sync: self.last_sync.clone(),
+            requests: REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
             ..state
         };
         self.api_sync.send_if_modified(|current| {
@@ -229,8 +247,9 @@ impl NodeSync {
         let node = match existing {
             Some(node) => node,
             None => {
-                let object: Node = serde_json::from_value(objects::node(&self.options.identity, &self.host.arch))
-                    .map_err(|e| Failed(format!("the Node object: {e}")))?;
+                let object: Node =
+                    serde_json::from_value(objects::node(&self.options.identity, &self.host.arch))
+                        .map_err(|e| Failed(format!("the Node object: {e}")))?;
                 match bounded("create Node", nodes.create(&PostParams::default(), &object)).await {
                     Ok(node) => {
                         if self.options.print_events {
@@ -273,7 +292,11 @@ impl NodeSync {
         let patch = json!({ "status": status });
         let result = bounded(
             "update Node status",
-            nodes.patch_status(&self.options.identity.name, &PatchParams::default(), &Patch::Merge(&patch)),
+            nodes.patch_status(
+                &self.options.identity.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            ),
         )
         .await;
         if let Err(e) = result {
@@ -295,20 +318,39 @@ impl NodeSync {
         let name = self.options.identity.name.clone();
         let renew = micro_time(SystemTime::now());
         if let Some(version) = self.lease_version.clone() {
-            let lease: Lease = serde_json::from_value(objects::lease(&name, &node_uid, &renew, Some(&version)))
-                .map_err(|e| Failed(format!("the Lease object: {e}")))?;
-            if let Ok(updated) = bounded("renew Lease", leases.replace(&name, &PostParams::default(), &lease)).await {
+            let lease: Lease =
+                serde_json::from_value(objects::lease(&name, &node_uid, &renew, Some(&version)))
+                    .map_err(|e| Failed(format!("the Lease object: {e}")))?;
+            if let Ok(updated) = bounded(
+                "renew Lease",
+                leases.replace(&name, &PostParams::default(), &lease),
+            )
+            .await
+            {
                 self.lease_version = updated.metadata.resource_version;
                 return Ok(());
             }
         }
         let current = bounded("get Lease", leases.get_opt(&name)).await?;
         let version = current.and_then(|l| l.metadata.resource_version);
-        let lease: Lease = serde_json::from_value(objects::lease(&name, &node_uid, &renew, version.as_deref()))
-            .map_err(|e| Failed(format!("the Lease object: {e}")))?;
+        let lease: Lease =
+            serde_json::from_value(objects::lease(&name, &node_uid, &renew, version.as_deref()))
+                .map_err(|e| Failed(format!("the Lease object: {e}")))?;
         let stored = match version {
-            Some(_) => bounded("renew Lease", leases.replace(&name, &PostParams::default(), &lease)).await?,
-            None => bounded("create Lease", leases.create(&PostParams::default(), &lease)).await?,
+            Some(_) => {
+                bounded(
+                    "renew Lease",
+                    leases.replace(&name, &PostParams::default(), &lease),
+                )
+                .await?
+            }
+            None => {
+                bounded(
+                    "create Lease",
+                    leases.create(&PostParams::default(), &lease),
+                )
+                .await?
+            }
         };
         self.lease_version = stored.metadata.resource_version;
         Ok(())
@@ -325,7 +367,8 @@ impl NodeSync {
     async fn list_pods(&mut self, client: &Client) -> Result<(), Failed> {
         let list = bounded(
             "list pods",
-            self.pods_api(client).list(&ListParams::default().fields(&self.selector())),
+            self.pods_api(client)
+                .list(&ListParams::default().fields(&self.selector())),
         )
         .await?;
         self.pods = list.items.into_iter().map(|p| (key(&p), p)).collect();
@@ -433,16 +476,33 @@ impl NodeSync {
                 }
             };
             let mirror_uid = mirror.metadata.uid.clone().unwrap_or_default();
-            let previous = self.posted_mirror_status.get(&mirror_uid).cloned().or_else(|| {
-                mirror.status.as_ref().and_then(|s| serde_json::to_value(s).ok())
-            });
+            let previous = self
+                .posted_mirror_status
+                .get(&mirror_uid)
+                .cloned()
+                .or_else(|| {
+                    mirror
+                        .status
+                        .as_ref()
+                        .and_then(|s| serde_json::to_value(s).ok())
+                });
             let now = objects::trim_nanos(&rfc3339_nano(SystemTime::now()));
-            let desired = objects::mirror_status(pod, status, &self.options.identity.address, previous.as_ref(), &now);
+            let desired = objects::mirror_status(
+                pod,
+                status,
+                &self.options.identity.address,
+                previous.as_ref(),
+                &now,
+            );
             if self.posted_mirror_status.get(&mirror_uid) != Some(&desired) {
                 let patch = json!({"metadata": {"uid": mirror_uid}, "status": desired});
                 bounded(
                     &format!("update status of mirror pod {name}"),
-                    namespaced.patch_status(&pod.full_name, &PatchParams::default(), &Patch::Merge(&patch)),
+                    namespaced.patch_status(
+                        &pod.full_name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    ),
                 )
                 .await?;
                 self.posted_mirror_status.insert(mirror_uid, desired);
@@ -461,11 +521,17 @@ impl NodeSync {
             if objects::is_mirror(&pod) {
                 self.delete_mirror(&namespaced, &pod).await?;
             } else {
-                self.reject(&namespaced, &pod, published.status.pods.len()).await?;
+                self.reject(&namespaced, &pod, published.status.pods.len())
+                    .await?;
             }
         }
-        let live: BTreeSet<&String> = self.pods.values().filter_map(|p| p.metadata.uid.as_ref()).collect();
-        self.posted_mirror_status.retain(|uid, _| live.contains(uid));
+        let live: BTreeSet<&String> = self
+            .pods
+            .values()
+            .filter_map(|p| p.metadata.uid.as_ref())
+            .collect();
+        self.posted_mirror_status
+            .retain(|uid, _| live.contains(uid));
         Ok(current)
     }
 
@@ -480,7 +546,12 @@ impl NodeSync {
             }),
             ..DeleteParams::default()
         };
-        match bounded(&format!("delete mirror pod {name}"), api.delete(&name, &params)).await {
+        match bounded(
+            &format!("delete mirror pod {name}"),
+            api.delete(&name, &params),
+        )
+        .await
+        {
             Ok(_) => {}
             // Gone already, or replaced by another: either way not ours to delete.
             Err(e) if e.0.contains("404") || e.0.contains("409") => {}
@@ -491,7 +562,12 @@ impl NodeSync {
     }
 
     /// `rejectPod`: a pod bound to this node that is not a mirror never runs here.
-    async fn reject(&mut self, api: &Api<Pod>, pod: &Pod, static_pods: usize) -> Result<(), Failed> {
+    async fn reject(
+        &mut self,
+        api: &Api<Pod>,
+        pod: &Pod,
+        static_pods: usize,
+    ) -> Result<(), Failed> {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         if self.rejected.contains(&uid)

@@ -125,11 +125,35 @@ mod tests {
         .unwrap();
         let facts = CertFacts::from_pem(issued.cert_pem.as_bytes(), Path::new("k")).unwrap();
         assert_eq!(facts.cn.as_deref(), Some("node-a"));
-        assert!(serving_still_good(issued.cert_pem.as_bytes(), &ca_crt, "node-a", &ips, now));
+        assert!(serving_still_good(
+            issued.cert_pem.as_bytes(),
+            &ca_crt,
+            "node-a",
+            &ips,
+            now
+        ));
         let other: Vec<IpAddr> = vec!["10.0.0.6".parse().unwrap()];
-        assert!(!serving_still_good(issued.cert_pem.as_bytes(), &ca_crt, "node-a", &other, now));
-        assert!(!serving_still_good(issued.cert_pem.as_bytes(), &ca_crt, "node-b", &ips, now));
+        assert!(!serving_still_good(
+            issued.cert_pem.as_bytes(),
+            &ca_crt,
+            "node-a",
+            &other,
+            now
+        ));
+        assert!(!serving_still_good(
+            issued.cert_pem.as_bytes(),
+            &ca_crt,
+            "node-b",
+            &ips,
+            now
+        ));
         let later = now + CERT_VALIDITY;
-        assert!(!serving_still_good(issued.cert_pem.as_bytes(), &ca_crt, "node-a", &ips, later));
+        assert!(!serving_still_good(
+            issued.cert_pem.as_bytes(),
+            &ca_crt,
+            "node-a",
+            &ips,
+            later
+        ));
     }
 }
