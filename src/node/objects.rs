@@ -210,6 +210,29 @@ pub fn without_heartbeats(status: &Value) -> Value {
     status
 }
 
+/// Whether `actual` already says everything `desired` says (objects: every key of `desired`
+/// matches; arrays: same length, element by element; `null`, `""`, `[]` and `{}` in `desired`
+/// also match a missing value, as the API server omits empty fields).
+pub fn says_all_of(actual: &Value, desired: &Value) -> bool {
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    match (desired, actual) {
+        (d, Value::Null) => empty(d),
+        (Value::Object(d), Value::Object(a)) => d
+            .iter()
+            .all(|(k, v)| says_all_of(a.get(k).unwrap_or(&Value::Null), v)),
+        (Value::Array(d), Value::Array(a)) => {
+            d.len() == a.len() && d.iter().zip(a).all(|(d, a)| says_all_of(a, d))
+        }
+        (d, a) => d == a,
+    }
+}
+
 /// The node's Lease, renewed now, owned by the Node.
 pub fn lease(
     node: &str,
@@ -323,7 +346,6 @@ pub fn mirror_status(
         let mut c = json!({
             "type": kind,
             "status": state,
-            "lastProbeTime": null,
             "lastTransitionTime": kept_transition(previous, kind, state, now),
         });
         if !ok {

@@ -208,3 +208,14 @@ fn node_lease_and_rejection_objects() {
         .unwrap()
         .starts_with("Pod was rejected: "));
 }
+
+#[test]
+fn says_all_of_ignores_what_the_server_omits_and_catches_what_it_changed() {
+    let desired = json!({"phase": "Running", "initContainerStatuses": [], "conditions": [{"type": "Ready", "status": "True"}]});
+    let actual = json!({"phase": "Running", "qosClass": "BestEffort", "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": null}]});
+    assert!(says_all_of(&actual, &desired));
+    let overwritten =
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
+    assert!(!says_all_of(&overwritten, &desired));
+    assert!(!says_all_of(&Value::Null, &desired));
+}

@@ -85,8 +85,8 @@ pub struct NodeSync {
     pods: BTreeMap<String, Pod>,
     resource_version: String,
     events: Option<PodEvents>,
-    /// The status last posted per mirror pod UID.
-    posted_mirror_status: BTreeMap<String, Value>,
+    /// The status last posted per mirror pod UID, and when.
+    posted_mirror_status: BTreeMap<String, (Value, Instant)>,
     /// When each static pod (by hash) was first seen: `config.seen`.
     seen: BTreeMap<String, String>,
     /// Pods already rejected (by UID).
@@ -476,16 +476,13 @@ impl NodeSync {
                 }
             };
             let mirror_uid = mirror.metadata.uid.clone().unwrap_or_default();
-            let previous = self
-                .posted_mirror_status
-                .get(&mirror_uid)
-                .cloned()
-                .or_else(|| {
-                    mirror
-                        .status
-                        .as_ref()
-                        .and_then(|s| serde_json::to_value(s).ok())
-                });
+            let posted = self.posted_mirror_status.get(&mirror_uid).cloned();
+            let previous = posted.as_ref().map(|(v, _)| v.clone()).or_else(|| {
+                mirror
+                    .status
+                    .as_ref()
+                    .and_then(|s| serde_json::to_value(s).ok())
+            });
             let now = objects::trim_nanos(&rfc3339_nano(SystemTime::now()));
             let desired = objects::mirror_status(
                 pod,
@@ -494,7 +491,20 @@ impl NodeSync {
                 previous.as_ref(),
                 &now,
             );
-            if self.posted_mirror_status.get(&mirror_uid) != Some(&desired) {
+            // Post when our view changed, or when someone else changed the stored status (the
+            // node lifecycle controller marks pods NotReady while the Node is): as the kubelet's
+            // status manager, which compares with the mirror pod it sees.
+            let actual = mirror
+                .status
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok())
+                .unwrap_or_default();
+            let ours_changed = posted.as_ref().map(|(v, _)| v) != Some(&desired);
+            // At most one correction per status period, should the server store our status in a
+            // form that never compares equal.
+            let overwritten = !objects::says_all_of(&actual, &desired)
+                && posted.is_none_or(|(_, at)| at.elapsed() >= self.options.status_update);
+            if ours_changed || overwritten {
                 let patch = json!({"metadata": {"uid": mirror_uid}, "status": desired});
                 bounded(
                     &format!("update status of mirror pod {name}"),
@@ -505,7 +515,8 @@ impl NodeSync {
                     ),
                 )
                 .await?;
-                self.posted_mirror_status.insert(mirror_uid, desired);
+                self.posted_mirror_status
+                    .insert(mirror_uid, (desired, Instant::now()));
             }
             current += 1;
         }
