@@ -81,11 +81,14 @@ pub fn subresources(path: &str) -> &'static [&'static str] {
     }
 }
 
+/// A SubjectAccessReview's question: who, which verb, which subresource of `nodes/<node>`.
+type Question = (User, &'static str, &'static str);
+
 /// The two caches and the client the reviews go through.
 pub struct Auth {
     node: String,
     tokens: Mutex<HashMap<String, (Option<User>, Instant)>>,
-    decisions: Mutex<HashMap<(User, &'static str, &'static str), (bool, Instant)>>,
+    decisions: Mutex<HashMap<Question, (bool, Instant)>>,
 }
 
 #[derive(Debug)]

@@ -109,14 +109,13 @@ impl LogOptions {
                     }
                     options.since = Some(value);
                 }
+                "tailLines" | "tail" if value == "all" => options.tail_lines = None,
                 "tailLines" | "tail" => {
-                    if value != "all" {
-                        let lines = number(name, &value)?;
-                        if lines < 0 {
-                            return Err(QueryError::Invalid("tailLines must be 0 or more".into()));
-                        }
-                        options.tail_lines = Some(lines as usize);
+                    let lines = number(name, &value)?;
+                    if lines < 0 {
+                        return Err(QueryError::Invalid("tailLines must be 0 or more".into()));
                     }
+                    options.tail_lines = Some(lines as usize);
                 }
                 "limitBytes" => {
                     let limit = number(name, &value)?;
