@@ -11,6 +11,7 @@ pub mod config;
 pub mod host;
 pub mod http;
 pub mod init;
+pub mod node;
 pub mod pki;
 pub mod postboot;
 pub mod preflight;

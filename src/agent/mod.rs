@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod gc;
 pub mod options;
 pub mod pod;
+pub mod published;
 pub mod records;
 pub mod server;
 pub mod source;
@@ -32,6 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::runtime::process::{ProcessRuntime, ProcessSettings};
 use crate::runtime::Runtime;
+use status::AgentStatus;
 use supervisor::{Context, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +101,24 @@ pub async fn run_with_runtime(
     let tcp_server =
         tcp.map(|listener| tokio::spawn(server::serve_tcp(listener, events_tx.clone())));
     let socket = options.status_socket.clone();
+    // The agent's face in the API runs beside the supervisor and only reads what it publishes.
+    let (publisher, node) = match options.node.clone() {
+        Some(node_options) => {
+            let (publisher, subscription) = published::channel(published::Published {
+                status: AgentStatus::default(),
+                pods: Vec::new(),
+            });
+            let node = crate::node::start(node_options, subscription).await;
+            (Some(publisher), Some(node))
+        }
+        None => (None, None),
+    };
     let ctx = Context {
         options,
         runtime,
         events: events_tx,
         started_at: SystemTime::now(),
+        publisher,
     };
     ctx.note(format!(
         "watching {} as node {} (status on {})",
@@ -112,6 +127,9 @@ pub async fn run_with_runtime(
         socket.display()
     ));
     Supervisor::new(ctx).run(events_rx, shutdown).await;
+    if let Some(node) = node {
+        node.stop();
+    }
     unix_server.abort();
     if let Some(server) = tcp_server {
         server.abort();

@@ -58,6 +58,9 @@ pub struct AgentOptions {
     /// `User-Agent: kube-probe/<major>.<minor>` of it. From the configuration (its
     /// `kubernetesVersion`, else the kube-apiserver binary's); the default otherwise.
     pub kubernetes_version: Version,
+    /// The agent's face in the API (Node, Lease, mirror pods, `:10250`); `None` without
+    /// `kubelet.conf`.
+    pub node: Option<crate::node::NodeOptions>,
 }
 
 impl AgentOptions {
@@ -85,6 +88,7 @@ impl AgentOptions {
             kubernetes_version: crate::version::DEFAULT_KUBERNETES_VERSION
                 .parse()
                 .expect("the default version parses"),
+            node: None,
             root,
         }
     }

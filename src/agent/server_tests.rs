@@ -30,6 +30,7 @@ fn sample_status() -> AgentStatus {
         warnings: vec![],
         manifest_problems: vec![],
         pods: vec![],
+        api: None,
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 
 use crate::http::client;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
     pub node_name: String,
@@ -25,6 +25,34 @@ pub struct AgentStatus {
     /// Manifest files that are refused (bad content, duplicate names).
     pub manifest_problems: Vec<ManifestProblem>,
     pub pods: Vec<PodStatus>,
+    /// The node's sync with the API server; `None` when the agent runs without `kubelet.conf`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiSyncStatus>,
+}
+
+/// Whether the agent's face in the API (Node, Lease, mirror pods) is current.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSyncStatus {
+    /// The API server this node talks to.
+    pub server: String,
+    pub node_registered: bool,
+    /// Mirror pods present and current, and how many static pods want one.
+    pub mirror_pods: u32,
+    pub static_pods: u32,
+    /// RFC 3339: the last time every object was in sync.
+    pub last_sync: Option<String>,
+    /// The last failure since then, if any.
+    pub last_error: Option<String>,
+    /// API requests the node side has made since the agent started (watches count once).
+    #[serde(default)]
+    pub requests: u64,
+}
+
+impl ApiSyncStatus {
+    pub fn in_sync(&self) -> bool {
+        self.node_registered && self.mirror_pods == self.static_pods && self.last_error.is_none()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

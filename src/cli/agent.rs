@@ -29,6 +29,14 @@ pub struct AgentArgs {
     /// adopts them).
     #[arg(long)]
     pub stop_pods_on_exit: bool,
+    /// The kubelet's configuration file, read as the kubelet reads --config (default
+    /// /var/lib/kubelet/config.yaml under --root, when it exists).
+    #[arg(long = "kubelet-config", value_name = "FILE")]
+    pub kubelet_config: Option<PathBuf>,
+    /// The node's kubeconfig: with it the agent registers the Node, its Lease and mirror pods and
+    /// serves the kubelet API (default /etc/kubernetes/kubelet.conf under --root, when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// CrashLoopBackOff's first delay in milliseconds (default 10000, the kubelet's).
     #[arg(long, value_name = "MS", hide = true)]
     pub backoff_initial_ms: Option<u64>,
@@ -61,6 +69,12 @@ impl AgentOptions {
         if let Some(cfg) = &config {
             apply_config(&mut options, cfg)?;
         }
+        attach_node(
+            &mut options,
+            config.as_ref(),
+            args.kubelet_config.clone(),
+            args.kubeconfig.clone(),
+        )?;
         Self::apply_flags(&mut options, args)?;
         Ok(options)
     }
@@ -72,6 +86,7 @@ impl AgentOptions {
     ) -> Result<AgentOptions, CliError> {
         let mut options = AgentOptions::new(root, cfg.node_name.clone());
         apply_config(&mut options, cfg)?;
+        attach_node(&mut options, Some(cfg), None, None)?;
         Ok(options)
     }
 
@@ -103,6 +118,93 @@ impl AgentOptions {
             options.backoff.max = Duration::from_millis(ms);
         }
         Ok(())
+    }
+}
+
+/// Reads the kubelet's configuration file (its `staticPodPath` moves the watched directory) and,
+/// when the node's kubeconfig exists, turns on the node side.
+fn attach_node(
+    options: &mut AgentOptions,
+    config: Option<&crate::config::Config>,
+    kubelet_config: Option<PathBuf>,
+    kubeconfig: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let root = options.root.clone();
+    let kubelet_config =
+        kubelet_config.unwrap_or_else(|| root.path(crate::node::kubelet_config::KUBELET_CONFIG));
+    let kubelet = crate::node::kubelet_config::read(&kubelet_config).map_err(|e| {
+        CliError::new(ExitCode::Usage, e.to_string())
+            .with_hint("fix or remove it; `boot init phase agent` writes it anew")
+    })?;
+    if let Some(kubelet) = &kubelet {
+        if !kubelet.static_pod_path.is_empty() {
+            options.manifest_dir = PathBuf::from(&kubelet.static_pod_path);
+        }
+    }
+    let kubeconfig = kubeconfig
+        .unwrap_or_else(|| root.path(format!("/etc/kubernetes/{}", crate::node::KUBELET_CONF)));
+    if kubeconfig.exists() {
+        let version = config.map(|c| format!("v{}", c.kubernetes_version));
+        options.node = Some(node_options(
+            options,
+            &root,
+            kubeconfig,
+            kubelet.unwrap_or_default(),
+            version,
+        ));
+    }
+    Ok(())
+}
+
+/// The node side from the kubelet's configuration file (`/var/lib/kubelet/config.yaml`, or the
+/// kubelet's defaults when there is none): identity, listen address, serving certificate.
+fn node_options(
+    options: &AgentOptions,
+    root: &HostRoot,
+    kubeconfig: PathBuf,
+    kubelet: crate::node::KubeletConfiguration,
+    version: Option<String>,
+) -> crate::node::NodeOptions {
+    use crate::node::kubelet_config::KUBELET_PKI_DIR;
+    let or_default = |value: &str, default: PathBuf| {
+        if value.is_empty() {
+            default
+        } else {
+            PathBuf::from(value)
+        }
+    };
+    let pki = root.path(KUBELET_PKI_DIR);
+    crate::node::NodeOptions {
+        kubeconfig,
+        identity: crate::node::NodeIdentity {
+            name: options.node_name.clone(),
+            address: options.node_address.clone(),
+            hostname: options.node_name.clone(),
+            port: kubelet.port,
+            version: format!(
+                "{}+boot-{}",
+                version.unwrap_or_else(|| "v0.0.0".into()),
+                env!("CARGO_PKG_VERSION")
+            ),
+        },
+        listen: kubelet
+            .address
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, kubelet.port)),
+        serving: crate::node::serving::ServingFiles {
+            cert: or_default(&kubelet.tls_cert_file, pki.join("kubelet.crt")),
+            key: or_default(&kubelet.tls_private_key_file, pki.join("kubelet.key")),
+            client_ca: or_default(
+                &kubelet.authentication.x509.client_ca_file,
+                root.path("/etc/kubernetes/pki/ca.crt"),
+            ),
+        },
+        authorize: kubelet.authorization.mode == "Webhook",
+        kubelet_dir: root.path("/var/lib/kubelet"),
+        status_update: kubelet.node_status_update_frequency.0,
+        status_report: kubelet.node_status_report_frequency.0,
+        print_events: options.print_events,
     }
 }
 

@@ -61,6 +61,9 @@ fn print_table(status: &AgentStatus, verbose: bool) {
         status.manifest_dir.display(),
         short_time(&status.started_at)
     );
+    if let Some(api) = &status.api {
+        let _ = writeln!(out, "{}", api_sync_line(api, &status.node_name));
+    }
     for warning in &status.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }
@@ -117,6 +120,34 @@ fn print_table(status: &AgentStatus, verbose: bool) {
             .unwrap_or_default();
         let _ = writeln!(out, "manifest error: {}{kept}", problem.error);
     }
+}
+
+/// `api: in sync with https://…: node n1 registered, 4/4 mirror pods (since …)`, or what is not.
+fn api_sync_line(api: &status::ApiSyncStatus, node: &str) -> String {
+    let server = if api.server.is_empty() {
+        "the API server".to_string()
+    } else {
+        api.server.clone()
+    };
+    let node = if api.node_registered {
+        format!("node {node} registered")
+    } else {
+        format!("node {node} not registered")
+    };
+    let mirrors = format!("{}/{} mirror pods", api.mirror_pods, api.static_pods);
+    let state = if api.in_sync() {
+        "in sync"
+    } else {
+        "NOT in sync"
+    };
+    let mut line = format!("api: {state} with {server}: {node}, {mirrors}");
+    if let Some(at) = &api.last_sync {
+        line.push_str(&format!(", last in sync {}", short_time(at)));
+    }
+    if let Some(error) = &api.last_error {
+        line.push_str(&format!("\n  last error: {error}"));
+    }
+    line
 }
 
 fn print_last_logs(out: &mut impl Write, pod: &status::PodStatus) {

@@ -14,8 +14,11 @@ pub struct Documents {
     pub init: Option<InitConfiguration>,
     pub cluster: Option<ClusterConfiguration>,
     pub boot: Option<BootConfiguration>,
-    /// `KubeletConfiguration.staticPodPath`, the only kubelet field the agent acts on.
+    /// `KubeletConfiguration.staticPodPath`.
     pub static_pod_path: Option<String>,
+    /// `KubeletConfiguration.address` and `.port`: where the agent serves the kubelet API.
+    pub kubelet_address: Option<String>,
+    pub kubelet_port: Option<u16>,
     /// Where each known document starts, for locating fields in later validation.
     pub sources: Vec<DocumentSource>,
     pub warnings: Vec<String>,
@@ -114,13 +117,33 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
                     .and_then(|v| v.as_str())
                     .map(str::to_string);
                 documents.static_pod_path = path;
-                let others = mapping
-                    .keys()
-                    .filter_map(|k| k.as_str())
-                    .filter(|k| !matches!(*k, "apiVersion" | "kind" | "staticPodPath"));
+                documents.kubelet_address = mapping
+                    .get("address")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string);
+                if let Some(port) = mapping.get("port") {
+                    let port = port
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|p| *p > 0);
+                    documents.kubelet_port = Some(port.ok_or_else(|| {
+                        at(
+                            None,
+                            "KubeletConfiguration.port",
+                            "must be a port number (1-65535)".into(),
+                        )
+                        .with_hint("the kubelet's default is 10250")
+                    })?);
+                }
+                let others = mapping.keys().filter_map(|k| k.as_str()).filter(|k| {
+                    !matches!(
+                        *k,
+                        "apiVersion" | "kind" | "staticPodPath" | "address" | "port"
+                    )
+                });
                 for name in others {
                     documents.warnings.push(format!(
-                        "{file}:{first_line}: KubeletConfiguration.{name} has no effect: boot's agent reads only staticPodPath"
+                        "{file}:{first_line}: KubeletConfiguration.{name} has no effect: boot's agent reads only staticPodPath, address and port"
                     ));
                 }
             }

@@ -48,6 +48,10 @@ pub struct Config {
     pub boot: BootConfiguration,
     /// `KubeletConfiguration.staticPodPath`, else `/etc/kubernetes/manifests`.
     pub static_pod_path: String,
+    /// `KubeletConfiguration.address`, else the kubelet's `0.0.0.0`.
+    pub kubelet_address: String,
+    /// `KubeletConfiguration.port`, else the kubelet's 10250.
+    pub kubelet_port: u16,
     pub node_name: String,
     pub advertise_address: IpAddr,
     pub kubernetes_version: Version,
@@ -71,6 +75,8 @@ impl Config {
             cluster,
             boot,
             static_pod_path,
+            kubelet_address,
+            kubelet_port,
             sources,
             mut warnings,
         } = docs;
@@ -122,6 +128,8 @@ impl Config {
             cluster,
             boot,
             static_pod_path,
+            kubelet_address: kubelet_address.unwrap_or_else(|| "0.0.0.0".into()),
+            kubelet_port: kubelet_port.unwrap_or(10250),
             node_name,
             advertise_address,
             kubernetes_version,

@@ -70,8 +70,14 @@ pub fn effective_config(cfg: &Config) -> String {
         .map(|d| d.expect("configuration serializes"))
         .collect::<Vec<_>>()
         .join("---\n");
-    if cfg.static_pod_path != "/etc/kubernetes/manifests" {
-        text.push_str(&format!("---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\n", cfg.static_pod_path));
+    if cfg.static_pod_path != "/etc/kubernetes/manifests"
+        || cfg.kubelet_port != crate::node::kubelet_config::DEFAULT_PORT
+        || cfg.kubelet_address != "0.0.0.0"
+    {
+        text.push_str(&format!(
+            "---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nstaticPodPath: {}\naddress: {}\nport: {}\n",
+            cfg.static_pod_path, cfg.kubelet_address, cfg.kubelet_port
+        ));
     }
     text
 }
@@ -83,6 +89,8 @@ pub struct Prepared {
     mode: AgentMode,
     agent_args: Vec<String>,
     layout: OutputLayout,
+    /// `/var/lib/kubelet/config.yaml`, written when the agent phase runs.
+    kubelet_file: RenderedFile,
 }
 
 /// Runs init. The future completes when the control plane is healthy and post-boot is done.
@@ -146,12 +154,14 @@ pub fn prepare(
             })
     });
     let config_file = RenderedFile::new(root.path(EFFECTIVE_CONFIG), 0o600, effective_config(cfg));
+    // kubeadm's kubelet-start: the kubelet's configuration file, which the agent reads.
+    let kubelet_file = crate::node::KubeletConfiguration::for_init(cfg, root).rendered(root);
     let mode = resolve_mode(request.agent_mode, root);
     let agent_args = agent_launch::agent_args(root, &config_file.path);
 
     if request.dry_run {
         say!("[dry-run] Would write these files (nothing is written):");
-        for file in bundle.files.iter().chain(std::iter::once(&config_file)) {
+        for file in bundle.files.iter().chain([&config_file, &kubelet_file]) {
             say!("[dry-run]   {:o} {}", file.mode, file.path.display());
         }
         if request.runs(PhaseName::Agent) {
@@ -171,6 +181,9 @@ pub fn prepare(
             source,
         })?
         .unwrap_or_default();
+    if request.runs(PhaseName::Agent) {
+        note_kubelet_files(&mut ledger, root, &kubelet_file);
+    }
     if request.runs(PhaseName::Agent) {
         ledger.agent = Some(agent_launch::launch_record(mode, root));
     }
@@ -193,6 +206,7 @@ pub fn prepare(
         mode,
         agent_args,
         layout,
+        kubelet_file,
     }))
 }
 
@@ -207,10 +221,16 @@ pub async fn finish(
         mode,
         agent_args,
         layout,
+        kubelet_file,
     } = prepared;
     let (cfg, root) = (request.cfg, request.root);
     macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
     if request.runs(PhaseName::Agent) {
+        say!(
+            "[kubelet-start] Writing kubelet configuration to file {:?}",
+            kubelet_file.path.display().to_string()
+        );
+        write_all(std::slice::from_ref(&kubelet_file))?;
         say!(
             "[agent] Starting the static pod agent ({})",
             match mode {
@@ -255,6 +275,23 @@ pub async fn finish(
             .map_err(|e| InitError::PostBoot(e.to_string()))?;
         for line in lines {
             let _ = writeln!(out, "{line}");
+        }
+        // kubeadm's mark-control-plane, once the agent has registered the Node.
+        if layout
+            .kubernetes_dir
+            .join(crate::node::KUBELET_CONF)
+            .exists()
+        {
+            let lines = crate::node::mark::mark_control_plane(
+                &layout.kubernetes_dir,
+                &cfg.node_name,
+                timeout,
+            )
+            .await
+            .map_err(|e| InitError::PostBoot(format!("{e} (hint: {})", e.hint())))?;
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
         }
     }
     Ok(start.elapsed())
@@ -342,6 +379,20 @@ fn missing_or_empty(dir: &Path) -> bool {
         Ok(mut entries) => entries.next().is_none(),
         Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
+}
+
+/// The kubelet's configuration file, and `/var/lib/kubelet` (its serving certificate) when boot
+/// creates it; an existing one (a kubelet's) is left alone, as for the pod logs.
+fn note_kubelet_files(ledger: &mut Ledger, root: &HostRoot, file: &RenderedFile) {
+    let kubelet_dir = root.path("/var/lib/kubelet");
+    if !kubelet_dir.exists() {
+        ledger.note_tree(root, &kubelet_dir);
+    }
+    ledger.note_files(root, std::slice::from_ref(file));
+    ledger.note_tree(
+        root,
+        &root.path(crate::node::kubelet_config::KUBELET_PKI_DIR),
+    );
 }
 
 /// The `DirectoryOrCreate` hostPath volumes of a manifest: the agent creates them when missing.

@@ -14,6 +14,7 @@ mod keys;
 mod profiles;
 mod reuse;
 mod sans;
+mod serving;
 mod sign;
 
 use std::fmt;
@@ -28,6 +29,7 @@ pub use keys::{generate_keys, KeyAlgorithm, PrivateKey};
 pub use profiles::{CertProfile, CommonName, ExtKeyUsage, KeyUsage, Profiles, SanRule, Signer};
 pub use reuse::ExistingPki;
 pub use sans::{alt_names, is_dns1123_subdomain, is_wildcard_dns1123_subdomain, AltNames};
+pub use serving::{kubelet_serving, serving_still_good};
 pub use sign::CERTIFICATE_BACKDATE;
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use crate::host::RenderedFile;
 use crate::pki::{ClientSubject, Pki};
 
 /// One kubeconfig: its file, the client's CN and O, and whether it talks to the
-/// controlPlaneEndpoint (admins) or the local API server (components).
+/// controlPlaneEndpoint (admins, the node) or the local API server (components). `{nodeName}` in
+/// the user is replaced by the node name, as in `pki/profiles.yaml`.
 pub struct KubeconfigSpec {
     pub file: &'static str,
     pub user: &'static str,
@@ -22,7 +23,8 @@ pub struct KubeconfigSpec {
     pub via_endpoint: bool,
 }
 
-/// `getKubeConfigSpecsBase` without `kubelet.conf`: there is no kubelet.
+/// `getKubeConfigSpecsBase`: `kubelet.conf` is the agent's identity in the API (its Node, Lease
+/// and mirror pods), which the Node authorizer and NodeRestriction admit for `system:node:<node>`.
 pub const KUBECONFIGS: &[KubeconfigSpec] = &[
     KubeconfigSpec {
         file: "admin.conf",
@@ -34,6 +36,12 @@ pub const KUBECONFIGS: &[KubeconfigSpec] = &[
         file: "super-admin.conf",
         user: "kubernetes-super-admin",
         organizations: &["system:masters"],
+        via_endpoint: true,
+    },
+    KubeconfigSpec {
+        file: "kubelet.conf",
+        user: "system:node:{nodeName}",
+        organizations: &["system:nodes"],
         via_endpoint: true,
     },
     KubeconfigSpec {
@@ -81,13 +89,13 @@ pub fn render(
                     ));
                 }
             }
-            None => wanted.push((spec, path, server)),
+            None => wanted.push((spec, path, server, spec.user_for(&cfg.node_name))),
         }
     }
     let subjects: Vec<ClientSubject> = wanted
         .iter()
-        .map(|(spec, _, _)| ClientSubject {
-            cn: spec.user,
+        .map(|(spec, _, _, user)| ClientSubject {
+            cn: user,
             organizations: spec.organizations,
         })
         .collect();
@@ -95,21 +103,21 @@ pub fn render(
         RenderError::KubeconfigCredentials {
             path: wanted
                 .first()
-                .map(|(_, p, _)| p.clone())
+                .map(|(_, p, _, _)| p.clone())
                 .unwrap_or_default(),
             source: Box::new(source),
         }
     })?;
     let mut files = Vec::new();
-    for ((spec, path, server), credentials) in wanted.into_iter().zip(credentials) {
+    for ((_, path, server, user), credentials) in wanted.into_iter().zip(credentials) {
         let mut context = tera::Context::new();
         context.insert("ca_data", &ca_data);
         context.insert("server", &server);
         context.insert("cluster_name", &cfg.cluster.cluster_name);
-        context.insert("user", spec.user);
+        context.insert("user", &user);
         context.insert(
             "context_name",
-            &format!("{}@{}", spec.user, cfg.cluster.cluster_name),
+            &format!("{user}@{}", cfg.cluster.cluster_name),
         );
         context.insert(
             "client_certificate_data",
@@ -123,6 +131,13 @@ pub fn render(
         files.push(RenderedFile::new(path, 0o600, text));
     }
     Ok((files, warnings))
+}
+
+impl KubeconfigSpec {
+    /// The client's CN for `node_name` (`system:node:<node>` for `kubelet.conf`).
+    pub fn user_for(&self, node_name: &str) -> String {
+        self.user.replace("{nodeName}", node_name)
+    }
 }
 
 struct ExistingKubeconfig {

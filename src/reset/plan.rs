@@ -82,6 +82,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
             let mut files: Vec<PathBuf> = KUBECONFIGS.iter().map(|f| k8s.join(f)).collect();
             files.extend(MANIFESTS.iter().map(|m| k8s.join("manifests").join(m)));
             files.push(root.path("/etc/systemd/system/boot-agent.service"));
+            files.push(root.path(crate::node::kubelet_config::KUBELET_CONFIG));
             ResetPlan {
                 agent: Some(AgentLaunch::Detached {
                     pid_file: root.path("/run/boot/agent.pid"),
@@ -95,6 +96,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
                     "/var/lib/boot",
                     "/run/boot",
                     "/var/log/boot",
+                    crate::node::kubelet_config::KUBELET_PKI_DIR,
                 ]
                 .iter()
                 .map(|p| root.path(p))

@@ -55,6 +55,8 @@ pub struct Context {
     pub runtime: Arc<dyn Runtime>,
     pub events: mpsc::UnboundedSender<Event>,
     pub started_at: SystemTime,
+    /// Where the status goes for the node side (`None`: the agent runs without the API).
+    pub publisher: Option<super::published::Publisher>,
 }
 
 impl Context {
@@ -161,6 +163,7 @@ impl Supervisor {
                 Some(event) = events.recv() => self.on_event(event),
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timer(),
             }
+            self.publish();
             if shutting_down && self.pods.is_empty() {
                 return;
             }
@@ -298,8 +301,19 @@ impl Supervisor {
                 }
             }
             Event::Status(reply) => {
-                let _ = reply.send(self.snapshot());
+                let mut status = self.snapshot();
+                status.api = self.ctx.publisher.as_ref().map(|p| p.api_sync());
+                let _ = reply.send(status);
             }
+        }
+    }
+
+    /// Hands the node side the current state (a no-op when nothing changed).
+    fn publish(&self) {
+        if let Some(publisher) = &self.ctx.publisher {
+            publisher.publish(self.snapshot(), || {
+                self.pods.values().map(|w| w.pod.clone()).collect()
+            });
         }
     }
 

@@ -56,6 +56,7 @@ impl Supervisor {
             warnings,
             manifest_problems,
             pods,
+            api: None,
         }
     }
 }

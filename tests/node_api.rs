@@ -1,0 +1,470 @@
+//! The agent's face in the API against the real control plane (`BOOT_K8S_BIN` names a directory
+//! with the real kube-apiserver, kube-controller-manager and kube-scheduler; Debian's etcd): after
+//! `boot init`, the Node is Ready with kubeadm's control-plane label and taint, the four mirror pods
+//! are Running and Ready and follow the static pods (deleted → back, manifest edited → new hash),
+//! `kubectl logs [-f]` reaches the component logs through `:10250`, anonymous requests are refused,
+//! pods bound to the node are rejected and others never land on it, and an API server stopped
+//! through the agent leaves etcd alone while the mirror pods catch up when it is back.
+//!
+//! One cluster per test file (the real API server takes seconds to start on two cores); free
+//! ports; a guard resets the root even when an assertion fails.
+
+#[path = "common/require.rs"]
+mod require;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BOOT: &str = env!("CARGO_BIN_EXE_boot");
+const IGNORE: &str =
+    "--ignore-preflight-errors=FileContent--proc-sys-net-ipv4-ip_forward,NumCPU,Mem";
+const NODE: &str = "node-api-e2e";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    kubelet_port: u16,
+}
+
+impl Cluster {
+    fn new(k8s_bin: &Path) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for name in [
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+        ] {
+            std::os::unix::fs::symlink(k8s_bin.join(name), bin.join(name)).unwrap();
+        }
+        std::os::unix::fs::symlink("/usr/bin/etcd", bin.join("etcd")).unwrap();
+        std::fs::create_dir_all(dir.path().join("root")).unwrap();
+        let [api, client, peer, metrics, kcm, scheduler, status, kubelet] =
+            [0; 8].map(|_| free_port());
+        let config = format!(
+            r#"apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 127.0.0.1
+  bindPort: {api}
+nodeRegistration:
+  name: {NODE}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.36.2
+encryptionAlgorithm: ECDSA-P256
+etcd:
+  local:
+    extraArgs:
+    - {{name: listen-client-urls, value: "https://127.0.0.1:{client}"}}
+    - {{name: advertise-client-urls, value: "https://127.0.0.1:{client}"}}
+    - {{name: listen-peer-urls, value: "https://127.0.0.1:{peer}"}}
+    - {{name: initial-advertise-peer-urls, value: "https://127.0.0.1:{peer}"}}
+    - {{name: initial-cluster, value: "{NODE}=https://127.0.0.1:{peer}"}}
+    - {{name: listen-metrics-urls, value: "http://127.0.0.1:{metrics}"}}
+controllerManager:
+  extraArgs:
+  - {{name: secure-port, value: "{kcm}"}}
+scheduler:
+  extraArgs:
+  - {{name: secure-port, value: "{scheduler}"}}
+---
+apiVersion: boot/v1alpha1
+kind: BootConfiguration
+binDirs: [{bin}]
+agent:
+  statusAddress: 127.0.0.1:{status}
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: {kubelet}
+"#,
+            bin = bin.display(),
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        Cluster {
+            dir,
+            kubelet_port: kubelet,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn boot(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(BOOT);
+        command
+            .args(args)
+            .arg("--root")
+            .arg(self.root())
+            .stdin(Stdio::null());
+        if args.first() == Some(&"init") {
+            command
+                .arg("--config")
+                .arg(self.dir.path().join("config.yaml"))
+                .arg(IGNORE);
+        }
+        command.output().unwrap()
+    }
+
+    fn status(&self) -> Value {
+        let out = self.boot(&["status", "-o", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .args(args)
+            .arg("--request-timeout=10s")
+            .env("KUBECONFIG", self.root().join("etc/kubernetes/admin.conf"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_slice(&self.kubectl(&all).stdout).unwrap_or_default()
+    }
+
+    fn manifest(&self, name: &str) -> PathBuf {
+        self.root()
+            .join(format!("etc/kubernetes/manifests/{name}.yaml"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.boot(&["reset", "--force"]);
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit` saying what was awaited.
+fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn mirror(cluster: &Cluster, component: &str) -> Value {
+    cluster.json(&[
+        "-n",
+        "kube-system",
+        "get",
+        "pod",
+        &format!("{component}-{NODE}"),
+    ])
+}
+
+fn pid_of(status: &Value, pod: &str) -> Option<i64> {
+    status["pods"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == format!("{pod}-{NODE}"))?["containers"][0]["state"]["pid"]
+        .as_i64()
+}
+
+fn condition(object: &Value, kind: &str) -> Option<String> {
+    object["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)?["status"]
+        .as_str()
+        .map(str::to_string)
+}
+
+#[test]
+fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
+    let k8s_bin = std::env::var_os("BOOT_K8S_BIN").map(PathBuf::from);
+    let have_bin = k8s_bin
+        .as_ref()
+        .is_some_and(|d| d.join("kube-apiserver").is_file());
+    if !require::prerequisite(
+        "BOOT_K8S_BIN naming the real control-plane binaries",
+        have_bin,
+    ) || require::tool("etcd").is_none()
+        || require::tool("kubectl").is_none()
+        || require::tool("curl").is_none()
+    {
+        return;
+    }
+    let cluster = Cluster::new(&k8s_bin.unwrap());
+    let init = cluster.boot(&["init"]);
+    assert!(init.status.success(), "{}", text(&init));
+    assert!(
+        text(&init).contains("[mark-control-plane] Marking the node"),
+        "{}",
+        text(&init)
+    );
+
+    // kubeadm's files: kubelet.conf as the node's identity, the kubelet's config.yaml.
+    let kubelet_conf = cluster.root().join("etc/kubernetes/kubelet.conf");
+    let view = Command::new("kubectl")
+        .args(["config", "view", "--raw", "-o", "json", "--kubeconfig"])
+        .arg(&kubelet_conf)
+        .output()
+        .unwrap();
+    let view: Value = serde_json::from_slice(&view.stdout).unwrap();
+    assert_eq!(
+        view["current-context"],
+        format!("system:node:{NODE}@kubernetes")
+    );
+    let config_yaml =
+        std::fs::read_to_string(cluster.root().join("var/lib/kubelet/config.yaml")).unwrap();
+    assert!(
+        config_yaml.contains(&format!(
+            "staticPodPath: {}",
+            cluster.root().join("etc/kubernetes/manifests").display()
+        )),
+        "{config_yaml}"
+    );
+
+    // The Node: Ready, control-plane role and taint, reachable kubelet endpoint.
+    let node = wait_for("the Node to be Ready", Duration::from_secs(90), || {
+        let node = cluster.json(&["get", "node", NODE]);
+        (condition(&node, "Ready").as_deref() == Some("True")).then_some(node)
+    });
+    assert!(node["metadata"]["labels"]
+        .get("node-role.kubernetes.io/control-plane")
+        .is_some());
+    assert!(node["spec"]["taints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(
+            |t| t["key"] == "node-role.kubernetes.io/control-plane" && t["effect"] == "NoSchedule"
+        ));
+    assert_eq!(
+        node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
+        cluster.kubelet_port
+    );
+    assert_eq!(node["status"]["allocatable"]["pods"], "4");
+    let lease = cluster.json(&["-n", "kube-node-lease", "get", "lease", NODE]);
+    assert_eq!(lease["spec"]["holderIdentity"], NODE);
+
+    // Four mirror pods, Running and Ready, with restart counts, owned by the Node.
+    let components = [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ];
+    wait_for("four Ready mirror pods", Duration::from_secs(60), || {
+        components
+            .iter()
+            .all(|c| {
+                let pod = mirror(&cluster, c);
+                pod["status"]["phase"] == "Running"
+                    && condition(&pod, "Ready").as_deref() == Some("True")
+                    && pod["status"]["containerStatuses"][0]["restartCount"].is_u64()
+            })
+            .then_some(())
+    });
+    let apiserver = mirror(&cluster, "kube-apiserver");
+    assert_eq!(apiserver["metadata"]["ownerReferences"][0]["kind"], "Node");
+    assert_eq!(
+        apiserver["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "file"
+    );
+    let status_table = text(&cluster.boot(&["status"]));
+    assert!(
+        status_table.contains("api: in sync with https://"),
+        "{status_table}"
+    );
+
+    // kubectl logs and logs -f, through the API server and :10250.
+    let logs = cluster.kubectl(&[
+        "-n",
+        "kube-system",
+        "logs",
+        &format!("kube-apiserver-{NODE}"),
+        "--tail=3",
+    ]);
+    assert!(
+        logs.status.success() && !logs.stdout.is_empty(),
+        "{}",
+        text(&logs)
+    );
+    let mut follow = Command::new("kubectl")
+        .args([
+            "-n",
+            "kube-system",
+            "logs",
+            "-f",
+            "--tail=1",
+            &format!("etcd-{NODE}"),
+        ])
+        .env(
+            "KUBECONFIG",
+            cluster.root().join("etc/kubernetes/admin.conf"),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    let mut stdout = follow.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || stdout.read(&mut first).map(|n| n == 1));
+    std::thread::sleep(Duration::from_secs(2));
+    let still_following = follow.try_wait().unwrap().is_none();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(
+        reader.join().unwrap().unwrap_or(false),
+        "logs -f printed nothing"
+    );
+    assert!(still_following, "logs -f ended instead of following");
+
+    // Anonymous requests to :10250 are refused.
+    let anonymous = Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://127.0.0.1:{}/pods", cluster.kubelet_port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
+
+    // A deleted mirror pod comes back; its static pod keeps running.
+    let before = cluster.status();
+    let old_uid = mirror(&cluster, "kube-scheduler")["metadata"]["uid"].clone();
+    let deleted = cluster.kubectl(&[
+        "-n",
+        "kube-system",
+        "delete",
+        "pod",
+        &format!("kube-scheduler-{NODE}"),
+        "--wait=false",
+    ]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    wait_for(
+        "the mirror pod to come back",
+        Duration::from_secs(30),
+        || {
+            let uid = &mirror(&cluster, "kube-scheduler")["metadata"]["uid"];
+            (uid.is_string() && *uid != old_uid).then_some(())
+        },
+    );
+    assert_eq!(
+        pid_of(&cluster.status(), "kube-scheduler"),
+        pid_of(&before, "kube-scheduler")
+    );
+
+    // A pod bound to the node is rejected; a scheduled one never lands on it.
+    let bound = cluster.kubectl(&[
+        "run",
+        "bound",
+        "--image=registry.k8s.io/pause:3.10",
+        "--overrides={\"spec\":{\"nodeName\":\"node-api-e2e\"}}",
+    ]);
+    assert!(bound.status.success(), "{}", text(&bound));
+    let free = cluster.kubectl(&["run", "free", "--image=registry.k8s.io/pause:3.10"]);
+    assert!(free.status.success(), "{}", text(&free));
+    let rejected = wait_for(
+        "the bound pod to be rejected",
+        Duration::from_secs(30),
+        || {
+            let pod = cluster.json(&["get", "pod", "bound"]);
+            (pod["status"]["phase"] == "Failed").then_some(pod)
+        },
+    );
+    assert_eq!(rejected["status"]["reason"], "OutOfpods");
+    assert!(rejected["status"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Pod was rejected: "));
+
+    // An edited manifest gives the mirror pod a new hash.
+    let old_hash = mirror(&cluster, "kube-scheduler")["metadata"]["annotations"]
+        ["kubernetes.io/config.mirror"]
+        .clone();
+    let manifest = cluster.manifest("kube-scheduler");
+    let edited = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "\n  labels:\n",
+        "\n  labels:\n    edited: \"yes\"\n",
+        1,
+    );
+    std::fs::write(&manifest, edited).unwrap();
+    wait_for("the mirror pod's new hash", Duration::from_secs(60), || {
+        let pod = mirror(&cluster, "kube-scheduler");
+        let hash = &pod["metadata"]["annotations"]["kubernetes.io/config.mirror"];
+        (hash.is_string() && *hash != old_hash && pod["metadata"]["labels"]["edited"] == "yes")
+            .then_some(())
+    });
+    let free = cluster.json(&["get", "pod", "free"]);
+    assert!(
+        free["spec"]["nodeName"].is_null(),
+        "scheduled onto the control plane: {free}"
+    );
+
+    // The API server stopped through the agent: etcd is left alone, and the mirror pods catch
+    // up once it is back.
+    let etcd_pid = pid_of(&cluster.status(), "etcd");
+    let parked = cluster.dir.path().join("kube-apiserver.yaml");
+    std::fs::rename(cluster.manifest("kube-apiserver"), &parked).unwrap();
+    wait_for("the API sync to notice", Duration::from_secs(90), || {
+        let status = cluster.status();
+        let gone = pid_of(&status, "kube-apiserver").is_none();
+        (gone && status["api"]["lastError"].is_string()).then_some(())
+    });
+    std::fs::rename(&parked, cluster.manifest("kube-apiserver")).unwrap();
+    wait_for("the API sync to catch up", Duration::from_secs(120), || {
+        let status = cluster.status();
+        let api = &status["api"];
+        let synced = api["nodeRegistered"] == true
+            && api["lastError"].is_null()
+            && api["mirrorPods"] == 4
+            && api["staticPods"] == 4;
+        synced.then_some(())
+    });
+    assert_eq!(
+        pid_of(&cluster.status(), "etcd"),
+        etcd_pid,
+        "etcd was disturbed"
+    );
+    wait_for(
+        "a Ready kube-apiserver mirror pod",
+        Duration::from_secs(60),
+        || {
+            (condition(&mirror(&cluster, "kube-apiserver"), "Ready").as_deref() == Some("True"))
+                .then_some(())
+        },
+    );
+
+    // reset removes kubelet.conf and the kubelet's files.
+    let reset = cluster.boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(!kubelet_conf.exists());
+    assert!(!cluster.root().join("var/lib/kubelet/config.yaml").exists());
+}
