@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn expiry_column_is_go_layout_in_utc() {
-        assert_eq!(expires(1_767_225_600 + 3 * 3600 + 4 * 60), "Jan 01, 2026 03:04 UTC");
+        assert_eq!(
+            expires(1_767_225_600 + 3 * 3600 + 4 * 60),
+            "Jan 01, 2026 03:04 UTC"
+        );
     }
 
     #[test]
@@ -217,7 +220,10 @@ mod tests {
     fn tables_have_kubeadm_headers_and_aligned_columns() {
         let now = 0;
         let text = render_tables(
-            &[row("admin.conf", 0, 365 * DAY), row("apiserver", 0, 10 * DAY)],
+            &[
+                row("admin.conf", 0, 365 * DAY),
+                row("apiserver", 0, 10 * DAY),
+            ],
             &[CertRow {
                 authority: String::new(),
                 externally_managed: true,
@@ -227,10 +233,16 @@ mod tests {
         );
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("CERTIFICATE   EXPIRES"), "{text}");
-        assert!(lines[1].starts_with("admin.conf    Jan 01, 1971 00:00 UTC   1y"), "{text}");
+        assert!(
+            lines[1].starts_with("admin.conf    Jan 01, 1971 00:00 UTC   1y"),
+            "{text}"
+        );
         assert!(lines[2].contains("10d"), "{text}");
         assert_eq!(lines[3], "");
-        assert!(lines[4].starts_with("CERTIFICATE AUTHORITY   EXPIRES"), "{text}");
+        assert!(
+            lines[4].starts_with("CERTIFICATE AUTHORITY   EXPIRES"),
+            "{text}"
+        );
         assert!(lines[5].ends_with("yes"), "{text}");
     }
 }

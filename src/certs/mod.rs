@@ -190,11 +190,7 @@ pub fn select(local_etcd: bool, names: &[String]) -> Result<Vec<Renewable>, Cert
                 .cloned()
                 .ok_or_else(|| CertsError::Unknown {
                     name: name.clone(),
-                    known: all
-                        .iter()
-                        .map(|r| r.name())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    known: all.iter().map(|r| r.name()).collect::<Vec<_>>().join(", "),
                 })
         })
         .collect()
@@ -224,12 +220,11 @@ pub fn renew(
     }
     let ca_path = layout.cert_dir.join(format!("{}.crt", item.ca_file()));
     let ca_cert_pem = read_bounded(&ca_path)?;
-    let ca_key_pem = String::from_utf8(read_bounded(&ca_key_path)?).map_err(|_| {
-        CertsError::File {
+    let ca_key_pem =
+        String::from_utf8(read_bounded(&ca_key_path)?).map_err(|_| CertsError::File {
             path: ca_key_path.clone(),
             reason: "not UTF-8 PEM".into(),
-        }
-    })?;
+        })?;
     let cert_path = item.changed_file(layout);
     let (cert_pem, kubeconfig) = match item {
         Renewable::Leaf { .. } => (read_bounded(&cert_path)?, None),

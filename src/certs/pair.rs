@@ -168,7 +168,10 @@ mod tests {
             complete_pending(&paths).unwrap();
             let (cert, key) = read(&paths);
             assert_eq!((cert.as_str(), key.as_str()), expected, "after {step:?}");
-            assert!(!complete_pending(&paths).unwrap(), "nothing left after {step:?}");
+            assert!(
+                !complete_pending(&paths).unwrap(),
+                "nothing left after {step:?}"
+            );
             let names: Vec<_> = fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -99,7 +99,9 @@ mod tests {
         let volumes: Vec<String> = file_mounts
             .iter()
             .enumerate()
-            .map(|(i, p)| format!("  - name: v{i}\n    hostPath: {{path: {p}, type: FileOrCreate}}\n"))
+            .map(|(i, p)| {
+                format!("  - name: v{i}\n    hostPath: {{path: {p}, type: FileOrCreate}}\n")
+            })
             .collect();
         let yaml = format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n  - name: c\n    command: {command:?}\n  volumes:\n{}  - name: certs\n    hostPath: {{path: /etc/kubernetes/pki}}\n",
@@ -115,7 +117,10 @@ mod tests {
         vec![
             pod(
                 "kube-scheduler",
-                &["kube-scheduler", "--kubeconfig=/etc/kubernetes/scheduler.conf"],
+                &[
+                    "kube-scheduler",
+                    "--kubeconfig=/etc/kubernetes/scheduler.conf",
+                ],
                 &["/etc/kubernetes/scheduler.conf"],
             ),
             pod(
@@ -153,7 +158,10 @@ mod tests {
 
     #[test]
     fn only_pods_that_use_a_renewed_file_restart_in_control_plane_order() {
-        assert_eq!(names(&["/etc/kubernetes/pki/apiserver.crt"]), ["kube-apiserver"]);
+        assert_eq!(
+            names(&["/etc/kubernetes/pki/apiserver.crt"]),
+            ["kube-apiserver"]
+        );
         assert_eq!(
             names(&[
                 "/etc/kubernetes/scheduler.conf",
@@ -167,7 +175,10 @@ mod tests {
             ["kube-controller-manager"]
         );
         assert!(names(&["/etc/kubernetes/admin.conf"]).is_empty());
-        assert!(names(&["/etc/kubernetes/pki/apiserver"]).is_empty(), "a prefix is not the file");
+        assert!(
+            names(&["/etc/kubernetes/pki/apiserver"]).is_empty(),
+            "a prefix is not the file"
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub struct BootConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
     pub agent: AgentConfiguration,
+    pub certificates: CertificatesConfiguration,
 }
 
 impl Default for BootConfiguration {
@@ -38,6 +39,7 @@ impl Default for BootConfiguration {
             etcd_version: None,
             templates_dir: None,
             agent: AgentConfiguration::default(),
+            certificates: CertificatesConfiguration::default(),
         }
     }
 }
@@ -96,4 +98,14 @@ impl Default for Backoff {
             reset_after: GoDuration(Duration::from_secs(600)),
         }
     }
+}
+
+/// Certificates over time.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificatesConfiguration {
+    /// A leaf certificate is due for renewal once less than this is left; by default a third of
+    /// its validity period (Talos renews at half, k3s and RKE2 120 days ahead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<GoDuration>,
 }

@@ -106,11 +106,8 @@ mod tests {
     use crate::pki::{issue, ExistingPki, PkiRequest};
 
     fn pki_files() -> (PkiRequest, std::collections::HashMap<String, Vec<u8>>) {
-        let mut req = PkiRequest::with_defaults(
-            "/pki",
-            "node-a",
-            "192.0.2.10".parse::<IpAddr>().unwrap(),
-        );
+        let mut req =
+            PkiRequest::with_defaults("/pki", "node-a", "192.0.2.10".parse::<IpAddr>().unwrap());
         req.algorithm = KeyAlgorithm::EcdsaP256;
         let pki = issue(&req, &ExistingPki::empty()).unwrap();
         let files = pki
