@@ -76,6 +76,9 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
                 files,
                 trees: [
                     "/etc/kubernetes/pki",
+                    "/etc/kubernetes/encryption",
+                    "/etc/kubernetes/audit",
+                    "/var/log/kubernetes/audit",
                     "/var/lib/etcd",
                     "/var/lib/boot",
                     "/run/boot",
