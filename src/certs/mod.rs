@@ -10,11 +10,14 @@
 //! Touches: the certificate directory, `/etc/kubernetes/*.conf`, and (for restarts) the manifests
 //! directory; all already `--root`-prefixed by the caller.
 
+pub mod auto;
 pub mod expiry;
 pub mod pair;
 mod restart;
 
-pub use restart::{affected_pods, mark_renewed, RENEWED_ANNOTATION};
+pub use restart::{
+    affected_pods, mark_renewed, read_manifests, rolling_restart, RestartError, RENEWED_ANNOTATION,
+};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

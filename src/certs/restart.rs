@@ -10,9 +10,11 @@
 //! pod for boot's agent and for a kubelet alike, and nothing else in it changes.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::agent::status::{self, AgentStatus};
 use crate::host::{self, RenderedFile};
 
 pub const RENEWED_ANNOTATION: &str = "boot/certificates-renewed-at";
@@ -89,6 +91,118 @@ pub fn mark_renewed(path: &Path, stamp: &str) -> Result<(), String> {
     annotations.insert(RENEWED_ANNOTATION.into(), stamp.into());
     let text = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
     host::write_all(&[RenderedFile::new(path, 0o600, text)]).map_err(|e| e.to_string())
+}
+
+/// Longest manifest read when looking for the pods that use a renewed file (the agent's limit).
+const MAX_MANIFEST: u64 = 10 * 1024 * 1024;
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestartError {
+    #[error("cannot restart {pod}: {reason}")]
+    Manifest { pod: String, reason: String },
+    #[error("{pod} did not become ready again after its restart: {reason}")]
+    NotReady { pod: String, reason: String },
+}
+
+/// Every regular `*.yaml`/`*.yml`/`*.json` file of the manifest directory that parses as a Pod.
+pub fn read_manifests(dir: &Path) -> Vec<(PathBuf, Pod)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut pods: Vec<(PathBuf, Pod)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .filter(|p| {
+            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= MAX_MANIFEST)
+        })
+        .filter_map(|p| {
+            let pod = serde_yaml::from_slice(&std::fs::read(&p).ok()?).ok()?;
+            Some((p, pod))
+        })
+        .collect();
+    pods.sort_by(|a, b| a.0.cmp(&b.0));
+    pods
+}
+
+/// Marks each manifest in turn and waits until the agent answering on `socket` runs a new, ready
+/// pod for it before the next. Without an agent the manifests are only marked.
+pub fn rolling_restart(
+    socket: &Path,
+    affected: &[(PathBuf, String)],
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RestartError> {
+    let stamp = crate::pki::format_time(super::unix(std::time::SystemTime::now()));
+    for (manifest, name) in affected {
+        let before = status::fetch(socket).ok();
+        let old_uid = before
+            .as_ref()
+            .and_then(|s| pod_of(s, manifest))
+            .map(|p| p.uid.clone());
+        mark_renewed(manifest, &stamp).map_err(|reason| RestartError::Manifest {
+            pod: name.clone(),
+            reason,
+        })?;
+        if before.is_none() {
+            progress(&format!(
+                "{name}: the agent is not running; its manifest is updated and it starts with \
+                 the new certificates when the agent does"
+            ));
+            continue;
+        }
+        progress(&format!("Restarting {name} …"));
+        let started = Instant::now();
+        wait_ready_again(socket, manifest, old_uid.as_deref(), timeout).map_err(|reason| {
+            RestartError::NotReady {
+                pod: name.clone(),
+                reason,
+            }
+        })?;
+        progress(&format!(
+            "{name} is ready again after {:.1}s",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+fn pod_of<'a>(status: &'a AgentStatus, manifest: &Path) -> Option<&'a status::PodStatus> {
+    status
+        .pods
+        .iter()
+        .find(|p| p.manifest == manifest && !p.terminating)
+}
+
+fn wait_ready_again(
+    socket: &Path,
+    manifest: &Path,
+    old_uid: Option<&str>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("the agent has not picked up the change yet");
+    while Instant::now() < deadline {
+        match status::fetch(socket) {
+            Ok(status) => match pod_of(&status, manifest) {
+                Some(pod) if Some(pod.uid.as_str()) != old_uid && pod.ready => return Ok(()),
+                Some(pod) if Some(pod.uid.as_str()) != old_uid => {
+                    last = pod
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "started, not ready yet".into());
+                }
+                _ => {}
+            },
+            Err(e) => last = format!("the agent did not answer: {e}"),
+        }
+        std::thread::sleep(POLL);
+    }
+    Err(format!("{last} (after {}s)", timeout.as_secs()))
 }
 
 #[cfg(test)]

@@ -3,22 +3,15 @@
 //! each only after the previous is ready again, so a single-node control plane never loses etcd
 //! and the API server at once.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Subcommand};
-use k8s_openapi::api::core::v1::Pod;
 
 use super::load::{load, ConfigFlags};
 use super::{CliError, ExitCode, GlobalArgs};
-use crate::agent::status::{self, AgentStatus};
-use crate::certs::{self, expiry, CertsError, CertsLayout, RenewSettings, Renewable};
+use crate::certs::{self, expiry, CertsError, CertsLayout, RenewSettings, Renewable, RestartError};
 use crate::config::Config;
 use crate::host::HostRoot;
-
-/// Longest manifest read when looking for the pods that use a renewed file (the agent's limit).
-const MAX_MANIFEST: u64 = 10 * 1024 * 1024;
-const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCommand {
@@ -152,17 +145,29 @@ fn renew(args: RenewArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         );
         return Ok(ExitCode::Ok);
     }
-    let manifests = read_manifests(&root.path(&cfg.static_pod_path));
+    let manifests = certs::read_manifests(&root.path(&cfg.static_pod_path));
     let affected = certs::affected_pods(&manifests, &changed);
     if affected.is_empty() {
         println!("No static pod uses the renewed files: nothing to restart.");
         return Ok(ExitCode::Ok);
     }
-    rolling_restart(
+    certs::rolling_restart(
         &root.path("/run/boot/agent.sock"),
         &affected,
         Duration::from_secs(args.timeout),
+        &mut |line| println!("[renew] {line}"),
     )
+    .map(|()| ExitCode::Ok)
+    .map_err(|e| match e {
+        RestartError::Manifest { .. } => CliError::new(ExitCode::Files, e.to_string())
+            .with_hint("restart the pod by hand, or run `boot certs renew` again"),
+        RestartError::NotReady { ref pod, .. } => {
+            let hint = format!(
+                "`boot status` and `boot logs {pod}` say why; the remaining pods were not restarted"
+            );
+            CliError::new(ExitCode::Timeout, e.to_string()).with_hint(hint)
+        }
+    })
 }
 
 fn describe(item: &Renewable) -> String {
@@ -170,106 +175,4 @@ fn describe(item: &Renewable) -> String {
         Renewable::Leaf { name, file, .. } => format!("certificate {name} ({file}.crt)"),
         Renewable::Kubeconfig { name } => format!("certificate embedded in {name}"),
     }
-}
-
-/// Every regular `*.yaml`/`*.yml`/`*.json` file of the manifest directory that parses as a Pod.
-fn read_manifests(dir: &Path) -> Vec<(PathBuf, Pod)> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut pods: Vec<(PathBuf, Pod)> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .filter(|p| {
-            std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file() && m.len() <= MAX_MANIFEST)
-        })
-        .filter_map(|p| {
-            let pod = serde_yaml::from_slice(&std::fs::read(&p).ok()?).ok()?;
-            Some((p, pod))
-        })
-        .collect();
-    pods.sort_by(|a, b| a.0.cmp(&b.0));
-    pods
-}
-
-/// Marks each manifest in turn and waits until the agent runs a new, ready pod for it.
-fn rolling_restart(
-    socket: &Path,
-    affected: &[(PathBuf, String)],
-    timeout: Duration,
-) -> Result<ExitCode, CliError> {
-    let stamp = crate::pki::format_time(certs::unix(SystemTime::now()));
-    for (manifest, name) in affected {
-        let before = status::fetch(socket).ok();
-        let old_uid = before
-            .as_ref()
-            .and_then(|s| pod_of(s, manifest))
-            .map(|p| p.uid.clone());
-        certs::mark_renewed(manifest, &stamp).map_err(|e| {
-            CliError::new(ExitCode::Files, format!("cannot restart {name}: {e}"))
-                .with_hint("restart the pod by hand, or run `boot certs renew` again")
-        })?;
-        if before.is_none() {
-            println!(
-                "[renew] {name}: the agent is not running; its manifest is updated and it \
-                 starts with the new certificates when the agent does"
-            );
-            continue;
-        }
-        println!("[renew] Restarting {name} …");
-        let started = Instant::now();
-        wait_ready_again(socket, manifest, old_uid.as_deref(), timeout).map_err(|why| {
-            CliError::new(
-                ExitCode::Timeout,
-                format!("{name} did not become ready again after its restart: {why}"),
-            )
-            .with_hint(format!(
-                "`boot status` and `boot logs {name}` say why; the remaining pods were not \
-                 restarted"
-            ))
-        })?;
-        println!(
-            "[renew] {name} is ready again after {:.1}s",
-            started.elapsed().as_secs_f64()
-        );
-    }
-    Ok(ExitCode::Ok)
-}
-
-fn pod_of<'a>(status: &'a AgentStatus, manifest: &Path) -> Option<&'a status::PodStatus> {
-    status
-        .pods
-        .iter()
-        .find(|p| p.manifest == manifest && !p.terminating)
-}
-
-fn wait_ready_again(
-    socket: &Path,
-    manifest: &Path,
-    old_uid: Option<&str>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let mut last = String::from("the agent has not picked up the change yet");
-    while Instant::now() < deadline {
-        match status::fetch(socket) {
-            Ok(status) => match pod_of(&status, manifest) {
-                Some(pod) if Some(pod.uid.as_str()) != old_uid && pod.ready => return Ok(()),
-                Some(pod) if Some(pod.uid.as_str()) != old_uid => {
-                    last = pod
-                        .reason
-                        .clone()
-                        .unwrap_or_else(|| "started, not ready yet".into());
-                }
-                _ => {}
-            },
-            Err(e) => last = format!("the agent did not answer: {e}"),
-        }
-        std::thread::sleep(POLL);
-    }
-    Err(format!("{last} (after {}s)", timeout.as_secs()))
 }
