@@ -199,7 +199,7 @@ fn renew_replaces_only_the_named_certificates_with_new_keys() {
 
 #[test]
 fn renew_all_and_the_renewal_window_decide_the_exit_code() {
-    // A 1h validity and a window of 2h: every fresh leaf is already due.
+    // Renewed with a 1h validity, checked with a 2h window: every leaf is due.
     let cluster = Cluster::new("certificates:\n  renewBefore: 2h\n");
     let out = cluster.boot(&["certs", "check-expiration"]);
     assert!(
@@ -213,15 +213,26 @@ fn renew_all_and_the_renewal_window_decide_the_exit_code() {
         "encryptionAlgorithm:",
         "certificateValidityPeriod: 1h\nencryptionAlgorithm:",
     );
-    std::fs::write(&short, config).unwrap();
-    let renew = Command::new(env!("CARGO_BIN_EXE_boot"))
-        .arg("--root")
-        .arg(&cluster.root)
-        .arg("--config")
-        .arg(&short)
-        .args(["certs", "renew", "all", "--no-restart"])
-        .output()
-        .unwrap();
+    let renew_with = |config: &str| {
+        std::fs::write(&short, config).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_boot"))
+            .arg("--root")
+            .arg(&cluster.root)
+            .arg("--config")
+            .arg(&short)
+            .args(["certs", "renew", "all", "--no-restart"])
+            .output()
+            .unwrap()
+    };
+    // A window as long as the validity would renew forever: refused, naming the field.
+    let refused = renew_with(&config);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        text(&refused.stderr).contains("BootConfiguration.certificates.renewBefore"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let renew = renew_with(&config.replace("certificates:\n  renewBefore: 2h\n", ""));
     assert!(renew.status.success(), "{}", text(&renew.stderr));
     assert_eq!(
         text(&renew.stdout)
