@@ -6,6 +6,7 @@
 //! nothing) → [`host`] writes → [`agent`] runs. `main.rs` only calls [`cli::main`].
 
 pub mod agent;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod host;

@@ -148,7 +148,8 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 /// The flag lists of reference §4.2–4.5, default configuration, local etcd.
 #[test]
 fn default_flags_are_exactly_kubeadms() {
-    let files = render("defaults");
+    // boot's secure defaults (encryption at rest, audit) off: then every flag is kubeadm's.
+    let files = render("kubeadm-exact");
     assert_eq!(files.len(), 4);
     let apiserver = set(&[
         "advertise-address",
@@ -453,4 +454,54 @@ fn ipv6_brackets_urls_and_uses_ipv6_loopback() {
         .clone()
         .unwrap();
     assert_eq!(probe.http_get.unwrap().host.as_deref(), Some("::1"));
+}
+
+#[test]
+fn secure_defaults_add_encryption_at_rest_and_audit_to_the_api_server_only() {
+    let secure = render("defaults");
+    let plain = render("kubeadm-exact");
+    let apiserver = by_name(&secure, "kube-apiserver");
+    let added: BTreeSet<String> = flag_names(&apiserver)
+        .difference(&flag_names(&by_name(&plain, "kube-apiserver")))
+        .cloned()
+        .collect();
+    assert_eq!(
+        added,
+        set(&[
+            "audit-log-maxage",
+            "audit-log-maxbackup",
+            "audit-log-maxsize",
+            "audit-log-path",
+            "audit-policy-file",
+            "encryption-provider-config",
+            "encryption-provider-config-automatic-reload",
+        ])
+    );
+    assert_eq!(
+        flag(&apiserver, "encryption-provider-config").as_deref(),
+        Some("/etc/kubernetes/encryption/config.yaml")
+    );
+    assert_eq!(
+        flag(&apiserver, "audit-log-path").as_deref(),
+        Some("/var/log/kubernetes/audit/audit.log")
+    );
+    let volumes: BTreeSet<String> = apiserver
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.clone())
+        .collect();
+    for name in ["encryption-config", "audit-policy", "audit-log"] {
+        assert!(volumes.contains(name), "{name}: {volumes:?}");
+    }
+    for component in ["etcd", "kube-controller-manager", "kube-scheduler"] {
+        assert_eq!(
+            by_name(&secure, component),
+            by_name(&plain, component),
+            "{component} is unchanged"
+        );
+    }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::backoff::BackoffSettings;
 use crate::host::HostRoot;
 use crate::runtime::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
-use crate::version::Version;
 use crate::runtime::network::NetworkSettings;
+use crate::version::Version;
 
 /// The kubelet's `staticPodPath` in a kubeadm cluster.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";

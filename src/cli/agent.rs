@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{CliError, ExitCode, GlobalArgs};
 use crate::agent::{self, AgentError, AgentOptions};
+use crate::certs;
 use crate::host::HostRoot;
 
 #[derive(Debug, Clone, Args)]
@@ -49,6 +50,14 @@ impl AgentOptions {
     /// The agent's options from `boot agent`'s flags over the defaults. (The configuration file's
     /// `BootConfiguration` and `KubeletConfiguration.staticPodPath` belong between the two.)
     pub fn from_args(global: &GlobalArgs, args: &AgentArgs) -> Result<AgentOptions, CliError> {
+        Self::from_args_and_config(global, args).map(|(options, _)| options)
+    }
+
+    /// [`AgentOptions::from_args`], and the configuration it read (`--config`), if any.
+    pub fn from_args_and_config(
+        global: &GlobalArgs,
+        args: &AgentArgs,
+    ) -> Result<(AgentOptions, Option<crate::config::Config>), CliError> {
         let root = global.host_root()?;
         // The configuration file, when given, sits between the defaults and the flags.
         let config = match &global.config {
@@ -76,7 +85,7 @@ impl AgentOptions {
             args.kubeconfig.clone(),
         )?;
         Self::apply_flags(&mut options, args)?;
-        Ok(options)
+        Ok((options, config))
     }
 
     /// The agent `boot init --agent=foreground` runs in its own process.
@@ -239,7 +248,10 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
 }
 
 pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
-    let options = AgentOptions::from_args(global, &args)?;
+    let (options, config) = AgentOptions::from_args_and_config(global, &args)?;
+    let renewal = config
+        .as_ref()
+        .map(|cfg| auto_renewal(cfg, &options.root, &options.status_socket));
     // One thread is plenty for a supervisor and keeps the agent small.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -247,12 +259,40 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| {
             CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
         })?;
-    let result = runtime.block_on(async { agent::run(options, super::shutdown_signal()).await });
+    let result = runtime.block_on(async {
+        let renewal = renewal.map(|auto| tokio::spawn(certs::auto::run(auto)));
+        let result = agent::run(options, super::shutdown_signal()).await;
+        if let Some(task) = renewal {
+            task.abort();
+        }
+        result
+    });
     result.map(|()| ExitCode::Ok).map_err(|e| match e {
         AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
             .with_hint("stop the other agent, or give another --root"),
         other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
     })
+}
+
+/// Automatic certificate renewal beside the agent, from the configuration it runs with.
+pub fn auto_renewal(
+    cfg: &crate::config::Config,
+    root: &HostRoot,
+    status_socket: &std::path::Path,
+) -> certs::auto::AutoRenewal {
+    certs::auto::AutoRenewal {
+        layout: certs::CertsLayout {
+            cert_dir: root.path(cfg.cert_dir()),
+            kubernetes_dir: root.path("/etc/kubernetes"),
+            local_etcd: cfg.local_etcd().is_some(),
+        },
+        algorithm: cfg.cluster.encryption_algorithm,
+        validity: cfg.cluster.certificate_validity_period.0,
+        renew_before: cfg.boot.certificates.renew_before.map(|d| d.0),
+        manifest_dir: root.path(&cfg.static_pod_path),
+        status_socket: status_socket.to_path_buf(),
+        state_file: root.path(certs::auto::STATE_FILE),
+    }
 }
 
 /// The per-container log relay (internal: the agent starts it).

@@ -2,6 +2,7 @@
 //! errors on stderr as one headline, the cause chain and a `hint:`, mapped to exit codes.
 
 mod agent;
+mod certs;
 mod config_cmd;
 mod error;
 mod init;
@@ -76,6 +77,9 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Show the agent and every static pod; exits 0 only when all are running and ready.
     Status(status::StatusArgs),
+    /// Certificate expiry and renewal (kubeadm's `certs` commands).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
     /// Print a static pod's container log.
     Logs(logs::LogsArgs),
     /// Relay a container's output into its CRI log file (started by the agent).
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Agent(args) => agent::run(args, global),
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),
+        Command::Certs(command) => certs::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
     }
 }

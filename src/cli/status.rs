@@ -36,7 +36,10 @@ pub fn run(args: StatusArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> 
             "{}",
             serde_json::to_string_pretty(&status).unwrap_or_default()
         ),
-        "table" => print_table(&status, global.verbose > 0),
+        "table" => {
+            print_table(&status, global.verbose > 0);
+            print_certificates(&root.path(crate::certs::auto::STATE_FILE));
+        }
         other => {
             return Err(CliError::usage(
                 format!("-o {other}: unknown output format"),
@@ -148,6 +151,27 @@ fn api_sync_line(api: &status::ApiSyncStatus, node: &str) -> String {
         line.push_str(&format!("\n  last error: {error}"));
     }
     line
+}
+
+/// What automatic certificate renewal last did, when an agent with a configuration runs it.
+fn print_certificates(state_file: &std::path::Path) {
+    let Some(state) = crate::certs::auto::read_state(state_file) else {
+        return;
+    };
+    let format = |unix: i64| crate::certs::expiry::expires(unix);
+    match &state.next_due {
+        Some((name, at)) => println!("certificates: next renewal {name} at {}", format(*at)),
+        None => println!("certificates: nothing to renew automatically"),
+    }
+    if let Some((name, at)) = state.renewed.last() {
+        println!("  last renewed {name} at {}", format(*at));
+    }
+    for warning in &state.ca_warnings {
+        println!("  warning: {warning}");
+    }
+    if let Some(error) = &state.last_error {
+        println!("  renewal failed (retried at the next check): {error}");
+    }
 }
 
 fn print_last_logs(out: &mut impl Write, pod: &status::PodStatus) {

@@ -29,6 +29,9 @@ pub struct BootConfiguration {
     pub agent: AgentConfiguration,
     /// Pod networking for pods without `hostNetwork`.
     pub network: NetworkConfiguration,
+    pub certificates: CertificatesConfiguration,
+    pub encryption_at_rest: EncryptionAtRest,
+    pub audit: Audit,
 }
 
 impl Default for BootConfiguration {
@@ -41,6 +44,9 @@ impl Default for BootConfiguration {
             templates_dir: None,
             agent: AgentConfiguration::default(),
             network: NetworkConfiguration::default(),
+            certificates: CertificatesConfiguration::default(),
+            encryption_at_rest: EncryptionAtRest::default(),
+            audit: Audit::default(),
         }
     }
 }
@@ -124,6 +130,78 @@ impl Default for NetworkConfiguration {
             conf_dir: DEFAULT_CONF_DIR.into(),
             bin_dirs: DEFAULT_BIN_DIRS.iter().map(PathBuf::from).collect(),
             default_subnet: DEFAULT_SUBNET.parse().expect("a valid default subnet"),
+        }
+    }
+}
+
+/// Certificates over time.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificatesConfiguration {
+    /// A leaf certificate is due for renewal once less than this is left; by default a third of
+    /// its validity period (Talos renews at half, k3s and RKE2 120 days ahead).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<GoDuration>,
+}
+
+/// Encryption at rest for the API server (off in kubeadm; on by default in boot).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct EncryptionAtRest {
+    pub enabled: bool,
+    pub provider: EncryptionProvider,
+    /// What is encrypted: `secrets` by default; add `configmaps` if they hold secrets too.
+    pub resources: Vec<String>,
+}
+
+impl Default for EncryptionAtRest {
+    fn default() -> Self {
+        EncryptionAtRest {
+            enabled: true,
+            provider: EncryptionProvider::Secretbox,
+            resources: vec!["secrets".into()],
+        }
+    }
+}
+
+/// The providers that take a static 32-byte key (the API server's `secretbox` and `aescbc`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptionProvider {
+    /// XSalsa20-Poly1305: authenticated, the upstream recommendation among static-key providers.
+    Secretbox,
+    Aescbc,
+}
+
+impl EncryptionProvider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncryptionProvider::Secretbox => "secretbox",
+            EncryptionProvider::Aescbc => "aescbc",
+        }
+    }
+}
+
+/// The API server's audit log (off in kubeadm; on by default in boot).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Audit {
+    pub enabled: bool,
+    /// `--audit-log-maxage`: days to keep rotated files.
+    pub max_age: u32,
+    /// `--audit-log-maxbackup`: rotated files to keep.
+    pub max_backup: u32,
+    /// `--audit-log-maxsize`: megabytes before a file is rotated.
+    pub max_size: u32,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            enabled: true,
+            max_age: 30,
+            max_backup: 10,
+            max_size: 100,
         }
     }
 }

@@ -93,6 +93,7 @@ impl Config {
         cluster.kind = "ClusterConfiguration".into();
         validate::documents(&init, &cluster, &sources)?;
         validate::pod_network(&boot, &cluster, &sources)?;
+        validate::renewal_window(&boot, &cluster, &sources)?;
 
         let node_name = match &init.node_registration.name {
             Some(name) => name.clone(),

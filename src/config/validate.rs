@@ -248,6 +248,29 @@ fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 }
 
 /// The node name becomes a certificate CN and part of pod names: an RFC 1123 subdomain.
+/// A renewal window as long as the validity would renew every certificate as soon as it is issued.
+pub fn renewal_window(
+    boot: &super::boot::BootConfiguration,
+    cluster: &ClusterConfiguration,
+    sources: &[DocumentSource],
+) -> Result<(), ConfigError> {
+    let validity = cluster.certificate_validity_period.0;
+    match boot.certificates.renew_before {
+        Some(before) if before.0 >= validity => Err(error_at(
+            sources,
+            "BootConfiguration",
+            &["certificates", "renewBefore"],
+            format!(
+                "{:?} is not shorter than certificateValidityPeriod ({validity:?}): every \
+                 certificate would be due as soon as it is issued",
+                before.0
+            ),
+        )
+        .with_hint("leave it unset (a third of the validity) or make it shorter")),
+        _ => Ok(()),
+    }
+}
+
 pub fn node_name(name: &str, sources: &[DocumentSource]) -> Result<(), ConfigError> {
     if is_dns_name(name) {
         return Ok(());

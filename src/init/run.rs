@@ -346,6 +346,12 @@ fn note_everything(
     if !pod_logs.exists() {
         ledger.note_tree(root, &pod_logs);
     }
+    // The API server's audit log directory fills with log files: a tree boot owns when it
+    // creates it.
+    let audit_log = root.path(crate::render::AUDIT_LOG_DIR);
+    if cfg.boot.audit.enabled && !audit_log.exists() {
+        ledger.note_tree(root, &audit_log);
+    }
     for file in files
         .iter()
         .filter(|f| f.path.extension().is_some_and(|e| e == "yaml"))

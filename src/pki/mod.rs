@@ -12,6 +12,7 @@ mod inspect;
 mod issue;
 mod keys;
 mod profiles;
+mod renew;
 mod reuse;
 mod sans;
 mod serving;
@@ -27,6 +28,7 @@ pub use error::PkiError;
 pub use issue::{issue, CERT_MODE, KEY_MODE};
 pub use keys::{generate_keys, KeyAlgorithm, PrivateKey};
 pub use profiles::{CertProfile, CommonName, ExtKeyUsage, KeyUsage, Profiles, SanRule, Signer};
+pub use renew::{renew, Renewal};
 pub use reuse::ExistingPki;
 pub use sans::{alt_names, is_dns1123_subdomain, is_wildcard_dns1123_subdomain, AltNames};
 pub use serving::{kubelet_serving, serving_still_good};
@@ -36,7 +38,7 @@ pub use sign::CERTIFICATE_BACKDATE;
 mod tests_support;
 
 use crate::host::RenderedFile;
-use inspect::CertFacts;
+pub use inspect::{format_time, CertFacts};
 
 /// kubeadm's CertificateValidityPeriod (constants.go, `certificateValidityPeriod: 8760h`).
 pub const CERT_VALIDITY: Duration = Duration::from_secs(8760 * 3600);

@@ -7,6 +7,7 @@ mod kubeconfig;
 mod pods;
 mod probes;
 mod report;
+mod security;
 mod templates;
 mod volumes;
 
@@ -14,6 +15,7 @@ pub use flags::Flag;
 pub use kubeconfig::{KubeconfigSpec, KUBECONFIGS};
 pub use pods::PodSpec;
 pub use report::lines as progress_lines;
+pub use security::{AUDIT_LOG_DIR, AUDIT_POLICY, ENCRYPTION_CONFIG};
 pub use templates::{names as template_names, yaml_scalar, Templates};
 pub use volumes::OPTIONAL_CA_DIRS;
 
@@ -65,6 +67,12 @@ pub enum RenderError {
         #[source]
         source: Box<PkiError>,
     },
+    #[error(
+        "{path} is not a usable encryption configuration ({why}); it may hold the only key to \
+         the Secrets in etcd, so boot does not replace it: restore it, or remove it to have a new \
+         key generated (Secrets encrypted with the old key are then unreadable)"
+    )]
+    EncryptionConfigInvalid { path: PathBuf, why: String },
     #[error("the cluster CA {path} does not exist")]
     MissingCa { path: PathBuf },
     #[error(transparent)]
@@ -273,6 +281,11 @@ pub fn bundle(
             bundle.files.extend(files);
             bundle.warnings.extend(warnings);
         }
+    }
+    if parts.components.contains(&"kube-apiserver") {
+        bundle
+            .files
+            .extend(security::files(cfg, templates, &layout.kubernetes_dir)?);
     }
     bundle.files.extend(manifests(
         cfg,

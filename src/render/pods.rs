@@ -7,6 +7,7 @@ use super::flags::{self, extra_value, Paths};
 use super::probes::{
     local_probe_host, metrics_host_port, probes, secure_port, PortSpec, Probe, ProbeSpec,
 };
+use super::security;
 use super::volumes::{ca_volumes, merge_volumes, volume, VolumeSpec};
 use crate::config::{bracket_host, Config, ControlPlaneComponent, HostPathType};
 use crate::host::HostRoot;
@@ -95,6 +96,8 @@ pub fn kube_apiserver(cfg: &Config, root: &HostRoot) -> PodSpec {
             index += 1;
         }
     }
+    let audit_log_dir = root.path(security::AUDIT_LOG_DIR).display().to_string();
+    volumes.extend(security::apiserver_volumes(cfg, &paths, &audit_log_dir));
     let address = cfg.advertise_address.to_string();
     let host_port = format!("{}:{}", bracket_host(&address), cfg.bind_port());
     let (probes, ports) = probes(
@@ -118,7 +121,11 @@ pub fn kube_apiserver(cfg: &Config, root: &HostRoot) -> PodSpec {
         image: cfg.component_image("kube-apiserver"),
         command: flags::command(
             "kube-apiserver",
-            flags::kube_apiserver(cfg, &paths),
+            [
+                flags::kube_apiserver(cfg, &paths),
+                security::apiserver_flags(cfg, &paths, &audit_log_dir),
+            ]
+            .concat(),
             &component.extra_args,
         ),
         env: env(cfg, &component),

@@ -35,6 +35,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "kubeconfig.yaml.tera",
         include_str!("../../templates/kubeconfig.yaml.tera"),
     ),
+    (
+        "encryption-config.yaml.tera",
+        include_str!("../../templates/encryption-config.yaml.tera"),
+    ),
+    (
+        "audit-policy.yaml.tera",
+        include_str!("../../templates/audit-policy.yaml.tera"),
+    ),
 ];
 
 pub struct Templates {

@@ -10,7 +10,6 @@ use crate::host::HostRoot;
 use crate::runtime::network;
 use crate::runtime::Runtime;
 
-
 #[derive(Debug)]
 pub struct StepError {
     pub step: String,

@@ -92,6 +92,9 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
                 files,
                 trees: [
                     "/etc/kubernetes/pki",
+                    "/etc/kubernetes/encryption",
+                    "/etc/kubernetes/audit",
+                    "/var/log/kubernetes/audit",
                     "/var/lib/etcd",
                     "/var/lib/boot",
                     "/run/boot",
