@@ -450,6 +450,9 @@ fn attach_and_detach_timing() {
 async fn boot_reset_deletes_the_pod_network_of_a_stopped_agent() {
     let Some(()) = prerequisites() else { return };
     let mut test = start(6, |_| {});
+    // `boot reset --root` acts only on cgroups under boot's default parent, where `boot agent`
+    // makes them.
+    test.agent.options.cgroup_parent = "boot".into();
     let settings = test.guard.settings.clone();
     // `boot reset --root` knows boot's default paths only: the pod goes on a conflist's network
     // with a bridge of this test's own, whose attachment the cache carries to reset.
