@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, PodRecord};
-use super::lifecycle::{pod_ref, watch_exit};
+use super::lifecycle::watch_exit;
 use super::{Context, Event, Supervisor};
 use crate::probe::ProbeSet;
 use crate::runtime::names::PodUid;
@@ -16,10 +16,8 @@ use crate::runtime::ContainerExit;
 
 /// Adopts what `record` says still runs for `worker`'s pod.
 pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Instant) {
-    // The sandbox is found again by create_sandbox (idempotent); a failure is retried later.
-    if record.sandbox.is_some() {
-        worker.sandbox = ctx.runtime.create_sandbox(pod_ref(&worker.pod)).ok();
-    }
+    // The sandbox is found again by create_sandbox (idempotent), which advance() runs on a
+    // blocking thread right after adoption.
     let pod = worker.pod.clone();
     let uid = pod.uid.clone();
     for container in worker.containers_mut() {

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::super::gc;
-use super::super::pod::{ContainerState, PodWorker, Running, Termination};
+use super::super::pod::{ContainerState, ContainerWorker, PodWorker, Running, Termination};
 use super::super::records::{self, ContainerRecord, PodRecord};
 use super::super::source::StaticPod;
 use super::{adoption, running_instance, Context, Event};
 use crate::probe::ProbeSet;
 use crate::runtime::logs::files::{container_log_path, pod_log_dir};
 use crate::runtime::names::PodUid;
-use crate::runtime::{ContainerExit, ContainerRequest, PodRef};
+use crate::runtime::{ContainerExit, ContainerHandle, ContainerRequest, PodRef, Sandbox};
 
 /// A failed start (missing binary, bad probe) is not retried faster than this, even with a zero
 /// back-off, so that a broken manifest cannot spin the agent.
@@ -76,24 +76,14 @@ pub fn advance(ctx: &Context, worker: &mut PodWorker, now: Instant) {
         return;
     }
     if worker.sandbox.is_none() {
-        if worker
+        let waiting = worker
             .sandbox_error
             .as_ref()
-            .is_some_and(|(_, retry)| *retry > now)
-        {
-            return;
+            .is_some_and(|(_, retry)| *retry > now);
+        if !waiting && !worker.sandbox_pending {
+            create_sandbox(ctx, worker);
         }
-        match ctx.runtime.create_sandbox(pod_ref(&worker.pod)) {
-            Ok(sandbox) => {
-                worker.sandbox = Some(sandbox);
-                worker.sandbox_error = None;
-            }
-            Err(e) => {
-                ctx.note(e.to_string());
-                worker.sandbox_error = Some((e.to_string(), now + SANDBOX_RETRY));
-                return;
-            }
-        }
+        return;
     }
     let mut changed = false;
     if let Some(index) = worker.next_init() {
@@ -118,8 +108,50 @@ fn due_to_start(state: &ContainerState, now: Instant) -> bool {
     match state {
         ContainerState::Waiting { .. } => true,
         ContainerState::BackOff { until, .. } => *until <= now,
-        ContainerState::Running(_) | ContainerState::Done(_) => false,
+        ContainerState::Starting { .. } | ContainerState::Running(_) | ContainerState::Done(_) => {
+            false
+        }
     }
+}
+
+/// Creates the pod's sandbox on a blocking thread (it checks and creates host paths, which may
+/// hang on a dead NFS server); [`on_sandbox`] takes the result.
+fn create_sandbox(ctx: &Context, worker: &mut PodWorker) {
+    worker.sandbox_pending = true;
+    let runtime = ctx.runtime.clone();
+    let events = ctx.events.clone();
+    let pod = worker.pod.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = runtime
+            .create_sandbox(pod_ref(&pod))
+            .map_err(|e| e.to_string());
+        let _ = events.send(Event::SandboxCreated {
+            uid: pod.uid.clone(),
+            result,
+        });
+    });
+}
+
+/// The sandbox is there (or could not be made: retried after [`SANDBOX_RETRY`]).
+pub fn on_sandbox(
+    ctx: &Context,
+    worker: &mut PodWorker,
+    result: Result<Sandbox, String>,
+    now: Instant,
+) {
+    worker.sandbox_pending = false;
+    match result {
+        Ok(sandbox) => {
+            worker.sandbox = Some(sandbox);
+            worker.sandbox_error = None;
+        }
+        Err(e) => {
+            ctx.note(&e);
+            worker.sandbox_error = Some((e, now + SANDBOX_RETRY));
+        }
+    }
+    save_record(ctx, worker);
+    advance(ctx, worker, now);
 }
 
 /// The earliest back-off expiry or sandbox retry of a pod.
@@ -157,70 +189,151 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
             .backoff
             .record_restart(finished, now, &ctx.options.backoff);
     }
-    let probes = ProbeSet::for_container(spec, &ctx.options.node_address, now);
-    let log_path = container_log_path(&log_dir, &spec.name, container.restart_count);
-    let request = ContainerRequest {
-        pod: pod_ref(&pod),
-        sandbox: &sandbox,
-        container: spec,
-        restart_count: container.restart_count,
-        log_path,
+    let probes = match ProbeSet::for_container(spec, &ctx.options.node_address, now) {
+        Ok(probes) => probes,
+        Err(e) => return start_failed(ctx, container, e.to_string(), now),
     };
-    let started = probes.map_err(|e| e.to_string()).and_then(|probes| {
-        let (handle, exit) = ctx
-            .runtime
-            .start_container(&request)
-            .map_err(|e| e.to_string())?;
-        Ok((probes, handle, exit))
+    container.instance += 1;
+    container.state = ContainerState::Starting {
+        probes: Box::new(probes),
+        since: now,
+    };
+    // The runtime's start checks host paths and forks: on a blocking thread, so that a hung
+    // hostPath (NFS) cannot hold the supervisor, its probes or /healthz.
+    let runtime = ctx.runtime.clone();
+    let events = ctx.events.clone();
+    let (instance, restart_count) = (container.instance, container.restart_count);
+    tokio::task::spawn_blocking(move || {
+        let spec = if init {
+            &pod.init_containers()[index]
+        } else {
+            &pod.containers()[index]
+        };
+        let request = ContainerRequest {
+            pod: pod_ref(&pod),
+            sandbox: &sandbox,
+            container: spec,
+            restart_count,
+            log_path: container_log_path(&log_dir, &spec.name, restart_count),
+        };
+        let result = runtime.start_container(&request).map_err(|e| e.to_string());
+        let _ = events.send(Event::Started {
+            uid: pod.uid.clone(),
+            init,
+            index,
+            instance,
+            result: StartResult(result),
+        });
     });
-    match started {
-        Ok((probes, handle, exit)) => {
-            container.instance += 1;
+}
+
+/// What a container start on a blocking thread reports.
+pub struct StartResult(
+    pub Result<(ContainerHandle, crate::runtime::BoxFuture<ContainerExit>), String>,
+);
+
+impl std::fmt::Debug for StartResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok((handle, _)) => write!(f, "Ok(pid {})", handle.pid),
+            Err(e) => write!(f, "Err({e})"),
+        }
+    }
+}
+
+/// A container start finished: it runs now (and is watched), or it failed and backs off. A
+/// start nobody waits for any more (the pod is stopping, a newer instance began) is stopped.
+pub fn on_started(
+    ctx: &Context,
+    worker: &mut PodWorker,
+    init: bool,
+    index: usize,
+    instance: u64,
+    result: StartResult,
+    now: Instant,
+) {
+    let pod = worker.pod.clone();
+    let grace = grace_period(&pod);
+    let log_dir = worker.log_dir.clone();
+    let terminating = worker.terminating.as_ref().map(|t| t.reason.clone());
+    let Some(container) = worker
+        .container_mut(init, index)
+        .filter(|c| c.instance == instance && matches!(c.state, ContainerState::Starting { .. }))
+    else {
+        if let Ok((handle, _)) = result.0 {
+            let (stop, cleanup) = (
+                ctx.runtime.stop_container(&handle, grace),
+                ctx.runtime.cleanup_container(&handle),
+            );
+            tokio::spawn(async move {
+                stop.await;
+                cleanup.await;
+            });
+        }
+        return;
+    };
+    let ContainerState::Starting { probes, since } = std::mem::replace(
+        &mut container.state,
+        ContainerState::Waiting {
+            reason: "ContainerCreating".into(),
+        },
+    ) else {
+        return;
+    };
+    match result.0 {
+        Ok((handle, exit)) => {
             container.ever_started = true;
             ctx.note(format!(
                 "pod {}: container {} started (pid {}, restart {})",
-                pod.full_name, spec.name, handle.pid, container.restart_count
+                pod.full_name, container.name, handle.pid, container.restart_count
             ));
-            watch_exit(ctx, &pod.uid, init, index, container.instance, exit);
+            watch_exit(ctx, &pod.uid, init, index, instance, exit);
             if container.restart_count >= 2 {
-                let container_dir = log_dir.join(spec.name.as_str());
+                let container_dir = log_dir.join(container.name.as_str());
                 let count = container.restart_count;
                 gc::in_background(move || gc::remove_old_logs(&container_dir, count));
             }
-            container.state = ContainerState::Running(Box::new(Running {
+            let mut running = Running {
                 handle,
-                since: now,
-                probes,
+                since,
+                probes: *probes,
                 adopted: false,
                 stopping: None,
                 probes_in_flight: Vec::new(),
-            }));
-        }
-        Err(message) => {
-            ctx.note(&message);
-            // A failed start counts like a crash for the back-off.
-            let finished = now;
-            container.last_termination = Some(Termination {
-                exit: ContainerExit::Unknown,
-                reason: "CreateContainerError".into(),
-                started_at: SystemTime::now(),
-                finished_at: SystemTime::now(),
-                finished,
-            });
-            if container.ever_started {
-                container.restart_count -= 1; // it did not start: no restart happened
-            }
-            let until = container
-                .backoff
-                .restart_at(finished, &ctx.options.backoff)
-                .max(now + MIN_START_RETRY);
-            container.state = ContainerState::BackOff {
-                until,
-                reason: "CreateContainerError".into(),
-                message,
             };
+            if let Some(reason) = terminating {
+                stop_container(ctx, &mut running, &reason, grace);
+            }
+            container.state = ContainerState::Running(Box::new(running));
         }
+        Err(message) => start_failed(ctx, container, message, now),
     }
+    save_record(ctx, worker);
+    advance(ctx, worker, now);
+}
+
+/// A failed start counts like a crash for the back-off.
+fn start_failed(ctx: &Context, container: &mut ContainerWorker, message: String, now: Instant) {
+    ctx.note(&message);
+    container.last_termination = Some(Termination {
+        exit: ContainerExit::Unknown,
+        reason: "CreateContainerError".into(),
+        started_at: SystemTime::now(),
+        finished_at: SystemTime::now(),
+        finished: now,
+    });
+    if container.ever_started {
+        container.restart_count -= 1; // it did not start: no restart happened
+    }
+    let until = container
+        .backoff
+        .restart_at(now, &ctx.options.backoff)
+        .max(now + MIN_START_RETRY);
+    container.state = ContainerState::BackOff {
+        until,
+        reason: "CreateContainerError".into(),
+        message,
+    };
 }
 
 /// Spawns the task that waits for a container instance to exit and reports it.
@@ -342,6 +455,8 @@ pub fn terminate_pod(ctx: &Context, worker: &mut PodWorker, reason: &str) {
     for container in worker.containers_mut() {
         match &mut container.state {
             ContainerState::Running(running) => stop_container(ctx, running, reason, grace),
+            // A start in flight is stopped when it reports (on_started).
+            ContainerState::Starting { .. } => {}
             state @ (ContainerState::Waiting { .. } | ContainerState::BackOff { .. }) => {
                 *state = ContainerState::Waiting {
                     reason: "Terminating".into(),

@@ -42,6 +42,19 @@ pub enum Event {
         kind: ProbeKind,
         result: ProbeResult,
     },
+    /// A sandbox creation on a blocking thread finished.
+    SandboxCreated {
+        uid: PodUid,
+        result: Result<crate::runtime::Sandbox, String>,
+    },
+    /// A container start on a blocking thread finished.
+    Started {
+        uid: PodUid,
+        init: bool,
+        index: usize,
+        instance: u64,
+        result: lifecycle::StartResult,
+    },
     /// A leftover process of a pod that is no longer wanted has been stopped.
     OrphanStopped {
         full_name: PodName,
@@ -272,6 +285,39 @@ impl Supervisor {
                         index,
                         instance,
                         exit,
+                        Instant::now(),
+                    );
+                }
+                self.finish_stopped_pods();
+            }
+            Event::SandboxCreated { uid, result } => {
+                match self.pods.get_mut(&uid) {
+                    Some(worker) if worker.sandbox_pending => {
+                        lifecycle::on_sandbox(&self.ctx, worker, result, Instant::now());
+                    }
+                    _ => {
+                        if let Ok(sandbox) = result {
+                            self.ctx.runtime.remove_sandbox(&sandbox);
+                        }
+                    }
+                }
+                self.finish_stopped_pods();
+            }
+            Event::Started {
+                uid,
+                init,
+                index,
+                instance,
+                result,
+            } => {
+                if let Some(worker) = self.pods.get_mut(&uid) {
+                    lifecycle::on_started(
+                        &self.ctx,
+                        worker,
+                        init,
+                        index,
+                        instance,
+                        result,
                         Instant::now(),
                     );
                 }

@@ -107,6 +107,11 @@ fn container_status(worker: &PodWorker, c: &ContainerWorker, now: Instant) -> Co
             message: Some(message.clone()),
             backoff_remaining_ms: Some(until.saturating_duration_since(now).as_millis() as u64),
         },
+        ContainerState::Starting { .. } => status::ContainerState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+            backoff_remaining_ms: None,
+        },
         ContainerState::Running(r) => status::ContainerState::Running {
             pid: r.handle.pid,
             started_at: rfc3339_nano(r.handle.started_at),
