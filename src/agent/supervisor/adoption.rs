@@ -91,12 +91,7 @@ impl Supervisor {
         let orphan_uids: Vec<PodUid> = self
             .records
             .values()
-            .filter(|r| {
-                !wanted
-                    .pods
-                    .iter()
-                    .any(|p| p.uid == r.uid && p.config_hash == r.config_hash)
-            })
+            .filter(|r| !wanted.pods.iter().any(|p| r.belongs_to(p)))
             .map(|r| r.uid.clone())
             .collect();
         let leftovers: Vec<PodRecord> = orphan_uids

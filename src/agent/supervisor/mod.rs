@@ -247,10 +247,7 @@ impl Supervisor {
                 continue;
             }
             // A record of the same UID but other content belongs to the old pod: stop_orphans stops it.
-            let record = self
-                .records
-                .remove(&pod.uid)
-                .filter(|r| r.config_hash == pod.config_hash);
+            let record = self.records.remove(&pod.uid).filter(|r| r.belongs_to(pod));
             let worker = lifecycle::start_pod(&self.ctx, pod.clone(), record, now);
             self.pods.insert(pod.uid.clone(), worker);
         }
