@@ -77,12 +77,11 @@ pub async fn exec(command: &[String], setup: ExecSetup, timeout: Duration) -> Ex
         Ok(child) => child,
         Err(e) => return fail(format!("{:?}: {e}", resolved.display().to_string())),
     };
-    // Not reaped yet, so the pid is surely our child's: pin it for the group kill below.
-    let leader = child.id().and_then(|pid| {
-        let pid = pid as i32;
-        let ticks = proc::stat(pid)?.start_ticks;
-        Some((PinnedProcess::open(pid, ticks)?, ticks))
-    });
+    // Not reaped yet (maybe exited already), so the pid is surely our child's: pin it for the
+    // group kill below.
+    let leader = child
+        .id()
+        .and_then(|pid| PinnedProcess::own_child(pid as i32));
     let kill_group = || {
         if let Some((leader, ticks)) = &leader {
             proc::signal_group(leader, *ticks, Signal::SIGKILL);

@@ -328,8 +328,10 @@ impl Runtime for ProcessRuntime {
             return Box::pin(async {});
         };
         Box::pin(async move {
-            if let Some(leader) = Self::pin(&handle) {
-                proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL);
+            match Self::pin(&handle) {
+                Some(leader) => proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL),
+                // The main process is gone; what it left in its group may not be.
+                None => proc::signal_group_members(handle.pid, handle.start_ticks, Signal::SIGKILL),
             }
             if handle.cgroups.is_empty() {
                 return;
