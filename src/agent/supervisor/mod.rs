@@ -8,6 +8,7 @@ mod adoption;
 mod lifecycle;
 mod probing;
 mod snapshot;
+mod starting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -53,7 +54,7 @@ pub enum Event {
         init: bool,
         index: usize,
         instance: u64,
-        result: lifecycle::StartResult,
+        result: starting::StartResult,
     },
     /// A leftover process of a pod that is no longer wanted has been stopped.
     OrphanStopped {
@@ -308,7 +309,7 @@ impl Supervisor {
                 result,
             } => {
                 if let Some(worker) = self.pods.get_mut(&uid) {
-                    lifecycle::on_started(
+                    starting::on_started(
                         &self.ctx,
                         worker,
                         init,
