@@ -71,11 +71,24 @@ impl TestAgent {
 
     /// Starts (or restarts) the agent in this process and waits for its socket.
     pub async fn start(&mut self) {
+        let runtime = std::sync::Arc::new(boot::agent::process_runtime(&self.options));
+        self.start_with_runtime(runtime).await;
+    }
+
+    /// [`Self::start`] with another runtime (a wrapper that injects faults).
+    pub async fn start_with_runtime(
+        &mut self,
+        runtime: std::sync::Arc<dyn boot::runtime::Runtime>,
+    ) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let options = self.options.clone();
-        self.task = Some(tokio::spawn(boot::agent::run(options, async {
-            let _ = rx.await;
-        })));
+        self.task = Some(tokio::spawn(boot::agent::run_with_runtime(
+            options,
+            runtime,
+            async {
+                let _ = rx.await;
+            },
+        )));
         self.shutdown = Some(tx);
         let socket = self.options.status_socket.clone();
         wait_until("the agent's status socket", Duration::from_secs(10), || {
