@@ -86,6 +86,7 @@ impl Config {
         cluster.api_version = KUBEADM_API_VERSION.into();
         cluster.kind = "ClusterConfiguration".into();
         validate::documents(&init, &cluster, &sources)?;
+        validate::boot(&boot, &sources)?;
 
         let node_name = match &init.node_registration.name {
             Some(name) => name.clone(),
