@@ -68,11 +68,12 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
             ));
         }
         let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
-            at(
-                e.location().map(|l| l.line()),
-                "",
-                format!("malformed YAML: {}", strip_location(&e)),
-            )
+            let line = e.location().map(|l| l.line());
+            let message = strip_location(&e);
+            match value_error(&doc, &message) {
+                Some((path, problem)) => at(line, &path, problem.to_string()),
+                None => at(line, "", format!("malformed YAML: {message}")),
+            }
         })?;
         if value.is_null() {
             continue;
@@ -271,6 +272,28 @@ pub fn too_deep(doc: &str) -> Option<usize> {
         }
     }
     None
+}
+
+/// A value that is well-formed YAML but no YAML value can hold (an integer beyond 128 bits)
+/// fails before the document's kind is known; serde_yaml prefixes the field's path. Returns
+/// `Kind.path` (the kind read from the text) and the problem.
+fn value_error<'a>(doc: &str, message: &'a str) -> Option<(String, &'a str)> {
+    let (path, problem) = message.split_once(": ")?;
+    let is_path = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_' | '-'));
+    if !is_path || !problem.starts_with("invalid ") {
+        return None;
+    }
+    let kind = doc
+        .lines()
+        .find_map(|l| l.strip_prefix("kind:"))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    Some((
+        kind.map_or(path.to_string(), |k| format!("{k}.{path}")),
+        problem,
+    ))
 }
 
 /// serde_yaml appends " at line L column C"; the line is reported separately.
