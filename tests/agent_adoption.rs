@@ -64,11 +64,12 @@ async fn killed_agent_leaves_pods_running_and_the_next_one_adopts_them() {
         "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -eq 1 ] && exit 1; exec sleep 1020",
         c = count.display()
     );
-    agent.write_manifest("flaky.yaml", &sh_pod("flaky", &flaky, "", ""));
+    // Marked as this test's: the agent dies, so the pods are not this process's descendants.
+    agent.write_manifest("flaky.yaml", &sh_pod("flaky", &flaky, &owner_env(), ""));
     // Its own network namespace.
     agent.write_manifest(
         "quiet.yaml",
-        &sh_pod("quiet", "exec sleep 1021", "", "").replace("  hostNetwork: true\n", ""),
+        &sh_pod("quiet", "exec sleep 1021", &owner_env(), "").replace("  hostNetwork: true\n", ""),
     );
     let mut first = spawn_agent(&agent, "agent1.log");
     let flaky_pid = agent

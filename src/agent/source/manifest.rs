@@ -85,6 +85,12 @@ impl StaticPod {
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|e| parse_err(format!("not UTF-8: {e}")))?;
+        if let Some(line) = crate::config::too_deep(text) {
+            let max = crate::config::MAX_FLOW_DEPTH;
+            return Err(parse_err(format!(
+                "line {line}: brackets nested deeper than {max} levels"
+            )));
+        }
         // YAML → JSON → Pod, as the kubelet's tryDecodeSinglePod; serde_yaml refuses several documents.
         let value = yaml::decode(text).map_err(|e| parse_err(e.to_string()))?;
         let pod: Pod = serde_json::from_value(value).map_err(|e| parse_err(e.to_string()))?;
