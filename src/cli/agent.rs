@@ -173,8 +173,7 @@ pub fn run_log_relay(args: LogRelayArgs) -> Result<ExitCode, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, Config, Overrides};
-    use crate::host::facts::HostFacts;
+    use crate::config::{self, Config, HostFacts, Overrides};
 
     #[test]
     fn probes_carry_the_configured_kubernetes_version() {
@@ -190,7 +189,8 @@ mod tests {
         };
         let cfg = Config::build(docs, &Overrides::default(), &facts).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let options = AgentOptions::from_config(HostRoot::under(dir.path()).unwrap(), &cfg).unwrap();
+        let options =
+            AgentOptions::from_config(HostRoot::under(dir.path()).unwrap(), &cfg).unwrap();
         assert_eq!(
             crate::probe::http::user_agent(&options.kubernetes_version),
             "kube-probe/1.36"
