@@ -589,3 +589,29 @@ impl Drop for Foreground {
         }
     }
 }
+
+#[test]
+fn a_failed_write_leaves_no_file_behind_exit_code_4() {
+    let cluster = Cluster::new("", "1m0s");
+    // The manifest directory's place is taken by a file: the manifests cannot be staged.
+    std::fs::create_dir_all(cluster.root().join("etc/kubernetes")).unwrap();
+    std::fs::write(
+        cluster.root().join("etc/kubernetes/manifests"),
+        "in the way",
+    )
+    .unwrap();
+    let init = cluster.boot(&["init", "--ignore-preflight-errors=all"]);
+    let output = text(&init);
+    assert_eq!(init.status.code(), Some(4), "{output}");
+    assert!(output.contains("manifests"), "{output}");
+    let written: Vec<PathBuf> = cluster
+        .tree()
+        .into_iter()
+        .filter(|p| p.is_file())
+        .filter(|p| !p.ends_with("etc/kubernetes/manifests") && !p.ends_with("ledger.json"))
+        .collect();
+    assert_eq!(written, Vec::<PathBuf>::new(), "{output}");
+    std::fs::remove_file(cluster.root().join("etc/kubernetes/manifests")).unwrap();
+    let reset = cluster.boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "{}", text(&reset));
+}

@@ -287,6 +287,14 @@ fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
                 "`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"
             ))
         }
+        // The files are written by now: these are not "nothing was written" failures.
+        err @ InitError::Agent(_) => {
+            CliError::new(ExitCode::AgentDown, err.to_string()).with_hint(reset)
+        }
+        err @ InitError::PostBoot(_) => CliError::new(ExitCode::Timeout, err.to_string())
+            .with_hint(format!(
+                "`boot init phase post-boot{root_flag}` retries it once the API server answers; {reset}"
+            )),
         other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
     }
 }
