@@ -7,7 +7,7 @@ mod require;
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,11 +88,7 @@ fn start_relay(log: &Path) -> (Reaped, fs::File, fs::File) {
     }
     let child = Reaped(command.spawn().unwrap());
     drop(err_read);
-    (
-        child,
-        fs::File::from(OwnedFd::from(out_write)),
-        fs::File::from(OwnedFd::from(err_write)),
-    )
+    (child, fs::File::from(out_write), fs::File::from(err_write))
 }
 
 /// Runs `write` on a thread; fails the test if it does not finish within `limit` (a blocked pipe).
@@ -266,4 +262,29 @@ impl Drop for StoppedAgent {
         unsafe { libc::kill(-pid, libc::SIGKILL) };
         let _ = self.0.wait();
     }
+}
+
+/// A relay whose pipe a stray process still holds outlives its container; reset stops it.
+#[test]
+fn reset_stops_a_relay_left_writing_under_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let log = root.join("var/log/pods/kube-system_echo-node1_0d1c/c/0.log");
+    let (relay, stdout, stderr) = start_relay(&log);
+    let mut relay = relay;
+    let reset = Command::new(BOOT)
+        .args(["reset", "--force", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&reset.stdout),
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert!(output.contains("Stopped the log relay"), "{output}");
+    wait_for("the relay to be stopped", Duration::from_secs(10), || {
+        relay.0.try_wait().unwrap().is_some()
+    });
+    drop((stdout, stderr));
 }

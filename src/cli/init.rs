@@ -212,13 +212,8 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             println!(
                 "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"
             );
-            match agent.await {
-                Ok(Err(e)) => {
-                    return Err(
-                        CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e)
-                    )
-                }
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(e)) = agent.await {
+                return Err(CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e));
             }
         }
         Ok(ExitCode::Ok)
@@ -287,6 +282,14 @@ fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
                 "`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"
             ))
         }
+        // The files are written by now: these are not "nothing was written" failures.
+        err @ InitError::Agent(_) => {
+            CliError::new(ExitCode::AgentDown, err.to_string()).with_hint(reset)
+        }
+        err @ InitError::PostBoot(_) => CliError::new(ExitCode::Timeout, err.to_string())
+            .with_hint(format!(
+                "`boot init phase post-boot{root_flag}` retries it once the API server answers; {reset}"
+            )),
         other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
     }
 }

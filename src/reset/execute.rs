@@ -40,6 +40,8 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     agent::stop_relays(root, out).await;
     let beneath = match Beneath::open(root.prefix()) {
         Ok(beneath) => beneath,
+        // No root, nothing in it to remove.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return errors,
         Err(e) => {
             errors.push(StepError {
                 step: format!("open {}", root.prefix().display()),
