@@ -196,6 +196,10 @@ async fn a_pod_gets_an_ip_in_the_default_range_and_the_node_reaches_it() {
         "one veth on {bridge}"
     );
     assert_eq!(allocations(&settings), [ip.to_string()]);
+    assert!(
+        boot::runtime::network::conflist::candidate_files(&settings.conf_dir).is_empty(),
+        "boot writes nothing into the CNI conf dir"
+    );
     // `boot status` shows the pod IP in its table and as podIP in JSON.
     let table = boot_status(&test.agent, &[]);
     let row = table.lines().find(|l| l.starts_with("web-node1"));
