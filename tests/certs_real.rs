@@ -23,7 +23,9 @@ fn real_components() -> Option<PathBuf> {
         dir.is_some() || !shipped.exists(),
     );
     if dir.is_none() {
-        eprintln!("SKIPPED: set BOOT_K8S_BIN to run the certificate tests against the real control plane");
+        eprintln!(
+            "SKIPPED: set BOOT_K8S_BIN to run the certificate tests against the real control plane"
+        );
     }
     dir
 }
@@ -45,7 +47,11 @@ fn until_ok(what: &str, timeout: Duration, mut attempt: impl FnMut() -> Output) 
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
-        assert!(Instant::now() < deadline, "{what} kept failing: {}", text(&out));
+        assert!(
+            Instant::now() < deadline,
+            "{what} kept failing: {}",
+            text(&out)
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
 }
@@ -115,7 +121,9 @@ impl Drop for OutageMeter {
 
 #[test]
 fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
-    let Some(components) = real_components() else { return };
+    let Some(components) = real_components() else {
+        return;
+    };
     let (Some(kubectl_exe), Some(etcdctl), Some(openssl)) = (
         require::tool("kubectl"),
         require::tool("etcdctl"),
@@ -131,23 +139,46 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     assert!(init.status.success(), "{}", text(&init));
     let root = cluster.root();
     until_ok("kubectl create secret", Duration::from_secs(60), || {
-        kubectl(&kubectl_exe, &cluster, &["create", "secret", "generic", "s1", "--from-literal=k=plain-text-value"])
+        kubectl(
+            &kubectl_exe,
+            &cluster,
+            &[
+                "create",
+                "secret",
+                "generic",
+                "s1",
+                "--from-literal=k=plain-text-value",
+            ],
+        )
     });
 
     // Stored encrypted: the raw etcd value starts with the secretbox prefix, no plain text.
     let pki = root.join("etc/kubernetes/pki");
     let raw = Command::new(&etcdctl)
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints=https://127.0.0.1:{}", cluster.ports[1]))
+        .arg(format!(
+            "--endpoints=https://127.0.0.1:{}",
+            cluster.ports[1]
+        ))
         .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
-        .arg(format!("--cert={}", pki.join("apiserver-etcd-client.crt").display()))
-        .arg(format!("--key={}", pki.join("apiserver-etcd-client.key").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("apiserver-etcd-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("apiserver-etcd-client.key").display()
+        ))
         .args(["get", "/registry/secrets/default/s1", "--print-value-only"])
         .output()
         .unwrap();
     assert!(raw.status.success(), "{}", text(&raw));
     let value = &raw.stdout;
-    assert!(value.starts_with(b"k8s:enc:secretbox:v1:key1:"), "{}", String::from_utf8_lossy(value));
+    assert!(
+        value.starts_with(b"k8s:enc:secretbox:v1:key1:"),
+        "{}",
+        String::from_utf8_lossy(value)
+    );
     assert!(!String::from_utf8_lossy(value).contains("plain-text-value"));
 
     // Audited at Metadata level: the request is there, its body is not.
@@ -170,19 +201,28 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     assert!(renew.status.success(), "{}", text(&renew));
     let stdout = String::from_utf8_lossy(&renew.stdout);
     assert!(stdout.contains("kube-apiserver is ready again"), "{stdout}");
-    assert!(!stdout.contains("Restarting etcd"), "only the API server uses it: {stdout}");
+    assert!(
+        !stdout.contains("Restarting etcd"),
+        "only the API server uses it: {stdout}"
+    );
     until_ok("kubectl get ns", Duration::from_secs(30), || {
         kubectl(&kubectl_exe, &cluster, &["get", "ns"])
     });
     let outage = meter.finish();
     assert_ne!(served_serial(&openssl, port), old_serial);
-    eprintln!("MEASURED: longest API server outage during `boot certs renew apiserver`: {outage:?}");
+    eprintln!(
+        "MEASURED: longest API server outage during `boot certs renew apiserver`: {outage:?}"
+    );
 }
 
 #[test]
 fn the_agent_renews_short_lived_certificates_and_restarts_one_pod_at_a_time() {
-    let Some(components) = real_components() else { return };
-    let Some(kubectl_exe) = require::tool("kubectl") else { return };
+    let Some(components) = real_components() else {
+        return;
+    };
+    let Some(kubectl_exe) = require::tool("kubectl") else {
+        return;
+    };
     if !have_etcd() {
         return;
     }
@@ -208,12 +248,17 @@ fn the_agent_renews_short_lived_certificates_and_restarts_one_pod_at_a_time() {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         if let Some(state) = state.filter(|s| {
-            s["renewed"].as_array().is_some_and(|r| r.len() >= 11) && s["lastError"].is_null()
+            s["renewed"].as_array().is_some_and(|r| r.len() >= 11)
+                && s["lastError"].is_null()
                 && s["checkedAt"].as_i64().is_some()
         }) {
             break state;
         }
-        assert!(Instant::now() < deadline, "no automatic renewal: {:?}", std::fs::read_to_string(&state_file));
+        assert!(
+            Instant::now() < deadline,
+            "no automatic renewal: {:?}",
+            std::fs::read_to_string(&state_file)
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_ne!(std::fs::read(&apiserver_crt).unwrap(), issued);
@@ -227,12 +272,21 @@ fn the_agent_renews_short_lived_certificates_and_restarts_one_pod_at_a_time() {
         .collect();
     assert_eq!(
         order,
-        ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"],
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler"
+        ],
         "{log}"
     );
     assert_eq!(log.matches(" is ready again after ").count(), 4, "{log}");
     let status = cluster.boot(&["status"]);
-    assert!(String::from_utf8_lossy(&status.stdout).contains("last renewed"), "{}", text(&status));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("last renewed"),
+        "{}",
+        text(&status)
+    );
     until_ok("kubectl get ns", Duration::from_secs(60), || {
         kubectl(&kubectl_exe, &cluster, &["get", "ns"])
     });
