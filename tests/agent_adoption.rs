@@ -92,10 +92,20 @@ async fn killed_agent_leaves_pods_running_and_the_next_one_adopts_them() {
 
     let _second = spawn_agent(&agent, "agent2.log");
     let status = agent
-        .wait_for("both pods adopted and ready", T, |s| {
-            (s.pods.len() == 2 && s.pods.iter().all(|p| p.healthy() && adopted(p)))
-                .then(|| s.clone())
-        })
+        .wait_for(
+            "both pods adopted and ready, quiet's sandbox found again",
+            T,
+            |s| {
+                // The sandbox is found again on a blocking thread right after adoption.
+                let sandbox_back = s
+                    .pod("quiet")
+                    .is_some_and(|p| p.network.contains("own network namespace"));
+                (s.pods.len() == 2
+                    && s.pods.iter().all(|p| p.healthy() && adopted(p))
+                    && sandbox_back)
+                    .then(|| s.clone())
+            },
+        )
         .await;
     assert_eq!(status.pod("flaky").unwrap().pid(), Some(flaky_pid));
     assert_eq!(
