@@ -25,9 +25,9 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     // and remove what it made, as the kubelet only speaks CRI.
     let options = crate::agent::AgentOptions::new(root.clone(), "reset");
     let runtime = crate::agent::process_runtime(&options);
-    stop_pods(&runtime, &plan.records_dir, out).await;
-    // CNI DEL of what the sandboxes left (their namespaces are gone with them; the cached
-    // attachments and portmap's shared chains are not).
+    let sandboxes = stop_pods(&runtime, &plan.records_dir, out).await;
+    // CNI DEL of every cached attachment while the pods' namespaces still exist, so the plugins
+    // find their interfaces; then the sandboxes (namespaces, emptyDirs) through the runtime.
     let (done, failed) = network::cleanup::teardown(&plan.network);
     let (chains_done, chains_failed) = network::iptables::remove_unused_hostport_chains();
     out.extend(done.into_iter().chain(chains_done));
@@ -36,6 +36,9 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             step: "delete the pod network".into(),
             error,
         });
+    }
+    for sandbox in &sandboxes {
+        runtime.remove_sandbox(sandbox);
     }
     agent::stop_relays(root, out).await;
     let beneath = match Beneath::open(root.prefix()) {
@@ -108,8 +111,13 @@ fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>
 }
 
 /// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
-/// SIGKILL) and removed (its cgroups), then every recorded sandbox removed.
-async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<String>) {
+/// SIGKILL) and removed (its cgroups). Returns the recorded sandboxes, for removal once the pod
+/// network is deleted.
+async fn stop_pods(
+    runtime: &dyn Runtime,
+    records_dir: &Path,
+    out: &mut Vec<String>,
+) -> Vec<crate::runtime::Sandbox> {
     let (pods, _) = records::load_all(records_dir);
     let mut stops = Vec::new();
     for pod in &pods {
@@ -135,7 +143,5 @@ async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<Stri
             out.push(format!("[reset] Stopped {name}"));
         }
     }
-    for sandbox in pods.iter().filter_map(|p| p.sandbox.as_ref()) {
-        runtime.remove_sandbox(sandbox);
-    }
+    pods.into_iter().filter_map(|p| p.sandbox).collect()
 }

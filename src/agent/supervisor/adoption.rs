@@ -58,7 +58,9 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
             .duration_since(handle.started_at)
             .unwrap_or_default();
         let since = now.checked_sub(age).unwrap_or(now);
-        let probe_host = match &worker_sandbox {
+        // The sandbox is found again only after adoption: until then the recorded one says where
+        // the pod's probes go (its pod IP on the pod network).
+        let probe_host = match worker_sandbox.as_ref().or(record.sandbox.as_ref()) {
             Some(sandbox) => sandbox.probe_host(&ctx.options.node_address),
             None => ctx.options.node_address.clone(),
         };

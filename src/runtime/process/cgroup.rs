@@ -268,6 +268,19 @@ pub fn remove(dirs: &[PathBuf]) -> bool {
     all
 }
 
+/// A short id unique to this run of a container: the clock's low nanosecond bits and a counter
+/// of this process, in hex.
+fn run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{:02x}", nanos & 0xffff_ffff, count & 0xff)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,17 +329,4 @@ mod tests {
             Some("memory")
         );
     }
-}
-
-/// A short id unique to this run of a container: the clock's low nanosecond bits and a counter
-/// of this process, in hex.
-fn run_id() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default();
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}{:02x}", nanos & 0xffff_ffff, count & 0xff)
 }
