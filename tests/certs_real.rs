@@ -8,53 +8,12 @@
 mod cluster;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{have_etcd, require, text, Cluster, Components};
-
-fn real_components() -> Option<PathBuf> {
-    let dir = std::env::var_os("BOOT_K8S_BIN").map(PathBuf::from);
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s");
-    require::prerequisite(
-        "BOOT_K8S_BIN (the real control plane, `../shared/k8s/unpack DIR`)",
-        dir.is_some() || !shipped.exists(),
-    );
-    if dir.is_none() {
-        eprintln!(
-            "SKIPPED: set BOOT_K8S_BIN to run the certificate tests against the real control plane"
-        );
-    }
-    dir
-}
-
-fn kubectl(exe: &Path, cluster: &Cluster, args: &[&str]) -> Output {
-    Command::new(exe)
-        .arg("--kubeconfig")
-        .arg(cluster.root().join("etc/kubernetes/admin.conf"))
-        .args(["--request-timeout", "5s"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn until_ok(what: &str, timeout: Duration, mut attempt: impl FnMut() -> Output) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = attempt();
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} kept failing: {}",
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
+use cluster::{have_etcd, kubectl_until_ok, real_components, require, text, Cluster, Components};
 
 /// The serial of the certificate the API server presents, as openssl reads it.
 fn served_serial(openssl: &Path, port: u16) -> String {
@@ -138,19 +97,18 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     let init = cluster.boot(&["init"]);
     assert!(init.status.success(), "{}", text(&init));
     let root = cluster.root();
-    until_ok("kubectl create secret", Duration::from_secs(60), || {
-        kubectl(
-            &kubectl_exe,
-            &cluster,
-            &[
-                "create",
-                "secret",
-                "generic",
-                "s1",
-                "--from-literal=k=plain-text-value",
-            ],
-        )
-    });
+    kubectl_until_ok(
+        &kubectl_exe,
+        &cluster,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s1",
+            "--from-literal=k=plain-text-value",
+        ],
+        Duration::from_secs(60),
+    );
 
     // Stored encrypted: the raw etcd value starts with the secretbox prefix, no plain text.
     let pki = root.join("etc/kubernetes/pki");
@@ -205,9 +163,12 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
         !stdout.contains("Restarting etcd"),
         "only the API server uses it: {stdout}"
     );
-    until_ok("kubectl get ns", Duration::from_secs(30), || {
-        kubectl(&kubectl_exe, &cluster, &["get", "ns"])
-    });
+    kubectl_until_ok(
+        &kubectl_exe,
+        &cluster,
+        &["get", "ns"],
+        Duration::from_secs(30),
+    );
     let outage = meter.finish();
     assert_ne!(served_serial(&openssl, port), old_serial);
     eprintln!(
@@ -287,9 +248,12 @@ fn the_agent_renews_short_lived_certificates_and_restarts_one_pod_at_a_time() {
         "{}",
         text(&status)
     );
-    until_ok("kubectl get ns", Duration::from_secs(60), || {
-        kubectl(&kubectl_exe, &cluster, &["get", "ns"])
-    });
+    kubectl_until_ok(
+        &kubectl_exe,
+        &cluster,
+        &["get", "ns"],
+        Duration::from_secs(60),
+    );
     let outage = meter.finish();
     eprintln!("MEASURED: longest API server outage during the automatic rolling renewal: {outage:?} (state {state})");
 }

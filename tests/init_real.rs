@@ -6,77 +6,12 @@
 #[path = "common/cluster.rs"]
 mod cluster;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cluster::{alive, have_etcd, listening, require, text, Cluster, Components};
-
-const BINARIES: [&str; 3] = [
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-];
-
-/// The directory of the real binaries, or why the test cannot run.
-fn real_components() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("BOOT_K8S_BIN").map(PathBuf::from) else {
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s");
-        let in_ci = std::env::var_os("CI").is_some();
-        assert!(
-            !(in_ci && shipped.exists()),
-            "{} exists but BOOT_K8S_BIN is not set; .ci/run must unpack it and set it",
-            shipped.display()
-        );
-        eprintln!(
-            "SKIPPED: the end-to-end test against the real control-plane binaries did not run: \
-             set BOOT_K8S_BIN to a directory from `../shared/k8s/unpack DIR`"
-        );
-        return None;
-    };
-    for name in BINARIES {
-        assert!(
-            dir.join(name).is_file(),
-            "BOOT_K8S_BIN={} has no {name}",
-            dir.display()
-        );
-    }
-    Some(dir)
-}
-
-/// `kubectl --kubeconfig admin.conf ARGS`.
-fn kubectl(kubectl: &Path, cluster: &Cluster, args: &[&str]) -> Output {
-    Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(cluster.root().join("etc/kubernetes/admin.conf"))
-        .args(["--request-timeout", "10s"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// Runs `kubectl ARGS` until it succeeds, or panics with its last output after `timeout`.
-fn kubectl_until_ok(
-    kubectl_exe: &Path,
-    cluster: &Cluster,
-    args: &[&str],
-    timeout: Duration,
-) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = kubectl(kubectl_exe, cluster, args);
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kubectl {} kept failing: {}",
-            args.join(" "),
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
+use cluster::{
+    alive, have_etcd, kubectl, kubectl_until_ok, listening, real_components, require, text,
+    Cluster, Components,
+};
 
 #[test]
 fn init_runs_the_real_control_plane_and_reset_leaves_nothing() {
