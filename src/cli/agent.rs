@@ -126,6 +126,7 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
     options.backoff.reset_after = agent.backoff.reset_after.0;
     options.relist_period = agent.relist_period.0;
     options.stop_pods_on_exit = agent.stop_pods_on_exit;
+    options.runtime = cfg.boot.runtime;
     Ok(())
 }
 
@@ -142,6 +143,8 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     result.map(|()| ExitCode::Ok).map_err(|e| match e {
         AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
             .with_hint("stop the other agent, or give another --root"),
+        AgentError::NoImageStore => CliError::new(ExitCode::Usage, e.to_string())
+            .with_hint("set BootConfiguration.runtime: process (host binaries)"),
         other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
     })
 }
