@@ -58,14 +58,27 @@ struct Running<'a> {
     rt: &'a tokio::runtime::Runtime,
     sandbox: Sandbox,
     handles: Vec<ContainerHandle>,
+    /// The containers' exits, which reap them (index by index with `handles`).
+    exits: Vec<Option<boot::runtime::BoxFuture<ContainerExit>>>,
+}
+
+impl Running<'_> {
+    /// Stops container `i`, waits for its exit and removes it.
+    fn remove(&mut self, i: usize) {
+        let handle = self.handles[i].clone();
+        self.rt
+            .block_on(self.runtime.stop_container(&handle, Duration::ZERO));
+        if let Some(exit) = self.exits[i].take() {
+            let _ = self.rt.block_on(tokio::time::timeout(LONG, exit));
+        }
+        self.rt.block_on(self.runtime.cleanup_container(&handle));
+    }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        for handle in &self.handles {
-            self.rt
-                .block_on(self.runtime.stop_container(handle, Duration::ZERO));
-            self.rt.block_on(self.runtime.cleanup_container(handle));
+        for i in 0..self.handles.len() {
+            self.remove(i);
         }
         self.runtime.remove_sandbox(&self.sandbox);
     }
@@ -85,7 +98,7 @@ fn start<'a>(
     runtime: &'a boot::runtime::oci::OciRuntime,
     uid: &str,
     spec: &PodSpec,
-) -> (Running<'a>, Vec<boot::runtime::BoxFuture<ContainerExit>>) {
+) -> Running<'a> {
     let _guard = env.rt.enter();
     let pod = pod_ref(uid, spec);
     let sandbox = runtime.create_sandbox(pod).unwrap();
@@ -94,8 +107,8 @@ fn start<'a>(
         rt: &env.rt,
         sandbox: sandbox.clone(),
         handles: Vec::new(),
+        exits: Vec::new(),
     };
-    let mut exits = Vec::new();
     for container in &spec.containers {
         let request = ContainerRequest {
             pod,
@@ -110,9 +123,9 @@ fn start<'a>(
             .start_container(&request)
             .unwrap_or_else(|e| panic!("{e}"));
         running.handles.push(handle);
-        exits.push(exit);
+        running.exits.push(Some(exit));
     }
-    (running, exits)
+    running
 }
 
 fn read(path: &Path) -> String {
@@ -176,7 +189,7 @@ volumes:
         .unwrap(),
     );
     let runtime = runtime(&env.root, &env.layers);
-    let (running, _exits) = start(&env, &runtime, "0123456789abcdef0123456789abcde1", &spec);
+    let running = start(&env, &runtime, "0123456789abcdef0123456789abcde1", &spec);
     wait_for(LONG, "both containers to report", || {
         out.join("root-done").exists() && out.join("user-done").exists()
     });
@@ -229,7 +242,7 @@ fn exec_probes_run_inside_the_container() {
         "containers:\n- name: main\n  image: {IMAGE}\n  command: [/bin/sleep, '1000']\n"
     ));
     let runtime = runtime(&env.root, &env.layers);
-    let (running, _exits) = start(&env, &runtime, "0123456789abcdef0123456789abcde2", &spec);
+    let running = start(&env, &runtime, "0123456789abcdef0123456789abcde2", &spec);
     let handle = running.handles[0].clone();
     let exec = |cmd: &[&str], timeout: Duration| {
         let command: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
@@ -271,20 +284,19 @@ containers:
 "#
     ));
     let runtime = runtime(&env.root, &env.layers);
-    let (mut running, mut exits) = start(&env, &runtime, uid, &spec);
-    let stays_exit = exits.pop().unwrap();
-    let quits_exit = exits.pop().unwrap();
+    let mut running = start(&env, &runtime, uid, &spec);
+    let quits_exit = running.exits[0].take().unwrap();
     assert_eq!(
         env.rt
             .block_on(async { tokio::time::timeout(LONG, quits_exit).await }),
         Ok(ContainerExit::Code(3))
     );
-    let quits = running.handles.remove(0);
+    let quits = running.handles[0].clone();
     env.rt.block_on(runtime.cleanup_container(&quits));
 
     // A restarted agent (a second runtime over the same root) adopts the running one …
-    let stays = running.handles[0].clone();
-    drop(stays_exit);
+    let stays = running.handles[1].clone();
+    running.exits[1] = None;
     let again = oci_support::runtime(&env.root, &env.layers);
     let adopted = again
         .adopt_container(&stays)
@@ -299,13 +311,16 @@ containers:
     // SIGTERM and SIGKILL ends it after the grace period) …
     env.rt
         .block_on(again.stop_container(&stays, Duration::from_millis(200)));
+    // (This "restarted agent" is the same process, so it is still the parent and learns the
+    // status; a really restarted one reports it unknown.)
     assert_eq!(
         env.rt
             .block_on(async { tokio::time::timeout(LONG, adopted).await }),
-        Ok(ContainerExit::Unknown)
+        Ok(ContainerExit::Signal(libc::SIGKILL))
     );
     env.rt.block_on(again.cleanup_container(&stays));
     running.handles.clear();
+    running.exits.clear();
     again.remove_sandbox(&running.sandbox);
 
     // … and nothing is left: no mount, overlay directory, libcontainer state or cgroup.

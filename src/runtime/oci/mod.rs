@@ -476,11 +476,9 @@ impl Runtime for OciRuntime {
         if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
             return None;
         }
-        // Not our child any more (the agent that inherited it is gone): the status is unknown.
-        Some(Box::pin(async move {
-            let _ = proc::wait_pidfd(pidfd).await;
-            ContainerExit::Unknown
-        }))
+        // Usually not our child (the agent that inherited it is gone), and then the status is
+        // unknown; `wait_exit` collects it when it is.
+        Some(Box::pin(launch::wait_exit(pidfd)))
     }
 
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()> {

@@ -106,10 +106,16 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, String> {
     let args = process::args(container, input.image, &vars)?;
     let capability_names =
         process::capabilities(privileged, security.and_then(|s| s.capabilities.as_ref()));
-    let capability_set: libcontainer::oci_spec::runtime::Capabilities = capability_names
+    let capability_set = capability_names
         .iter()
-        .filter_map(|c| c.parse::<Capability>().ok())
-        .collect();
+        .map(|name| {
+            // oci-spec parses the names without their `CAP_` prefix.
+            name.strip_prefix("CAP_")
+                .unwrap_or(name)
+                .parse::<Capability>()
+                .map_err(|_| format!("securityContext.capabilities: unknown capability {name:?}"))
+        })
+        .collect::<Result<libcontainer::oci_spec::runtime::Capabilities, String>>()?;
     let mut caps = LinuxCapabilities::default();
     caps.set_bounding(Some(capability_set.clone()))
         .set_permitted(Some(capability_set.clone()))

@@ -177,6 +177,13 @@ fn capabilities_default_add_drop_privileged() {
     assert!(!names.contains(&"CAP_CHOWN".to_string()));
     let s = spec(json!({"securityContext": {"capabilities": {"drop": ["ALL"]}}}));
     assert!(effective(&s).is_empty());
+    let err = spec_with(
+        &pod(json!({})),
+        &container(json!({"securityContext": {"capabilities": {"add": ["NOT_A_CAP"]}}})),
+        &image(),
+    )
+    .unwrap_err();
+    assert!(err.contains("CAP_NOT_A_CAP"), "{err}");
     let s = spec(json!({"securityContext": {"privileged": true}}));
     assert!(effective(&s).contains(&"CAP_SYS_ADMIN".to_string()));
     assert!(s.linux().as_ref().unwrap().seccomp().is_none());
