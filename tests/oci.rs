@@ -69,7 +69,9 @@ impl Running<'_> {
         self.rt
             .block_on(self.runtime.stop_container(&handle, Duration::ZERO));
         if let Some(exit) = self.exits[i].take() {
-            let _ = self.rt.block_on(tokio::time::timeout(LONG, exit));
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(LONG, exit).await });
         }
         self.rt.block_on(self.runtime.cleanup_container(&handle));
     }
@@ -156,9 +158,10 @@ containers:
   image: {IMAGE}
   securityContext: {{runAsUser: 0}}
   command: [/bin/sh, -c]
+  # `$$$$` is the shell's `$$` after the kubelet's `$$` escape.
   args:
   - |
-    echo $$ > /out/pid
+    echo $$$$ > /out/pid
     ls / > /out/root
     grep CapEff /proc/self/status > /out/cap
     if test -e {secret}; then echo visible; else echo hidden; fi > /out/secret
@@ -190,9 +193,16 @@ volumes:
     );
     let runtime = runtime(&env.root, &env.layers);
     let running = start(&env, &runtime, "0123456789abcdef0123456789abcde1", &spec);
-    wait_for(LONG, "both containers to report", || {
-        out.join("root-done").exists() && out.join("user-done").exists()
-    });
+    let reported = || out.join("root-done").exists() && out.join("user-done").exists();
+    let deadline = std::time::Instant::now() + LONG;
+    while !reported() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the containers did not report; their logs:\n{}",
+            logs(&env.root)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Its own pid namespace and root file system.
     assert_eq!(read(&out.join("pid")), "1");

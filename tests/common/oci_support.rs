@@ -135,3 +135,24 @@ pub fn mounts_under(path: &Path) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// Every container log under `<root>/var/log/pods`, for failure messages.
+pub fn logs(root: &Path) -> String {
+    fn walk(dir: &Path, out: &mut String) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push_str(&format!("== {}\n", path.display()));
+                out.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    let mut out = String::new();
+    walk(&root.join("var/log/pods"), &mut out);
+    out
+}

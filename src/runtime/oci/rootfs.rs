@@ -70,22 +70,29 @@ pub fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> Result<
     Ok(options)
 }
 
-/// Creates the container's directories (0700) and mounts the overlay at `rootfs`.
+/// Creates the container's directories and mounts the overlay at `rootfs`. The merged root takes
+/// its owner and mode from the upper directory, so that gets those of the image's top layer.
 pub fn mount_overlay(dirs: &ContainerDirs, layers: &[PathBuf]) -> Result<(), String> {
-    use std::os::unix::fs::DirBuilderExt;
-    for dir in [dirs.dir.clone(), dirs.upper(), dirs.work(), dirs.rootfs()] {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let options = overlay_options(layers, &dirs.upper(), &dirs.work())?;
+    for (dir, mode) in [
+        (dirs.dir.clone(), 0o711),
+        (dirs.work(), 0o700),
+        (dirs.rootfs(), 0o700),
+        (dirs.upper(), 0o755),
+    ] {
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(mode)
             .create(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    // The merged root must be traversable by a container that runs as another user.
-    let _ = fs::set_permissions(
-        &dirs.dir,
-        std::os::unix::fs::PermissionsExt::from_mode(0o711),
-    );
-    let options = overlay_options(layers, &dirs.upper(), &dirs.work())?;
+    if let Some(top) = layers.last().and_then(|l| fs::metadata(l).ok()) {
+        let upper = dirs.upper();
+        fs::set_permissions(&upper, fs::Permissions::from_mode(top.mode() & 0o7777))
+            .and_then(|()| std::os::unix::fs::chown(&upper, Some(top.uid()), Some(top.gid())))
+            .map_err(|e| format!("cannot set up {}: {e}", upper.display()))?;
+    }
     mount(
         Some("overlay"),
         &dirs.rootfs(),
