@@ -35,6 +35,26 @@ fn runtime_binary(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// An external runtime's container, deleted and unmounted even when the benchmark fails.
+struct External<'a> {
+    binary: &'a Path,
+    state: PathBuf,
+    id: String,
+    dirs: ContainerDirs,
+}
+
+impl Drop for External<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(self.binary)
+            .arg("--root")
+            .arg(&self.state)
+            .args(["delete", "-f", &self.id])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = rootfs::remove(&self.dirs);
+    }
+}
+
 /// `<runtime> run -d` of `config` on an overlay of `layers`, timed until the workload runs.
 fn time_external(
     binary: &Path,
@@ -42,21 +62,31 @@ fn time_external(
     layers: &[PathBuf],
     config: &serde_json::Value,
     i: u32,
-) -> Duration {
+) -> Result<Duration, String> {
     let name = binary.file_name().unwrap().to_string_lossy().to_string();
     let id = format!("bench-{name}-{i}");
-    let dirs = ContainerDirs::new(work.join(&id));
-    let state = work.join(format!("{name}-state"));
+    let external = External {
+        binary,
+        state: work.join(format!("{name}-state")),
+        dirs: ContainerDirs::new(work.join(&id)),
+        id: id.clone(),
+    };
+    let dirs = &external.dirs;
     let mut config = config.clone();
     config["root"]["path"] = dirs.rootfs().display().to_string().into();
+    // Debian's crun 1.8 knows runtime-spec 1.0 only; nothing in the bundle is newer.
+    config["ociVersion"] = "1.0.2".into();
     config["linux"]["cgroupsPath"] = format!("/boot-bench/{id}").into();
     let started = Instant::now();
-    rootfs::mount_overlay(&dirs, layers).unwrap();
+    rootfs::mount_overlay(dirs, layers).unwrap();
     std::fs::write(dirs.config(), serde_json::to_vec(&config).unwrap()).unwrap();
     let pid_file = dirs.dir.join("pid");
+    let errors = dirs.dir.join("stderr");
+    // The container inherits stdout and stderr: a file and /dev/null, never a pipe we would
+    // wait on.
     let status = Command::new(binary)
         .arg("--root")
-        .arg(&state)
+        .arg(&external.state)
         .args(["run", "-d", "--pid-file"])
         .arg(&pid_file)
         .arg("--bundle")
@@ -64,23 +94,20 @@ fn time_external(
         .arg(&id)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&errors).unwrap())
         .status()
         .unwrap();
-    assert!(status.success(), "{name} run failed");
+    if !status.success() {
+        let why = std::fs::read_to_string(&errors).unwrap_or_default();
+        return Err(format!("{name} run failed: {}", why.trim()));
+    }
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
         .parse()
         .unwrap();
     wait_running(pid);
-    let elapsed = started.elapsed();
-    let _ = Command::new(binary)
-        .arg("--root")
-        .arg(&state)
-        .args(["delete", "-f", &id])
-        .status();
-    rootfs::remove(&dirs).unwrap();
-    elapsed
+    Ok(started.elapsed())
 }
 
 #[test]
@@ -108,6 +135,20 @@ fn spec_to_running_container_against_runc_and_crun() {
         spec: &spec,
     };
     let sandbox = runtime.create_sandbox(pod).unwrap();
+    // Removes the sandbox and the cgroup parents even when the benchmark fails.
+    struct Cleanup<'a>(
+        &'a boot::runtime::oci::OciRuntime,
+        boot::runtime::Sandbox,
+        String,
+    );
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            self.0.remove_sandbox(&self.1);
+            remove_cgroup_parent("boot-bench");
+            remove_cgroup_parent(&self.2);
+        }
+    }
+    let _cleanup = Cleanup(&runtime, sandbox.clone(), cgroup_parent(&root));
     let mut ours = Vec::new();
     let mut config = None;
     for i in 0..RUNS {
@@ -144,16 +185,19 @@ fn spec_to_running_container_against_runc_and_crun() {
             println!("{name}: not installed");
             continue;
         };
-        let samples: Vec<Duration> = (0..RUNS)
+        let samples: Result<Vec<Duration>, String> = (0..RUNS)
             .map(|i| time_external(&binary, &work, &layers, &config, i))
             .collect();
-        let theirs = median(samples);
+        let theirs = match samples {
+            Ok(samples) => median(samples),
+            Err(why) => {
+                println!("{name}: cannot run here: {why}");
+                continue;
+            }
+        };
         println!(
             "{name} run -d (same bundle): median {theirs:?}; boot / {name} = {:.2}",
             ours.as_secs_f64() / theirs.as_secs_f64()
         );
     }
-    runtime.remove_sandbox(&sandbox);
-    remove_cgroup_parent("boot-bench");
-    remove_cgroup_parent(&cgroup_parent(&root));
 }

@@ -142,9 +142,12 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, String> {
         // CRI removes the base spec's rlimits: containers inherit the runtime's.
         .set_rlimits(None)
         // The kubelet asks for no_new_privs only for an explicit allowPrivilegeEscalation: false.
-        .set_no_new_privileges(Some(
-            security.and_then(|s| s.allow_privilege_escalation) == Some(false),
-        ))
+        // Absent rather than `false` otherwise: libcontainer installs seccomp while it still has
+        // CAP_SYS_ADMIN only when the field is absent, and later (failing without
+        // no_new_privs) when it is `false`.
+        .set_no_new_privileges(
+            (security.and_then(|s| s.allow_privilege_escalation) == Some(false)).then_some(true),
+        )
         .set_oom_score_adj(None);
 
     let mut root = Root::default();

@@ -127,7 +127,7 @@ fn working_dir_and_user() {
     let p = s.process().as_ref().unwrap();
     assert_eq!(p.cwd(), Path::new("/image-wd"));
     assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
-    assert_eq!(p.no_new_privileges(), Some(false));
+    assert_eq!(p.no_new_privileges(), None);
     let s =
         spec(json!({"workingDir": "/own", "securityContext": {"allowPrivilegeEscalation": false}}));
     let p = s.process().as_ref().unwrap();
