@@ -1,5 +1,5 @@
-//! The OCI runtime: every container runs from its image in namespaces of its own, as the kubelet
-//! + containerd + runc run it (design §8, reference §6–9). A pod's sandbox ([`sandbox`]) holds
+//! The OCI runtime: every container runs from its image in namespaces of its own, as the kubelet,
+//! containerd and runc run it (design §8, reference §6–9). A pod's sandbox ([`sandbox`]) holds
 //! what its containers share: the network namespace, an IPC and a UTS namespace, `/dev/shm` and
 //! the injected files. A container's root file system is an overlay of its image's layers
 //! ([`rootfs`]); its OCI spec ([`spec`]) is built from the Pod and the image configuration; youki's
