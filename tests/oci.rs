@@ -153,6 +153,7 @@ fn isolation_capabilities_read_only_mounts_and_the_process_rules() {
     std::fs::write(&secret, "secret").unwrap();
     let spec = pod_spec(&format!(
         r#"
+securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
 containers:
 - name: root
   image: {IMAGE}
@@ -168,6 +169,9 @@ containers:
     if echo x > /ro/file; then echo writable; else echo read-only; fi > /out/ro
     cat /etc/motd > /out/motd
     hostname > /out/hostname
+    grep Seccomp: /proc/self/status > /out/seccomp
+    cat /proc/kcore | wc -c > /out/kcore
+    if echo 1 > /proc/sys/kernel/domainname; then echo writable; else echo read-only; fi > /out/proc-sys
     touch /out/root-done
     exec sleep 1000
 - name: user
@@ -217,6 +221,11 @@ volumes:
     // containerd's 14 default capabilities.
     assert_eq!(read(&out.join("cap")), "CapEff:\t00000000a80425fb");
     assert_eq!(read(&out.join("ro")), "read-only");
+    // The pod's RuntimeDefault seccomp profile is in force (mode 2, a filter); the kubelet's
+    // masked and read-only /proc paths.
+    assert_eq!(read(&out.join("seccomp")), "Seccomp:\t2");
+    assert_eq!(read(&out.join("kcore")), "0");
+    assert_eq!(read(&out.join("proc-sys")), "read-only");
     assert!(!ro.join("file").exists());
     // One UTS namespace for the pod, named after the pod.
     assert_eq!(read(&out.join("hostname")), "isolation-node1");

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 pub const IMAGE: &str = "test.local/busybox:1";
 pub const APPLETS: &[&str] = &[
     "sh", "cat", "echo", "id", "ls", "sleep", "env", "pwd", "grep", "test", "true", "false",
-    "hostname", "touch", "mount", "ps",
+    "hostname", "touch", "mount", "ps", "wc",
 ];
 
 /// Layer 0: `/bin/busybox` and its applets, `/etc/passwd`, `/etc/group`; layer 1: a marker file
