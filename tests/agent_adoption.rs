@@ -155,6 +155,7 @@ async fn recorded_pid_now_used_by_another_process_is_left_alone() {
         start_ticks: ticks + 12345,
         started_at: SystemTime::now(),
         cgroups: vec![],
+        container_id: None,
     };
     let container = ContainerRecord {
         name: "main".into(),

@@ -31,6 +31,9 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
+use crate::config::RuntimeKind;
+use crate::runtime::oci::image::ImageSource;
+use crate::runtime::oci::{OciRuntime, OciSettings};
 use crate::runtime::process::{ProcessRuntime, ProcessSettings};
 use crate::runtime::Runtime;
 use status::AgentStatus;
@@ -46,13 +49,19 @@ pub enum AgentError {
     Healthz { addr: SocketAddr, source: io::Error },
     #[error("cannot create {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
+    #[error("runtime: oci needs an image store, and this build has none to give it")]
+    NoImageStore,
 }
 
-/// Runs the agent with the process runtime until `shutdown` resolves.
+/// Runs the agent with the runtime its options name until `shutdown` resolves.
 pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    if options.runtime == RuntimeKind::Oci {
+        // The image store hands images to the OCI runtime through `run_with_images`.
+        return Err(AgentError::NoImageStore);
+    }
     let runtime = process_runtime(&options);
     run_with_runtime(options, Arc::new(runtime), shutdown).await
 }
@@ -70,6 +79,35 @@ pub fn process_runtime(options: &AgentOptions) -> ProcessRuntime {
         log_max_files: options.log_max_files,
         cgroup_parent: options.cgroup_parent.clone(),
     })
+}
+
+/// Runs the agent with the OCI runtime, its images coming from `images`, until `shutdown`
+/// resolves.
+pub async fn run_with_images(
+    options: AgentOptions,
+    images: Arc<dyn ImageSource>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let runtime = OciRuntime::new(oci_settings(&options), images);
+    run_with_runtime(options, Arc::new(runtime), shutdown).await
+}
+
+/// The OCI runtime's settings from the agent's options: its directories under the host root.
+pub fn oci_settings(options: &AgentOptions) -> OciSettings {
+    OciSettings {
+        state_dir: options.state_dir.join("oci"),
+        run_dir: options.root.path("/run/boot/oci"),
+        netns_dir: options.netns_dir.clone(),
+        pods_dir: options.state_dir.join("pods"),
+        boot_exe: options.relay_exe.clone(),
+        log_max_size: options.log_max_size,
+        log_max_files: options.log_max_files,
+        cgroup_parent: options.cgroup_parent.clone(),
+        node_name: options.node_name.clone(),
+        cluster_dns: Default::default(),
+        host_resolv_conf: options.root.path("/etc/resolv.conf"),
+        host_hosts: options.root.path("/etc/hosts"),
+    }
 }
 
 /// Runs the agent with any runtime until `shutdown` resolves.

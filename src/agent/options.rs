@@ -61,6 +61,8 @@ pub struct AgentOptions {
     /// The agent's face in the API (Node, Lease, mirror pods, `:10250`); `None` without
     /// `kubelet.conf`.
     pub node: Option<crate::node::NodeOptions>,
+    /// How containers run (`BootConfiguration.runtime`).
+    pub runtime: crate::config::RuntimeKind,
 }
 
 impl AgentOptions {
@@ -89,6 +91,7 @@ impl AgentOptions {
                 .parse()
                 .expect("the default version parses"),
             node: None,
+            runtime: crate::config::RuntimeKind::default(),
             root,
         }
     }

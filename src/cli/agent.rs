@@ -244,6 +244,7 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
         network.bin_dirs = configured.bin_dirs.clone();
         network.default_network.subnet = configured.default_subnet;
     }
+    options.runtime = cfg.boot.runtime;
     Ok(())
 }
 
@@ -270,6 +271,8 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     result.map(|()| ExitCode::Ok).map_err(|e| match e {
         AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
             .with_hint("stop the other agent, or give another --root"),
+        AgentError::NoImageStore => CliError::new(ExitCode::Usage, e.to_string())
+            .with_hint("set BootConfiguration.runtime: process (host binaries)"),
         other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
     })
 }

@@ -85,6 +85,9 @@ pub enum Command {
     /// Relay a container's output into its CRI log file (started by the agent).
     #[command(hide = true)]
     LogRelay(agent::LogRelayArgs),
+    /// Create a container or run a command in one (started by the agent's OCI runtime).
+    #[command(hide = true)]
+    OciShim(crate::runtime::oci::shim::ShimArgs),
 }
 
 /// Resolves on SIGTERM or SIGINT: how `boot agent` (and `boot init --agent=foreground`) are told to
@@ -130,5 +133,6 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Logs(args) => logs::run(args, global),
         Command::Certs(command) => certs::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
+        Command::OciShim(args) => std::process::exit(crate::runtime::oci::shim::run(args)),
     }
 }

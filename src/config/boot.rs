@@ -26,12 +26,26 @@ pub struct BootConfiguration {
     /// A directory of templates overriding the built-in ones (same file names).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
+    /// How the agent runs containers: `process` (host binaries from `binDirs`) or `oci` (the
+    /// manifest's image, in its own namespaces).
+    pub runtime: RuntimeKind,
     pub agent: AgentConfiguration,
     /// Pod networking for pods without `hostNetwork`.
     pub network: NetworkConfiguration,
     pub certificates: CertificatesConfiguration,
     pub encryption_at_rest: EncryptionAtRest,
     pub audit: Audit,
+}
+
+/// `BootConfiguration.runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Host binaries looked up in `binDirs` (the default until the image store is wired in).
+    #[default]
+    Process,
+    /// The manifest's image, unpacked, in namespaces of its own (youki's libcontainer).
+    Oci,
 }
 
 impl Default for BootConfiguration {
@@ -42,6 +56,7 @@ impl Default for BootConfiguration {
             bin_dirs: vec!["/usr/local/bin".into(), "/usr/bin".into()],
             etcd_version: None,
             templates_dir: None,
+            runtime: RuntimeKind::default(),
             agent: AgentConfiguration::default(),
             network: NetworkConfiguration::default(),
             certificates: CertificatesConfiguration::default(),

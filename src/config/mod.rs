@@ -11,7 +11,7 @@ mod types;
 mod validate;
 
 pub use boot::{
-    AgentConfiguration, AgentMode, Backoff, BootConfiguration, NetworkConfiguration,
+    AgentConfiguration, AgentMode, Backoff, BootConfiguration, NetworkConfiguration, RuntimeKind,
     BOOT_API_VERSION,
 };
 pub use error::ConfigError;

@@ -7,6 +7,7 @@
 pub mod logs;
 pub mod names;
 pub mod network;
+pub mod oci;
 pub mod process;
 
 use std::future::Future;
@@ -77,6 +78,10 @@ pub struct ContainerHandle {
     pub started_at: SystemTime,
     /// The container's cgroup directories (one per v1 controller, or the one v2 directory).
     pub cgroups: Vec<PathBuf>,
+    /// The runtime's own name for the container (the OCI runtime's container id); `None` for a
+    /// host process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
 }
 
 /// How a container ended. An adopted process is not our child, so its exit status is unknown.

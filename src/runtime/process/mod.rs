@@ -206,6 +206,7 @@ impl ProcessRuntime {
             start_ticks,
             started_at: SystemTime::now(),
             cgroups: cgroup_dirs,
+            container_id: None,
         };
         let exit: BoxFuture<ContainerExit> = Box::pin(async move {
             use std::os::unix::process::ExitStatusExt;

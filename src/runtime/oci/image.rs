@@ -1,0 +1,67 @@
+//! What the OCI runtime needs from an image: its unpacked layers (bottom first) and the parts of
+//! its configuration that shape the container (`User`, `Env`, `Entrypoint`, `Cmd`, `WorkingDir`,
+//! `StopSignal`). The image store owns images; it hands them over as [`ImageRootfs`] through an
+//! [`ImageSource`], so this module knows nothing of registries or digests beyond the id it shows.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// The `config` object of an OCI image configuration, reduced to what the runtime uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// `user`, `uid`, `user:group`, `uid:gid`, … resolved in the image's `/etc/passwd` and `/etc/group`.
+    pub user: Option<String>,
+    /// `K=V` entries.
+    pub env: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub working_dir: Option<String>,
+    /// `SIGTERM`, `TERM` or a number.
+    pub stop_signal: Option<String>,
+}
+
+/// An image ready to run: its layers, unpacked into directories, bottom layer first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRootfs {
+    /// The image id (its config digest) as status shows it.
+    pub id: String,
+    pub layers: Vec<PathBuf>,
+    pub config: ImageConfig,
+}
+
+/// Where the runtime gets an image from by the reference a manifest names.
+pub trait ImageSource: Send + Sync + 'static {
+    /// The image for `reference`, or why there is none (the message names the reference).
+    fn rootfs(&self, reference: &str) -> Result<ImageRootfs, String>;
+}
+
+/// A fixed set of images by reference: what tests and the benchmark give the runtime.
+#[derive(Debug, Default)]
+pub struct StaticImages {
+    images: Mutex<HashMap<String, ImageRootfs>>,
+}
+
+impl StaticImages {
+    pub fn new() -> StaticImages {
+        StaticImages::default()
+    }
+
+    pub fn insert(&self, reference: impl Into<String>, image: ImageRootfs) {
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference.into(), image);
+    }
+}
+
+impl ImageSource for StaticImages {
+    fn rootfs(&self, reference: &str) -> Result<ImageRootfs, String> {
+        self.images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(reference)
+            .cloned()
+            .ok_or_else(|| format!("image {reference:?} is not in the image store"))
+    }
+}

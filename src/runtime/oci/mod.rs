@@ -1,0 +1,531 @@
+//! The OCI runtime: every container runs from its image in namespaces of its own, as the kubelet,
+//! containerd and runc run it (design §8, reference §6–9). A pod's sandbox ([`sandbox`]) holds
+//! what its containers share: the network namespace, an IPC and a UTS namespace, `/dev/shm` and
+//! the injected files. A container's root file system is an overlay of its image's layers
+//! ([`rootfs`]); its OCI spec ([`spec`]) is built from the Pod and the image configuration; youki's
+//! `libcontainer` creates it in the single-threaded [`shim`], started by [`launch`]. The agent
+//! inherits each container's init (it makes itself a child subreaper) and watches it through a
+//! pidfd; a restarted agent adopts it by pid and start time, as the process runtime does.
+//!
+//! Touches: `<root>/var/lib/boot/oci/containers/<id>/` (bundle, overlay upper and work),
+//! `<root>/run/boot/oci/{state,pods}/`, `<root>/run/boot/netns/`, hostPath volumes,
+//! `/sys/fs/cgroup/**/<cgroupParent>/pod<uid>/`, the log directory.
+
+pub mod image;
+pub mod launch;
+pub mod podfiles;
+pub mod rootfs;
+pub mod sandbox;
+pub mod shim;
+pub mod spec;
+pub mod user;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Container;
+use nix::sys::signal::Signal;
+
+use self::image::ImageSource;
+use self::rootfs::ContainerDirs;
+use self::sandbox::{SandboxDirs, SandboxFiles};
+use super::process::{cgroup, netns, proc, spawn, volumes};
+use super::{
+    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef, Runtime, RuntimeError,
+    Sandbox,
+};
+use crate::probe::ProbeResult;
+
+/// How the OCI runtime is set up.
+#[derive(Debug, Clone)]
+pub struct OciSettings {
+    /// `<root>/var/lib/boot/oci`: one directory per container (bundle, upper, work).
+    pub state_dir: PathBuf,
+    /// `<root>/run/boot/oci`: libcontainer's state and the pods' sandboxes.
+    pub run_dir: PathBuf,
+    /// Where pod network namespaces are bind-mounted (`<root>/run/boot/netns`).
+    pub netns_dir: PathBuf,
+    /// Where `emptyDir` volumes live (`<root>/var/lib/boot/pods`).
+    pub pods_dir: PathBuf,
+    /// The `boot` executable: runs `boot oci-shim` and `boot log-relay`.
+    pub boot_exe: PathBuf,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    /// The cgroup parent (`boot`): containers go to `/<parent>/pod<uid>/<name>-<restart>`.
+    pub cgroup_parent: String,
+    /// The node name: the hostname of `hostNetwork` pods.
+    pub node_name: String,
+    pub cluster_dns: podfiles::ClusterDns,
+    /// The node's resolv.conf (the kubelet's `resolvConf`) and hosts file.
+    pub host_resolv_conf: PathBuf,
+    pub host_hosts: PathBuf,
+}
+
+pub struct OciRuntime {
+    settings: OciSettings,
+    images: Arc<dyn ImageSource>,
+    cgroup_v2: bool,
+    warnings: Vec<String>,
+}
+
+/// At most this much of the node's resolv.conf and hosts file is read.
+const MAX_HOST_FILE: u64 = 64 * 1024;
+
+impl OciRuntime {
+    /// Makes the calling process a child subreaper, so that containers' init processes pass to
+    /// it when their shim exits and their exit status can be collected.
+    pub fn new(settings: OciSettings, images: Arc<dyn ImageSource>) -> OciRuntime {
+        let mut warnings = Vec::new();
+        if !nix::unistd::geteuid().is_root() {
+            warnings.push("the OCI runtime needs root: containers cannot start".into());
+        }
+        // SAFETY: prctl with an integer argument changes only this process's reaper flag.
+        if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+            warnings.push("not a child subreaper: container exit codes are unknown".into());
+        }
+        let cgroup_v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+        OciRuntime {
+            settings,
+            images,
+            cgroup_v2,
+            warnings,
+        }
+    }
+
+    fn sandbox_dirs(&self, pod_uid: &str) -> SandboxDirs {
+        SandboxDirs::new(self.settings.run_dir.join("pods").join(pod_uid))
+    }
+
+    fn libcontainer_state(&self) -> PathBuf {
+        self.settings.run_dir.join("state")
+    }
+
+    fn container_dirs(&self, id: &str) -> ContainerDirs {
+        ContainerDirs::new(self.settings.state_dir.join("containers").join(id))
+    }
+
+    /// `/<parent>/pod<uid>/<name>-<restart>`, and its directories on this host.
+    fn cgroup_path(&self, pod_uid: &str, name: &str, restart: u32) -> (PathBuf, Vec<PathBuf>) {
+        let path = PathBuf::from(format!(
+            "/{}/pod{pod_uid}/{name}-{restart}",
+            self.settings.cgroup_parent
+        ));
+        let relative = path.strip_prefix("/").unwrap_or(&path).to_path_buf();
+        let base = Path::new("/sys/fs/cgroup");
+        let dirs = if self.cgroup_v2 {
+            vec![base.join(&relative)]
+        } else {
+            // libcontainer places the container in every mounted v1 hierarchy.
+            v1_hierarchies(base)
+                .into_iter()
+                .map(|h| h.join(&relative))
+                .collect()
+        };
+        (path, dirs)
+    }
+
+    fn volume_paths(&self, pod: PodRef<'_>) -> Result<Vec<(String, PathBuf)>, String> {
+        let empty_dir_base = self.settings.pods_dir.join(pod.uid).join("volumes");
+        pod.spec
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| Ok((v.name.clone(), volumes::prepare_volume(v, &empty_dir_base)?)))
+            .collect()
+    }
+
+    fn create_sandbox_inner(&self, pod: PodRef<'_>) -> Result<Sandbox, String> {
+        check_name("pod uid", pod.uid)?;
+        self.volume_paths(pod)?;
+        let host_network = pod.spec.host_network.unwrap_or(false);
+        let mut sandbox = Sandbox {
+            pod_uid: pod.uid.to_string(),
+            netns: None,
+            notes: Vec::new(),
+        };
+        if !host_network {
+            let path = self.settings.netns_dir.join(pod.uid);
+            netns::create(&path).map_err(|e| {
+                format!(
+                    "cannot create its network namespace {}: {e}",
+                    path.display()
+                )
+            })?;
+            sandbox.netns = Some(path);
+            sandbox
+                .notes
+                .push("own network namespace, loopback only (pod networking not yet)".into());
+        }
+        let hostname = if host_network {
+            self.settings.node_name.clone()
+        } else {
+            podfiles::hostname(pod.spec, pod.full_name)
+        };
+        let read = |path: &Path| read_bounded(path).unwrap_or_default();
+        let (resolv_conf, warning) = podfiles::resolv_conf(
+            pod.spec,
+            pod.namespace,
+            &self.settings.cluster_dns,
+            &read(&self.settings.host_resolv_conf),
+        );
+        sandbox.notes.extend(warning);
+        let files = SandboxFiles {
+            hosts: podfiles::hosts(pod.spec, &hostname, None, &read(&self.settings.host_hosts)),
+            hostname,
+            resolv_conf,
+            own_ipc: !pod.spec.host_ipc.unwrap_or(false),
+            own_uts: !host_network,
+        };
+        self.sandbox_dirs(pod.uid).create(&files)?;
+        Ok(sandbox)
+    }
+
+    fn start(
+        &self,
+        request: &ContainerRequest<'_>,
+    ) -> Result<(ContainerHandle, BoxFuture<ContainerExit>), String> {
+        let pod = request.pod;
+        let container = request.container;
+        check_name("container name", &container.name)?;
+        let id = format!("{}-{}-{}", pod.uid, container.name, request.restart_count);
+        let reference = container.image.as_deref().unwrap_or_default();
+        let image = self.images.rootfs(reference)?;
+        let user = self::user::resolve(
+            &user_request(pod, container, image.config.user.as_deref()),
+            &self::user::read_from_layers(&image.layers, "etc/passwd"),
+            &self::user::read_from_layers(&image.layers, "etc/group"),
+        )?;
+        let dirs = self.container_dirs(&id);
+        // A leftover of an earlier attempt at this very run (the agent died mid-start).
+        self.remove_container(&id);
+        let sandbox_dirs = self.sandbox_dirs(pod.uid);
+        let termination_log = sandbox_dirs
+            .create_termination_log(&container.name, request.restart_count)
+            .map_err(|e| format!("cannot create its termination log: {e}"))?;
+        let host_network = pod.spec.host_network.unwrap_or(false);
+        let host_ipc = pod.spec.host_ipc.unwrap_or(false);
+        let (cgroups_path, cgroup_dirs) =
+            self.cgroup_path(pod.uid, &container.name, request.restart_count);
+        let volume_paths = self.volume_paths(pod)?;
+        let hostname = if host_network {
+            self.settings.node_name.clone()
+        } else {
+            podfiles::hostname(pod.spec, pod.full_name)
+        };
+        let termination_path = container
+            .termination_message_path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        let input = spec::SpecInput {
+            pod: pod.spec,
+            container,
+            image: &image.config,
+            hostname: &hostname,
+            user: &user,
+            rootfs: dirs.rootfs(),
+            namespaces: spec::PodNamespaces {
+                net: request.sandbox.netns.clone(),
+                ipc: (!host_ipc).then(|| sandbox_dirs.ipc()),
+                uts: (!host_network).then(|| sandbox_dirs.uts()),
+            },
+            files: spec::InjectedFiles {
+                hosts: Some(sandbox_dirs.hosts()),
+                hostname: Some(sandbox_dirs.hostname()),
+                resolv_conf: Some(sandbox_dirs.resolv_conf()),
+                termination_log: Some((termination_log, termination_path)),
+                shm: (!host_ipc).then(|| sandbox_dirs.shm()),
+            },
+            volume_paths: &volume_paths,
+            cgroups_path,
+            cgroup_v2: self.cgroup_v2,
+            thermal_throttle_paths: thermal_throttle_paths(),
+        };
+        let config = spec::build(&input)?;
+        std::fs::create_dir_all(&dirs.dir)
+            .map_err(|e| format!("cannot create {}: {e}", dirs.dir.display()))?;
+        let json = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
+        crate::host::write_all(&[crate::host::RenderedFile {
+            path: dirs.config(),
+            mode: 0o600,
+            bytes: json,
+        }])
+        .map_err(|e| e.to_string())?;
+
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
+        let s = &self.settings;
+        let mut relay = spawn::spawn_relay(
+            &s.boot_exe,
+            &request.log_path,
+            s.log_max_size,
+            s.log_max_files,
+            out_read,
+            err_read,
+        )
+        .map_err(|e| format!("cannot start its log relay {}: {e}", s.boot_exe.display()))?;
+        tokio::spawn(async move {
+            let _ = relay.wait().await;
+        });
+        let state = self.libcontainer_state();
+        let pid = launch::create(
+            &launch::CreateRequest {
+                shim: &s.boot_exe,
+                state: &state,
+                id: &id,
+                bundle: &dirs.dir,
+                layers: &image.layers,
+            },
+            out_write,
+            err_write,
+        )
+        .map_err(|e| format!("image {reference}: {e}"))?;
+        let pidfd = proc::pidfd_open(pid).map_err(|e| format!("cannot watch pid {pid}: {e}"))?;
+        let start_ticks = proc::stat(pid).map(|s| s.start_ticks).unwrap_or_default();
+        let handle = ContainerHandle {
+            pid,
+            start_ticks,
+            started_at: SystemTime::now(),
+            cgroups: cgroup_dirs,
+            container_id: Some(id),
+        };
+        Ok((handle, Box::pin(launch::wait_exit(pidfd))))
+    }
+
+    /// Runs an exec probe's command inside the container (its namespaces, cgroup and user).
+    pub fn exec_probe(
+        &self,
+        handle: &ContainerHandle,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<ProbeResult> {
+        let Some(id) = handle.container_id.clone() else {
+            return Box::pin(async { ProbeResult::Failure("exec: not an OCI container".into()) });
+        };
+        let shim = self.settings.boot_exe.clone();
+        let state = self.libcontainer_state();
+        let command = command.to_vec();
+        Box::pin(async move { launch::exec_probe(&shim, &state, &id, &command, timeout).await })
+    }
+
+    fn remove_container(&self, id: &str) {
+        remove_container(&self.libcontainer_state(), &self.container_dirs(id), id);
+    }
+}
+
+/// Deletes libcontainer's state and cgroups of a container, unmounts its overlay and removes its
+/// directory. Blocking; idempotent.
+fn remove_container(libcontainer_state: &Path, dirs: &ContainerDirs, id: &str) {
+    if check_name("container id", id).is_err() {
+        return;
+    }
+    let state = libcontainer_state.join(id);
+    if state.exists() {
+        if let Ok(mut container) = libcontainer::container::Container::load(state.clone()) {
+            let _ = container.delete(true);
+        }
+        let _ = std::fs::remove_dir_all(&state);
+    }
+    let _ = rootfs::remove(dirs);
+}
+
+/// The mounted cgroup v1 hierarchies (`/sys/fs/cgroup/<name>` directories, not the symlinks that
+/// alias co-mounted controllers).
+fn v1_hierarchies(base: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut dirs: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Names that become path components: what a DNS label or a pod uid allows, nothing else.
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{what} {name:?} cannot name a directory"))
+    }
+}
+
+fn user_request<'a>(
+    pod: PodRef<'a>,
+    container: &'a Container,
+    image_user: Option<&'a str>,
+) -> self::user::UserRequest<'a> {
+    let c = container.security_context.as_ref();
+    let p = pod.spec.security_context.as_ref();
+    let mut extra_groups: Vec<i64> = p
+        .and_then(|p| p.supplemental_groups.clone())
+        .unwrap_or_default();
+    extra_groups.extend(p.and_then(|p| p.fs_group));
+    self::user::UserRequest {
+        image_user,
+        run_as_user: c
+            .and_then(|c| c.run_as_user)
+            .or_else(|| p.and_then(|p| p.run_as_user)),
+        run_as_group: c
+            .and_then(|c| c.run_as_group)
+            .or_else(|| p.and_then(|p| p.run_as_group)),
+        extra_groups,
+    }
+}
+
+fn read_bounded(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(MAX_HOST_FILE)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Every `/sys/devices/system/cpu/cpu<N>/thermal_throttle` on this host (the kubelet masks them).
+fn thermal_throttle_paths() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/devices/system/cpu") else {
+        return Vec::new();
+    };
+    let mut paths: Vec<String> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.strip_prefix("cpu")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path().join("thermal_throttle"))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot create a pipe: {e}"))
+}
+
+/// Sends `signal` to the container's init if `handle` still names it.
+fn signal_init(handle: &ContainerHandle, signal: Signal) -> Option<std::os::fd::OwnedFd> {
+    if handle.pid <= 1 || !proc::is_same_live_process(handle.pid, handle.start_ticks) {
+        return None;
+    }
+    let pidfd = proc::pidfd_open(handle.pid).ok()?;
+    // SAFETY: pidfd_send_signal with a valid pidfd, a signal number, no siginfo and no flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            signal as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+    Some(pidfd)
+}
+
+impl Runtime for OciRuntime {
+    fn create_sandbox(&self, pod: PodRef<'_>) -> Result<Sandbox, RuntimeError> {
+        self.create_sandbox_inner(pod)
+            .map_err(|problem| RuntimeError::Pod {
+                pod: pod.full_name.to_string(),
+                problem,
+            })
+    }
+
+    fn remove_sandbox(&self, sandbox: &Sandbox) {
+        if let Some(path) = &sandbox.netns {
+            netns::remove(path);
+        }
+        if check_name("pod uid", &sandbox.pod_uid).is_ok() {
+            let _ = self.sandbox_dirs(&sandbox.pod_uid).remove();
+        }
+    }
+
+    fn start_container(
+        &self,
+        request: &ContainerRequest<'_>,
+    ) -> Result<(ContainerHandle, BoxFuture<ContainerExit>), RuntimeError> {
+        self.start(request)
+            .map_err(|problem| RuntimeError::Container {
+                pod: request.pod.full_name.to_string(),
+                container: request.container.name.clone(),
+                problem,
+            })
+    }
+
+    fn adopt_container(&self, handle: &ContainerHandle) -> Option<BoxFuture<ContainerExit>> {
+        if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
+            return None;
+        }
+        let pidfd = proc::pidfd_open(handle.pid).ok()?;
+        if !proc::is_same_live_process(handle.pid, handle.start_ticks) {
+            return None;
+        }
+        // Usually not our child (the agent that inherited it is gone), and then the status is
+        // unknown; `wait_exit` collects it when it is.
+        Some(Box::pin(launch::wait_exit(pidfd)))
+    }
+
+    fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()> {
+        let handle = handle.clone();
+        Box::pin(async move {
+            if let Some(pidfd) = signal_init(&handle, Signal::SIGTERM) {
+                let _ = tokio::time::timeout(grace, proc::wait_pidfd(pidfd)).await;
+                // SIGKILL to a pid namespace's init ends every process in it.
+                signal_init(&handle, Signal::SIGKILL);
+            }
+            for dir in &handle.cgroups {
+                cgroup::kill_all(dir);
+            }
+        })
+    }
+
+    fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()> {
+        let handle = handle.clone();
+        let state = self.libcontainer_state();
+        let dirs = handle
+            .container_id
+            .as_deref()
+            .map(|id| self.container_dirs(id));
+        Box::pin(async move {
+            signal_init(&handle, Signal::SIGKILL);
+            // Killed processes leave the cgroup once reaped; wait for that for a while.
+            for _ in 0..100 {
+                handle.cgroups.iter().for_each(|dir| cgroup::kill_all(dir));
+                if handle
+                    .cgroups
+                    .iter()
+                    .all(|dir| cgroup::pids(dir).is_empty())
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if let (Some(id), Some(dirs)) = (handle.container_id.clone(), dirs) {
+                let _ =
+                    tokio::task::spawn_blocking(move || remove_container(&state, &dirs, &id)).await;
+            }
+            // What libcontainer left: the container's cgroups and the pod's, once empty.
+            cgroup::remove(&handle.cgroups);
+        })
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+}
