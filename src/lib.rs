@@ -9,6 +9,7 @@ pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod host;
+pub mod image;
 pub mod init;
 pub mod pki;
 pub mod postboot;

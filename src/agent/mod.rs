@@ -9,6 +9,7 @@
 //! (records), `<root>/var/log/pods/`, `/sys/fs/cgroup`.
 
 pub mod backoff;
+pub mod images;
 pub mod options;
 pub mod pod;
 pub mod records;
@@ -43,6 +44,8 @@ pub enum AgentError {
     Healthz { addr: SocketAddr, source: io::Error },
     #[error("cannot create {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
+    #[error("the image store: {0}")]
+    Images(#[source] crate::image::ImageError),
 }
 
 /// Runs the agent with the process runtime until `shutdown` resolves.
@@ -89,11 +92,17 @@ pub async fn run_with_runtime(
     let tcp_server =
         tcp.map(|listener| tokio::spawn(server::serve_tcp(listener, events_tx.clone())));
     let socket = options.status_socket.clone();
+    let images = if runtime.needs_images() {
+        Some(images::gate(&options).map_err(AgentError::Images)?)
+    } else {
+        None
+    };
     let ctx = Context {
         options,
         runtime,
         events: events_tx,
         started_at: SystemTime::now(),
+        images,
     };
     ctx.note(format!(
         "watching {} as node {} (status on {})",

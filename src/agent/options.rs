@@ -50,6 +50,8 @@ pub struct AgentOptions {
     pub log_max_files: u32,
     /// Print the agent's events (`[agent] …` lines) on stdout.
     pub print_events: bool,
+    /// Mirrors, credentials and insecure registries for image pulls.
+    pub registries: crate::config::RegistriesConfiguration,
 }
 
 impl AgentOptions {
@@ -73,6 +75,7 @@ impl AgentOptions {
             log_max_size: DEFAULT_MAX_SIZE,
             log_max_files: DEFAULT_MAX_FILES,
             print_events: true,
+            registries: Default::default(),
             root,
         }
     }

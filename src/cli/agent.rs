@@ -126,6 +126,7 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
     options.backoff.reset_after = agent.backoff.reset_after.0;
     options.relist_period = agent.relist_period.0;
     options.stop_pods_on_exit = agent.stop_pods_on_exit;
+    options.registries = cfg.boot.registries.clone();
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 mod agent;
 mod config_cmd;
 mod error;
+mod images;
 mod init;
 mod load;
 mod logs;
@@ -76,6 +77,9 @@ pub enum Command {
     Agent(agent::AgentArgs),
     /// Show the agent and every static pod; exits 0 only when all are running and ready.
     Status(status::StatusArgs),
+    /// The images init uses, pulling and importing them, and the local image store.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Print a static pod's container log.
     Logs(logs::LogsArgs),
     /// Relay a container's output into its CRI log file (started by the agent).
@@ -124,6 +128,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Agent(args) => agent::run(args, global),
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),
+        Command::Images(command) => images::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
     }
 }

@@ -18,6 +18,9 @@ pub struct ResetArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep the image store (/var/lib/boot/images), so a new init pulls nothing.
+    #[arg(long)]
+    pub keep_images: bool,
 }
 
 pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
@@ -32,7 +35,10 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         )
         .with_hint("move it away to reset kubeadm's default paths instead")
     })?;
-    let plan = reset::plan(&root, ledger.as_ref());
+    let mut plan = reset::plan(&root, ledger.as_ref());
+    if args.keep_images {
+        plan = plan.keep_images(&root);
+    }
     if args.dry_run {
         println!("{plan}");
         println!("[dry-run] Nothing was changed.");

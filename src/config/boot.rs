@@ -2,6 +2,7 @@
 //! what kubeadm has no field for: where the component binaries are, pinned component versions,
 //! and the agent's options. Defaults mirror the kubelet where the agent stands in for it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct BootConfiguration {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
     pub agent: AgentConfiguration,
+    /// Registry mirrors, credentials and plain-HTTP registries for image pulls.
+    pub registries: RegistriesConfiguration,
 }
 
 impl Default for BootConfiguration {
@@ -38,6 +41,7 @@ impl Default for BootConfiguration {
             etcd_version: None,
             templates_dir: None,
             agent: AgentConfiguration::default(),
+            registries: RegistriesConfiguration::default(),
         }
     }
 }
@@ -96,4 +100,59 @@ impl Default for Backoff {
             reset_after: GoDuration(Duration::from_secs(600)),
         }
     }
+}
+
+/// Where images come from, in the spirit of containerd's `hosts.toml` and k3s's
+/// `registries.yaml`:
+///
+/// ```yaml
+/// registries:
+///   mirrors:
+///     registry.k8s.io: { endpoints: ["https://mirror.example.com"] }
+///   configs:
+///     mirror.example.com: { username: u, password: p }
+///     10.0.0.5:5000: { insecure: true }
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistriesConfiguration {
+    /// Registry host (`docker.io`, `registry.k8s.io`) → mirrors tried in order before it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mirrors: BTreeMap<String, RegistryMirror>,
+    /// Registry or mirror host (`host[:port]`) → how to talk to it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, RegistryHostConfig>,
+    /// The docker `config.json` the kubelet reads for node credentials (`<root-dir>/config.json`).
+    pub credentials_file: PathBuf,
+}
+
+impl Default for RegistriesConfiguration {
+    fn default() -> Self {
+        RegistriesConfiguration {
+            mirrors: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            credentials_file: "/var/lib/kubelet/config.json".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryMirror {
+    /// `https://host[:port]` or, for an insecure mirror, `http://host[:port]`.
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryHostConfig {
+    /// Plain HTTP (loopback registries get it without asking).
+    pub insecure: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// base64 `user:password`, as in a docker `config.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }

@@ -10,7 +10,10 @@ mod resolve;
 mod types;
 mod validate;
 
-pub use boot::{AgentConfiguration, AgentMode, Backoff, BootConfiguration, BOOT_API_VERSION};
+pub use boot::{
+    AgentConfiguration, AgentMode, Backoff, BootConfiguration, RegistriesConfiguration,
+    RegistryHostConfig, RegistryMirror, BOOT_API_VERSION,
+};
 pub use error::ConfigError;
 pub use kubeadm::{
     ApiEndpoint, ApiServer, ClusterConfiguration, ControlPlaneComponent, Etcd, ExternalEtcd,

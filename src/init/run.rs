@@ -29,6 +29,8 @@ pub struct InitRequest<'a> {
     pub exe: PathBuf,
     /// A terminal: live progress lines.
     pub live: bool,
+    /// Pull the control-plane images in preflight (when the agent's runtime runs images).
+    pub pull_images: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum InitError {
     Wait(WaitFailure),
     #[error("post-boot: {0}")]
     PostBoot(String),
+    #[error(transparent)]
+    Images(#[from] crate::image::ImageError),
 }
 
 impl InitRequest<'_> {
@@ -100,6 +104,9 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
         }
         if !report.warnings.is_empty() {
             say!("{report}");
+        }
+        if request.pull_images && !request.dry_run {
+            super::images::pull_step(cfg, root, out).await?;
         }
     }
 
@@ -256,6 +263,8 @@ fn note_everything(
     for dir in ["/var/lib/boot", "/run/boot", "/var/log/boot"] {
         ledger.note_tree(root, &root.path(dir));
     }
+    // Inside /var/lib/boot, listed on its own so that `reset --keep-images` can keep it.
+    ledger.note_tree(root, &root.path(crate::image::STORE_PATH));
     // Pod logs: boot owns the whole directory when it creates it; an existing one (another
     // kubelet's) is left alone.
     let pod_logs = root.path("/var/log/pods");

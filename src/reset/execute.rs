@@ -36,8 +36,11 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             Err(e) => fail(format!("remove {}", file.display()), e.to_string()),
         }
     }
+    let keep: Vec<&Path> = std::iter::once(plan.ledger.as_path())
+        .chain(plan.kept.iter().map(PathBuf::as_path))
+        .collect();
     for tree in &plan.trees {
-        match empty_tree(root, tree, &plan.ledger) {
+        match empty_tree(root, tree, &keep) {
             Ok(true) => out.push(format!("[reset] Emptied {}", tree.display())),
             Ok(false) => {}
             Err(e) => fail(format!("empty {}", tree.display()), e.to_string()),
@@ -217,8 +220,9 @@ fn remove_owned(root: &HostRoot, path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Removes everything inside `tree` except `keep` (the ledger); symlinks are removed, not followed.
-fn empty_tree(root: &HostRoot, tree: &Path, keep: &Path) -> io::Result<bool> {
+/// Removes everything inside `tree` except what `keep` lists (the ledger, a kept image store);
+/// symlinks are removed, not followed.
+fn empty_tree(root: &HostRoot, tree: &Path, keep: &[&Path]) -> io::Result<bool> {
     if !owned(root, tree)
         || tree
             .symlink_metadata()
@@ -237,8 +241,8 @@ fn empty_tree(root: &HostRoot, tree: &Path, keep: &Path) -> io::Result<bool> {
     let mut removed = false;
     for entry in entries {
         let path = entry?.path();
-        if keep.starts_with(&path) {
-            if path != keep && path.is_dir() {
+        if keep.iter().any(|k| k.starts_with(&path)) {
+            if !keep.contains(&path.as_path()) && path.is_dir() {
                 removed |= empty_tree(root, &path, keep)?;
             }
             continue;
@@ -270,7 +274,7 @@ mod tests {
         std::fs::create_dir_all(&tree).unwrap();
         std::os::unix::fs::symlink(&outside, tree.join("link")).unwrap();
         std::fs::write(tree.join("member"), "x").unwrap();
-        assert!(empty_tree(&root, &tree, Path::new("/none")).unwrap());
+        assert!(empty_tree(&root, &tree, &[Path::new("/none")]).unwrap());
         assert!(outside.join("precious").exists());
         assert_eq!(std::fs::read_dir(&tree).unwrap().count(), 0);
         // A file behind a symlinked directory is refused.

@@ -37,6 +37,20 @@ pub struct ResetPlan {
     pub ports: Vec<u16>,
     /// Without a ledger the plan is kubeadm's default paths.
     pub from_ledger: bool,
+    /// Paths inside `trees` that stay (`--keep-images`: the image store).
+    pub kept: Vec<PathBuf>,
+}
+
+impl ResetPlan {
+    /// Keeps the image store (`boot reset --keep-images`): it is not emptied, and the
+    /// directories leading to it are not removed.
+    pub fn keep_images(mut self, root: &HostRoot) -> Self {
+        let store = root.path(crate::image::STORE_PATH);
+        self.trees.retain(|t| *t != store);
+        self.dirs.retain(|d| !store.starts_with(d));
+        self.kept.push(store);
+        self
+    }
 }
 
 pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
@@ -60,6 +74,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
                 ledger: ledger_path,
                 ports: l.ports.iter().copied().collect(),
                 from_ledger: true,
+                kept: vec![],
             }
         }
         None => {
@@ -88,6 +103,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> ResetPlan {
                 ledger: ledger_path,
                 ports: vec![],
                 from_ledger: false,
+                kept: vec![],
             }
         }
     }
@@ -116,6 +132,9 @@ impl fmt::Display for ResetPlan {
         }
         for tree in &self.trees {
             writeln!(f, "  empty {}", tree.display())?;
+        }
+        for kept in &self.kept {
+            writeln!(f, "  keep {}", kept.display())?;
         }
         for dir in &self.dirs {
             writeln!(f, "  remove directory {} (if empty)", dir.display())?;

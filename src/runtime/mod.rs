@@ -117,6 +117,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()>;
     /// Warnings about what this runtime cannot do here (no root, no cgroups), for status.
     fn warnings(&self) -> Vec<String>;
+    /// Whether containers run from images: then the agent pulls each container's image (per its
+    /// `imagePullPolicy`, with the kubelet's pull back-off) before starting it.
+    fn needs_images(&self) -> bool {
+        false
+    }
 }
 
 /// `SystemTime` as milliseconds since the epoch in records and status.

@@ -54,6 +54,8 @@ pub struct Context {
     pub runtime: Arc<dyn Runtime>,
     pub events: mpsc::UnboundedSender<Event>,
     pub started_at: SystemTime,
+    /// Pulls images before containers start, when the runtime runs images.
+    pub images: Option<Arc<crate::agent::images::ImageGate>>,
 }
 
 impl Context {
