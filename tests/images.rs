@@ -3,10 +3,10 @@
 //! whiteouts), a re-pull that fetches no blob, a tampered blob, an unknown image, a registry that
 //! is down, and the library contract the OCI runtime uses.
 
-#[path = "common/images_support.rs"]
-mod support;
 #[path = "common/require.rs"]
 mod require;
+#[path = "common/images_support.rs"]
+mod support;
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -35,7 +35,11 @@ fn push_rich_image(tools: &Tools, registry: &Registry, name: &str) -> String {
     let layout = tempfile::tempdir().unwrap();
     let base = Layer::new()
         .dir("bin/", 0o755)
-        .file("bin/busybox", 0o755, &std::fs::read(&tools.busybox).unwrap())
+        .file(
+            "bin/busybox",
+            0o755,
+            &std::fs::read(&tools.busybox).unwrap(),
+        )
         .symlink("bin/sh", "busybox")
         .dir("data/", 0o750)
         .file_owned("data/owned", 0o4755, 1234, 5678, b"setuid and owned")
@@ -53,7 +57,13 @@ fn push_rich_image(tools: &Tools, registry: &Registry, name: &str) -> String {
         .file("data/replaced/new", 0o600, b"new")
         .tar();
     let manifest = write_layout(layout.path(), "v1", &[base, top], &["/bin/sh"]);
-    push(&tools.skopeo, layout.path(), "v1", &registry.host(), &format!("{name}:v1"));
+    push(
+        &tools.skopeo,
+        layout.path(),
+        "v1",
+        &registry.host(),
+        &format!("{name}:v1"),
+    );
     manifest
 }
 
@@ -71,13 +81,20 @@ fn pull_unpacks_every_entry_kind_and_a_re_pull_fetches_no_blob() {
     let before = registry.blob_gets();
     let out = boot(root.path(), &["images", "pull", &image]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Pulled {image}")), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("Pulled {image}")),
+        "{}",
+        text(&out)
+    );
     let fetched = registry.blob_gets() - before;
     assert_eq!(fetched, 3, "config and two layers, each once");
 
     let host_root = HostRoot::under(root.path()).unwrap();
     let store = Store::open(&host_root).unwrap();
-    let local = store.resolve(&image.parse::<ImageRef>().unwrap()).unwrap().expect("present");
+    let local = store
+        .resolve(&image.parse::<ImageRef>().unwrap())
+        .unwrap()
+        .expect("present");
     assert_eq!(local.layers.len(), 2);
     let cmd = local.config.config().as_ref().and_then(|c| c.cmd().clone());
     assert_eq!(cmd, Some(vec!["/bin/sh".to_string()]));
@@ -89,13 +106,25 @@ fn pull_unpacks_every_entry_kind_and_a_re_pull_fetches_no_blob() {
     // manifest but downloads no blob it has.
     let again = boot(root.path(), &["images", "pull", &image]);
     assert!(again.status.success(), "{}", text(&again));
-    assert!(String::from_utf8_lossy(&again.stdout).contains("is present"), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("is present"),
+        "{}",
+        text(&again)
+    );
     let always = boot(root.path(), &["images", "pull", "--always", &image]);
     assert!(always.status.success(), "{}", text(&always));
-    assert_eq!(registry.blob_gets() - before, fetched, "a re-pull fetched a blob again");
+    assert_eq!(
+        registry.blob_gets() - before,
+        fetched,
+        "a re-pull fetched a blob again"
+    );
 
     let ls = boot(root.path(), &["images", "ls"]);
-    assert!(String::from_utf8_lossy(&ls.stdout).contains(&image), "{}", text(&ls));
+    assert!(
+        String::from_utf8_lossy(&ls.stdout).contains(&image),
+        "{}",
+        text(&ls)
+    );
     let rm = boot(root.path(), &["images", "rm", &image]);
     assert!(rm.status.success(), "{}", text(&rm));
     assert!(!local.layers[0].exists(), "rm collected the unpacked layer");
@@ -103,29 +132,52 @@ fn pull_unpacks_every_entry_kind_and_a_re_pull_fetches_no_blob() {
 
 fn check_base_layer(dir: &Path) {
     let meta = |p: &str| std::fs::symlink_metadata(dir.join(p)).unwrap();
-    assert_eq!(std::fs::read_link(dir.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert_eq!(
+        std::fs::read_link(dir.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
     let owned = meta("data/owned");
     assert_eq!((owned.uid(), owned.gid()), (1234, 5678));
-    assert_eq!(owned.permissions().mode() & 0o7777, 0o4755, "set-uid kept after chown");
-    assert_eq!(meta("data/hard").ino(), owned.ino(), "hard link shares the inode");
+    assert_eq!(
+        owned.permissions().mode() & 0o7777,
+        0o4755,
+        "set-uid kept after chown"
+    );
+    assert_eq!(
+        meta("data/hard").ino(),
+        owned.ino(),
+        "hard link shares the inode"
+    );
     assert_eq!(meta("data").permissions().mode() & 0o777, 0o750);
     assert_eq!(meta("data/owned").mtime(), 1_700_000_000);
     let device = meta("dev-null");
     assert!(device.file_type().is_char_device());
     assert_eq!(device.rdev(), libc::makedev(1, 3));
-    assert_eq!(xattr(&dir.join("data/labelled"), "user.boot").as_deref(), Some(&b"yes"[..]));
+    assert_eq!(
+        xattr(&dir.join("data/labelled"), "user.boot").as_deref(),
+        Some(&b"yes"[..])
+    );
 }
 
 fn check_top_layer(dir: &Path) {
     let whiteout = std::fs::symlink_metadata(dir.join("data/gone")).unwrap();
-    assert!(whiteout.file_type().is_char_device() && whiteout.rdev() == 0, "whiteout is a 0/0 device");
-    assert!(!dir.join("data/.wh.gone").exists(), "whiteout files are never materialised");
+    assert!(
+        whiteout.file_type().is_char_device() && whiteout.rdev() == 0,
+        "whiteout is a 0/0 device"
+    );
+    assert!(
+        !dir.join("data/.wh.gone").exists(),
+        "whiteout files are never materialised"
+    );
     assert_eq!(
         xattr(&dir.join("data/replaced"), "trusted.overlay.opaque").as_deref(),
         Some(&b"y"[..])
     );
     assert!(!dir.join("data/replaced/.wh..wh..opq").exists());
-    assert_eq!(std::fs::read(dir.join("data/replaced/new")).unwrap(), b"new");
+    assert_eq!(
+        std::fs::read(dir.join("data/replaced/new")).unwrap(),
+        b"new"
+    );
 }
 
 fn xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
@@ -145,8 +197,19 @@ fn a_tampered_blob_is_refused_and_nothing_is_stored() {
     let registry = Registry::start(&tools.registry);
     let layout = tempfile::tempdir().unwrap();
     let layer = Layer::new().file("hello", 0o644, b"the real content").tar();
-    write_layout(layout.path(), "v1", std::slice::from_ref(&layer), &["/hello"]);
-    push(&tools.skopeo, layout.path(), "v1", &registry.host(), "test/tampered:v1");
+    write_layout(
+        layout.path(),
+        "v1",
+        std::slice::from_ref(&layer),
+        &["/hello"],
+    );
+    push(
+        &tools.skopeo,
+        layout.path(),
+        "v1",
+        &registry.host(),
+        "test/tampered:v1",
+    );
     let layer_hex = sha256_hex(&gzip(&layer));
     let data = registry.blob_data(&layer_hex);
     let mut bytes = std::fs::read(&data).unwrap();
@@ -159,11 +222,27 @@ fn a_tampered_blob_is_refused_and_nothing_is_stored() {
     let out = boot(root.path(), &["images", "pull", &image]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("digest mismatch") && stderr.contains(&layer_hex), "{}", text(&out));
+    assert!(
+        stderr.contains("digest mismatch") && stderr.contains(&layer_hex),
+        "{}",
+        text(&out)
+    );
     let store = root.path().join("var/lib/boot/images");
-    assert!(!store.join("blobs/sha256").join(&layer_hex).exists(), "tampered blob stored");
-    assert_eq!(std::fs::read_dir(store.join("layers/sha256")).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(store.join("tmp")).unwrap().count(), 0, "partial left behind");
+    assert!(
+        !store.join("blobs/sha256").join(&layer_hex).exists(),
+        "tampered blob stored"
+    );
+    assert_eq!(
+        std::fs::read_dir(store.join("layers/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(store.join("tmp")).unwrap().count(),
+        0,
+        "partial left behind"
+    );
 }
 
 #[test]
@@ -175,8 +254,16 @@ fn an_unknown_image_names_the_registry_and_hints_at_import() {
     let out = boot(root.path(), &["images", "pull", &image]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&image) && stderr.contains(&registry.host()), "{}", text(&out));
-    assert!(stderr.contains("hint:") && stderr.contains("boot images import"), "{}", text(&out));
+    assert!(
+        stderr.contains(&image) && stderr.contains(&registry.host()),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("hint:") && stderr.contains("boot images import"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -187,8 +274,16 @@ fn a_registry_that_is_down_is_reported_with_its_cause() {
     let out = boot(root.path(), &["images", "pull", &image]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(stderr.contains(&host) && stderr.contains("connect"), "{}", text(&out));
-    assert!(stderr.contains("hint:") && stderr.contains("mirror"), "{}", text(&out));
+    assert!(
+        stderr.contains(&host) && stderr.contains("connect"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        stderr.contains("hint:") && stderr.contains("mirror"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -196,5 +291,9 @@ fn invalid_references_are_refused_before_any_request() {
     let root = tempfile::tempdir().unwrap();
     let out = boot(root.path(), &["images", "pull", "Busybox:1"]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("must be lowercase"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be lowercase"),
+        "{}",
+        text(&out)
+    );
 }

@@ -2,10 +2,10 @@
 //! SIGKILL halfway leaves no blob or layer visible and the next pull completes; two pulls of the
 //! same image at once share the work (each blob crosses the wire once).
 
-#[path = "common/images_support.rs"]
-mod support;
 #[path = "common/require.rs"]
 mod require;
+#[path = "common/images_support.rs"]
+mod support;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -38,14 +38,27 @@ fn tmp_has_partial(root: &std::path::Path) -> bool {
 
 #[test]
 fn a_pull_killed_halfway_leaves_nothing_visible_and_the_next_one_completes() {
-    let (Some(registry_bin), Some(skopeo)) = (require::tool("docker-registry"), require::tool("skopeo")) else {
+    let (Some(registry_bin), Some(skopeo)) =
+        (require::tool("docker-registry"), require::tool("skopeo"))
+    else {
         return;
     };
     let registry = Registry::start(&registry_bin);
     let layout = tempfile::tempdir().unwrap();
     let layer = big_layer(4 << 20);
-    write_layout(layout.path(), "v1", std::slice::from_ref(&layer), &["/blob"]);
-    push(&skopeo, layout.path(), "v1", &registry.host(), "slow/app:v1");
+    write_layout(
+        layout.path(),
+        "v1",
+        std::slice::from_ref(&layer),
+        &["/blob"],
+    );
+    push(
+        &skopeo,
+        layout.path(),
+        "v1",
+        &registry.host(),
+        "slow/app:v1",
+    );
     // 1 MB/s: the 4 MB layer takes about four seconds.
     let proxy = SlowProxy::start(registry.port, 1 << 20);
     let image = format!("127.0.0.1:{}/slow/app:v1", proxy.port);
@@ -66,21 +79,36 @@ fn a_pull_killed_halfway_leaves_nothing_visible_and_the_next_one_completes() {
             let _ = self.0.wait();
         }
     }
-    wait_for("a partial download", Duration::from_secs(30), || tmp_has_partial(root.path()));
+    wait_for("a partial download", Duration::from_secs(30), || {
+        tmp_has_partial(root.path())
+    });
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let _reap = Reap(child);
 
     let store = root.path().join("var/lib/boot/images");
     let layer_hex = sha256_hex(&gzip(&layer));
-    assert!(!store.join("blobs/sha256").join(&layer_hex).exists(), "a partial blob is visible");
-    assert_eq!(std::fs::read_dir(store.join("layers/sha256")).unwrap().count(), 0);
+    assert!(
+        !store.join("blobs/sha256").join(&layer_hex).exists(),
+        "a partial blob is visible"
+    );
+    assert_eq!(
+        std::fs::read_dir(store.join("layers/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
 
     let direct = format!("{}/slow/app:v1", registry.host());
     let out = boot(root.path(), &["images", "pull", &direct]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(store.join("blobs/sha256").join(&layer_hex).is_file());
-    assert_eq!(std::fs::read_dir(store.join("layers/sha256")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(store.join("layers/sha256"))
+            .unwrap()
+            .count(),
+        1
+    );
     // The killed pull's partial file is garbage; prune collects it.
     let prune = boot(root.path(), &["images", "rm", &direct]);
     assert!(prune.status.success(), "{}", text(&prune));
@@ -89,13 +117,21 @@ fn a_pull_killed_halfway_leaves_nothing_visible_and_the_next_one_completes() {
 
 #[test]
 fn two_pulls_of_one_image_share_the_download() {
-    let (Some(registry_bin), Some(skopeo)) = (require::tool("docker-registry"), require::tool("skopeo")) else {
+    let (Some(registry_bin), Some(skopeo)) =
+        (require::tool("docker-registry"), require::tool("skopeo"))
+    else {
         return;
     };
     let registry = Registry::start(&registry_bin);
     let layout = tempfile::tempdir().unwrap();
     write_layout(layout.path(), "v1", &[big_layer(1 << 20)], &["/blob"]);
-    push(&skopeo, layout.path(), "v1", &registry.host(), "shared/app:v1");
+    push(
+        &skopeo,
+        layout.path(),
+        "v1",
+        &registry.host(),
+        "shared/app:v1",
+    );
     let proxy = SlowProxy::start(registry.port, 2 << 20);
     let image = format!("127.0.0.1:{}/shared/app:v1", proxy.port);
     let root = tempfile::tempdir().unwrap();

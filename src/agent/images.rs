@@ -43,7 +43,12 @@ impl PullBackoff {
     }
 
     /// Inside the window after the last failure: when it ends, and the error that opened it.
-    pub fn in_backoff(&self, pod_uid: &str, image: &str, now: Instant) -> Option<(Instant, String)> {
+    pub fn in_backoff(
+        &self,
+        pod_uid: &str,
+        image: &str,
+        now: Instant,
+    ) -> Option<(Instant, String)> {
         let key = (pod_uid.to_string(), image.to_string());
         let entry = self.live(&key, now)?;
         let until = entry.last_failure + entry.window;
@@ -109,7 +114,12 @@ impl ImageGate {
 
     /// `None` when the container's image is ready; else why it waits. Starts a pull when one is
     /// due. Must be called inside the agent's tokio runtime.
-    pub fn check(self: &Arc<Self>, pod_uid: &str, container: &Container, now: Instant) -> Option<Waiting> {
+    pub fn check(
+        self: &Arc<Self>,
+        pod_uid: &str,
+        container: &Container,
+        now: Instant,
+    ) -> Option<Waiting> {
         let written = container.image.as_deref().unwrap_or_default();
         let image = match written.parse::<ImageRef>() {
             Ok(image) => image,
@@ -121,7 +131,8 @@ impl ImageGate {
                 })
             }
         };
-        let policy = match PullPolicy::for_container(container.image_pull_policy.as_deref(), &image) {
+        let policy = match PullPolicy::for_container(container.image_pull_policy.as_deref(), &image)
+        {
             Ok(policy) => policy,
             Err(message) => {
                 return Some(Waiting {
@@ -158,7 +169,9 @@ impl ImageGate {
         if policy == PullPolicy::Never {
             return Some(Waiting {
                 reason: "ErrImageNeverPull",
-                message: format!("Container image {written:?} is not present with pull policy of Never"),
+                message: format!(
+                    "Container image {written:?} is not present with pull policy of Never"
+                ),
                 until: now + IMAGE_BACKOFF_INITIAL,
             });
         }
@@ -236,7 +249,10 @@ mod tests {
         assert!(backoff.in_backoff("other", "img", t0).is_none());
         // 600 s without a failure: the next failure starts at 10 s again.
         let later = now + Duration::from_secs(601);
-        assert_eq!(backoff.failed("uid", "img", later, "x".into()) - later, Duration::from_secs(10));
+        assert_eq!(
+            backoff.failed("uid", "img", later, "x".into()) - later,
+            Duration::from_secs(10)
+        );
     }
 
     fn container(image: &str, policy: Option<&str>) -> Container {
@@ -254,9 +270,13 @@ mod tests {
         let store = Store::open_dir(dir.path().join("images")).unwrap();
         let gate = ImageGate::new(store, Registries::default());
         let now = Instant::now();
-        let never = gate.check("uid", &container("busybox:1.28.4", Some("Never")), now).unwrap();
+        let never = gate
+            .check("uid", &container("busybox:1.28.4", Some("Never")), now)
+            .unwrap();
         assert_eq!(never.reason, "ErrImageNeverPull");
-        let invalid = gate.check("uid", &container("Busy Box", None), now).unwrap();
+        let invalid = gate
+            .check("uid", &container("Busy Box", None), now)
+            .unwrap();
         assert_eq!(invalid.reason, "InvalidImageName");
     }
 
@@ -268,7 +288,10 @@ mod tests {
         // Nothing listens on port 1 of loopback: the pull fails at once.
         let c = container("127.0.0.1:1/x/y:1", None);
         let start = Instant::now();
-        assert_eq!(gate.check("uid", &c, start).unwrap().reason, "ContainerCreating");
+        assert_eq!(
+            gate.check("uid", &c, start).unwrap().reason,
+            "ContainerCreating"
+        );
         let deadline = start + Duration::from_secs(20);
         let failed = loop {
             let waiting = gate.check("uid", &c, Instant::now()).unwrap();
@@ -282,7 +305,9 @@ mod tests {
         assert!(failed.message.contains("127.0.0.1:1"), "{}", failed.message);
         let later = gate.check("uid", &c, Instant::now()).unwrap();
         assert_eq!(later.reason, "ImagePullBackOff");
-        assert!(later.message.starts_with("Back-off pulling image \"127.0.0.1:1/x/y:1\": "));
+        assert!(later
+            .message
+            .starts_with("Back-off pulling image \"127.0.0.1:1/x/y:1\": "));
         assert!(later.until > Instant::now() + Duration::from_secs(8));
     }
 }

@@ -13,9 +13,9 @@ use clap::Subcommand;
 use super::load::{self, ConfigFlags};
 use super::{CliError, ExitCode, GlobalArgs};
 use crate::config::Config;
-use crate::init::images::init_images;
 use crate::host::HostRoot;
 use crate::image::{self, ImageError, ImageRef, PullPolicy, Registries, Store};
+use crate::init::images::init_images;
 
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
@@ -88,7 +88,10 @@ pub fn run(command: ImagesCommand, global: &GlobalArgs) -> Result<ExitCode, CliE
         }
         ImagesCommand::Import { path, name } => {
             let store = open_store(&root)?;
-            let name = name.map(|n| n.parse::<ImageRef>()).transpose().map_err(|e| image_error(e.into()))?;
+            let name = name
+                .map(|n| n.parse::<ImageRef>())
+                .transpose()
+                .map_err(|e| image_error(e.into()))?;
             let started = Instant::now();
             let names = image::import::import(&store, &path, name.as_ref()).map_err(image_error)?;
             for name in names {
@@ -169,7 +172,12 @@ pub fn pull_all(
         .worker_threads(4)
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(ExitCode::Image, format!("cannot start the pull runtime: {e}")))?;
+        .map_err(|e| {
+            CliError::new(
+                ExitCode::Image,
+                format!("cannot start the pull runtime: {e}"),
+            )
+        })?;
     let display = Arc::new(Display::new(phase, std::io::stdout().is_terminal()));
     let results = runtime.block_on(async {
         let ticker = tokio::spawn(display.clone().tick());
@@ -177,7 +185,9 @@ pub fn pull_all(
             let (store, registries, display) = (&store, &registries, display.clone());
             async move {
                 let started = Instant::now();
-                let result = store.ensure(image, policy, registries, display.clone()).await;
+                let result = store
+                    .ensure(image, policy, registries, display.clone())
+                    .await;
                 display.finished(image, &result, started.elapsed());
                 result
             }
@@ -268,7 +278,12 @@ impl Display {
         state.drawn_lines = 0;
     }
 
-    fn finished(&self, image: &ImageRef, result: &Result<image::LocalImage, ImageError>, took: Duration) {
+    fn finished(
+        &self,
+        image: &ImageRef,
+        result: &Result<image::LocalImage, ImageError>,
+        took: Duration,
+    ) {
         self.clear();
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let entry = state.pulling.remove(&image.to_string());
@@ -276,7 +291,10 @@ impl Display {
             Ok(local) => {
                 let fetched = entry.map(|e| e.2).unwrap_or(0);
                 if fetched == 0 && entry.is_none() {
-                    println!("[{}] {image} is present ({})", self.phase, local.manifest_digest);
+                    println!(
+                        "[{}] {image} is present ({})",
+                        self.phase, local.manifest_digest
+                    );
                 } else {
                     println!(
                         "[{}] Pulled {image} ({}, {} downloaded in {took:.1?})",

@@ -29,7 +29,11 @@ const OCI_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Imports the layout or archive at `path`; `name` names images the input leaves unnamed (an
 /// OCI layout whose `ref.name` is only a tag). Returns the names recorded.
-pub fn import(store: &Store, path: &Path, name: Option<&ImageRef>) -> Result<Vec<ImageRef>, ImageError> {
+pub fn import(
+    store: &Store,
+    path: &Path,
+    name: Option<&ImageRef>,
+) -> Result<Vec<ImageRef>, ImageError> {
     let fail = |reason: String| ImageError::Import {
         path: path.to_path_buf(),
         reason,
@@ -49,15 +53,21 @@ pub fn import(store: &Store, path: &Path, name: Option<&ImageRef>) -> Result<Vec
             }
             let rel = entry.path().map_err(|e| fail(e.to_string()))?.into_owned();
             let size = entry.size();
-            input.add(store, &rel, size, &mut entry).map_err(|e| with_path(e, path))?;
+            input
+                .add(store, &rel, size, &mut entry)
+                .map_err(|e| with_path(e, path))?;
         }
     }
     let images = if input.small.contains_key("oci-layout") {
-        input.oci_images(store, name).map_err(|e| with_path(e, path))?
+        input
+            .oci_images(store, name)
+            .map_err(|e| with_path(e, path))?
     } else if input.small.contains_key("manifest.json") {
         input.docker_images(store).map_err(|e| with_path(e, path))?
     } else {
-        return Err(fail("neither an oci-layout file nor a manifest.json".into()));
+        return Err(fail(
+            "neither an oci-layout file nor a manifest.json".into(),
+        ));
     };
     if images.is_empty() {
         return Err(fail("it names no image".into()));
@@ -94,7 +104,8 @@ fn install(store: &Store, manifest_digest: &Digest) -> Result<(), ImageError> {
         image: manifest_digest.to_string(),
         detail,
     };
-    let manifest = Manifest::parse(&store.read_blob(manifest_digest, MAX_MANIFEST_BYTES)?).map_err(bad)?;
+    let manifest =
+        Manifest::parse(&store.read_blob(manifest_digest, MAX_MANIFEST_BYTES)?).map_err(bad)?;
     if !store.has_blob(&manifest.config.digest) {
         return Err(bad(format!("config {} is missing", manifest.config.digest)));
     }
@@ -115,7 +126,12 @@ fn install(store: &Store, manifest_digest: &Digest) -> Result<(), ImageError> {
     Ok(())
 }
 
-fn walk_dir(store: &Store, base: &Path, rel: &Path, input: &mut Ingested) -> Result<(), ImageError> {
+fn walk_dir(
+    store: &Store,
+    base: &Path,
+    rel: &Path,
+    input: &mut Ingested,
+) -> Result<(), ImageError> {
     let dir = base.join(rel);
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
@@ -149,7 +165,13 @@ struct Ingested {
 }
 
 impl Ingested {
-    fn add(&mut self, store: &Store, path: &Path, size: u64, reader: &mut dyn Read) -> Result<(), ImageError> {
+    fn add(
+        &mut self,
+        store: &Store,
+        path: &Path,
+        size: u64,
+        reader: &mut dyn Read,
+    ) -> Result<(), ImageError> {
         let Some(rel) = clean(path) else {
             return Ok(()); // `..` entries are not part of any layout: ignored, never written
         };
@@ -194,25 +216,39 @@ impl Ingested {
         }
     }
 
-    fn oci_images(&self, store: &Store, name: Option<&ImageRef>) -> Result<Vec<(ImageRef, Digest)>, ImageError> {
+    fn oci_images(
+        &self,
+        store: &Store,
+        name: Option<&ImageRef>,
+    ) -> Result<Vec<(ImageRef, Digest)>, ImageError> {
         let bad = |detail: String| ImageError::Manifest {
             image: "index.json".into(),
             detail,
         };
         let layout = &self.small["oci-layout"];
-        let version: LayoutVersion = serde_json::from_slice(layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
+        let version: LayoutVersion =
+            serde_json::from_slice(layout).map_err(|e| bad(format!("oci-layout: {e}")))?;
         if version.image_layout_version != "1.0.0" {
-            return Err(bad(format!("unsupported imageLayoutVersion {}", version.image_layout_version)));
+            return Err(bad(format!(
+                "unsupported imageLayoutVersion {}",
+                version.image_layout_version
+            )));
         }
-        let index_bytes = self.small.get("index.json").ok_or_else(|| bad("index.json is missing".into()))?;
-        let index: LayoutIndex = serde_json::from_slice(index_bytes).map_err(|e| bad(e.to_string()))?;
+        let index_bytes = self
+            .small
+            .get("index.json")
+            .ok_or_else(|| bad("index.json is missing".into()))?;
+        let index: LayoutIndex =
+            serde_json::from_slice(index_bytes).map_err(|e| bad(e.to_string()))?;
         let docker_tags = self.docker_repo_tags();
         let mut images = Vec::new();
         for (i, entry) in index.manifests.iter().enumerate() {
-            let annotated = entry
-                .annotations
-                .get(CONTAINERD_NAME)
-                .or_else(|| entry.annotations.get(OCI_REF_NAME).filter(|n| n.contains(['/', ':'])));
+            let annotated = entry.annotations.get(CONTAINERD_NAME).or_else(|| {
+                entry
+                    .annotations
+                    .get(OCI_REF_NAME)
+                    .filter(|n| n.contains(['/', ':']))
+            });
             let image = match (annotated, docker_tags.get(i), name) {
                 (Some(full), _, _) => full.parse::<ImageRef>()?,
                 (None, Some(tag), _) => tag.parse::<ImageRef>()?,
@@ -234,10 +270,13 @@ impl Ingested {
     fn platform_manifest(&self, store: &Store, digest: &Digest) -> Result<Digest, ImageError> {
         let mut digest = digest.clone();
         for _ in 0..4 {
-            let bytes = store.read_blob(&digest, MAX_MANIFEST_BYTES).map_err(|_| ImageError::Manifest {
-                image: digest.to_string(),
-                detail: "the manifest is missing from the layout".into(),
-            })?;
+            let bytes =
+                store
+                    .read_blob(&digest, MAX_MANIFEST_BYTES)
+                    .map_err(|_| ImageError::Manifest {
+                        image: digest.to_string(),
+                        detail: "the manifest is missing from the layout".into(),
+                    })?;
             match Fetched::parse(&bytes).map_err(|detail| ImageError::Manifest {
                 image: digest.to_string(),
                 detail,
@@ -278,24 +317,29 @@ impl Ingested {
 
     /// Legacy `docker save`: builds an image manifest over the stored config and layer tars.
     fn docker_images(&self, store: &Store) -> Result<Vec<(ImageRef, Digest)>, ImageError> {
-        let entries: Vec<DockerEntry> = serde_json::from_slice(&self.small["manifest.json"]).map_err(|e| {
-            ImageError::Manifest {
+        let entries: Vec<DockerEntry> = serde_json::from_slice(&self.small["manifest.json"])
+            .map_err(|e| ImageError::Manifest {
                 image: "manifest.json".into(),
                 detail: e.to_string(),
-            }
-        })?;
+            })?;
         let mut images = Vec::new();
         for entry in entries {
             let missing = |what: &str| ImageError::Manifest {
                 image: "manifest.json".into(),
                 detail: format!("{what} is not in the archive"),
             };
-            let config = self.blob_of(store, &entry.config)?.ok_or_else(|| missing(&entry.config))?;
-            let config_size = std::fs::metadata(store.blob_path(&config)).map(|m| m.len()).unwrap_or(0);
+            let config = self
+                .blob_of(store, &entry.config)?
+                .ok_or_else(|| missing(&entry.config))?;
+            let config_size = std::fs::metadata(store.blob_path(&config))
+                .map(|m| m.len())
+                .unwrap_or(0);
             let mut layers = Vec::new();
             for layer in &entry.layers {
                 let digest = self.blob_of(store, layer)?.ok_or_else(|| missing(layer))?;
-                let size = std::fs::metadata(store.blob_path(&digest)).map(|m| m.len()).unwrap_or(0);
+                let size = std::fs::metadata(store.blob_path(&digest))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 layers.push(serde_json::json!({
                     "mediaType": "application/vnd.docker.image.rootfs.diff.tar",
                     "digest": digest.to_string(),

@@ -75,7 +75,9 @@ impl Fetched {
             _ => probe.manifests.is_some(),
         };
         if is_index {
-            serde_json::from_slice(bytes).map(Fetched::Index).map_err(|e| e.to_string())
+            serde_json::from_slice(bytes)
+                .map(Fetched::Index)
+                .map_err(|e| e.to_string())
         } else {
             Manifest::parse(bytes).map(Fetched::Manifest)
         }
@@ -131,7 +133,10 @@ impl ImageConfig {
         let spec: oci_spec::image::ImageConfiguration =
             serde_json::from_slice(bytes).map_err(|e| format!("not an image config: {e}"))?;
         if spec.rootfs().typ() != "layers" {
-            return Err(format!("rootfs.type is {:?}, not \"layers\"", spec.rootfs().typ()));
+            return Err(format!(
+                "rootfs.type is {:?}, not \"layers\"",
+                spec.rootfs().typ()
+            ));
         }
         let diff_ids = spec
             .rootfs()
@@ -179,7 +184,9 @@ mod tests {
         );
         assert!(Fetched::parse(json.as_bytes()).is_err());
         let ok = json.replace("sha256:../../x", B);
-        assert!(matches!(Fetched::parse(ok.as_bytes()), Ok(Fetched::Manifest(m)) if m.layers.len() == 1));
+        assert!(
+            matches!(Fetched::parse(ok.as_bytes()), Ok(Fetched::Manifest(m)) if m.layers.len() == 1)
+        );
     }
 
     #[test]

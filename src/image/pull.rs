@@ -17,7 +17,9 @@ use super::error::RegistryFailure;
 use super::manifest::{host_arch, Descriptor, Fetched, ImageConfig, Manifest, ACCEPTED};
 use super::reference::PullPolicy;
 use super::registries::{Endpoint, Registries};
-use super::store::{BlobWriter, ImageRecord, LocalImage, Store, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
+use super::store::{
+    BlobWriter, ImageRecord, LocalImage, Store, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
+};
 use super::ImageError;
 
 const USER_AGENT: &str = concat!("boot/", env!("CARGO_PKG_VERSION"));
@@ -55,7 +57,9 @@ pub async fn pull(
         match pull_from(store, image, &endpoint, progress.clone()).await {
             Ok(local) => return Ok(local),
             // Content that fails verification is not retried elsewhere: it is an attack or a bug.
-            Err(e @ (ImageError::DigestMismatch { .. } | ImageError::SizeMismatch { .. })) => return Err(e),
+            Err(e @ (ImageError::DigestMismatch { .. } | ImageError::SizeMismatch { .. })) => {
+                return Err(e)
+            }
             Err(e) => last_error = Some(e),
         }
     }
@@ -96,10 +100,15 @@ struct Session<'a> {
 
 impl Session<'_> {
     fn oci_ref(&self, digest: Option<&Digest>) -> Reference {
-        let (registry, repository) = (self.endpoint.host.clone(), self.image.repository().to_string());
+        let (registry, repository) = (
+            self.endpoint.host.clone(),
+            self.image.repository().to_string(),
+        );
         match (digest.or(self.image.digest()), self.image.tag()) {
             (Some(digest), _) => Reference::with_digest(registry, repository, digest.to_string()),
-            (None, tag) => Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string()),
+            (None, tag) => {
+                Reference::with_tag(registry, repository, tag.unwrap_or("latest").to_string())
+            }
         }
     }
 
@@ -140,7 +149,12 @@ impl Session<'_> {
     }
 
     /// Streams a blob into the store unless it is there; returns the bytes fetched.
-    async fn blob(&self, store: &Store, desc: &Descriptor, progress: &dyn Progress) -> Result<u64, ImageError> {
+    async fn blob(
+        &self,
+        store: &Store,
+        desc: &Descriptor,
+        progress: &dyn Progress,
+    ) -> Result<u64, ImageError> {
         let writer_store = store.clone();
         let (digest, size) = (desc.digest.clone(), desc.size);
         // Taking the blob's lock may wait for another pull of the same blob.
@@ -176,7 +190,12 @@ impl Session<'_> {
     }
 
     /// oci-client's stream checks the digest too and reports a mismatch as an I/O error.
-    fn stream_error(&self, desc: &Descriptor, err: std::io::Error, writer: &BlobWriter) -> ImageError {
+    fn stream_error(
+        &self,
+        desc: &Descriptor,
+        err: std::io::Error,
+        writer: &BlobWriter,
+    ) -> ImageError {
         let text = err.to_string();
         if text.to_lowercase().contains("digest") {
             return ImageError::DigestMismatch {
@@ -254,14 +273,19 @@ async fn pull_from(
             max: MAX_CONFIG_BYTES,
         });
     }
-    session.blob(store, &manifest.config, &super::pull::Quiet).await?;
+    session
+        .blob(store, &manifest.config, &super::pull::Quiet)
+        .await?;
     let config_bytes = store.read_blob(&manifest.config.digest, MAX_CONFIG_BYTES)?;
-    let config = ImageConfig::parse(&config_bytes, manifest.layers.len()).map_err(|detail| ImageError::Manifest {
-        image: image.to_string(),
-        detail: format!("config {}: {detail}", manifest.config.digest),
+    let config = ImageConfig::parse(&config_bytes, manifest.layers.len()).map_err(|detail| {
+        ImageError::Manifest {
+            image: image.to_string(),
+            detail: format!("config {}: {detail}", manifest.config.digest),
+        }
     })?;
 
-    let layers: Vec<(&Descriptor, &Digest)> = manifest.layers.iter().zip(&config.diff_ids).collect();
+    let layers: Vec<(&Descriptor, &Digest)> =
+        manifest.layers.iter().zip(&config.diff_ids).collect();
     let total = layers.iter().map(|(d, _)| d.size).sum();
     let missing = layers
         .iter()
@@ -291,10 +315,12 @@ async fn pull_from(
         index,
     };
     store.record(image, record.clone())?;
-    store.load(image, &record)?.ok_or_else(|| ImageError::Manifest {
-        image: image.to_string(),
-        detail: "a part of the image vanished from the store while it was pulled".into(),
-    })
+    store
+        .load(image, &record)?
+        .ok_or_else(|| ImageError::Manifest {
+            image: image.to_string(),
+            detail: "a part of the image vanished from the store while it was pulled".into(),
+        })
 }
 
 /// Sorts oci-client's errors into what the user can act on, with the status or network cause.
@@ -313,10 +339,14 @@ fn classify(err: &OciDistributionError) -> (RegistryFailure, String) {
             }
         }
         E::ServerError { code: 404, .. } => RegistryFailure::NotFound,
-        E::ServerError { code: 401 | 403, .. } | E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-            RegistryFailure::Unauthorized
+        E::ServerError {
+            code: 401 | 403, ..
         }
-        E::RequestError(e) if e.is_connect() || e.is_timeout() || e.is_request() => RegistryFailure::Unreachable,
+        | E::UnauthorizedError { .. }
+        | E::AuthenticationFailure(_) => RegistryFailure::Unauthorized,
+        E::RequestError(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+            RegistryFailure::Unreachable
+        }
         E::IoError(_) => RegistryFailure::Unreachable,
         _ => RegistryFailure::Other,
     };

@@ -174,7 +174,9 @@ impl FromStr for ImageRef {
 /// `distribution/reference`: the first component is a registry when it is `localhost`, or has a
 /// `.`, a `:` or an uppercase letter.
 fn is_registry(first: &str) -> bool {
-    first == "localhost" || first.contains(['.', ':']) || first.bytes().any(|b| b.is_ascii_uppercase())
+    first == "localhost"
+        || first.contains(['.', ':'])
+        || first.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 fn valid_registry(registry: &str) -> bool {
@@ -193,7 +195,8 @@ fn valid_registry(registry: &str) -> bool {
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     host_ok && port_ok
 }
 
@@ -279,7 +282,10 @@ mod tests {
     fn normalises_like_the_kubelet_and_containerd() {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("busybox:1.28.4"), "docker.io/library/busybox:1.28.4");
-        assert_eq!(norm("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            norm("index.docker.io/library/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(norm("user/app:v1"), "docker.io/user/app:v1");
         assert_eq!(
             norm("registry.k8s.io/kube-apiserver:v1.36.2"),
@@ -287,7 +293,10 @@ mod tests {
         );
         assert_eq!(norm("localhost/app"), "localhost/app:latest");
         assert_eq!(norm("127.0.0.1:5000/a/b:c"), "127.0.0.1:5000/a/b:c");
-        assert_eq!(norm(&format!("busybox:1.28@{D}")), format!("docker.io/library/busybox@{D}"));
+        assert_eq!(
+            norm(&format!("busybox:1.28@{D}")),
+            format!("docker.io/library/busybox@{D}")
+        );
         assert_eq!(norm(&format!("r.io/x@{D}")), format!("r.io/x@{D}"));
     }
 
@@ -308,7 +317,9 @@ mod tests {
             assert!(bad.parse::<ImageRef>().is_err(), "{bad:?} accepted");
         }
         assert!("a__b/c-d--e.f_g".parse::<ImageRef>().is_ok());
-        assert!(format!("b:{}", "t".repeat(129)).parse::<ImageRef>().is_err());
+        assert!(format!("b:{}", "t".repeat(129))
+            .parse::<ImageRef>()
+            .is_err());
     }
 
     #[test]
@@ -320,7 +331,10 @@ mod tests {
         assert_eq!(policy(&format!("busybox@{D}")), PullPolicy::IfNotPresent);
         assert_eq!(policy(&format!("busybox:latest@{D}")), PullPolicy::Always);
         let image: ImageRef = "busybox".parse().unwrap();
-        assert_eq!(PullPolicy::for_container(Some("Never"), &image), Ok(PullPolicy::Never));
+        assert_eq!(
+            PullPolicy::for_container(Some("Never"), &image),
+            Ok(PullPolicy::Never)
+        );
         assert!(PullPolicy::for_container(Some("Sometimes"), &image).is_err());
     }
 }

@@ -40,15 +40,22 @@ pub struct Endpoint {
 
 impl Registries {
     /// The settings of `config`, with the credentials file read from under `root`.
-    pub fn load(config: &RegistriesConfiguration, root: &HostRoot) -> Result<Registries, ImageError> {
+    pub fn load(
+        config: &RegistriesConfiguration,
+        root: &HostRoot,
+    ) -> Result<Registries, ImageError> {
         let path = root.path(&config.credentials_file);
         let file_credentials = match std::fs::File::open(&path) {
             Ok(file) => {
                 let mut bytes = Vec::new();
                 file.take(MAX_CREDENTIALS_BYTES)
                     .read_to_end(&mut bytes)
-                    .map_err(|source| ImageError::Store { path: path.clone(), source })?;
-                parse_docker_config(&bytes).map_err(|reason| ImageError::Corrupt { path, reason })?
+                    .map_err(|source| ImageError::Store {
+                        path: path.clone(),
+                        source,
+                    })?;
+                parse_docker_config(&bytes)
+                    .map_err(|reason| ImageError::Corrupt { path, reason })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(ImageError::Store { path, source }),
@@ -58,10 +65,11 @@ impl Registries {
         for (registry, mirror) in &config.mirrors {
             let mut hosts = Vec::new();
             for endpoint in &mirror.endpoints {
-                let (host, insecure) = parse_endpoint(endpoint).map_err(|reason| ImageError::Config {
-                    field: format!("registries.mirrors[{registry}].endpoints"),
-                    reason,
-                })?;
+                let (host, insecure) =
+                    parse_endpoint(endpoint).map_err(|reason| ImageError::Config {
+                        field: format!("registries.mirrors[{registry}].endpoints"),
+                        reason,
+                    })?;
                 configs.entry(host.clone()).or_default().insecure |= insecure;
                 hosts.push(host);
             }
@@ -122,7 +130,9 @@ fn parse_endpoint(url: &str) -> Result<(String, bool), String> {
     };
     let host = rest.trim_end_matches('/');
     if host.is_empty() || host.contains('/') {
-        return Err(format!("{url:?} must be a scheme and host[:port], without a path"));
+        return Err(format!(
+            "{url:?} must be a scheme and host[:port], without a path"
+        ));
     }
     Ok((canonical_host(host), insecure))
 }
@@ -144,7 +154,9 @@ pub fn is_loopback(host: &str) -> bool {
 }
 
 fn decode_auth(auth: &str) -> Option<(String, String)> {
-    let bytes = base64::engine::general_purpose::STANDARD.decode(auth.trim()).ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .ok()?;
     let text = String::from_utf8(bytes).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -221,7 +233,9 @@ mod tests {
         );
         let local: ImageRef = "127.0.0.1:5000/x".parse().unwrap();
         assert!(registries.endpoints(&local)[0].plain_http);
-        assert!(is_loopback("[::1]:5000") && is_loopback("localhost") && !is_loopback("10.1.1.1:80"));
+        assert!(
+            is_loopback("[::1]:5000") && is_loopback("localhost") && !is_loopback("10.1.1.1:80")
+        );
     }
 
     #[test]
@@ -236,7 +250,13 @@ mod tests {
         )
         .unwrap();
         let registries = Registries::load(&RegistriesConfiguration::default(), &root).unwrap();
-        let auth = |s: &str| registries.endpoints(&s.parse().unwrap()).pop().unwrap().auth;
+        let auth = |s: &str| {
+            registries
+                .endpoints(&s.parse().unwrap())
+                .pop()
+                .unwrap()
+                .auth
+        };
         assert!(matches!(auth("busybox"), RegistryAuth::Basic(u, p) if u == "user" && p == "pass"));
         assert!(matches!(auth("r.example:5000/x"), RegistryAuth::Basic(u, _) if u == "a"));
         assert!(matches!(auth("r.example/x"), RegistryAuth::Anonymous));

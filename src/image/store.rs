@@ -164,7 +164,11 @@ impl Store {
     /// Starts writing the blob `digest` of `size` bytes. `None` when the store already has it.
     /// Holds the blob's lock until committed or dropped, so a second writer waits and then finds
     /// the blob present.
-    pub fn blob_writer(&self, digest: &Digest, size: u64) -> Result<Option<BlobWriter>, ImageError> {
+    pub fn blob_writer(
+        &self,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<Option<BlobWriter>, ImageError> {
         if self.has_blob(digest) {
             return Ok(None);
         }
@@ -237,7 +241,10 @@ impl Store {
             .read_to_end(&mut bytes)
             .map_err(self.io(path.clone()))?;
         if bytes.len() as u64 > max {
-            return Err(ImageError::TooLarge { what: digest.to_string(), max });
+            return Err(ImageError::TooLarge {
+                what: digest.to_string(),
+                max,
+            });
         }
         Ok(bytes)
     }
@@ -304,10 +311,14 @@ impl Store {
         let mut index = self.read_index()?;
         change(&mut index);
         let path = self.dir.join("images.json");
-        let mut bytes = serde_json::to_vec_pretty(&index).map_err(io::Error::other).map_err(self.io(path.clone()))?;
+        let mut bytes = serde_json::to_vec_pretty(&index)
+            .map_err(io::Error::other)
+            .map_err(self.io(path.clone()))?;
         bytes.push(b'\n');
-        write_all(&[RenderedFile::new(path.clone(), 0o600, bytes)])
-            .map_err(|e| ImageError::Store { path, source: e.source })
+        write_all(&[RenderedFile::new(path.clone(), 0o600, bytes)]).map_err(|e| ImageError::Store {
+            path,
+            source: e.source,
+        })
     }
 
     pub fn record(&self, image: &ImageRef, record: ImageRecord) -> Result<(), ImageError> {
@@ -345,7 +356,11 @@ impl Store {
     }
 
     /// Reads an image's manifest and config from the store; `None` when a part is missing.
-    pub fn load(&self, image: &ImageRef, record: &ImageRecord) -> Result<Option<LocalImage>, ImageError> {
+    pub fn load(
+        &self,
+        image: &ImageRef,
+        record: &ImageRecord,
+    ) -> Result<Option<LocalImage>, ImageError> {
         if !self.has_blob(&record.manifest) {
             return Ok(None);
         }
@@ -358,12 +373,13 @@ impl Store {
             return Ok(None);
         }
         let config_bytes = self.read_blob(&manifest.config.digest, MAX_CONFIG_BYTES)?;
-        let config = ImageConfig::parse(&config_bytes, manifest.layers.len()).map_err(|reason| {
-            ImageError::Corrupt {
-                path: self.blob_path(&manifest.config.digest),
-                reason,
-            }
-        })?;
+        let config =
+            ImageConfig::parse(&config_bytes, manifest.layers.len()).map_err(|reason| {
+                ImageError::Corrupt {
+                    path: self.blob_path(&manifest.config.digest),
+                    reason,
+                }
+            })?;
         let mut layers = Vec::with_capacity(config.diff_ids.len());
         for diff_id in &config.diff_ids {
             let dir = self.layer_path(diff_id);
@@ -406,10 +422,12 @@ impl BlobWriter {
             });
         }
         self.hasher.update(bytes);
-        self.file.write_all(bytes).map_err(|source| ImageError::Store {
-            path: self.tmp.clone(),
-            source,
-        })
+        self.file
+            .write_all(bytes)
+            .map_err(|source| ImageError::Store {
+                path: self.tmp.clone(),
+                source,
+            })
     }
 
     /// The digest of what was written so far (for reporting a mismatch found elsewhere).
@@ -461,7 +479,10 @@ mod tests {
     }
 
     fn tmp_is_empty(store: &Store) -> bool {
-        fs::read_dir(store.dir().join("tmp")).unwrap().next().is_none()
+        fs::read_dir(store.dir().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none()
     }
 
     #[test]
@@ -470,19 +491,31 @@ mod tests {
         let digest = Digest::of(b"content");
         let mut writer = store.blob_writer(&digest, 7).unwrap().unwrap();
         writer.write(b"CONTENT").unwrap();
-        assert!(matches!(writer.commit(), Err(ImageError::DigestMismatch { .. })));
+        assert!(matches!(
+            writer.commit(),
+            Err(ImageError::DigestMismatch { .. })
+        ));
         assert!(!store.has_blob(&digest));
         assert!(tmp_is_empty(&store), "the partial file was left behind");
 
         let mut writer = store.blob_writer(&digest, 7).unwrap().unwrap();
-        assert!(matches!(writer.write(b"content and more"), Err(ImageError::SizeMismatch { .. })));
+        assert!(matches!(
+            writer.write(b"content and more"),
+            Err(ImageError::SizeMismatch { .. })
+        ));
         drop(writer);
         assert!(tmp_is_empty(&store));
 
         store.put_blob(&digest, b"content").unwrap();
         assert_eq!(store.read_blob(&digest, 100).unwrap(), b"content");
-        assert!(store.blob_writer(&digest, 7).unwrap().is_none(), "present blobs are not written again");
-        assert!(matches!(store.read_blob(&digest, 3), Err(ImageError::TooLarge { .. })));
+        assert!(
+            store.blob_writer(&digest, 7).unwrap().is_none(),
+            "present blobs are not written again"
+        );
+        assert!(matches!(
+            store.read_blob(&digest, 3),
+            Err(ImageError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -491,13 +524,25 @@ mod tests {
         let manifest = Digest::of(b"m");
         let image: ImageRef = "r.example/app:v1".parse().unwrap();
         store
-            .record(&image, ImageRecord { manifest: manifest.clone(), index: None })
+            .record(
+                &image,
+                ImageRecord {
+                    manifest: manifest.clone(),
+                    index: None,
+                },
+            )
             .unwrap();
         assert!(store.find_record(&image).unwrap().is_some());
         let by_digest = image.with_digest(manifest.clone());
-        assert_eq!(store.find_record(&by_digest).unwrap().unwrap().manifest, manifest);
+        assert_eq!(
+            store.find_record(&by_digest).unwrap().unwrap().manifest,
+            manifest
+        );
         let other: ImageRef = format!("r.example/app2@{manifest}").parse().unwrap();
-        assert!(store.find_record(&other).unwrap().is_none(), "another repository's digest");
+        assert!(
+            store.find_record(&other).unwrap().is_none(),
+            "another repository's digest"
+        );
         // Recorded, but the manifest blob is missing: not present.
         assert!(store.resolve(&image).unwrap().is_none());
     }

@@ -146,7 +146,10 @@ impl<'a> Unpacker<'a> {
         if self.below_symlink(rel) {
             return Err(refused("its path passes through a symlink"));
         }
-        let base = rel.file_name().map(|b| b.to_string_lossy()).unwrap_or_default();
+        let base = rel
+            .file_name()
+            .map(|b| b.to_string_lossy())
+            .unwrap_or_default();
         if let Some(hidden) = base.strip_prefix(WHITEOUT_PREFIX) {
             return self.whiteout(rel, hidden).map_err(|e| match e {
                 WhiteoutError::Invalid(reason) => refused(reason),
@@ -226,8 +229,12 @@ impl<'a> Unpacker<'a> {
                 };
                 let major = header.device_major().ok().flatten().unwrap_or(0);
                 let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                mknod(&target, kind_bits | (meta.mode & 0o7777), libc::makedev(major, minor))
-                    .map_err(io_err)?;
+                mknod(
+                    &target,
+                    kind_bits | (meta.mode & 0o7777),
+                    libc::makedev(major, minor),
+                )
+                .map_err(io_err)?;
             }
             _ => return Err(refused("an unsupported tar entry type")),
         }
@@ -312,7 +319,8 @@ impl Meta {
                 let Ok(key) = ext.key() else { continue };
                 let number = || ext.value().ok().and_then(|v| v.parse::<u32>().ok());
                 if let Some(name) = key.strip_prefix(PAX_XATTR_PREFIX) {
-                    meta.xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                    meta.xattrs
+                        .push((name.to_string(), ext.value_bytes().to_vec()));
                 } else if key == "uid" {
                     meta.uid = number().unwrap_or(meta.uid);
                 } else if key == "gid" {
@@ -370,7 +378,8 @@ fn remove_any(path: &Path) -> io::Result<()> {
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 fn mknod(path: &Path, mode: u32, dev: libc::dev_t) -> io::Result<()> {
@@ -387,7 +396,13 @@ fn lsetxattr(path: &Path, key: &str, value: &[u8]) -> io::Result<()> {
     let k = CString::new(key).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: valid NUL-terminated strings and a buffer of the given length.
     let rc = unsafe {
-        libc::lsetxattr(c.as_ptr(), k.as_ptr(), value.as_ptr().cast(), value.len(), 0)
+        libc::lsetxattr(
+            c.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -404,7 +419,12 @@ fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
     let times = [time, time];
     // SAFETY: valid path and a two-element timespec array as utimensat requires.
     let rc = unsafe {
-        libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW)
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
     };
     if rc != 0 {
         return Err(io::Error::last_os_error());
@@ -418,7 +438,10 @@ mod tests {
 
     #[test]
     fn cleans_paths_and_refuses_parent_components() {
-        assert_eq!(clean_path(Path::new("/usr/./bin/sh")).unwrap(), Path::new("usr/bin/sh"));
+        assert_eq!(
+            clean_path(Path::new("/usr/./bin/sh")).unwrap(),
+            Path::new("usr/bin/sh")
+        );
         assert_eq!(clean_path(Path::new("./")).unwrap(), Path::new(""));
         assert!(clean_path(Path::new("../x")).is_err());
         assert!(clean_path(Path::new("a/../../x")).is_err());
@@ -427,7 +450,10 @@ mod tests {
     #[test]
     fn relative_symlinks_may_not_climb_out() {
         assert!(!escapes(Path::new("bin/sh"), Path::new("busybox")));
-        assert!(!escapes(Path::new("etc/mtab"), Path::new("../proc/self/mounts")));
+        assert!(!escapes(
+            Path::new("etc/mtab"),
+            Path::new("../proc/self/mounts")
+        ));
         assert!(!escapes(Path::new("bin/sh"), Path::new("/bin/busybox")));
         assert!(escapes(Path::new("etc/x"), Path::new("../../etc/passwd")));
         assert!(escapes(Path::new("x"), Path::new("../y")));

@@ -18,7 +18,11 @@ pub fn init_images(cfg: &Config) -> Vec<String> {
     if cfg.local_etcd().is_some() {
         images.push(cfg.etcd_image());
     }
-    for component in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+    for component in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
         images.push(cfg.component_image(component));
     }
     images
@@ -26,8 +30,15 @@ pub fn init_images(cfg: &Config) -> Vec<String> {
 
 /// Pulls every init image that is not present, printing kubeadm's lines; the first failure is
 /// returned after all pulls ended.
-pub async fn pull_step(cfg: &Config, root: &HostRoot, out: &mut dyn Write) -> Result<(), ImageError> {
-    let _ = writeln!(out, "[preflight] Pulling images required for setting up a Kubernetes cluster");
+pub async fn pull_step(
+    cfg: &Config,
+    root: &HostRoot,
+    out: &mut dyn Write,
+) -> Result<(), ImageError> {
+    let _ = writeln!(
+        out,
+        "[preflight] Pulling images required for setting up a Kubernetes cluster"
+    );
     let _ = writeln!(
         out,
         "[preflight] This might take a minute or two, depending on the speed of your internet connection"
@@ -56,7 +67,11 @@ pub async fn pull_step(cfg: &Config, root: &HostRoot, out: &mut dyn Write) -> Re
     for (image, result, took) in futures_util::future::join_all(pulls).await {
         match result {
             Ok(local) => {
-                let _ = writeln!(out, "[preflight] Image {image} ready ({}, {took:.1?})", local.manifest_digest);
+                let _ = writeln!(
+                    out,
+                    "[preflight] Image {image} ready ({}, {took:.1?})",
+                    local.manifest_digest
+                );
             }
             Err(e) => {
                 let _ = writeln!(out, "[preflight] Failed to pull {image}: {e}");

@@ -15,11 +15,18 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits for `condition` until `deadline`, panicking with `what` on timeout.
@@ -70,9 +77,11 @@ impl Registry {
             log,
             _dir: dir,
         };
-        wait_for("the registry to answer /v2/", Duration::from_secs(20), || {
-            http_get(port, "/v2/").is_some_and(|r| r.starts_with("HTTP/1.1 200"))
-        });
+        wait_for(
+            "the registry to answer /v2/",
+            Duration::from_secs(20),
+            || http_get(port, "/v2/").is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+        );
         registry
     }
 
@@ -109,7 +118,11 @@ impl Drop for Registry {
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     stream.read_to_string(&mut out).ok()?;
     Some(out)
@@ -169,7 +182,12 @@ impl Layer {
 
     pub fn file_with_xattr(mut self, name: &str, data: &[u8], key: &str, value: &str) -> Self {
         let line = pax_record(&format!("SCHILY.xattr.{key}"), value);
-        let mut pax = Self::header(tar::EntryType::XHeader, "PaxHeaders/x", 0o644, line.len() as u64);
+        let mut pax = Self::header(
+            tar::EntryType::XHeader,
+            "PaxHeaders/x",
+            0o644,
+            line.len() as u64,
+        );
         pax.set_cksum();
         self.b().append(&pax, line.as_bytes()).unwrap();
         self.file(name, 0o644, data)
@@ -298,7 +316,11 @@ pub fn push(skopeo: &Path, dir: &Path, tag: &str, registry: &str, name: &str) {
         .arg(format!("docker://{registry}/{name}"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Runs `boot --root ROOT ARGS…`.
@@ -365,7 +387,13 @@ impl Drop for SlowProxy {
     }
 }
 
-fn relay(client: TcpStream, server: TcpStream, rate: u64, count: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    rate: u64,
+    count: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
@@ -375,7 +403,9 @@ fn relay(client: TcpStream, server: TcpStream, rate: u64, count: Arc<AtomicU64>,
             }
             let text = String::from_utf8_lossy(&buf[..n]);
             count.fetch_add(
-                text.matches("GET /v2/").filter(|_| text.contains("/blobs/")).count() as u64,
+                text.matches("GET /v2/")
+                    .filter(|_| text.contains("/blobs/"))
+                    .count() as u64,
                 Ordering::Relaxed,
             );
             if s_write.write_all(&buf[..n]).is_err() {
