@@ -9,8 +9,11 @@ mod require;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use boot::probe::ProbeResult;
-use boot::runtime::{ContainerExit, ContainerHandle, ContainerRequest, PodRef, Runtime, Sandbox};
+use boot::runtime::names::{Namespace, PodName, PodUid};
+use boot::runtime::{
+    ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecTarget, PodRef, Runtime,
+    Sandbox,
+};
 use k8s_openapi::api::core::v1::PodSpec;
 use oci_support::*;
 
@@ -86,12 +89,28 @@ impl Drop for Running<'_> {
     }
 }
 
-fn pod_ref<'a>(uid: &'a str, spec: &'a PodSpec) -> PodRef<'a> {
-    PodRef {
-        uid,
-        namespace: "default",
-        full_name: "isolation-node1",
-        spec,
+struct PodNames {
+    uid: PodUid,
+    namespace: Namespace,
+    full_name: PodName,
+}
+
+impl PodNames {
+    fn new(uid: &str) -> PodNames {
+        PodNames {
+            uid: PodUid::new(uid).unwrap(),
+            namespace: Namespace::new("default").unwrap(),
+            full_name: PodName::new("isolation-node1").unwrap(),
+        }
+    }
+
+    fn pod_ref<'a>(&'a self, spec: &'a PodSpec) -> PodRef<'a> {
+        PodRef {
+            uid: &self.uid,
+            namespace: &self.namespace,
+            full_name: &self.full_name,
+            spec,
+        }
     }
 }
 
@@ -102,7 +121,8 @@ fn start<'a>(
     spec: &PodSpec,
 ) -> Running<'a> {
     let _guard = env.rt.enter();
-    let pod = pod_ref(uid, spec);
+    let names = PodNames::new(uid);
+    let pod = names.pod_ref(spec);
     let sandbox = runtime.create_sandbox(pod).unwrap();
     let mut running = Running {
         runtime,
@@ -263,23 +283,35 @@ fn exec_probes_run_inside_the_container() {
     let runtime = runtime(&env.root, &env.layers);
     let running = start(&env, &runtime, "0123456789abcdef0123456789abcde2", &spec);
     let handle = running.handles[0].clone();
+    let names = PodNames::new("0123456789abcdef0123456789abcde2");
     let exec = |cmd: &[&str], timeout: Duration| {
         let command: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let target = ExecTarget {
+            pod: names.pod_ref(&spec),
+            sandbox: &running.sandbox,
+            container: &spec.containers[0],
+            handle: &handle,
+        };
         env.rt
-            .block_on(runtime.exec_probe(&handle, &command, timeout))
+            .block_on(runtime.exec_sync(target, &command, timeout))
     };
     assert_eq!(
-        exec(&["test", "-e", "/layer-marker"], LONG),
-        ProbeResult::Success
+        exec(&["test", "-e", "/layer-marker"], LONG).end,
+        ExecEnd::Exited(0)
     );
+    let out = exec(&["sh", "-c", "id -u; cat /proc/1/comm; exit 3"], LONG);
     assert_eq!(
-        exec(&["sh", "-c", "id -u; cat /proc/1/comm; exit 3"], LONG),
-        ProbeResult::Failure("1000\nsleep".into()),
+        (out.end, String::from_utf8_lossy(&out.output).to_string()),
+        (ExecEnd::Exited(3), "1000\nsleep\n".to_string()),
         "the container's user, and its pid 1 is the container's process"
     );
-    match exec(&["sleep", "30"], Duration::from_millis(300)) {
-        ProbeResult::Failure(text) => assert!(text.contains("timed out"), "{text}"),
-        other => panic!("expected a timeout, got {other:?}"),
+    assert_eq!(
+        exec(&["sleep", "30"], Duration::from_millis(300)).end,
+        ExecEnd::TimedOut
+    );
+    match exec(&["/no/such/program"], LONG).end {
+        ExecEnd::CannotStart(_) | ExecEnd::Exited(127) => {}
+        other => panic!("expected a failure to start, got {other:?}"),
     }
     drop(running);
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use boot::runtime::oci::rootfs::{self, ContainerDirs};
+use boot::runtime::names::{Namespace, PodName, PodUid};
 use boot::runtime::{ContainerRequest, PodRef, Runtime};
 use oci_support::*;
 
@@ -128,10 +129,15 @@ fn spec_to_running_container_against_runc_and_crun() {
     let spec = pod_spec(&format!(
         "hostNetwork: true\nsecurityContext: {{seccompProfile: {{type: RuntimeDefault}}}}\ncontainers:\n- name: main\n  image: {IMAGE}\n  command: [/bin/sleep, '1000']\n"
     ));
+    let (pod_uid, namespace, full_name) = (
+        PodUid::new(uid).unwrap(),
+        Namespace::new("default").unwrap(),
+        PodName::new("bench-node1").unwrap(),
+    );
     let pod = PodRef {
-        uid,
-        namespace: "default",
-        full_name: "bench-node1",
+        uid: &pod_uid,
+        namespace: &namespace,
+        full_name: &full_name,
         spec: &spec,
     };
     let sandbox = runtime.create_sandbox(pod).unwrap();

@@ -10,6 +10,7 @@
 
 pub mod backoff;
 pub mod gc;
+pub mod images;
 pub mod options;
 pub mod pod;
 pub mod published;
@@ -49,8 +50,8 @@ pub enum AgentError {
     Healthz { addr: SocketAddr, source: io::Error },
     #[error("cannot create {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
-    #[error("runtime: oci needs an image store, and this build has none to give it")]
-    NoImageStore,
+    #[error("the image store: {0}")]
+    Images(#[source] crate::image::ImageError),
 }
 
 /// Runs the agent with the runtime its options name until `shutdown` resolves.
@@ -58,12 +59,14 @@ pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    if options.runtime == RuntimeKind::Oci {
-        // The image store hands images to the OCI runtime through `run_with_images`.
-        return Err(AgentError::NoImageStore);
-    }
-    let runtime = process_runtime(&options);
-    run_with_runtime(options, Arc::new(runtime), shutdown).await
+    let runtime: Arc<dyn Runtime> = match options.runtime {
+        RuntimeKind::Process => Arc::new(process_runtime(&options)),
+        RuntimeKind::Oci => {
+            let store = crate::image::Store::open(&options.root).map_err(AgentError::Images)?;
+            Arc::new(OciRuntime::new(oci_settings(&options), Arc::new(store)))
+        }
+    };
+    run_with_runtime(options, runtime, shutdown).await
 }
 
 /// The process runtime as the agent with `options` sets it up (`boot reset` uses the same).
@@ -88,6 +91,8 @@ pub async fn run_with_images(
     images: Arc<dyn ImageSource>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let mut options = options;
+    options.runtime = RuntimeKind::Oci;
     let runtime = OciRuntime::new(oci_settings(&options), images);
     run_with_runtime(options, Arc::new(runtime), shutdown).await
 }
@@ -98,6 +103,7 @@ pub fn oci_settings(options: &AgentOptions) -> OciSettings {
         state_dir: options.state_dir.join("oci"),
         run_dir: options.root.path("/run/boot/oci"),
         netns_dir: options.netns_dir.clone(),
+        network: options.pod_network.clone(),
         pods_dir: options.state_dir.join("pods"),
         boot_exe: options.relay_exe.clone(),
         log_max_size: options.log_max_size,
@@ -151,12 +157,18 @@ pub async fn run_with_runtime(
         }
         None => (None, None),
     };
+    let images = if runtime.needs_images() {
+        Some(images::gate(&options).map_err(AgentError::Images)?)
+    } else {
+        None
+    };
     let ctx = Context {
         options,
         runtime,
         events: events_tx,
         started_at: SystemTime::now(),
         publisher,
+        images,
     };
     ctx.note(format!(
         "watching {} as node {} (status on {})",

@@ -63,6 +63,8 @@ pub struct AgentOptions {
     pub node: Option<crate::node::NodeOptions>,
     /// How containers run (`BootConfiguration.runtime`).
     pub runtime: crate::config::RuntimeKind,
+    /// Mirrors, credentials and insecure registries for image pulls.
+    pub registries: crate::config::RegistriesConfiguration,
 }
 
 impl AgentOptions {
@@ -92,6 +94,7 @@ impl AgentOptions {
                 .expect("the default version parses"),
             node: None,
             runtime: crate::config::RuntimeKind::default(),
+            registries: Default::default(),
             root,
         }
     }

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// How the agent runs: a systemd unit, a detached daemon, or inside this process.
     #[arg(long, value_enum)]
     pub agent: Option<AgentMode>,
+    /// Pull the control-plane images in preflight, as kubeadm does (needed when the agent runs
+    /// images rather than host binaries).
+    #[arg(long)]
+    pub pull_images: bool,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -177,6 +181,7 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         agent_mode: mode,
         exe,
         live: std::io::stdout().is_terminal(),
+        pull_images: args.pull_images,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -191,7 +196,7 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         // Preflight, the ledger and the files first: a foreground agent binds its ports only
         // after preflight checked them, and creates its directories after they were recorded.
         let Some(prepared) =
-            init_run::prepare(&request, &mut stdout).map_err(|e| init_error(e, &root))?
+            init_run::prepare(&request, &mut stdout).await.map_err(|e| init_error(e, &root))?
         else {
             return Ok(ExitCode::Ok);
         };
@@ -287,6 +292,7 @@ fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
                 "`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"
             ))
         }
+        InitError::Images(err) => super::images::image_error(err),
         other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
     }
 }

@@ -11,8 +11,8 @@ mod types;
 mod validate;
 
 pub use boot::{
-    AgentConfiguration, AgentMode, Backoff, BootConfiguration, NetworkConfiguration, RuntimeKind,
-    BOOT_API_VERSION,
+    AgentConfiguration, AgentMode, Backoff, BootConfiguration, NetworkConfiguration,
+    RegistriesConfiguration, RegistryHostConfig, RegistryMirror, RuntimeKind, BOOT_API_VERSION,
 };
 pub use error::ConfigError;
 pub use kubeadm::{

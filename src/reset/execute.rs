@@ -58,8 +58,11 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             }),
         }
     }
+    let keep: Vec<&Path> = std::iter::once(plan.ledger.as_path())
+        .chain(plan.kept.iter().map(PathBuf::as_path))
+        .collect();
     for tree in &plan.trees {
-        match beneath.empty_tree(tree, &plan.ledger) {
+        match beneath.empty_tree(tree, &keep) {
             Ok(true) => out.push(format!("[reset] Emptied {}", tree.display())),
             Ok(false) => {}
             Err(e) => errors.push(StepError {

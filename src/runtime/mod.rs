@@ -82,6 +82,10 @@ pub struct ContainerHandle {
     /// host process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// The image the container runs, as the kubelet's `imageID` (`name@sha256:…`); `None` for a
+    /// host process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 /// How a container ended. An adopted process is not our child, so its exit status is unknown.
@@ -185,6 +189,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// The fields of `pod` this runtime does not apply (e.g. seccomp for host processes), each
     /// as its field path; the agent shows them as warnings in the pod's status.
     fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String>;
+    /// Whether containers run from images: then the agent pulls each container's image (per its
+    /// `imagePullPolicy`, with the kubelet's pull back-off) before starting it.
+    fn needs_images(&self) -> bool {
+        false
+    }
 }
 
 /// `SystemTime` as milliseconds since the epoch in records and status.

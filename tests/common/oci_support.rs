@@ -48,6 +48,7 @@ pub fn busybox_layers(dir: &Path) -> Vec<PathBuf> {
 pub fn image(layers: Vec<PathBuf>) -> ImageRootfs {
     ImageRootfs {
         id: "sha256:test".into(),
+        repo_digest: None,
         layers,
         config: ImageConfig {
             user: Some("web".into()),
@@ -72,6 +73,7 @@ pub fn settings(root: &Path) -> OciSettings {
         state_dir: root.join("var/lib/boot/oci"),
         run_dir: root.join("run/boot/oci"),
         netns_dir: root.join("run/boot/netns"),
+        network: None,
         pods_dir: root.join("var/lib/boot/pods"),
         boot_exe: PathBuf::from(env!("CARGO_BIN_EXE_boot")),
         log_max_size: 1 << 20,

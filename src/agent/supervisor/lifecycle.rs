@@ -149,6 +149,18 @@ fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usi
     let Some(container) = worker.container_mut(init, index) else {
         return;
     };
+    if let Some(waiting) = ctx
+        .images
+        .as_ref()
+        .and_then(|g| g.check(&pod.uid, spec, now))
+    {
+        container.state = ContainerState::BackOff {
+            until: waiting.until,
+            reason: waiting.reason.into(),
+            message: waiting.message,
+        };
+        return;
+    }
     if container.ever_started {
         container.restart_count += 1;
     }

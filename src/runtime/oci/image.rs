@@ -24,8 +24,11 @@ pub struct ImageConfig {
 /// An image ready to run: its layers, unpacked into directories, bottom layer first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRootfs {
-    /// The image id (its config digest) as status shows it.
+    /// The image id (its config digest).
     pub id: String,
+    /// `name@sha256:…`, the digest the registry serves the image under (the kubelet's
+    /// `imageID`); `None` for an image with no registry digest.
+    pub repo_digest: Option<String>,
     pub layers: Vec<PathBuf>,
     pub config: ImageConfig,
 }
@@ -63,5 +66,40 @@ impl ImageSource for StaticImages {
             .get(reference)
             .cloned()
             .ok_or_else(|| format!("image {reference:?} is not in the image store"))
+    }
+}
+
+/// The image store is where the agent's OCI runtime finds images: the agent pulls them first
+/// (per `imagePullPolicy`), so an image missing here is a store that changed underneath.
+impl ImageSource for crate::image::Store {
+    fn rootfs(&self, reference: &str) -> Result<ImageRootfs, String> {
+        let image: crate::image::ImageRef = reference
+            .parse()
+            .map_err(|e| format!("image {reference:?}: {e}"))?;
+        let local = self
+            .resolve(&image)
+            .map_err(|e| format!("image {reference:?}: {e}"))?
+            .ok_or_else(|| format!("image {reference:?} is not in the image store"))?;
+        Ok(ImageRootfs {
+            id: local.id.to_string(),
+            repo_digest: local.repo_digests.first().cloned(),
+            layers: local.layers,
+            config: runtime_config(&local.config),
+        })
+    }
+}
+
+/// The parts of an image configuration the runtime uses.
+fn runtime_config(image: &oci_spec::image::ImageConfiguration) -> ImageConfig {
+    let Some(config) = image.config() else {
+        return ImageConfig::default();
+    };
+    ImageConfig {
+        user: config.user().clone().filter(|u| !u.is_empty()),
+        env: config.env().clone().unwrap_or_default(),
+        entrypoint: config.entrypoint().clone().unwrap_or_default(),
+        cmd: config.cmd().clone().unwrap_or_default(),
+        working_dir: config.working_dir().clone().filter(|w| !w.is_empty()),
+        stop_signal: config.stop_signal().clone().filter(|s| !s.is_empty()),
     }
 }

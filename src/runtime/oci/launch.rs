@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
-use super::shim::{REPORT_FD, TIMED_OUT};
-use crate::probe::ProbeResult;
-use crate::runtime::process::proc;
-use crate::runtime::ContainerExit;
+use super::shim::{CANNOT_EXEC, CANNOT_EXEC_PREFIX, REPORT_FD, TIMED_OUT};
+use crate::runtime::process::{exec, proc};
+use crate::runtime::{ContainerExit, ExecEnd, ExecOutput};
 
 /// What the shim is told to create.
 #[derive(Debug, Clone)]
@@ -90,36 +89,88 @@ pub fn create(
     }
 }
 
-/// Runs `command` in the container through `boot oci-shim exec`, as the kubelet's exec probe:
-/// success is exit status 0, the output is the failure message.
-pub async fn exec_probe(
+/// Runs `command` in the container through `boot oci-shim exec` (libcontainer's tenant exec:
+/// the container's namespaces, cgroup, user, capabilities and environment), as the CRI's
+/// `ExecSync`: stdout and stderr combined, the first
+/// [`EXEC_OUTPUT_LIMIT`](crate::runtime::EXEC_OUTPUT_LIMIT) bytes kept.
+pub async fn exec_sync(
     shim: &Path,
     state: &Path,
     id: &str,
     command: &[String],
     timeout: Duration,
-) -> ProbeResult {
-    let mut argv = vec![
-        shim.display().to_string(),
-        "oci-shim".into(),
-        "exec".into(),
-        "--state".into(),
-        state.display().to_string(),
-        "--id".into(),
-        id.to_string(),
-        "--timeout-ms".into(),
-        timeout.as_millis().to_string(),
-        "--".into(),
-    ];
-    argv.extend(command.iter().cloned());
-    // The shim enforces the timeout inside the container; the outer one only catches a stuck shim.
-    match crate::probe::exec::check(&argv, &[], timeout + Duration::from_secs(2)).await {
-        ProbeResult::Failure(text) if text == format!("exit status {TIMED_OUT}") => {
-            ProbeResult::Failure(format!("command {:?} timed out", command.join(" ")))
+) -> ExecOutput {
+    let fail = |message: String| ExecOutput {
+        end: ExecEnd::CannotStart(message),
+        output: Vec::new(),
+    };
+    let (reader, writer) = match exec::output_pipe() {
+        Ok(pipe) => pipe,
+        Err(e) => return fail(format!("output pipe: {e}")),
+    };
+    let second = match writer.try_clone() {
+        Ok(second) => second,
+        Err(e) => return fail(format!("output pipe: {e}")),
+    };
+    let mut cmd = tokio::process::Command::new(shim);
+    cmd.arg("oci-shim")
+        .arg("exec")
+        .arg("--state")
+        .arg(state)
+        .arg("--id")
+        .arg(id)
+        .arg("--timeout-ms")
+        .arg(timeout.as_millis().to_string())
+        .arg("--")
+        .args(command)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(second))
+        .kill_on_drop(true);
+    let spawned = cmd.spawn();
+    // Our copies of the pipe's write end must close, or reading never sees EOF.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => return fail(format!("cannot run {} oci-shim: {e}", shim.display())),
+    };
+    let output = tokio::spawn(exec::read_capped(reader));
+    // The shim enforces the timeout inside the container; this one only catches a stuck shim.
+    let status = match tokio::time::timeout(timeout + SHIM_SLACK, child.wait()).await {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => return fail(format!("cannot wait for the shim: {e}")),
+        Err(_) => {
+            let _ = child.kill().await;
+            output.abort();
+            return ExecOutput {
+                end: ExecEnd::TimedOut,
+                output: Vec::new(),
+            };
         }
-        other => other,
+    };
+    let output = output.await.unwrap_or_default();
+    match status.code() {
+        Some(TIMED_OUT) => ExecOutput {
+            end: ExecEnd::TimedOut,
+            output: Vec::new(),
+        },
+        Some(CANNOT_EXEC) if output.starts_with(CANNOT_EXEC_PREFIX.as_bytes()) => {
+            fail(String::from_utf8_lossy(&output).trim_end().to_string())
+        }
+        Some(code) => ExecOutput {
+            end: ExecEnd::Exited(code),
+            output,
+        },
+        None => ExecOutput {
+            end: ExecEnd::Signaled(std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            output,
+        },
     }
 }
+
+/// How much longer than the exec's own timeout the shim may take before it is killed.
+const SHIM_SLACK: Duration = Duration::from_secs(2);
 
 /// Resolves with the container's exit once its init ends. The init is the agent's child (it was
 /// inherited from the shim), so its status can be collected through the pidfd; a process that is

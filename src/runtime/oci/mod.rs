@@ -30,12 +30,12 @@ use nix::sys::signal::Signal;
 use self::image::ImageSource;
 use self::rootfs::ContainerDirs;
 use self::sandbox::{SandboxDirs, SandboxFiles};
+use super::network::{self, NetworkSettings};
 use super::process::{cgroup, netns, proc, spawn, volumes};
 use super::{
-    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef, Runtime, RuntimeError,
-    Sandbox,
+    BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecOutput, ExecTarget,
+    PodRef, Runtime, RuntimeError, Sandbox,
 };
-use crate::probe::ProbeResult;
 
 /// How the OCI runtime is set up.
 #[derive(Debug, Clone)]
@@ -46,6 +46,8 @@ pub struct OciSettings {
     pub run_dir: PathBuf,
     /// Where pod network namespaces are bind-mounted (`<root>/run/boot/netns`).
     pub netns_dir: PathBuf,
+    /// Pod networking through CNI; `None` leaves a pod's namespace with loopback only.
+    pub network: Option<NetworkSettings>,
     /// Where `emptyDir` volumes live (`<root>/var/lib/boot/pods`).
     pub pods_dir: PathBuf,
     /// The `boot` executable: runs `boot oci-shim` and `boot log-relay`.
@@ -137,26 +139,45 @@ impl OciRuntime {
     }
 
     fn create_sandbox_inner(&self, pod: PodRef<'_>) -> Result<Sandbox, String> {
-        check_name("pod uid", pod.uid)?;
         self.volume_paths(pod)?;
         let host_network = pod.spec.host_network.unwrap_or(false);
         let mut sandbox = Sandbox {
-            pod_uid: pod.uid.to_string(),
+            pod_uid: pod.uid.clone(),
             netns: None,
+            pod_ip: None,
+            network: None,
             notes: Vec::new(),
         };
         if !host_network {
             let path = self.settings.netns_dir.join(pod.uid);
+            let existed = netns::is_mounted(&path);
             netns::create(&path).map_err(|e| {
                 format!(
                     "cannot create its network namespace {}: {e}",
                     path.display()
                 )
             })?;
+            match &self.settings.network {
+                None => sandbox
+                    .notes
+                    .push("own network namespace, loopback only (pod networking off)".into()),
+                Some(settings) => match network::attach(settings, pod, &path) {
+                    Ok(attached) => {
+                        sandbox.pod_ip = attached.pod_ip();
+                        sandbox.notes.push("own network namespace".into());
+                        sandbox.notes.push(attached.describe());
+                        sandbox.network = Some(attached);
+                    }
+                    Err(e) => {
+                        // A namespace a running pod already uses stays; a new one goes.
+                        if !existed {
+                            netns::remove(&path);
+                        }
+                        return Err(format!("pod network: {e}"));
+                    }
+                },
+            }
             sandbox.netns = Some(path);
-            sandbox
-                .notes
-                .push("own network namespace, loopback only (pod networking not yet)".into());
         }
         let hostname = if host_network {
             self.settings.node_name.clone()
@@ -172,7 +193,12 @@ impl OciRuntime {
         );
         sandbox.notes.extend(warning);
         let files = SandboxFiles {
-            hosts: podfiles::hosts(pod.spec, &hostname, None, &read(&self.settings.host_hosts)),
+            hosts: podfiles::hosts(
+                pod.spec,
+                &hostname,
+                sandbox.pod_ip,
+                &read(&self.settings.host_hosts),
+            ),
             hostname,
             resolv_conf,
             own_ipc: !pod.spec.host_ipc.unwrap_or(false),
@@ -290,24 +316,9 @@ impl OciRuntime {
             started_at: SystemTime::now(),
             cgroups: cgroup_dirs,
             container_id: Some(id),
+            image_id: image.repo_digest.clone(),
         };
         Ok((handle, Box::pin(launch::wait_exit(pidfd))))
-    }
-
-    /// Runs an exec probe's command inside the container (its namespaces, cgroup and user).
-    pub fn exec_probe(
-        &self,
-        handle: &ContainerHandle,
-        command: &[String],
-        timeout: Duration,
-    ) -> BoxFuture<ProbeResult> {
-        let Some(id) = handle.container_id.clone() else {
-            return Box::pin(async { ProbeResult::Failure("exec: not an OCI container".into()) });
-        };
-        let shim = self.settings.boot_exe.clone();
-        let state = self.libcontainer_state();
-        let command = command.to_vec();
-        Box::pin(async move { launch::exec_probe(&shim, &state, &id, &command, timeout).await })
     }
 
     fn remove_container(&self, id: &str) {
@@ -358,6 +369,48 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
     } else {
         Err(format!("{what} {name:?} cannot name a directory"))
     }
+}
+
+/// What the OCI runtime does not apply: LSM labels and profiles (no SELinux or AppArmor
+/// support here), a shared pid namespace, `fsGroupChangePolicy` (volumes are not chowned).
+fn ignored_fields(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    let mut fields = Vec::new();
+    if let Some(p) = &spec.security_context {
+        let set = [
+            ("fsGroupChangePolicy", p.fs_group_change_policy.is_some()),
+            ("seLinuxOptions", p.se_linux_options.is_some()),
+            ("appArmorProfile", p.app_armor_profile.is_some()),
+            ("windowsOptions", p.windows_options.is_some()),
+        ];
+        for (name, _) in set.iter().filter(|(_, used)| *used) {
+            fields.push(format!("spec.securityContext.{name}"));
+        }
+    }
+    if spec.share_process_namespace == Some(true) {
+        fields.push("spec.shareProcessNamespace".into());
+    }
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers);
+    for container in containers {
+        let Some(c) = &container.security_context else {
+            continue;
+        };
+        let set = [
+            ("seLinuxOptions", c.se_linux_options.is_some()),
+            ("appArmorProfile", c.app_armor_profile.is_some()),
+            ("windowsOptions", c.windows_options.is_some()),
+        ];
+        for (name, _) in set.iter().filter(|(_, used)| *used) {
+            fields.push(format!(
+                "spec.containers[{}].securityContext.{name}",
+                container.name
+            ));
+        }
+    }
+    fields
 }
 
 fn user_request<'a>(
@@ -448,12 +501,18 @@ impl Runtime for OciRuntime {
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        if let Some(path) = &sandbox.netns {
+        // DEL while the namespace still exists, so the plugins find the pod's interface; a failed
+        // DEL keeps its cache entry for reset.
+        if let (Some(settings), Some(attached)) = (&self.settings.network, &sandbox.network) {
+            let _ = network::detach(settings, attached);
+        }
+        // Only the very path create_sandbox makes: a record naming another is not acted on.
+        let ours = self.settings.netns_dir.join(sandbox.pod_uid.as_str());
+        if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
             netns::remove(path);
         }
-        if check_name("pod uid", &sandbox.pod_uid).is_ok() {
-            let _ = self.sandbox_dirs(&sandbox.pod_uid).remove();
-        }
+        let _ = self.sandbox_dirs(&sandbox.pod_uid).remove();
+        volumes::remove_pod_dir(&self.settings.pods_dir, &sandbox.pod_uid);
     }
 
     fn start_container(
@@ -527,5 +586,33 @@ impl Runtime for OciRuntime {
 
     fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
+    }
+
+    fn exec_sync(
+        &self,
+        target: ExecTarget<'_>,
+        command: &[String],
+        timeout: Duration,
+    ) -> BoxFuture<ExecOutput> {
+        let Some(id) = target.handle.container_id.clone() else {
+            return Box::pin(async {
+                ExecOutput {
+                    end: ExecEnd::CannotStart("not an OCI container".into()),
+                    output: Vec::new(),
+                }
+            });
+        };
+        let shim = self.settings.boot_exe.clone();
+        let state = self.libcontainer_state();
+        let command = command.to_vec();
+        Box::pin(async move { launch::exec_sync(&shim, &state, &id, &command, timeout).await })
+    }
+
+    fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String> {
+        ignored_fields(pod.spec)
+    }
+
+    fn needs_images(&self) -> bool {
+        true
     }
 }

@@ -33,6 +33,10 @@ use super::rootfs::{self, ContainerDirs};
 pub const REPORT_FD: i32 = 3;
 /// The exit code of `exec` when the command timed out (as coreutils' `timeout`).
 pub const TIMED_OUT: i32 = 124;
+/// The exit code of `exec` when the command could not be run in the container at all; its
+/// stderr then starts with [`CANNOT_EXEC_PREFIX`].
+pub const CANNOT_EXEC: i32 = 126;
+pub const CANNOT_EXEC_PREFIX: &str = "exec in container ";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ShimArgs {
@@ -102,8 +106,8 @@ pub fn run(args: ShimArgs) -> i32 {
         } => match exec(&state, &id, &command, Duration::from_millis(timeout_ms)) {
             Ok(code) => code,
             Err(e) => {
-                eprintln!("exec in container {id}: {e}");
-                126
+                eprintln!("{CANNOT_EXEC_PREFIX}{id}: {e}");
+                CANNOT_EXEC
             }
         },
     }

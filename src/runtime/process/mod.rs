@@ -207,6 +207,7 @@ impl ProcessRuntime {
             started_at: SystemTime::now(),
             cgroups: cgroup_dirs,
             container_id: None,
+            image_id: None,
         };
         let exit: BoxFuture<ContainerExit> = Box::pin(async move {
             use std::os::unix::process::ExitStatusExt;
