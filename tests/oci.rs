@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use boot::runtime::names::{Namespace, PodName, PodUid};
 use boot::runtime::{
-    ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecTarget, PodRef, Runtime,
-    Sandbox,
+    ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecTarget, PodRef, Runtime, Sandbox,
 };
 use k8s_openapi::api::core::v1::PodSpec;
 use oci_support::*;

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use boot::runtime::oci::rootfs::{self, ContainerDirs};
 use boot::runtime::names::{Namespace, PodName, PodUid};
+use boot::runtime::oci::rootfs::{self, ContainerDirs};
 use boot::runtime::{ContainerRequest, PodRef, Runtime};
 use oci_support::*;
 

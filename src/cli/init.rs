@@ -195,8 +195,9 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         let mut stdout = std::io::stdout();
         // Preflight, the ledger and the files first: a foreground agent binds its ports only
         // after preflight checked them, and creates its directories after they were recorded.
-        let Some(prepared) =
-            init_run::prepare(&request, &mut stdout).await.map_err(|e| init_error(e, &root))?
+        let Some(prepared) = init_run::prepare(&request, &mut stdout)
+            .await
+            .map_err(|e| init_error(e, &root))?
         else {
             return Ok(ExitCode::Ok);
         };

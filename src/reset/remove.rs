@@ -127,7 +127,10 @@ impl Beneath {
         let Some(dir) = self.open_dir(&names, tree)? else {
             return Ok(false);
         };
-        let keep: Vec<&Path> = keep.iter().filter_map(|k| k.strip_prefix(tree).ok()).collect();
+        let keep: Vec<&Path> = keep
+            .iter()
+            .filter_map(|k| k.strip_prefix(tree).ok())
+            .collect();
         empty_dir(dir, tree, &keep, 0)
     }
 }
@@ -251,9 +254,7 @@ mod tests {
         assert!(f.outside.join("kubernetes/manifests").is_dir());
         assert!(beneath.remove_file(&f.root.join("etc/precious")).is_err());
         assert!(f.outside.join("precious").exists());
-        assert!(beneath
-            .empty_tree(&f.root.join("etc"), &[])
-            .is_err());
+        assert!(beneath.empty_tree(&f.root.join("etc"), &[]).is_err());
         assert!(f.outside.join("precious").exists());
         // The symlink itself is a file entry: removing it leaves its target alone.
         assert!(beneath.remove_file(&f.root.join("etc")).unwrap());

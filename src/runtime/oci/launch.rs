@@ -163,7 +163,9 @@ pub async fn exec_sync(
             output,
         },
         None => ExecOutput {
-            end: ExecEnd::Signaled(std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+            end: ExecEnd::Signaled(
+                std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0),
+            ),
             output,
         },
     }
