@@ -7,7 +7,7 @@ mod require;
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -90,8 +90,8 @@ fn start_relay(log: &Path) -> (Reaped, fs::File, fs::File) {
     drop(err_read);
     (
         child,
-        fs::File::from(OwnedFd::from(out_write)),
-        fs::File::from(OwnedFd::from(err_write)),
+        fs::File::from(out_write),
+        fs::File::from(err_write),
     )
 }
 

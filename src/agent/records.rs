@@ -166,7 +166,7 @@ mod tests {
             .replace("\"u1\"", "\"../../etc\"");
         fs::write(dir.path().join("tampered.json"), tampered).unwrap();
         let (records, problems) = load_all(dir.path());
-        assert_eq!(records, [record.clone()]);
+        assert_eq!(records, std::slice::from_ref(&record));
         assert_eq!(problems.len(), 2, "{problems:?}");
         remove(dir.path(), &record.uid);
         assert!(load_all(dir.path()).0.is_empty());

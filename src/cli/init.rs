@@ -218,13 +218,8 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             println!(
                 "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"
             );
-            match agent.await {
-                Ok(Err(e)) => {
-                    return Err(
-                        CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e)
-                    )
-                }
-                Ok(Ok(())) | Err(_) => {}
+            if let Ok(Err(e)) = agent.await {
+                return Err(CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e));
             }
         }
         Ok(ExitCode::Ok)

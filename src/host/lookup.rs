@@ -68,7 +68,7 @@ mod tests {
             Some(b.join("tool"))
         );
         assert_eq!(look_path(&a.join("tool").display().to_string(), &[]), None);
-        assert_eq!(look_path("", &[b.clone()]), None);
+        assert_eq!(look_path("", std::slice::from_ref(&b)), None);
         assert_eq!(
             path_dirs("/x::/y:"),
             [PathBuf::from("/x"), PathBuf::from("/y")]
