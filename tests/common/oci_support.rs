@@ -158,3 +158,64 @@ pub fn logs(root: &Path) -> String {
     walk(&root.join("var/log/pods"), &mut out);
     out
 }
+
+/// What a test leaves on the host if it fails half-way: kills every process in the test's cgroup
+/// parent, unmounts everything under its root and removes its cgroups, in `Drop`.
+pub struct HostCleanup {
+    pub root: PathBuf,
+    pub cgroup_parent: String,
+}
+
+impl Drop for HostCleanup {
+    fn drop(&mut self) {
+        let base = Path::new("/sys/fs/cgroup");
+        let mut parents = vec![base.join(&self.cgroup_parent)];
+        if let Ok(entries) = std::fs::read_dir(base) {
+            parents.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.path().join(&self.cgroup_parent)),
+            );
+        }
+        fn each_dir(dir: &Path, out: &mut Vec<PathBuf>) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                    each_dir(&e.path(), out);
+                }
+            }
+            out.push(dir.to_path_buf());
+        }
+        let mut dirs = Vec::new();
+        for parent in parents.iter().filter(|p| p.is_dir()) {
+            each_dir(parent, &mut dirs);
+        }
+        for dir in &dirs {
+            let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(String::from))
+            .filter(|m| Path::new(m).starts_with(&self.root))
+            .collect();
+        mounts.sort_by(|a, b| b.cmp(a));
+        for mount in mounts {
+            let _ = nix::mount::umount2(mount.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+        for _ in 0..50 {
+            if dirs
+                .iter()
+                .all(|d| std::fs::remove_dir(d).is_ok() || !d.exists())
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
