@@ -221,3 +221,32 @@ fn a_hard_link_out_of_the_layer_is_refused() {
 fn a_relative_symlink_climbing_out_is_refused() {
     assert_refused(Layer::new().symlink("a/up", "../../etc").tar(), "a/up");
 }
+
+#[test]
+fn reset_keeps_the_store_only_when_asked() {
+    let layout = tempfile::tempdir().unwrap();
+    write_layout(
+        layout.path(),
+        "example.com/kept:v1",
+        &[simple_layer()],
+        &["/app/run"],
+    );
+    let root = tempfile::tempdir().unwrap();
+    let out = boot(
+        root.path(),
+        &["images", "import", layout.path().to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = boot(root.path(), &["reset", "--force", "--keep-images"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        resolve(root.path(), "example.com/kept:v1").is_some(),
+        "--keep-images removed the image"
+    );
+    let out = boot(root.path(), &["reset", "--force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !root.path().join("var/lib/boot/images").exists(),
+        "reset left the store"
+    );
+}

@@ -36,6 +36,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM # so that the EXIT trap stops the registry
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$WORK/registry.yml" <<EOF
@@ -114,11 +115,13 @@ for round in $(seq "$ROUNDS"); do
     t1=$(now)
     peers=$WORK/peers-$round
     mkdir -p "$peers"
+    pids=()
     for name in "${NAMES[@]}"; do
         (skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$PORT/bench/$name:v1" "oci:$peers/$name:v1" \
             && umoci unpack --image "$peers/$name:v1" "$peers/$name-bundle" >/dev/null) &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}" # not the registry, which runs in the background too
     t2=$(now)
     best=999
     for _ in 1 2 3 4 5; do
