@@ -88,11 +88,7 @@ fn start_relay(log: &Path) -> (Reaped, fs::File, fs::File) {
     }
     let child = Reaped(command.spawn().unwrap());
     drop(err_read);
-    (
-        child,
-        fs::File::from(out_write),
-        fs::File::from(err_write),
-    )
+    (child, fs::File::from(out_write), fs::File::from(err_write))
 }
 
 /// Runs `write` on a thread; fails the test if it does not finish within `limit` (a blocked pipe).

@@ -24,8 +24,17 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     // The runtime the agent uses with its default settings for this root: reset asks it to stop
     // and remove what it made, as the kubelet only speaks CRI.
     let options = crate::agent::AgentOptions::new(root.clone(), "reset");
-    let runtime = crate::agent::process_runtime(&options);
-    stop_pods(&runtime, &plan.records_dir, out).await;
+    let runtime: Box<dyn Runtime> = if root.path(OCI_PODS).exists() {
+        // Only stopping and removing: no image is ever resolved.
+        let no_images = std::sync::Arc::new(crate::runtime::oci::image::StaticImages::new());
+        Box::new(crate::runtime::oci::OciRuntime::new(
+            crate::agent::oci_settings(&options),
+            no_images,
+        ))
+    } else {
+        Box::new(crate::agent::process_runtime(&options))
+    };
+    stop_pods(runtime.as_ref(), &plan.records_dir, out).await;
     // CNI DEL of what the sandboxes left (their namespaces are gone with them; the cached
     // attachments and portmap's shared chains are not).
     let (done, failed) = network::cleanup::teardown(&plan.network);
@@ -110,6 +119,9 @@ fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>
 
 /// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
 /// SIGKILL) and removed (its cgroups), then every recorded sandbox removed.
+/// Where the OCI runtime keeps its pods' sandboxes: present when the agent ran `runtime: oci`.
+const OCI_PODS: &str = "/run/boot/oci/pods";
+
 async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<String>) {
     let (pods, _) = records::load_all(records_dir);
     let mut stops = Vec::new();

@@ -37,6 +37,11 @@ pub struct ImageRootfs {
 pub trait ImageSource: Send + Sync + 'static {
     /// The image for `reference`, or why there is none (the message names the reference).
     fn rootfs(&self, reference: &str) -> Result<ImageRootfs, String>;
+    /// Whether the agent pulls images into this source before containers start (the image
+    /// store); a fixed set of images is used as it is.
+    fn pulled_by_agent(&self) -> bool {
+        false
+    }
 }
 
 /// A fixed set of images by reference: what tests and the benchmark give the runtime.
@@ -86,6 +91,10 @@ impl ImageSource for crate::image::Store {
             layers: local.layers,
             config: runtime_config(&local.config),
         })
+    }
+
+    fn pulled_by_agent(&self) -> bool {
+        true
     }
 }
 

@@ -452,6 +452,6 @@ impl Runtime for OciRuntime {
     }
 
     fn needs_images(&self) -> bool {
-        true
+        self.images.pulled_by_agent()
     }
 }
