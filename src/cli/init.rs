@@ -38,8 +38,8 @@ pub struct RunArgs {
     /// How the agent runs: a systemd unit, a detached daemon, or inside this process.
     #[arg(long, value_enum)]
     pub agent: Option<AgentMode>,
-    /// Pull the control-plane images in preflight, as kubeadm does (needed when the agent runs
-    /// images rather than host binaries).
+    /// Pull the control-plane images in preflight, as kubeadm does (always done with
+    /// `runtime: oci`, whose agent runs the images).
     #[arg(long)]
     pub pull_images: bool,
     #[command(flatten)]
@@ -181,7 +181,7 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         agent_mode: mode,
         exe,
         live: std::io::stdout().is_terminal(),
-        pull_images: args.pull_images,
+        pull_images: args.pull_images || cfg.boot.runtime == crate::config::RuntimeKind::Oci,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
