@@ -64,11 +64,12 @@ async fn killed_agent_leaves_pods_running_and_the_next_one_adopts_them() {
         "n=$(cat {c} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {c}; [ $n -eq 1 ] && exit 1; exec sleep 1020",
         c = count.display()
     );
-    agent.write_manifest("flaky.yaml", &sh_pod("flaky", &flaky, "", ""));
+    // Marked as this test's: the agent dies, so the pods are not this process's descendants.
+    agent.write_manifest("flaky.yaml", &sh_pod("flaky", &flaky, &owner_env(), ""));
     // Its own network namespace.
     agent.write_manifest(
         "quiet.yaml",
-        &sh_pod("quiet", "exec sleep 1021", "", "").replace("  hostNetwork: true\n", ""),
+        &sh_pod("quiet", "exec sleep 1021", &owner_env(), "").replace("  hostNetwork: true\n", ""),
     );
     let mut first = spawn_agent(&agent, "agent1.log");
     let flaky_pid = agent
@@ -91,10 +92,20 @@ async fn killed_agent_leaves_pods_running_and_the_next_one_adopts_them() {
 
     let _second = spawn_agent(&agent, "agent2.log");
     let status = agent
-        .wait_for("both pods adopted and ready", T, |s| {
-            (s.pods.len() == 2 && s.pods.iter().all(|p| p.healthy() && adopted(p)))
-                .then(|| s.clone())
-        })
+        .wait_for(
+            "both pods adopted and ready, quiet's sandbox found again",
+            T,
+            |s| {
+                // The sandbox is found again on a blocking thread right after adoption.
+                let sandbox_back = s
+                    .pod("quiet")
+                    .is_some_and(|p| p.network.contains("own network namespace"));
+                (s.pods.len() == 2
+                    && s.pods.iter().all(|p| p.healthy() && adopted(p))
+                    && sandbox_back)
+                    .then(|| s.clone())
+            },
+        )
         .await;
     assert_eq!(status.pod("flaky").unwrap().pid(), Some(flaky_pid));
     assert_eq!(

@@ -351,3 +351,29 @@ async fn old_logs_and_a_removed_pods_directories_are_collected() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_directory_others_can_write_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut agent = TestAgent::new(|_| {});
+    let dir = agent.options.manifest_dir.clone();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    agent.start().await;
+    let warning = agent
+        .wait_for("the warning", T, |s| {
+            s.warnings
+                .iter()
+                .find(|w| w.contains("manifest directory"))
+                .cloned()
+        })
+        .await;
+    assert!(warning.contains("world-writable (mode 777)"), "{warning}");
+    // Fixed: the warning goes at the next relist.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    agent.write_manifest("nudge.yaml", &sh_pod("nudge", "exec sleep 1016", "", ""));
+    agent
+        .wait_for("the warning to go", T, |s| {
+            (!s.warnings.iter().any(|w| w.contains("manifest directory"))).then_some(())
+        })
+        .await;
+}

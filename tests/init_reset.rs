@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 #[path = "common/cluster.rs"]
@@ -352,7 +352,9 @@ fn a_foreground_agent_starts_after_preflight_and_reset_stops_it() {
         .arg(cluster.root())
         .arg("--config")
         .arg(cluster.dir.path().join("config.yaml"))
-        .arg(IGNORE)
+        // Every check runs, none stops init (no etcd needed here): the agent's port must still
+        // be free when preflight looks at it.
+        .arg("--ignore-preflight-errors=all")
         // No control-plane pods: this is about the agent, preflight and the ledger.
         .arg("--skip-phases=etcd,control-plane,wait-control-plane,post-boot")
         .stdin(Stdio::null())
@@ -398,7 +400,12 @@ fn a_foreground_agent_starts_after_preflight_and_reset_stops_it() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = init.0.take().unwrap().wait_with_output().unwrap();
-    assert!(!text(&out).contains("[ERROR"), "{}", text(&out));
+    let status_port = cluster.ports[6];
+    assert!(
+        !text(&out).contains(&format!("Port-{status_port}]")),
+        "the agent bound its port before preflight: {}",
+        text(&out)
+    );
     assert_eq!(cluster.tree(), before, "{}", text(&reset));
 }
 
@@ -418,4 +425,30 @@ impl Drop for Foreground {
             let _ = child.wait();
         }
     }
+}
+
+#[test]
+fn a_failed_write_leaves_no_file_behind_exit_code_4() {
+    let cluster = Cluster::new("", "1m0s");
+    // The manifest directory's place is taken by a file: the manifests cannot be staged.
+    std::fs::create_dir_all(cluster.root().join("etc/kubernetes")).unwrap();
+    std::fs::write(
+        cluster.root().join("etc/kubernetes/manifests"),
+        "in the way",
+    )
+    .unwrap();
+    let init = cluster.boot(&["init", "--ignore-preflight-errors=all"]);
+    let output = text(&init);
+    assert_eq!(init.status.code(), Some(4), "{output}");
+    assert!(output.contains("manifests"), "{output}");
+    let written: Vec<PathBuf> = cluster
+        .tree()
+        .into_iter()
+        .filter(|p| p.is_file())
+        .filter(|p| !p.ends_with("etc/kubernetes/manifests") && !p.ends_with("ledger.json"))
+        .collect();
+    assert_eq!(written, Vec::<PathBuf>::new(), "{output}");
+    std::fs::remove_file(cluster.root().join("etc/kubernetes/manifests")).unwrap();
+    let reset = cluster.boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "{}", text(&reset));
 }

@@ -263,3 +263,28 @@ impl Drop for StoppedAgent {
         let _ = self.0.wait();
     }
 }
+
+/// A relay whose pipe a stray process still holds outlives its container; reset stops it.
+#[test]
+fn reset_stops_a_relay_left_writing_under_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let log = root.join("var/log/pods/kube-system_echo-node1_0d1c/c/0.log");
+    let (relay, stdout, stderr) = start_relay(&log);
+    let mut relay = relay;
+    let reset = Command::new(BOOT)
+        .args(["reset", "--force", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&reset.stdout),
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert!(output.contains("Stopped the log relay"), "{output}");
+    wait_for("the relay to be stopped", Duration::from_secs(10), || {
+        relay.0.try_wait().unwrap().is_some()
+    });
+    drop((stdout, stderr));
+}

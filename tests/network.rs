@@ -196,6 +196,28 @@ async fn a_pod_gets_an_ip_in_the_default_range_and_the_node_reaches_it() {
         "one veth on {bridge}"
     );
     assert_eq!(allocations(&settings), [ip.to_string()]);
+    assert!(
+        boot::runtime::network::conflist::candidate_files(&settings.conf_dir).is_empty(),
+        "boot writes nothing into the CNI conf dir"
+    );
+    // `boot status` shows the pod IP in its table and as podIP in JSON.
+    let table = boot_status(&test.agent, &[]);
+    let row = table.lines().find(|l| l.starts_with("web-node1"));
+    assert!(row.is_some_and(|r| r.contains(&ip.to_string())), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&boot_status(&test.agent, &["-o", "json"])).unwrap();
+    assert_eq!(json["pods"][0]["podIP"], ip.to_string());
+}
+
+fn boot_status(agent: &TestAgent, extra: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_boot"))
+        .arg("status")
+        .args(extra)
+        .arg("--root")
+        .arg(agent.dir.path())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,6 +472,9 @@ fn attach_and_detach_timing() {
 async fn boot_reset_deletes_the_pod_network_of_a_stopped_agent() {
     let Some(()) = prerequisites() else { return };
     let mut test = start(6, |_| {});
+    // `boot reset --root` acts only on cgroups under boot's default parent, where `boot agent`
+    // makes them.
+    test.agent.options.cgroup_parent = "boot".into();
     let settings = test.guard.settings.clone();
     // `boot reset --root` knows boot's default paths only: the pod goes on a conflist's network
     // with a bridge of this test's own, whose attachment the cache carries to reset.

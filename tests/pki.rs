@@ -560,33 +560,42 @@ fn leaf_signed_by_another_ca_is_rejected() {
 }
 
 #[test]
-fn leaf_with_wrong_subject_is_rejected() {
-    // A client cert signed by the right CA, but with the wrong CN and O for its file.
-    let err = issue_after(|req, pki| {
-        let creds = pki
-            .client_credentials("mallory", &["system:masters"])
-            .unwrap();
-        fs::write(
-            req.cert_dir.join("apiserver-kubelet-client.crt"),
-            creds.cert_pem,
-        )
+fn leaf_with_another_subject_is_reused_with_a_warning_as_kubeadm_accepts_it() {
+    // A client cert signed by the right CA, with another CN and O than kubeadm's profile:
+    // kubeadm checks an existing leaf's signature and SANs only, so it is reused, with a warning.
+    let tmp = tempfile::tempdir().unwrap();
+    let req = request(tmp.path(), KeyAlgorithm::EcdsaP256);
+    let pki = issue_and_write(&req);
+    let creds = pki
+        .client_credentials("mallory", &["system:masters"])
         .unwrap();
-        fs::write(
-            req.cert_dir.join("apiserver-kubelet-client.key"),
-            creds.key_pem,
-        )
+    let crt = req.cert_dir.join("apiserver-kubelet-client.crt");
+    fs::write(&crt, &creds.cert_pem).unwrap();
+    fs::write(
+        req.cert_dir.join("apiserver-kubelet-client.key"),
+        creds.key_pem,
+    )
+    .unwrap();
+    let again = pki::issue(&req, &ExistingPki::load(&req.cert_dir).unwrap()).unwrap();
+    assert!(again.files.is_empty(), "nothing re-issued");
+    let outcome = again
+        .outcomes
+        .iter()
+        .find(|o| o.name == "apiserver-kubelet-client")
         .unwrap();
-    });
-    let msg = err.to_string();
+    assert_eq!(outcome.action, CertAction::Reused);
+    let warning = again
+        .warnings
+        .iter()
+        .find(|w| w.contains("apiserver-kubelet-client"))
+        .unwrap_or_else(|| panic!("no warning in {:?}", again.warnings));
     assert!(
-        matches!(err, PkiError::ProfileMismatch { ref name, .. } if name == "apiserver-kubelet-client"),
-        "{msg}"
+        warning.contains("CN is \"mallory\", expected \"kube-apiserver-kubelet-client\"")
+            && warning.contains("kubeadm:cluster-admins")
+            && warning.contains("remove it"),
+        "{warning}"
     );
-    assert!(
-        msg.contains("CN is \"mallory\", expected \"kube-apiserver-kubelet-client\""),
-        "{msg}"
-    );
-    assert!(msg.contains("kubeadm:cluster-admins"), "{msg}");
+    assert_eq!(fs::read_to_string(&crt).unwrap(), creds.cert_pem);
 }
 
 #[test]
@@ -825,4 +834,55 @@ fn openssl_made_ca_is_reused() {
     // And the reuse check accepts what it issued under the foreign CA.
     let again = pki::issue(&req, &ExistingPki::load(&req.cert_dir).unwrap()).unwrap();
     assert!(again.files.is_empty());
+}
+
+/// External CA mode (`ca.key` removed): the kubeconfigs cannot be signed, so each must exist with
+/// the cluster CA; a missing one fails naming it, as kubeadm's `ValidateKubeconfigsForExternalCA`.
+#[test]
+fn external_ca_mode_checks_every_kubeconfig() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let config = tmp.path().join("config.yaml");
+    fs::write(
+        &config,
+        "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  \
+         advertiseAddress: 192.0.2.10\nnodeRegistration:\n  name: node1\n---\n\
+         apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n\
+         kubernetesVersion: v1.34.2\nencryptionAlgorithm: ECDSA-P256\n",
+    )
+    .unwrap();
+    let phase = |name: &str| {
+        Command::new(env!("CARGO_BIN_EXE_boot"))
+            .args(["init", "phase", name, "--root"])
+            .arg(&root)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let shown = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    for name in ["certs", "kubeconfig"] {
+        let out = phase(name);
+        assert!(out.status.success(), "{}", shown(&out));
+    }
+    let kubernetes = root.join("etc/kubernetes");
+    fs::remove_file(kubernetes.join("pki/ca.key")).unwrap();
+    let out = phase("kubeconfig");
+    assert!(out.status.success(), "all present: {}", shown(&out));
+
+    fs::remove_file(kubernetes.join("scheduler.conf")).unwrap();
+    let out = phase("kubeconfig");
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("scheduler.conf does not exist") && text.contains("external CA"),
+        "{text}"
+    );
+    assert!(!kubernetes.join("scheduler.conf").exists());
 }

@@ -93,6 +93,11 @@ pub enum ContainerState {
         reason: String,
         message: String,
     },
+    /// The runtime is starting it (on a blocking thread); its probes wait in here.
+    Starting {
+        probes: Box<ProbeSet>,
+        since: Instant,
+    },
     Running(Box<Running>),
     /// Ended and will not start again.
     Done(Termination),
@@ -172,6 +177,8 @@ pub struct PodWorker {
     pub pod: Arc<StaticPod>,
     pub policy: RestartPolicy,
     pub sandbox: Option<Sandbox>,
+    /// The runtime is creating the sandbox.
+    pub sandbox_pending: bool,
     /// Creating the sandbox failed; retried at the instant.
     pub sandbox_error: Option<(String, Instant)>,
     pub init: Vec<ContainerWorker>,
@@ -198,6 +205,7 @@ impl PodWorker {
             policy: RestartPolicy::of(&pod),
             pod,
             sandbox: None,
+            sandbox_pending: false,
             sandbox_error: None,
             init,
             app,
@@ -232,9 +240,12 @@ impl PodWorker {
         self.init.iter().position(|c| !c.completed())
     }
 
-    /// No process left: a terminating pod can be finished.
+    /// No process left and no runtime call in flight: a terminating pod can be finished.
     pub fn all_stopped(&self) -> bool {
-        self.containers().all(|c| c.running().is_none())
+        !self.sandbox_pending
+            && self.containers().all(|c| {
+                c.running().is_none() && !matches!(c.state, ContainerState::Starting { .. })
+            })
     }
 
     pub fn ready(&self) -> bool {

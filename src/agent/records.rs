@@ -56,6 +56,14 @@ impl PodRecord {
         self.containers.iter().find(|c| c.name == name)
     }
 
+    /// Whether this record describes `pod` (same UID and content). A record written before config
+    /// hashes were recorded has none: its UID was then always the content hash.
+    pub fn belongs_to(&self, pod: &super::source::StaticPod) -> bool {
+        self.uid == pod.uid
+            && (self.config_hash == pod.config_hash
+                || (self.config_hash.is_empty() && self.uid.as_str() == pod.config_hash))
+    }
+
     /// The recorded pod, validated again as a manifest, if it is the very pod recorded (same
     /// UID and config hash on this node).
     pub fn static_pod(&self, node_name: &str) -> Option<super::source::StaticPod> {
@@ -140,6 +148,35 @@ pub fn remove(dir: &Path, uid: &PodUid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_belongs_to_the_pod_of_the_same_content_also_from_an_older_agent() {
+        let text =
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n";
+        let pod =
+            crate::agent::source::StaticPod::parse(Path::new("/m/p.yaml"), text.as_bytes(), "n")
+                .unwrap();
+        let mut record = PodRecord {
+            uid: pod.uid.clone(),
+            config_hash: pod.config_hash.clone(),
+            full_name: pod.full_name.clone(),
+            manifest: pod.path.clone(),
+            pod: Some(pod.pod.clone()),
+            sandbox: None,
+            containers: vec![],
+        };
+        assert!(record.belongs_to(&pod));
+        assert_eq!(record.static_pod("n").as_ref(), Some(&pod));
+        assert_eq!(
+            record.static_pod("other-node"),
+            None,
+            "another node's pod is another pod"
+        );
+        record.config_hash = String::new(); // written by an agent that recorded no hash
+        assert!(record.belongs_to(&pod));
+        record.config_hash = "edited".into();
+        assert!(!record.belongs_to(&pod));
+    }
 
     #[test]
     fn round_trips_and_skips_garbage() {

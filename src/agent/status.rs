@@ -165,6 +165,69 @@ pub struct ProbeStatus {
     pub consecutive_failures: u32,
 }
 
+impl ContainerStatus {
+    /// Why this container is not running and ready, one line each, most telling first; empty
+    /// when it is fine. A container in back-off says why (with the time left and its last exit),
+    /// a stopping one why it stops, an unready one which probe fails and its error, an ended one
+    /// how it ended.
+    pub fn causes(&self) -> Vec<String> {
+        let name = &self.name;
+        let last_exit = self
+            .last_state
+            .as_ref()
+            .and_then(|t| t.message.clone())
+            .map(|m| format!(" (last: {m})"))
+            .unwrap_or_default();
+        match &self.state {
+            ContainerState::Waiting {
+                reason,
+                message: Some(message),
+                backoff_remaining_ms,
+            } => {
+                let left = backoff_remaining_ms
+                    .map(|ms| format!(", {:.1}s left", ms as f64 / 1000.0))
+                    .unwrap_or_default();
+                vec![format!(
+                    "container {name}: {reason}: {message}{left}{last_exit}"
+                )]
+            }
+            ContainerState::Running {
+                stopping: Some(why),
+                ..
+            } => vec![format!("container {name}: stopping: {why}")],
+            ContainerState::Running { .. } if !self.ready => {
+                let failing: Vec<&ProbeStatus> = self
+                    .probes
+                    .iter()
+                    .filter(|p| p.consecutive_failures > 0 || p.result != "success")
+                    .collect();
+                if failing.is_empty() {
+                    return vec![format!("container {name}: not ready{last_exit}")];
+                }
+                failing
+                    .iter()
+                    .map(|p| match &p.last_error {
+                        Some(error) => format!(
+                            "container {name}: {} probe failing ({} in a row): {error}{last_exit}",
+                            p.kind, p.consecutive_failures
+                        ),
+                        None => format!(
+                            "container {name}: waiting for its {} probe{last_exit}",
+                            p.kind
+                        ),
+                    })
+                    .collect()
+            }
+            ContainerState::Terminated(t) if t.exit_code != Some(0) => vec![format!(
+                "container {name}: {}: {}",
+                t.reason,
+                t.message.clone().unwrap_or_default()
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl AgentStatus {
     /// Every pod running and ready, and no refused manifest: what `boot status` exits 0 for.
     pub fn all_healthy(&self) -> bool {
@@ -179,6 +242,15 @@ impl AgentStatus {
 }
 
 impl PodStatus {
+    /// Every container's [`ContainerStatus::causes`], init containers first.
+    pub fn container_causes(&self) -> Vec<String> {
+        self.init_containers
+            .iter()
+            .chain(&self.containers)
+            .flat_map(ContainerStatus::causes)
+            .collect()
+    }
+
     pub fn healthy(&self) -> bool {
         self.phase == PodPhase::Running && self.ready && !self.terminating
     }

@@ -327,3 +327,31 @@ pub fn run_log_relay(args: LogRelayArgs) -> Result<ExitCode, CliError> {
             .with_cause(e)
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Config, HostFacts, Overrides};
+
+    #[test]
+    fn probes_carry_the_configured_kubernetes_version() {
+        let docs = config::parse(
+            "test.yaml",
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.36.2\n",
+        )
+        .unwrap();
+        let facts = HostFacts {
+            hostname: "node".into(),
+            default_address: Some([10, 0, 0, 1].into()),
+            ..HostFacts::default()
+        };
+        let cfg = Config::build(docs, &Overrides::default(), &facts).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let options =
+            AgentOptions::from_config(HostRoot::under(dir.path()).unwrap(), &cfg).unwrap();
+        assert_eq!(
+            crate::probe::http::user_agent(&options.kubernetes_version),
+            "kube-probe/1.36"
+        );
+    }
+}

@@ -289,6 +289,14 @@ fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
             ))
         }
         InitError::Images(err) => super::images::image_error(err),
+        // The files are written by now: these are not "nothing was written" failures.
+        err @ InitError::Agent(_) => {
+            CliError::new(ExitCode::AgentDown, err.to_string()).with_hint(reset)
+        }
+        err @ InitError::PostBoot(_) => CliError::new(ExitCode::Timeout, err.to_string())
+            .with_hint(format!(
+                "`boot init phase post-boot{root_flag}` retries it once the API server answers; {reset}"
+            )),
         other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
     }
 }

@@ -124,6 +124,13 @@ fn print_table(status: &AgentStatus, verbose: bool) {
                 print_last_logs(&mut out, pod);
             }
         }
+        if !pod.ignored_fields.is_empty() {
+            let _ = writeln!(
+                out,
+                "  warning: the runtime does not apply {}",
+                pod.ignored_fields.join(", ")
+            );
+        }
     }
     for problem in &status.manifest_problems {
         let kept = problem

@@ -27,6 +27,8 @@ pub struct Documents {
 /// The text of one document and the line it starts on (1-based).
 #[derive(Debug, Clone)]
 pub struct DocumentSource {
+    /// The file it was read from, as named in messages.
+    pub file: String,
     pub kind: String,
     pub first_line: usize,
     pub text: String,
@@ -51,6 +53,8 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 /// Parses the configuration `text` read from `file` (the name used in messages).
 pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
     let mut documents = Documents::default();
+    // Editors on Windows start files with a byte order mark; YAML allows it, serde_yaml does not.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (first_line, doc) in split_documents(text) {
         let at = |line: Option<usize>, path: &str, message: String| ConfigError {
             file: file.to_string(),
@@ -59,12 +63,20 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
             message,
             hint: None,
         };
-        let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
-            at(
-                e.location().map(|l| l.line()),
+        if let Some(line) = too_deep(&doc) {
+            return Err(at(
+                Some(line),
                 "",
-                format!("malformed YAML: {}", strip_location(&e)),
-            )
+                format!("malformed YAML: brackets nested deeper than {MAX_FLOW_DEPTH} levels"),
+            ));
+        }
+        let value: serde_yaml::Value = serde_yaml::from_str(&doc).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let message = strip_location(&e);
+            match value_error(&doc, &message) {
+                Some((path, problem)) => at(line, &path, problem.to_string()),
+                None => at(line, "", format!("malformed YAML: {message}")),
+            }
         })?;
         if value.is_null() {
             continue;
@@ -88,6 +100,7 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
             ));
         }
         let source = DocumentSource {
+            file: file.to_string(),
             kind: kind.clone(),
             first_line,
             text: doc.clone(),
@@ -211,7 +224,20 @@ fn typed_document<T: DeserializeOwned>(
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        let line = inner.location().map(|l| l.line() + first_line - 1);
+        // serde_yaml places the error of a top-level field's value at the document's start; the
+        // key's own line (block style) is later. An unknown field is placed at itself, after its
+        // parent's key: the later of the two is the field's line either way.
+        let keys: Vec<&str> = path
+            .split('.')
+            .map(|key| key.split('[').next().unwrap_or(key))
+            .filter(|key| !key.is_empty())
+            .collect();
+        let located = (!keys.is_empty())
+            .then(|| super::validate::locate(doc, &keys))
+            .flatten();
+        let line = located
+            .max(inner.location().map(|l| l.line()))
+            .map(|l| l + first_line - 1);
         let field = if path == "." {
             kind.to_string()
         } else {
@@ -233,6 +259,64 @@ fn typed_document<T: DeserializeOwned>(
             hint: None,
         }
     })
+}
+
+/// Deeper `[`/`{` nesting than any configuration needs. serde_yaml refuses more than 128 levels
+/// only after its scanner has tokenised the whole document, which takes quadratic time in the
+/// nesting depth (100 000 `[` took over a minute), so deeper documents are refused up front.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+/// The line (1-based, within `doc`) where `[`/`{` nesting first exceeds [`MAX_FLOW_DEPTH`].
+/// Brackets in quoted scalars and comments do not count; those in plain scalars do, which can
+/// only refuse a document with more than 64 unbalanced opening brackets in its values.
+pub fn too_deep(doc: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (index, line) in doc.lines().enumerate() {
+        let mut quote = None;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match (quote, c) {
+                (Some('"'), '\\') => {
+                    chars.next(); // an escaped character, `\"` among them
+                }
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(index + 1);
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+/// A value that is well-formed YAML but no YAML value can hold (an integer beyond 128 bits)
+/// fails before the document's kind is known; serde_yaml prefixes the field's path. Returns
+/// `Kind.path` (the kind read from the text) and the problem.
+fn value_error<'a>(doc: &str, message: &'a str) -> Option<(String, &'a str)> {
+    let (path, problem) = message.split_once(": ")?;
+    let is_path = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_' | '-'));
+    if !is_path || !problem.starts_with("invalid ") {
+        return None;
+    }
+    let kind = doc
+        .lines()
+        .find_map(|l| l.strip_prefix("kind:"))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    Some((
+        kind.map_or(path.to_string(), |k| format!("{k}.{path}")),
+        problem,
+    ))
 }
 
 /// serde_yaml appends " at line L column C"; the line is reported separately.

@@ -19,7 +19,7 @@ pub use kubeadm::{
     ApiEndpoint, ApiServer, ClusterConfiguration, ControlPlaneComponent, Etcd, ExternalEtcd,
     InitConfiguration, LocalEtcd, Networking, NodeRegistration, Timeouts, KUBEADM_API_VERSION,
 };
-pub use load::{parse, DocumentSource, Documents};
+pub use load::{parse, too_deep, DocumentSource, Documents, MAX_FLOW_DEPTH};
 pub use resolve::{Config, HostFacts, Overrides};
 pub use types::{
     bracket_host, extra_value, is_dns_name, Arg, Cidrs, Endpoint, EnvVar, GoDuration,

@@ -94,6 +94,7 @@ impl Config {
         validate::documents(&init, &cluster, &sources)?;
         validate::pod_network(&boot, &cluster, &sources)?;
         validate::renewal_window(&boot, &cluster, &sources)?;
+        validate::boot(&boot, &sources)?;
 
         let node_name = match &init.node_registration.name {
             Some(name) => name.clone(),

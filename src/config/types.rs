@@ -122,9 +122,19 @@ impl FromStr for GoDuration {
             total += value * seconds;
             rest = &rest[unit_len..];
         }
+        // Go's time.Duration is an int64 of nanoseconds: about 292 years at most.
+        if !total.is_finite() || total > MAX_GO_DURATION_SECS {
+            return Err(format!(
+                "is out of range: at most {} (Go's time.Duration)",
+                GoDuration(Duration::from_secs(MAX_GO_DURATION_SECS as u64))
+            ));
+        }
         Ok(GoDuration(Duration::from_secs_f64(total)))
     }
 }
+
+/// `math.MaxInt64` nanoseconds, in whole seconds (2562047h47m16s).
+const MAX_GO_DURATION_SECS: f64 = (i64::MAX / 1_000_000_000) as f64;
 
 impl fmt::Display for GoDuration {
     /// Formats as Go does for whole seconds: `4m0s`, `8760h0m0s`, `500ms`.

@@ -18,7 +18,7 @@ pub fn error_at(
 ) -> ConfigError {
     let source = sources.iter().find(|s| s.kind == kind);
     ConfigError {
-        file: source.map(|_| "config").unwrap_or("flags").to_string(),
+        file: source.map_or("flags", |s| s.file.as_str()).to_string(),
         line: source.and_then(|s| locate(&s.text, path).map(|l| l + s.first_line - 1)),
         path: std::iter::once(kind)
             .chain(path.iter().copied())
@@ -30,7 +30,7 @@ pub fn error_at(
 }
 
 /// The 1-based line of the block-style key `path` in `text`, if present.
-fn locate(text: &str, path: &[&str]) -> Option<usize> {
+pub fn locate(text: &str, path: &[&str]) -> Option<usize> {
     let mut depth = 0;
     let mut parent_indent: isize = -1;
     for (index, line) in text.lines().enumerate() {
@@ -245,6 +245,26 @@ pub fn pod_network(
 
 fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// `BootConfiguration.agent`: what the agent would otherwise refuse (or panic on) at start.
+pub fn boot(boot: &BootConfiguration, sources: &[DocumentSource]) -> Result<(), ConfigError> {
+    let at = |path: &[&str], msg: String| error_at(sources, "BootConfiguration", path, msg);
+    let address = boot.agent.status_address.as_str();
+    if !matches!(address, "" | "none") && address.parse::<std::net::SocketAddr>().is_err() {
+        return Err(at(
+            &["agent", "statusAddress"],
+            format!("{address:?} is not an IP:PORT address"),
+        )
+        .with_hint("give IP:PORT with a port up to 65535, e.g. 127.0.0.1:10248, or none"));
+    }
+    if boot.agent.relist_period.0.is_zero() {
+        return Err(at(
+            &["agent", "relistPeriod"],
+            "must be longer than 0s".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The node name becomes a certificate CN and part of pod names: an RFC 1123 subdomain.

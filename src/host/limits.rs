@@ -8,8 +8,8 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 /// The open-files limit after the change: `(soft, hard)`.
 pub type OpenFiles = (u64, u64);
 
-/// Raises the soft open-files limit to the hard one. Failing is not fatal (the agent runs with
-/// what it has), so the outcome is returned for the caller to report, not an error.
+/// Raises the soft open-files limit to the hard one. Failing is not fatal: the caller warns and
+/// runs with what it has.
 pub fn raise_open_files_limit() -> Result<OpenFiles, nix::Error> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     if soft < hard {

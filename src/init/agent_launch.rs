@@ -4,6 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -70,9 +71,12 @@ pub fn start_detached(exe: &Path, root: &HostRoot, args: &[String]) -> io::Resul
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    // Never through a symlink planted where the log goes.
     let log = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(&log_path)?;
     let mut command = Command::new(exe);
     command

@@ -1,11 +1,12 @@
-//! When the control plane does not come up: which component, why (failing probe and its error,
-//! or exit code), how often it restarted, its last log lines, and a hint. Pure: it reads the
-//! agent's status, the component's health answer and the log text it is given.
+//! When the control plane does not come up: which component, why (its health answer, then the
+//! agent's causes from [`PodStatus::container_causes`]: failing probe and its error, back-off and
+//! exit code), how often it restarted, its last log lines, and a hint. Pure: it reads the agent's
+//! status, the component's health answer and the log text it is given.
 
 use std::fmt;
 
 use super::health::ComponentView;
-use crate::agent::status::{ContainerState, PodStatus};
+use crate::agent::status::PodStatus;
 
 /// How many log lines a diagnosis shows.
 pub const LOG_LINES: usize = 20;
@@ -28,39 +29,8 @@ pub fn diagnose(view: &ComponentView, pod: Option<&PodStatus>, log: &str) -> Dia
         causes.push(format!("health: {detail}"));
     }
     let container = pod.and_then(|p| p.containers.first());
-    if let Some(container) = container {
-        for probe in container.probes.iter().filter(|p| p.result == "failure") {
-            if let Some(error) = &probe.last_error {
-                causes.push(format!(
-                    "{} probe: {error} ({} consecutive failures)",
-                    probe.kind, probe.consecutive_failures
-                ));
-            }
-        }
-        if let Some(last) = &container.last_state {
-            let how = match (last.exit_code, last.signal) {
-                (_, Some(signal)) => format!("killed by signal {signal}"),
-                (Some(code), None) => format!("exit code {code}"),
-                (None, None) => "exit code unknown".into(),
-            };
-            causes.push(format!(
-                "last exit: {how} ({}) at {}",
-                last.reason, last.finished_at
-            ));
-        }
-        if let ContainerState::Waiting {
-            reason, message, ..
-        } = &container.state
-        {
-            causes.push(format!(
-                "waiting: {reason}{}",
-                message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
+    // The agent's own causes (the one diagnosis builder): back-off, failing probes, exits.
+    causes.extend(pod.map(PodStatus::container_causes).unwrap_or_default());
     if let Some(reason) = pod.and_then(|p| p.reason.as_ref()) {
         if !causes.iter().any(|c| c.contains(reason.as_str())) {
             causes.push(reason.clone());
@@ -189,6 +159,35 @@ mod tests {
         assert!(
             text.starts_with("kube-apiserver is not healthy (restarts: 3)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn container_causes_are_the_agents_own() {
+        let pod: PodStatus = serde_json::from_value(serde_json::json!({
+            "name": "kube-apiserver-n", "namespace": "kube-system", "uid": "u",
+            "manifest": "/m/a.yaml", "phase": "Running", "terminating": false, "ready": false,
+            "network": "host", "restarts": 2, "manifestError": null,
+            "reason": "container kube-apiserver: CrashLoopBackOff: back-off 20s, 3.0s left (last: exit code 1)",
+            "initContainers": [],
+            "containers": [{
+                "name": "kube-apiserver",
+                "state": {"state": "waiting", "reason": "CrashLoopBackOff", "message": "back-off 20s", "backoffRemainingMs": 3000},
+                "ready": false, "started": false, "restartCount": 2,
+                "lastState": {"exitCode": 1, "signal": null, "reason": "Error", "message": "exit code 1",
+                              "startedAt": "t0", "finishedAt": "t1"},
+                "probes": [], "logPath": "/l/0.log"
+            }]
+        }))
+        .unwrap();
+        let d = diagnose(&view("connection refused"), Some(&pod), "");
+        assert_eq!(
+            d.causes,
+            [
+                "health: connection refused".to_string(),
+                "container kube-apiserver: CrashLoopBackOff: back-off 20s, 3.0s left (last: exit code 1)".to_string(),
+            ],
+            "the pod's reason is the same line, not a second wording"
         );
     }
 

@@ -1,5 +1,9 @@
 use super::*;
-use crate::agent::status::{ContainerStatus, Terminated};
+use crate::agent::source::StaticPod;
+use crate::agent::status::{
+    AgentStatus, ContainerState, ContainerStatus, PodPhase, PodStatus, Terminated,
+};
+use serde_json::{json, Value};
 use std::path::Path;
 
 fn static_pod() -> StaticPod {

@@ -62,7 +62,7 @@ pub fn issue(req: &PkiRequest, existing: &ExistingPki) -> Result<Pki, PkiError> 
                         reason: format!("{signer} is not selected"),
                     });
                 };
-                leaf_state(profile, &cn, &alt_names, ca, found, dir, req)?
+                leaf_state(profile, &cn, &alt_names, ca, found, dir, req, &mut warnings)?
             }
         };
         entries.push(Entry {
@@ -184,6 +184,7 @@ fn ca_state(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn leaf_state(
     profile: &CertProfile,
     cn: &str,
@@ -192,6 +193,7 @@ fn leaf_state(
     found: Found,
     dir: &Path,
     req: &PkiRequest,
+    warnings: &mut Vec<String>,
 ) -> Result<State, PkiError> {
     let (crt_path, key_path) = (dir.join(profile.crt_file()), dir.join(profile.key_file()));
     let ca_path = dir.join(ca.profile.crt_file());
@@ -220,7 +222,7 @@ fn leaf_state(
                 ca: ca_cert,
                 ca_path,
             };
-            check_leaf(&want, &cert, dir, req.now)?;
+            warnings.extend(check_leaf(&want, &cert, dir, req.now)?);
             Ok(State::Ready {
                 cert,
                 key,

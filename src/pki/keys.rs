@@ -1,5 +1,5 @@
-//! Private keys: generation (RSA with the `rsa` crate, ECDSA with `p256`/`p384`, in parallel on
-//! every core), kubeadm's PEM encodings and parsing keys found on disk. Pure apart from the
+//! Private keys: generation (RSA with aws-lc through rcgen, ECDSA with `p256`/`p384`, in parallel
+//! on every core), kubeadm's PEM encodings and parsing keys found on disk. Pure apart from the
 //! operating system's random number generator; touches no host path.
 
 use std::fmt;
@@ -7,10 +7,12 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use p256::pkcs8::der::asn1::AnyRef;
+use p256::pkcs8::spki::AlgorithmIdentifierRef;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use p256::pkcs8::{ObjectIdentifier, PrivateKeyInfo};
 use rand::rngs::OsRng;
-use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm};
-use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
+use rcgen::{KeyPair, PublicKeyData, RsaKeySize, SignatureAlgorithm};
 use sec1::der::{Decode, Encode};
 
 use super::PkiError;
@@ -21,6 +23,9 @@ pub const EC_PRIVATE_KEY_LABEL: &str = "EC PRIVATE KEY";
 pub const PKCS8_PRIVATE_KEY_LABEL: &str = "PRIVATE KEY";
 pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 pub const CERTIFICATE_LABEL: &str = "CERTIFICATE";
+
+/// `rsaEncryption` (RFC 8017), the algorithm of an RSA key in PKCS#8.
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 
 /// ClusterConfiguration.encryptionAlgorithm (v1beta4); the default mirrors kubeadm's RSA-2048.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -116,50 +121,45 @@ impl fmt::Debug for PrivateKey {
 }
 
 impl PrivateKey {
-    /// Generates one key. RSA keys come from the `rsa` crate (ring cannot generate them).
+    /// Generates one key.
     pub fn generate(alg: KeyAlgorithm) -> Result<PrivateKey, PkiError> {
         let failed = |e: &dyn fmt::Display| PkiError::KeyGeneration {
             algorithm: alg.to_string(),
             reason: e.to_string(),
         };
-        let (pkcs8, pem) = match alg {
+        let ec = |pkcs8: &[u8]| -> Result<PrivateKey, PkiError> {
+            let sec1 = sec1_with_curve(pkcs8).map_err(|e| failed(&e))?;
+            let pair = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.into(), alg.signature())
+                .map_err(|e| failed(&e))?;
+            Ok(PrivateKey {
+                pair,
+                pem: pem_encode(EC_PRIVATE_KEY_LABEL, &sec1),
+            })
+        };
+        match alg {
             KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096 => {
-                let bits = match alg {
-                    KeyAlgorithm::Rsa2048 => 2048,
-                    KeyAlgorithm::Rsa3072 => 3072,
-                    _ => 4096,
+                let size = match alg {
+                    KeyAlgorithm::Rsa2048 => RsaKeySize::_2048,
+                    KeyAlgorithm::Rsa3072 => RsaKeySize::_3072,
+                    _ => RsaKeySize::_4096,
                 };
-                let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), bits)
-                    .map_err(|e| failed(&e))?;
-                let pkcs1 = key.to_pkcs1_der().map_err(|e| failed(&e))?;
-                let pkcs8 = key.to_pkcs8_der().map_err(|e| failed(&e))?;
-                (
-                    pkcs8.as_bytes().to_vec(),
-                    pem_encode(RSA_PRIVATE_KEY_LABEL, pkcs1.as_bytes()),
-                )
+                let pair =
+                    KeyPair::generate_rsa_for(alg.signature(), size).map_err(|e| failed(&e))?;
+                let pkcs1 = pkcs1_of(pair.serialized_der()).map_err(|e| failed(&e))?;
+                Ok(PrivateKey {
+                    pem: pem_encode(RSA_PRIVATE_KEY_LABEL, &pkcs1),
+                    pair,
+                })
             }
             KeyAlgorithm::EcdsaP256 => {
                 let key = p256::SecretKey::random(&mut OsRng);
-                let pkcs8 = key.to_pkcs8_der().map_err(|e| failed(&e))?;
-                let sec1 = sec1_with_curve(pkcs8.as_bytes()).map_err(|e| failed(&e))?;
-                (
-                    pkcs8.as_bytes().to_vec(),
-                    pem_encode(EC_PRIVATE_KEY_LABEL, &sec1),
-                )
+                ec(key.to_pkcs8_der().map_err(|e| failed(&e))?.as_bytes())
             }
             KeyAlgorithm::EcdsaP384 => {
                 let key = p384::SecretKey::random(&mut OsRng);
-                let pkcs8 = key.to_pkcs8_der().map_err(|e| failed(&e))?;
-                let sec1 = sec1_with_curve(pkcs8.as_bytes()).map_err(|e| failed(&e))?;
-                (
-                    pkcs8.as_bytes().to_vec(),
-                    pem_encode(EC_PRIVATE_KEY_LABEL, &sec1),
-                )
+                ec(key.to_pkcs8_der().map_err(|e| failed(&e))?.as_bytes())
             }
-        };
-        let pair = KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8.as_slice().into(), alg.signature())
-            .map_err(|e| failed(&e))?;
-        Ok(PrivateKey { pair, pem })
+        }
     }
 
     /// Parses a key file as kubeadm accepts it: PKCS#1 (`RSA PRIVATE KEY`), SEC1
@@ -168,11 +168,7 @@ impl PrivateKey {
         let block = pem::parse(pem).map_err(|e| e.to_string())?;
         let der = block.contents();
         let (pkcs8, alg): (Vec<u8>, &'static SignatureAlgorithm) = match block.tag() {
-            RSA_PRIVATE_KEY_LABEL => {
-                let key = rsa::RsaPrivateKey::from_pkcs1_der(der).map_err(|e| e.to_string())?;
-                let pkcs8 = key.to_pkcs8_der().map_err(|e| e.to_string())?;
-                (pkcs8.as_bytes().to_vec(), &rcgen::PKCS_RSA_SHA256)
-            }
+            RSA_PRIVATE_KEY_LABEL => (rsa_pkcs8_of(der)?, &rcgen::PKCS_RSA_SHA256),
             EC_PRIVATE_KEY_LABEL => ec_to_pkcs8(der)?,
             PKCS8_PRIVATE_KEY_LABEL => pkcs8_with_alg(der)?,
             other => return Err(format!("unexpected PEM block {other:?}")),
@@ -277,11 +273,34 @@ fn ec_to_pkcs8(der: &[u8]) -> Result<(Vec<u8>, &'static SignatureAlgorithm), Str
     Ok((pkcs8.as_bytes().to_vec(), alg))
 }
 
-/// PKCS#8 as found: RSA, or EC re-encoded through SEC1 so the public key is present (ring needs it).
+/// The PKCS#1 `RSAPrivateKey` inside an RSA PKCS#8 document (kubeadm writes PKCS#1).
+fn pkcs1_of(pkcs8_der: &[u8]) -> Result<Vec<u8>, String> {
+    let info = PrivateKeyInfo::from_der(pkcs8_der).map_err(|e| e.to_string())?;
+    if info.algorithm.oid != RSA_ENCRYPTION {
+        return Err(format!("not an RSA key (algorithm {})", info.algorithm.oid));
+    }
+    Ok(info.private_key.to_vec())
+}
+
+/// A PKCS#1 `RSAPrivateKey` wrapped in PKCS#8 for rcgen; the key itself is checked when the key
+/// pair is built from it.
+fn rsa_pkcs8_of(pkcs1_der: &[u8]) -> Result<Vec<u8>, String> {
+    let info = PrivateKeyInfo {
+        algorithm: AlgorithmIdentifierRef {
+            oid: RSA_ENCRYPTION,
+            parameters: Some(AnyRef::NULL),
+        },
+        private_key: pkcs1_der,
+        public_key: None,
+    };
+    info.to_der().map_err(|e| e.to_string())
+}
+
+/// PKCS#8 as found: RSA, or EC re-encoded through SEC1 so the public key is present (the signer
+/// needs it).
 fn pkcs8_with_alg(der: &[u8]) -> Result<(Vec<u8>, &'static SignatureAlgorithm), String> {
-    if let Ok(k) = rsa::RsaPrivateKey::from_pkcs8_der(der) {
-        let pkcs8 = k.to_pkcs8_der().map_err(|e| e.to_string())?;
-        return Ok((pkcs8.as_bytes().to_vec(), &rcgen::PKCS_RSA_SHA256));
+    if PrivateKeyInfo::from_der(der).is_ok_and(|info| info.algorithm.oid == RSA_ENCRYPTION) {
+        return Ok((der.to_vec(), &rcgen::PKCS_RSA_SHA256));
     }
     if let Ok(k) = p256::SecretKey::from_pkcs8_der(der) {
         let pkcs8 = k.to_pkcs8_der().map_err(|e| e.to_string())?;

@@ -155,12 +155,16 @@ pub struct LeafExpectation<'a> {
     pub ca_path: PathBuf,
 }
 
+/// kubeadm's checks of an existing leaf: signed by its CA (`validateSignedCertWithCA`), valid
+/// now, and covering every SAN of the configuration (`validateCertificateWithConfig`, with
+/// `VerifyHostname`'s wildcards). Those are errors. kubeadm does not look at the CN, O, usages
+/// or the CA flag: differences there are returned as warnings, and the leaf is reused.
 pub fn check_leaf(
     want: &LeafExpectation,
     facts: &CertFacts,
     dir: &Path,
     now: SystemTime,
-) -> Result<(), PkiError> {
+) -> Result<Vec<String>, PkiError> {
     let name = want.profile.name.clone();
     let path = dir.join(want.profile.crt_file());
     if let Err(reason) = facts.verify_signed_by(want.ca) {
@@ -171,12 +175,11 @@ pub fn check_leaf(
             reason,
         });
     }
-    let differences = profile_differences(want, facts);
-    if !differences.is_empty() {
+    if let Some(missing) = missing_sans(want, facts) {
         return Err(PkiError::ProfileMismatch {
             name,
             path,
-            differences: differences.join("; "),
+            differences: missing,
         });
     }
     check_validity(
@@ -185,10 +188,51 @@ pub fn check_leaf(
         &path,
         now,
         "renew it or remove it to have it re-issued",
-    )
+    )?;
+    let differences = profile_differences(want, facts);
+    Ok(if differences.is_empty() {
+        Vec::new()
+    } else {
+        vec![format!(
+            "certificate {name} ({}) is reused as kubeadm would (signed by its CA, SANs present), \
+             but differs from kubeadm's profile: {}; remove it to have it re-issued",
+            path.display(),
+            differences.join("; ")
+        )]
+    })
 }
 
-/// How `facts` differs from the profile: CN and O exactly, usages and SANs at least.
+/// The configured SANs `facts` does not cover, as `SANs DNS:a, IP:b are missing`.
+pub fn missing_sans(want: &LeafExpectation, facts: &CertFacts) -> Option<String> {
+    let covered = |d: &String| facts.dns.iter().any(|f| matches_hostname(f, d));
+    let missing: Vec<String> = (want.alt_names.dns.iter())
+        .filter(|d| !covered(d))
+        .map(|d| format!("DNS:{d}"))
+        .chain(
+            want.alt_names
+                .ips
+                .iter()
+                .filter(|ip| !facts.ips.contains(ip))
+                .map(|ip| format!("IP:{ip}")),
+        )
+        .collect();
+    (!missing.is_empty()).then(|| format!("SANs {} are missing", missing.join(", ")))
+}
+
+/// Go's `VerifyHostname` for DNS names: case-insensitive, a leading `*.` matches one label.
+fn matches_hostname(pattern: &str, host: &str) -> bool {
+    let (pattern, host) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    let (pattern, host) = (pattern.trim_end_matches('.'), host.trim_end_matches('.'));
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == suffix),
+        None => pattern == host,
+    }
+}
+
+/// How `facts` differs from the profile beyond what kubeadm checks: CN and O exactly, not a CA,
+/// the profile's usages at least.
 pub fn profile_differences(want: &LeafExpectation, facts: &CertFacts) -> Vec<String> {
     let p = want.profile;
     let mut diffs = Vec::new();
@@ -217,21 +261,6 @@ pub fn profile_differences(want: &LeafExpectation, facts: &CertFacts) -> Vec<Str
         .filter(|u| !facts.has_ext_key_usage(**u))
     {
         diffs.push(format!("ext key usage {usage} is missing"));
-    }
-    let has_dns = |d: &String| facts.dns.iter().any(|f| f.eq_ignore_ascii_case(d));
-    let missing: Vec<String> = (want.alt_names.dns.iter())
-        .filter(|d| !has_dns(d))
-        .map(|d| format!("DNS:{d}"))
-        .chain(
-            want.alt_names
-                .ips
-                .iter()
-                .filter(|ip| !facts.ips.contains(ip))
-                .map(|ip| format!("IP:{ip}")),
-        )
-        .collect();
-    if !missing.is_empty() {
-        diffs.push(format!("SANs {} are missing", missing.join(", ")));
     }
     diffs
 }
@@ -284,14 +313,18 @@ mod tests {
             ca: &ca,
             ca_path: "ca.crt".into(),
         };
-        let diffs = profile_differences(&want, &facts(&existing, "apiserver.crt"));
+        let apiserver = facts(&existing, "apiserver.crt");
+        let diffs = profile_differences(&want, &apiserver);
         assert_eq!(
             diffs,
             [
                 "CN is \"kube-apiserver\", expected \"node1\"",
                 "ext key usage client-auth is missing",
-                "SANs DNS:localhost, IP:127.0.0.1, IP:::1 are missing",
             ]
+        );
+        assert_eq!(
+            missing_sans(&want, &apiserver).as_deref(),
+            Some("SANs DNS:localhost, IP:127.0.0.1, IP:::1 are missing")
         );
         let same = LeafExpectation {
             profile: profiles.find("apiserver").unwrap(),
@@ -310,6 +343,18 @@ mod tests {
             ..same
         };
         assert!(profile_differences(&same, &facts(&existing, "apiserver.crt")).is_empty());
+        assert_eq!(
+            missing_sans(&same, &facts(&existing, "apiserver.crt")),
+            None
+        );
+    }
+
+    #[test]
+    fn wildcards_match_one_label_as_go_verify_hostname() {
+        assert!(matches_hostname("*.example.com", "api.example.com"));
+        assert!(matches_hostname("API.example.com.", "api.EXAMPLE.com"));
+        assert!(!matches_hostname("*.example.com", "a.b.example.com"));
+        assert!(!matches_hostname("*.example.com", "example.com"));
     }
 
     #[test]

@@ -174,15 +174,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn background_leftovers_do_not_hold_the_probe() {
+    async fn background_leftovers_do_not_hold_the_probe_nor_outlive_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pgid");
         let begun = Instant::now();
-        let result = check(&sh("sleep 30 & exit 0"), &[], LONG).await;
+        let script = format!("echo $$ > {}; sleep 30 & exit 0", pid_file.display());
+        let result = check(&sh(&script), &[], LONG).await;
         assert_eq!(result, ProbeResult::Success);
         assert!(
             begun.elapsed() < Duration::from_secs(5),
             "took {:?}",
             begun.elapsed()
         );
+        let pgid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _guard = GroupGuard(Some(pgid));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while live_members(pgid) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the background sleep outlived the probe"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

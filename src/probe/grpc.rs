@@ -1,13 +1,15 @@
 //! `grpc` probes: the standard health protocol `grpc.health.v1.Health/Check` over plaintext
-//! HTTP/2 with the `h2` crate (the kubelet never uses TLS for gRPC probes); success is
-//! `SERVING`. Failure messages follow `pkg/probe/grpc`.
+//! HTTP/2 with hyper, the crate's one HTTP implementation (the kubelet never uses TLS for gRPC
+//! probes); success is `SERVING`. Failure messages follow `pkg/probe/grpc`.
 
 use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::client::SendRequest;
 use http::HeaderMap;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::time::Instant;
 
 use super::grpc_wire::{
@@ -38,7 +40,9 @@ pub async fn check(
     let deadline = Instant::now() + timeout;
     let connect = async {
         let tcp = dial(host, port).await?;
-        h2::client::handshake(tcp).await.map_err(|e| e.to_string())
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(|e| e.to_string())
     };
     let (sender, connection) = match tokio::time::timeout_at(deadline, connect).await {
         Ok(Ok(pair)) => pair,
@@ -95,29 +99,27 @@ impl fmt::Display for RpcError {
     }
 }
 
-impl From<h2::Error> for RpcError {
-    fn from(e: h2::Error) -> Self {
+impl From<hyper::Error> for RpcError {
+    fn from(e: hyper::Error) -> Self {
         RpcError::Transport(e.to_string())
     }
 }
 
 /// One unary call; returns the response's serving status.
 async fn call(
-    sender: SendRequest<Bytes>,
+    mut sender: SendRequest<Full<Bytes>>,
     authority: &str,
     service: &str,
     user_agent: &str,
 ) -> Result<u64, RpcError> {
-    let mut sender = sender.ready().await?;
+    sender.ready().await?;
     let request = http::Request::post(format!("http://{authority}/grpc.health.v1.Health/Check"))
         .header("content-type", "application/grpc")
         .header("te", "trailers")
         .header("user-agent", user_agent)
-        .body(())
+        .body(Full::new(Bytes::from(request_frame(service))))
         .map_err(|e| RpcError::Transport(e.to_string()))?;
-    let (response, mut stream) = sender.send_request(request, false)?;
-    stream.send_data(Bytes::from(request_frame(service)), true)?;
-    let (head, mut body) = response.await?.into_parts();
+    let (head, mut body) = sender.send_request(request).await?.into_parts();
     if head.status != http::StatusCode::OK {
         return Err(RpcError::Status {
             code: code_for_http_status(head.status.as_u16()),
@@ -132,19 +134,26 @@ async fn call(
         status?;
     }
     let mut data = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        if data.len() + chunk.len() > MAX_RESPONSE {
-            return Err(RpcError::Status {
-                code: 8,
-                message: "response message too large".into(),
-            });
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame?.into_data() {
+            Ok(chunk) => {
+                if data.len() + chunk.len() > MAX_RESPONSE {
+                    return Err(RpcError::Status {
+                        code: 8,
+                        message: "response message too large".into(),
+                    });
+                }
+                data.extend_from_slice(&chunk);
+                continue;
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(t) = frame.into_trailers() {
+            trailers = Some(t);
         }
-        data.extend_from_slice(&chunk);
     }
-    let trailers = body.trailers().await?.unwrap_or_default();
-    match grpc_status(&trailers) {
+    match trailers.as_ref().and_then(grpc_status) {
         Some(status) => status?,
         None if grpc_status(&head.headers).is_some() => {}
         None => {

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod grpc;
 mod grpc_wire;
 pub mod http;
+mod http_location;
 mod insecure_tls;
 mod run;
 pub mod set;

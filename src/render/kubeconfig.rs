@@ -77,7 +77,7 @@ pub fn render(
             cfg.local_api_url()
         };
         match read_existing(&path)? {
-            Some(existing) if existing.ca_data != ca_data => {
+            Some(existing) if !same_ca(&existing.ca_data, pki.ca_cert_pem()) => {
                 return Err(RenderError::KubeconfigCaMismatch { path })
             }
             Some(existing) => {
@@ -138,6 +138,48 @@ impl KubeconfigSpec {
     pub fn user_for(&self, node_name: &str) -> String {
         self.user.replace("{nodeName}", node_name)
     }
+}
+
+/// External CA mode (`ca.crt` without `ca.key`): nothing can be signed, so every kubeconfig must
+/// already exist with the cluster CA, as kubeadm's `ValidateKubeconfigsForExternalCA` requires; a
+/// different server is a warning, as for any existing kubeconfig. Returns the warnings.
+pub fn check_external(cfg: &Config, dir: &Path, pki: &Pki) -> Result<Vec<String>, RenderError> {
+    let mut warnings = Vec::new();
+    for spec in KUBECONFIGS {
+        let path = dir.join(spec.file);
+        let server = if spec.via_endpoint {
+            cfg.control_plane_url()
+        } else {
+            cfg.local_api_url()
+        };
+        match read_existing(&path)? {
+            None => return Err(RenderError::KubeconfigMissingExternalCa { path }),
+            Some(existing) if !same_ca(&existing.ca_data, pki.ca_cert_pem()) => {
+                return Err(RenderError::KubeconfigCaMismatch { path })
+            }
+            Some(existing) if existing.server != server => warnings.push(format!(
+                "{}: keeps server {} (expected {server})",
+                path.display(),
+                existing.server
+            )),
+            Some(_) => {}
+        }
+    }
+    Ok(warnings)
+}
+
+/// The kubeconfig's `certificate-authority-data` holds the cluster CA (compared as DER, so that
+/// another PEM layout or a bundle that includes it counts as the same CA).
+fn same_ca(ca_data: &str, ca_pem: &str) -> bool {
+    let Ok(decoded) = BASE64.decode(ca_data.trim()) else {
+        return false;
+    };
+    let (Ok(theirs), Ok(ours)) = (pem::parse_many(decoded), pem::parse(ca_pem)) else {
+        return false;
+    };
+    theirs
+        .iter()
+        .any(|block| block.contents() == ours.contents())
 }
 
 struct ExistingKubeconfig {

@@ -61,6 +61,8 @@ pub enum RenderError {
     KubeconfigInvalid { path: PathBuf, why: String },
     #[error("{path} exists with a different CA than the cluster's")]
     KubeconfigCaMismatch { path: PathBuf },
+    #[error("{path} does not exist and cannot be written: the cluster CA key is not present (external CA mode)")]
+    KubeconfigMissingExternalCa { path: PathBuf },
     #[error("cannot issue the client certificate for {path}")]
     KubeconfigCredentials {
         path: PathBuf,
@@ -90,6 +92,10 @@ impl RenderError {
                 Some("compare with the built-in templates: `boot manifests --stdout` uses them when --templates is not given".into())
             }
             RenderError::MissingCa { .. } => Some("run `boot init phase certs` first".into()),
+            RenderError::KubeconfigMissingExternalCa { path } => Some(format!(
+                "provide {} with a client certificate signed by the external CA",
+                path.display()
+            )),
             _ => None,
         }
     }
@@ -279,6 +285,9 @@ pub fn bundle(
             let (files, warnings) =
                 kubeconfig::render(cfg, templates, &layout.kubernetes_dir, &issued)?;
             bundle.files.extend(files);
+            bundle.warnings.extend(warnings);
+        } else if parts.kubeconfigs {
+            let warnings = kubeconfig::check_external(cfg, &layout.kubernetes_dir, &issued)?;
             bundle.warnings.extend(warnings);
         }
     }

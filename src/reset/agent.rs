@@ -70,13 +70,19 @@ pub async fn stop_agent(launch: Option<&AgentLaunch>, root: &HostRoot, out: &mut
 /// (a relay exits by itself when every writer of its pipes has; a stray grandchild can keep one).
 pub async fn stop_relays(root: &HostRoot, out: &mut Vec<String>) {
     let logs = root.path("/var/log/pods");
+    let is_relay = |pid: i32| is_boot(pid) && relay_file(pid).is_some_and(|f| f.starts_with(&logs));
+    // Checked again once the pidfd is open: only then is the pid pinned to one process.
     let relays: Vec<(i32, Pidfd)> = all_pids()
         .into_iter()
+        .filter(|pid| is_relay(*pid))
         .filter_map(|pid| Some((pid, Pidfd::open(pid)?)))
-        .filter(|(pid, _)| is_boot(*pid) && relay_file(*pid).is_some_and(|f| f.starts_with(&logs)))
+        .filter(|(pid, _)| is_relay(*pid))
         .collect();
+    // One drain period for all of them, not one each.
+    let deadline = tokio::time::Instant::now() + RELAY_DRAIN;
     for (pid, relay) in relays {
-        if !relay.exited_within(RELAY_DRAIN).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if !relay.exited_within(left).await {
             relay.signal(libc::SIGTERM);
             relay.exited_within(Duration::from_secs(2)).await;
             out.push(format!("[reset] Stopped the log relay (pid {pid})"));

@@ -34,9 +34,9 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     } else {
         Box::new(crate::agent::process_runtime(&options))
     };
-    stop_pods(runtime.as_ref(), &plan.records_dir, out).await;
-    // CNI DEL of what the sandboxes left (their namespaces are gone with them; the cached
-    // attachments and portmap's shared chains are not).
+    let sandboxes = stop_pods(runtime.as_ref(), &plan.records_dir, out).await;
+    // CNI DEL of every cached attachment while the pods' namespaces still exist, so the plugins
+    // find their interfaces; then the sandboxes (namespaces, emptyDirs) through the runtime.
     let (done, failed) = network::cleanup::teardown(&plan.network);
     let (chains_done, chains_failed) = network::iptables::remove_unused_hostport_chains();
     out.extend(done.into_iter().chain(chains_done));
@@ -46,9 +46,14 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             error,
         });
     }
+    for sandbox in &sandboxes {
+        runtime.remove_sandbox(sandbox);
+    }
     agent::stop_relays(root, out).await;
     let beneath = match Beneath::open(root.prefix()) {
         Ok(beneath) => beneath,
+        // No root, nothing in it to remove.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return errors,
         Err(e) => {
             errors.push(StepError {
                 step: format!("open {}", root.prefix().display()),
@@ -117,12 +122,17 @@ fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>
     }
 }
 
-/// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
-/// SIGKILL) and removed (its cgroups), then every recorded sandbox removed.
 /// Where the OCI runtime keeps its pods' sandboxes: present when the agent ran `runtime: oci`.
 const OCI_PODS: &str = "/run/boot/oci/pods";
 
-async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<String>) {
+/// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
+/// SIGKILL) and removed (its cgroups). Returns the recorded sandboxes, for removal once the pod
+/// network is deleted.
+async fn stop_pods(
+    runtime: &dyn Runtime,
+    records_dir: &Path,
+    out: &mut Vec<String>,
+) -> Vec<crate::runtime::Sandbox> {
     let (pods, _) = records::load_all(records_dir);
     let mut stops = Vec::new();
     for pod in &pods {
@@ -148,7 +158,5 @@ async fn stop_pods(runtime: &dyn Runtime, records_dir: &Path, out: &mut Vec<Stri
             out.push(format!("[reset] Stopped {name}"));
         }
     }
-    for sandbox in pods.iter().filter_map(|p| p.sandbox.as_ref()) {
-        runtime.remove_sandbox(sandbox);
-    }
+    pods.into_iter().filter_map(|p| p.sandbox).collect()
 }

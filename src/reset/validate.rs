@@ -19,6 +19,10 @@ pub const BOOT_PREFIXES: &[&str] = &[
     "/run/boot",
     "/var/log/boot",
     "/var/log/pods",
+    // The API server's audit log (boot's secure default).
+    "/var/log/kubernetes/audit",
+    // The kubelet's configuration and serving certificate, as kubeadm's kubelet-start writes them.
+    "/var/lib/kubelet",
     "/etc/systemd/system/boot-agent.service",
 ];
 

@@ -1,8 +1,10 @@
-//! How a container runs. The agent talks to a [`Runtime`], shaped like the CRI: a pod gets a
-//! sandbox (its network namespace), then its containers start, stop and are watched for exit
-//! inside it. [`process::ProcessRuntime`] runs containers as host processes (design §5); an OCI
-//! image runtime can implement the same trait later (design §8). [`logs`] is the CRI log format,
-//! the per-container log relay and the reader behind `boot logs`.
+//! How a container runs. The agent, `boot reset` and the probes reach containers only through a
+//! [`Runtime`], shaped like the CRI (design §8, style 14): a pod gets a sandbox (its network
+//! namespace, its volumes), then its containers start, are exec'd into, stop and are watched for
+//! exit inside it; after an agent restart they are adopted by their recorded handles.
+//! [`process::ProcessRuntime`] runs containers as host processes (design §5); an OCI image runtime
+//! implements the same trait. [`names`] are the validated identifiers the runtime turns into paths,
+//! [`logs`] the CRI log format, the per-container log relay and the reader behind `boot logs`.
 
 pub mod logs;
 pub mod names;
@@ -157,24 +159,31 @@ pub enum RuntimeError {
     Pod { pod: String, problem: String },
 }
 
-/// A container runtime as the agent uses it. Starting is synchronous (fork/exec is fast);
-/// exits and stops are futures the agent spawns.
+/// A container runtime as the agent uses it. The synchronous calls may block on the host (they
+/// check host paths, fork, mount): the agent makes them on blocking threads. Exits, stops and
+/// execs are futures the agent spawns. Handles and sandboxes read back from records are
+/// untrusted: an implementation acts only on what it can verify it made.
 pub trait Runtime: Send + Sync + 'static {
-    /// Creates the pod's sandbox, or finds the one a previous agent left (idempotent).
+    /// CRI `RunPodSandbox`: creates the pod's sandbox (network namespace, volumes), or finds the
+    /// one a previous agent left (idempotent).
     fn create_sandbox(&self, pod: PodRef<'_>) -> Result<Sandbox, RuntimeError>;
+    /// CRI `RemovePodSandbox`: removes the sandbox and what belongs to it (emptyDir volumes);
+    /// its containers are stopped first. Ignores a sandbox it did not make.
     fn remove_sandbox(&self, sandbox: &Sandbox);
-    /// Starts a container; the future resolves when it exits.
+    /// CRI `CreateContainer` + `StartContainer`: the future resolves when it exits.
     fn start_container(
         &self,
         request: &ContainerRequest<'_>,
     ) -> Result<(ContainerHandle, BoxFuture<ContainerExit>), RuntimeError>;
     /// Takes over a container a previous agent started, if `handle` still names the same live
-    /// process; `None` otherwise (and then the pid is never touched).
+    /// container of this runtime; `None` otherwise (and then nothing is touched). The future
+    /// resolves when it exits.
     fn adopt_container(&self, handle: &ContainerHandle) -> Option<BoxFuture<ContainerExit>>;
-    /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to
-    /// the group and everything left in its cgroup.
+    /// CRI `StopContainer`: SIGTERM to the container, up to `grace` for it to exit, then SIGKILL
+    /// to everything left of it. Never signals a process it cannot verify as the container's.
     fn stop_container(&self, handle: &ContainerHandle, grace: Duration) -> BoxFuture<()>;
-    /// After the main process exited: kills what is left of the group and cgroup, removes the cgroup.
+    /// CRI `RemoveContainer`, after the main process exited: kills what is left of it and removes
+    /// its cgroups.
     fn cleanup_container(&self, handle: &ContainerHandle) -> BoxFuture<()>;
     /// Runs `command` inside a running container (its network namespace, user and environment)
     /// and waits up to `timeout`, as the CRI's `ExecSync`. Exec probes use it.

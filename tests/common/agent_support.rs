@@ -71,11 +71,24 @@ impl TestAgent {
 
     /// Starts (or restarts) the agent in this process and waits for its socket.
     pub async fn start(&mut self) {
+        let runtime = std::sync::Arc::new(boot::agent::process_runtime(&self.options));
+        self.start_with_runtime(runtime).await;
+    }
+
+    /// [`Self::start`] with another runtime (a wrapper that injects faults).
+    pub async fn start_with_runtime(
+        &mut self,
+        runtime: std::sync::Arc<dyn boot::runtime::Runtime>,
+    ) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let options = self.options.clone();
-        self.task = Some(tokio::spawn(boot::agent::run(options, async {
-            let _ = rx.await;
-        })));
+        self.task = Some(tokio::spawn(boot::agent::run_with_runtime(
+            options,
+            runtime,
+            async {
+                let _ = rx.await;
+            },
+        )));
         self.shutdown = Some(tx);
         let socket = self.options.status_socket.clone();
         wait_until("the agent's status socket", Duration::from_secs(10), || {
@@ -255,7 +268,50 @@ pub fn alive(pid: i32) -> bool {
     proc::stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
-/// Live processes whose command line contains `needle`.
+/// The parent of `pid`, from `/proc/<pid>/stat` (the field after the state).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    after_comm.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The environment variable that marks a container as this test process's when its agent runs
+/// as a process of its own and may have died (see [`owner_env`]).
+pub const OWNER_ENV: &str = "BOOT_TEST_OWNER";
+
+/// Container YAML (`container_extra` of [`sh_pod`]) that marks the container as this test's.
+pub fn owner_env() -> String {
+    format!(
+        "    env: [{{name: {OWNER_ENV}, value: '{}'}}]\n",
+        std::process::id()
+    )
+}
+
+/// Whether `pid` is this test's: a descendant of this process (an in-process agent started it),
+/// or marked with [`owner_env`]. Other test processes on the machine run the same commands.
+fn belongs_to_this_test(pid: i32) -> bool {
+    let marker = format!("{OWNER_ENV}={}", std::process::id());
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    environ
+        .split(|b| *b == 0)
+        .any(|var| var == marker.as_bytes())
+        || descends_from_this_test(pid)
+}
+
+fn descends_from_this_test(pid: i32) -> bool {
+    let me = std::process::id() as i32;
+    let mut current = pid;
+    for _ in 0..64 {
+        match parent_of(current) {
+            Some(parent) if parent == me => return true,
+            Some(parent) if parent > 1 => current = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Live processes of this test whose command line contains `needle`.
 pub fn processes_with(needle: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -268,7 +324,7 @@ pub fn processes_with(needle: &str) -> Vec<i32> {
         };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if cmdline.contains(needle) && alive(pid) {
+        if cmdline.contains(needle) && alive(pid) && belongs_to_this_test(pid) {
             pids.push(pid);
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, PodRecord};
-use super::lifecycle::{pod_ref, watch_exit};
+use super::lifecycle::watch_exit;
 use super::{Context, Event, Supervisor};
 use crate::probe::ProbeSet;
 use crate::runtime::names::PodUid;
@@ -16,10 +16,8 @@ use crate::runtime::ContainerExit;
 
 /// Adopts what `record` says still runs for `worker`'s pod.
 pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Instant) {
-    // The sandbox is found again by create_sandbox (idempotent); a failure is retried later.
-    if record.sandbox.is_some() {
-        worker.sandbox = ctx.runtime.create_sandbox(pod_ref(&worker.pod)).ok();
-    }
+    // The sandbox is found again by create_sandbox (idempotent), which advance() runs on a
+    // blocking thread right after adoption.
     let pod = worker.pod.clone();
     let uid = pod.uid.clone();
     let worker_sandbox = worker.sandbox.clone();
@@ -60,7 +58,9 @@ pub fn adopt(ctx: &Context, worker: &mut PodWorker, record: &PodRecord, now: Ins
             .duration_since(handle.started_at)
             .unwrap_or_default();
         let since = now.checked_sub(age).unwrap_or(now);
-        let probe_host = match &worker_sandbox {
+        // The sandbox is found again only after adoption: until then the recorded one says where
+        // the pod's probes go (its pod IP on the pod network).
+        let probe_host = match worker_sandbox.as_ref().or(record.sandbox.as_ref()) {
             Some(sandbox) => sandbox.probe_host(&ctx.options.node_address),
             None => ctx.options.node_address.clone(),
         };
@@ -98,12 +98,7 @@ impl Supervisor {
         let orphan_uids: Vec<PodUid> = self
             .records
             .values()
-            .filter(|r| {
-                !wanted
-                    .pods
-                    .iter()
-                    .any(|p| p.uid == r.uid && p.config_hash == r.config_hash)
-            })
+            .filter(|r| !wanted.pods.iter().any(|p| r.belongs_to(p)))
             .map(|r| r.uid.clone())
             .collect();
         let leftovers: Vec<PodRecord> = orphan_uids

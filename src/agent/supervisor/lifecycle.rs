@@ -1,7 +1,9 @@
 //! Starting, restarting and stopping pods and containers: the agent's `SyncPod`. [`advance`]
 //! starts whatever should run now (sandbox, then init containers one by one, then the app
-//! containers, restarts whose back-off expired); [`on_exit`] applies the restart policy and
-//! CrashLoopBackOff; [`terminate_pod`] stops every container with the pod's grace period.
+//! containers, restarts whose back-off expired), the runtime calls on blocking threads
+//! ([`on_sandbox`], and [`super::starting`] for containers); [`on_exit`] applies the restart
+//! policy and CrashLoopBackOff; [`terminate_pod`] stops every container with the pod's grace
+//! period.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,15 +12,15 @@ use super::super::gc;
 use super::super::pod::{ContainerState, PodWorker, Running, Termination};
 use super::super::records::{self, ContainerRecord, PodRecord};
 use super::super::source::StaticPod;
+use super::starting::start_container;
 use super::{adoption, running_instance, Context, Event};
-use crate::probe::ProbeSet;
-use crate::runtime::logs::files::{container_log_path, pod_log_dir};
+use crate::runtime::logs::files::pod_log_dir;
 use crate::runtime::names::PodUid;
-use crate::runtime::{ContainerExit, ContainerRequest, PodRef};
+use crate::runtime::{ContainerExit, PodRef, Sandbox};
 
 /// A failed start (missing binary, bad probe) is not retried faster than this, even with a zero
 /// back-off, so that a broken manifest cannot spin the agent.
-const MIN_START_RETRY: Duration = Duration::from_millis(200);
+pub(super) const MIN_START_RETRY: Duration = Duration::from_millis(200);
 /// How long a pod whose sandbox could not be created waits before the next attempt.
 const SANDBOX_RETRY: Duration = Duration::from_secs(2);
 
@@ -76,24 +78,14 @@ pub fn advance(ctx: &Context, worker: &mut PodWorker, now: Instant) {
         return;
     }
     if worker.sandbox.is_none() {
-        if worker
+        let waiting = worker
             .sandbox_error
             .as_ref()
-            .is_some_and(|(_, retry)| *retry > now)
-        {
-            return;
+            .is_some_and(|(_, retry)| *retry > now);
+        if !waiting && !worker.sandbox_pending {
+            create_sandbox(ctx, worker);
         }
-        match ctx.runtime.create_sandbox(pod_ref(&worker.pod)) {
-            Ok(sandbox) => {
-                worker.sandbox = Some(sandbox);
-                worker.sandbox_error = None;
-            }
-            Err(e) => {
-                ctx.note(e.to_string());
-                worker.sandbox_error = Some((e.to_string(), now + SANDBOX_RETRY));
-                return;
-            }
-        }
+        return;
     }
     let mut changed = false;
     if let Some(index) = worker.next_init() {
@@ -118,8 +110,50 @@ fn due_to_start(state: &ContainerState, now: Instant) -> bool {
     match state {
         ContainerState::Waiting { .. } => true,
         ContainerState::BackOff { until, .. } => *until <= now,
-        ContainerState::Running(_) | ContainerState::Done(_) => false,
+        ContainerState::Starting { .. } | ContainerState::Running(_) | ContainerState::Done(_) => {
+            false
+        }
     }
+}
+
+/// Creates the pod's sandbox on a blocking thread (it checks and creates host paths, which may
+/// hang on a dead NFS server); [`on_sandbox`] takes the result.
+fn create_sandbox(ctx: &Context, worker: &mut PodWorker) {
+    worker.sandbox_pending = true;
+    let runtime = ctx.runtime.clone();
+    let events = ctx.events.clone();
+    let pod = worker.pod.clone();
+    tokio::task::spawn_blocking(move || {
+        let result = runtime
+            .create_sandbox(pod_ref(&pod))
+            .map_err(|e| e.to_string());
+        let _ = events.send(Event::SandboxCreated {
+            uid: pod.uid.clone(),
+            result,
+        });
+    });
+}
+
+/// The sandbox is there (or could not be made: retried after [`SANDBOX_RETRY`]).
+pub fn on_sandbox(
+    ctx: &Context,
+    worker: &mut PodWorker,
+    result: Result<Sandbox, String>,
+    now: Instant,
+) {
+    worker.sandbox_pending = false;
+    match result {
+        Ok(sandbox) => {
+            worker.sandbox = Some(sandbox);
+            worker.sandbox_error = None;
+        }
+        Err(e) => {
+            ctx.note(&e);
+            worker.sandbox_error = Some((e, now + SANDBOX_RETRY));
+        }
+    }
+    save_record(ctx, worker);
+    advance(ctx, worker, now);
 }
 
 /// The earliest back-off expiry or sandbox retry of a pod.
@@ -133,107 +167,6 @@ pub fn next_deadline(worker: &PodWorker) -> Option<Instant> {
         _ => None,
     });
     sandbox.into_iter().chain(backoffs).min()
-}
-
-fn start_container(ctx: &Context, worker: &mut PodWorker, init: bool, index: usize, now: Instant) {
-    let pod = worker.pod.clone();
-    let Some(sandbox) = worker.sandbox.clone() else {
-        return;
-    };
-    let log_dir = worker.log_dir.clone();
-    let spec = if init {
-        &pod.init_containers()[index]
-    } else {
-        &pod.containers()[index]
-    };
-    let Some(container) = worker.container_mut(init, index) else {
-        return;
-    };
-    if let Some(waiting) = ctx
-        .images
-        .as_ref()
-        .and_then(|g| g.check(&pod.uid, spec, now))
-    {
-        container.state = ContainerState::BackOff {
-            until: waiting.until,
-            reason: waiting.reason.into(),
-            message: waiting.message,
-        };
-        return;
-    }
-    if container.ever_started {
-        container.restart_count += 1;
-    }
-    if let Some(finished) = container.last_termination.as_ref().map(|t| t.finished) {
-        container
-            .backoff
-            .record_restart(finished, now, &ctx.options.backoff);
-    }
-    let probe_host = sandbox.probe_host(&ctx.options.node_address);
-    let probes = ProbeSet::for_container(spec, &probe_host, now);
-    let log_path = container_log_path(&log_dir, &spec.name, container.restart_count);
-    let request = ContainerRequest {
-        pod: pod_ref(&pod),
-        sandbox: &sandbox,
-        container: spec,
-        restart_count: container.restart_count,
-        log_path,
-    };
-    let started = probes.map_err(|e| e.to_string()).and_then(|probes| {
-        let (handle, exit) = ctx
-            .runtime
-            .start_container(&request)
-            .map_err(|e| e.to_string())?;
-        Ok((probes, handle, exit))
-    });
-    match started {
-        Ok((probes, handle, exit)) => {
-            container.instance += 1;
-            container.ever_started = true;
-            ctx.note(format!(
-                "pod {}: container {} started (pid {}, restart {})",
-                pod.full_name, spec.name, handle.pid, container.restart_count
-            ));
-            watch_exit(ctx, &pod.uid, init, index, container.instance, exit);
-            if container.restart_count >= 2 {
-                let container_dir = log_dir.join(spec.name.as_str());
-                let count = container.restart_count;
-                gc::in_background(move || gc::remove_old_logs(&container_dir, count));
-            }
-            container.state = ContainerState::Running(Box::new(Running {
-                handle,
-                since: now,
-                probes,
-                adopted: false,
-                stopping: None,
-                probes_in_flight: Vec::new(),
-            }));
-        }
-        Err(message) => {
-            ctx.note(&message);
-            // A failed start counts like a crash for the back-off.
-            let finished = now;
-            container.last_termination = Some(Termination {
-                exit: ContainerExit::Unknown,
-                reason: "CreateContainerError".into(),
-                started_at: SystemTime::now(),
-                finished_at: SystemTime::now(),
-                finished,
-            });
-            if container.ever_started {
-                container.restart_count -= 1; // it did not start: no restart happened
-            }
-            let until = container
-                .backoff
-                .restart_at(finished, &ctx.options.backoff)
-                .max(now + MIN_START_RETRY);
-            container.state = ContainerState::BackOff {
-                until,
-                reason: "CreateContainerError".into(),
-                message,
-            };
-        }
-    }
 }
 
 /// Spawns the task that waits for a container instance to exit and reports it.
@@ -355,6 +288,8 @@ pub fn terminate_pod(ctx: &Context, worker: &mut PodWorker, reason: &str) {
     for container in worker.containers_mut() {
         match &mut container.state {
             ContainerState::Running(running) => stop_container(ctx, running, reason, grace),
+            // A start in flight is stopped when it reports (on_started).
+            ContainerState::Starting { .. } => {}
             state @ (ContainerState::Waiting { .. } | ContainerState::BackOff { .. }) => {
                 *state = ContainerState::Waiting {
                     reason: "Terminating".into(),

@@ -8,6 +8,7 @@ mod adoption;
 mod lifecycle;
 mod probing;
 mod snapshot;
+mod starting;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -41,6 +42,19 @@ pub enum Event {
         instance: u64,
         kind: ProbeKind,
         result: ProbeResult,
+    },
+    /// A sandbox creation on a blocking thread finished.
+    SandboxCreated {
+        uid: PodUid,
+        result: Result<crate::runtime::Sandbox, String>,
+    },
+    /// A container start on a blocking thread finished.
+    Started {
+        uid: PodUid,
+        init: bool,
+        index: usize,
+        instance: u64,
+        result: starting::StartResult,
     },
     /// A leftover process of a pod that is no longer wanted has been stopped.
     OrphanStopped {
@@ -239,10 +253,7 @@ impl Supervisor {
                 continue;
             }
             // A record of the same UID but other content belongs to the old pod: stop_orphans stops it.
-            let record = self
-                .records
-                .remove(&pod.uid)
-                .filter(|r| r.config_hash == pod.config_hash);
+            let record = self.records.remove(&pod.uid).filter(|r| r.belongs_to(pod));
             let worker = lifecycle::start_pod(&self.ctx, pod.clone(), record, now);
             self.pods.insert(pod.uid.clone(), worker);
         }
@@ -277,6 +288,39 @@ impl Supervisor {
                         index,
                         instance,
                         exit,
+                        Instant::now(),
+                    );
+                }
+                self.finish_stopped_pods();
+            }
+            Event::SandboxCreated { uid, result } => {
+                match self.pods.get_mut(&uid) {
+                    Some(worker) if worker.sandbox_pending => {
+                        lifecycle::on_sandbox(&self.ctx, worker, result, Instant::now());
+                    }
+                    _ => {
+                        if let Ok(sandbox) = result {
+                            self.ctx.runtime.remove_sandbox(&sandbox);
+                        }
+                    }
+                }
+                self.finish_stopped_pods();
+            }
+            Event::Started {
+                uid,
+                init,
+                index,
+                instance,
+                result,
+            } => {
+                if let Some(worker) = self.pods.get_mut(&uid) {
+                    starting::on_started(
+                        &self.ctx,
+                        worker,
+                        init,
+                        index,
+                        instance,
+                        result,
                         Instant::now(),
                     );
                 }

@@ -114,6 +114,11 @@ fn container_status(worker: &PodWorker, c: &ContainerWorker, now: Instant) -> Co
             message: Some(message.clone()),
             backoff_remaining_ms: Some(until.saturating_duration_since(now).as_millis() as u64),
         },
+        ContainerState::Starting { .. } => status::ContainerState::Waiting {
+            reason: "ContainerCreating".into(),
+            message: None,
+            backoff_remaining_ms: None,
+        },
         ContainerState::Running(r) => status::ContainerState::Running {
             pid: r.handle.pid,
             started_at: rfc3339_nano(r.handle.started_at),
@@ -185,8 +190,9 @@ fn terminated(t: &Termination) -> status::Terminated {
     }
 }
 
-/// One line saying why a pod is not healthy: the sandbox error, a container in back-off (with its
-/// last exit and the time left), a failing probe and its error, or how a container ended.
+/// One line saying why a pod is not healthy: it is stopping, its sandbox failed, or the first of
+/// its containers' causes ([`PodStatus::container_causes`], the one diagnosis builder that
+/// `boot init` uses too).
 fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
     if status.healthy() && status.manifest_error.is_none() {
         return None;
@@ -197,63 +203,8 @@ fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
     if let Some((error, _)) = &worker.sandbox_error {
         return Some(error.clone());
     }
-    for c in status.init_containers.iter().chain(&status.containers) {
-        let last_exit = c
-            .last_state
-            .as_ref()
-            .and_then(|t| t.message.clone())
-            .map(|m| format!(" (last: {m})"))
-            .unwrap_or_default();
-        match &c.state {
-            status::ContainerState::Waiting {
-                reason,
-                message: Some(message),
-                backoff_remaining_ms,
-            } => {
-                let left = backoff_remaining_ms
-                    .map(|ms| format!(", {:.1}s left", ms as f64 / 1000.0))
-                    .unwrap_or_default();
-                return Some(format!(
-                    "container {}: {reason}: {message}{left}{last_exit}",
-                    c.name
-                ));
-            }
-            status::ContainerState::Running {
-                stopping: Some(why),
-                ..
-            } => {
-                return Some(format!("container {}: stopping: {why}", c.name));
-            }
-            status::ContainerState::Running { .. } if !c.ready => {
-                let failing = c
-                    .probes
-                    .iter()
-                    .find(|p| p.consecutive_failures > 0 || p.result != "success");
-                return Some(match failing {
-                    Some(p) if p.last_error.is_some() => format!(
-                        "container {}: {} probe failing ({} in a row): {}{last_exit}",
-                        c.name,
-                        p.kind,
-                        p.consecutive_failures,
-                        p.last_error.as_deref().unwrap_or_default()
-                    ),
-                    Some(p) => format!(
-                        "container {}: waiting for its {} probe{last_exit}",
-                        c.name, p.kind
-                    ),
-                    None => format!("container {}: not ready{last_exit}", c.name),
-                });
-            }
-            status::ContainerState::Terminated(t) if t.exit_code != Some(0) => {
-                return Some(format!(
-                    "container {}: {}: {}",
-                    c.name,
-                    t.reason,
-                    t.message.clone().unwrap_or_default()
-                ));
-            }
-            _ => {}
-        }
+    if let Some(cause) = status.container_causes().into_iter().next() {
+        return Some(cause);
     }
     if let Some(error) = &status.manifest_error {
         return Some(format!(

@@ -19,6 +19,9 @@ pub mod iptables;
 pub mod ops;
 pub mod request;
 
+#[cfg(test)]
+mod attach_tests;
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 

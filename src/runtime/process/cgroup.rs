@@ -109,18 +109,21 @@ impl CgroupLayout {
         Some(CgroupLayout::V1 { parents })
     }
 
-    /// The cgroup directories of one run of a container. Each run gets its own (`<name>-<restart>`)
-    /// so that cleaning up after one run can never reach into the next.
+    /// The cgroup directories of one run of a container. Each run gets its own
+    /// (`<name>-<restart>-<run>`) so that cleaning up after one run can never reach into the next,
+    /// not even when an edited manifest that sets `metadata.uid` starts the same container name
+    /// with restart count 0 again while the old run is still being cleaned up.
     pub fn container_dirs(
         &self,
         pod_uid: &str,
         container: &str,
         restart_count: u32,
     ) -> Vec<PathBuf> {
+        let run = run_id();
         let leaf = |parent: &PathBuf| {
             parent
                 .join(format!("pod{pod_uid}"))
-                .join(format!("{container}-{restart_count}"))
+                .join(format!("{container}-{restart_count}-{run}"))
         };
         match self {
             CgroupLayout::V2 { parent } => vec![leaf(parent)],
@@ -263,6 +266,19 @@ pub fn remove(dirs: &[PathBuf]) -> bool {
         }
     }
     all
+}
+
+/// A short id unique to this run of a container: the clock's low nanosecond bits and a counter
+/// of this process, in hex.
+fn run_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}{:02x}", nanos & 0xffff_ffff, count & 0xff)
 }
 
 #[cfg(test)]

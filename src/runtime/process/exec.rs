@@ -77,12 +77,11 @@ pub async fn exec(command: &[String], setup: ExecSetup, timeout: Duration) -> Ex
         Ok(child) => child,
         Err(e) => return fail(format!("{:?}: {e}", resolved.display().to_string())),
     };
-    // Not reaped yet, so the pid is surely our child's: pin it for the group kill below.
-    let leader = child.id().and_then(|pid| {
-        let pid = pid as i32;
-        let ticks = proc::stat(pid)?.start_ticks;
-        Some((PinnedProcess::open(pid, ticks)?, ticks))
-    });
+    // Not reaped yet (maybe exited already), so the pid is surely our child's: pin it for the
+    // group kill below.
+    let leader = child
+        .id()
+        .and_then(|pid| PinnedProcess::own_child(pid as i32));
     let kill_group = || {
         if let Some((leader, ticks)) = &leader {
             proc::signal_group(leader, *ticks, Signal::SIGKILL);
@@ -117,14 +116,7 @@ pub async fn exec(command: &[String], setup: ExecSetup, timeout: Duration) -> Ex
 /// Between fork and exec: the container's network namespace, then its groups and user.
 fn join_in_child(cmd: &mut Command, setup: &ExecSetup) -> io::Result<()> {
     let netns = setup.netns.as_ref().map(|fd| fd.as_raw_fd());
-    let ProcessIdentity {
-        uid,
-        gid,
-        groups,
-        no_new_privs,
-    } = setup.identity.clone();
-    let group_list: Vec<libc::gid_t> = gid.into_iter().chain(groups).collect();
-    let change_identity = uid.is_some() || !group_list.is_empty();
+    let identity = setup.identity.prepare();
     // SAFETY: only async-signal-safe calls on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
@@ -138,18 +130,7 @@ fn join_in_child(cmd: &mut Command, setup: &ExecSetup) -> io::Result<()> {
             if let Some(fd) = netns {
                 check(libc::setns(fd, libc::CLONE_NEWNET))?;
             }
-            if change_identity {
-                check(libc::setgroups(group_list.len(), group_list.as_ptr()))?;
-                if let Some(gid) = gid {
-                    check(libc::setgid(gid))?;
-                }
-                if let Some(uid) = uid {
-                    check(libc::setuid(uid))?;
-                }
-            }
-            if no_new_privs {
-                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
-            }
+            identity.apply()?;
             Ok(())
         });
     }

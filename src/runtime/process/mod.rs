@@ -2,10 +2,14 @@
 //! network namespace ([`netns`]) and its prepared volumes ([`volumes`]); a container is a session
 //! and process-group leader in its own cgroup ([`cgroup`]) with the limits of its
 //! `resources.limits`, started by [`spawn`] from the program and arguments [`command`] resolves,
-//! its output going through a log relay. Without root there are no cgroups and no namespaces: the
-//! pods still run, and [`ProcessRuntime::warnings`] says what is missing.
+//! its output going through a log relay; [`exec`] runs commands inside it for exec probes and
+//! [`security`] applies its `securityContext`. Signals go only through checked pidfds
+//! ([`proc::PinnedProcess`]); handles and sandboxes read back from records are acted on only when
+//! they name this runtime's own cgroups and netns path. Without root there are no cgroups and no
+//! namespaces: the pods still run, and [`ProcessRuntime::warnings`] says what is missing.
 //!
-//! Touches: `/sys/fs/cgroup`, `<root>/run/boot/netns`, hostPath volumes, the log directory.
+//! Touches: `/sys/fs/cgroup`, `<root>/run/boot/netns`, `<root>/var/lib/boot/pods/<uid>` (emptyDir),
+//! hostPath volumes, the log directory.
 
 pub mod cgroup;
 pub mod command;
@@ -356,8 +360,10 @@ impl Runtime for ProcessRuntime {
             return Box::pin(async {});
         };
         Box::pin(async move {
-            if let Some(leader) = Self::pin(&handle) {
-                proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL);
+            match Self::pin(&handle) {
+                Some(leader) => proc::signal_group(&leader, handle.start_ticks, Signal::SIGKILL),
+                // The main process is gone; what it left in its group may not be.
+                None => proc::signal_group_members(handle.pid, handle.start_ticks, Signal::SIGKILL),
             }
             if handle.cgroups.is_empty() {
                 return;

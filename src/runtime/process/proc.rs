@@ -29,6 +29,17 @@ impl PinnedProcess {
         is_same_live_process(pid, start_ticks).then_some(PinnedProcess { pid, pidfd })
     }
 
+    /// Pins a child of this process that has not been reaped yet (its pid cannot have been
+    /// reused, even if it already exited), with its start time.
+    pub fn own_child(pid: i32) -> Option<(PinnedProcess, u64)> {
+        if pid <= 1 {
+            return None;
+        }
+        let pidfd = pidfd_open(pid).ok()?;
+        let ticks = stat(pid)?.start_ticks;
+        Some((PinnedProcess { pid, pidfd }, ticks))
+    }
+
     /// Sends `signal`; `false` once the process is gone.
     pub fn signal(&self, signal: nix::sys::signal::Signal) -> bool {
         pidfd_send_signal(&self.pidfd, signal as i32).is_ok()
@@ -65,15 +76,24 @@ pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
 /// still the recorded process or gone without successor.
 pub fn signal_group(leader: &PinnedProcess, leader_start: u64, signal: nix::sys::signal::Signal) {
     leader.signal(signal);
+    signal_group_members(leader.pid, leader_start, signal);
+}
+
+/// The members of the group `leader_pid` other than the leader itself (which may be gone: they
+/// can outlive it), each through a pidfd checked while pinned.
+pub fn signal_group_members(leader_pid: i32, leader_start: u64, signal: nix::sys::signal::Signal) {
+    if leader_pid <= 1 {
+        return;
+    }
     for pid in all_pids() {
-        if pid == leader.pid || stat(pid).is_none_or(|s| s.pgrp != leader.pid) {
+        if pid == leader_pid || stat(pid).is_none_or(|s| s.pgrp != leader_pid) {
             continue;
         }
         let Ok(pidfd) = pidfd_open(pid) else { continue };
-        let still_member = stat(pid).is_some_and(|s| s.pgrp == leader.pid);
-        // The group's number belongs to our leader while it lives; if a process with the
-        // leader's pid but another start time exists, the number was reused: hands off.
-        let leader_ok = stat(leader.pid).is_none_or(|s| s.start_ticks == leader_start);
+        let still_member = stat(pid).is_some_and(|s| s.pgrp == leader_pid);
+        // The group's number belongs to our leader while it or a member lives; if a process
+        // with the leader's pid but another start time exists, the number was reused: hands off.
+        let leader_ok = stat(leader_pid).is_none_or(|s| s.start_ticks == leader_start);
         if still_member && leader_ok {
             let _ = pidfd_send_signal(&pidfd, signal as i32);
         }

@@ -30,7 +30,8 @@ pub fn parse_milli(text: &str) -> Option<u128> {
             if exp >= 0 {
                 (10u128.checked_pow(exp as u32)?, 1)
             } else {
-                (1, 10u128.checked_pow((-exp) as u32)?)
+                // unsigned_abs: `-exp` overflows for i32::MIN (`1e-2147483648`).
+                (1, 10u128.checked_pow(exp.unsigned_abs())?)
             }
         }
         _ => return None,

@@ -18,6 +18,62 @@ pub struct ProcessIdentity {
     pub no_new_privs: bool,
 }
 
+impl ProcessIdentity {
+    /// The identity as the child applies it between fork and exec, prepared before the fork.
+    pub fn prepare(&self) -> PreparedIdentity {
+        PreparedIdentity {
+            // setgroups gets the primary group first, then the supplementary ones.
+            groups: self
+                .gid
+                .into_iter()
+                .chain(self.groups.iter().copied())
+                .collect(),
+            gid: self.gid,
+            uid: self.uid,
+            no_new_privs: self.no_new_privs,
+        }
+    }
+}
+
+/// A [`ProcessIdentity`] ready for a forked child: nothing left to allocate.
+#[derive(Debug, Clone)]
+pub struct PreparedIdentity {
+    groups: Vec<libc::gid_t>,
+    gid: Option<u32>,
+    uid: Option<u32>,
+    no_new_privs: bool,
+}
+
+impl PreparedIdentity {
+    /// In the child, after the steps that need root: groups, group, user, then
+    /// `PR_SET_NO_NEW_PRIVS`. Only async-signal-safe system calls.
+    pub fn apply(&self) -> std::io::Result<()> {
+        let check = |r: libc::c_int| {
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        // SAFETY: plain system calls on data owned by self.
+        unsafe {
+            if self.uid.is_some() || !self.groups.is_empty() {
+                check(libc::setgroups(self.groups.len(), self.groups.as_ptr()))?;
+                if let Some(gid) = self.gid {
+                    check(libc::setgid(gid))?;
+                }
+                if let Some(uid) = self.uid {
+                    check(libc::setuid(uid))?;
+                }
+            }
+            if self.no_new_privs {
+                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The identity of `container` in `spec`; `agent_uid` is who the process runs as when neither
 /// sets `runAsUser`. Refuses `runAsNonRoot: true` with an effective uid 0.
 pub fn process_identity(

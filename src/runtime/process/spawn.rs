@@ -57,15 +57,7 @@ pub fn spawn_container(
     let working_dir = c_path(&spec.working_dir)?;
     let cgroup_fds: Vec<i32> = setup.cgroup_procs.iter().map(|fd| fd.as_raw_fd()).collect();
     let netns_fd = setup.netns.as_ref().map(|fd| fd.as_raw_fd());
-    let ProcessIdentity {
-        uid,
-        gid,
-        groups,
-        no_new_privs,
-    } = setup.identity.clone();
-    // The group list setgroups gets: the primary group first, then the supplementary ones.
-    let group_list: Vec<libc::gid_t> = gid.into_iter().chain(groups.iter().copied()).collect();
-    let change_identity = uid.is_some() || !group_list.is_empty();
+    let identity = setup.identity.prepare();
 
     let mut command = tokio::process::Command::new(&spec.program);
     command
@@ -122,18 +114,7 @@ pub fn spawn_container(
                 }
             }
             check(libc::chdir(working_dir.as_ptr()))?;
-            if change_identity {
-                check(libc::setgroups(group_list.len(), group_list.as_ptr()))?;
-                if let Some(gid) = gid {
-                    check(libc::setgid(gid))?;
-                }
-                if let Some(uid) = uid {
-                    check(libc::setuid(uid))?;
-                }
-            }
-            if no_new_privs {
-                check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
-            }
+            identity.apply()?;
             Ok(())
         });
     }

@@ -129,7 +129,9 @@ pub fn bind_mounts(
         };
         let mut source = source.clone();
         if let Some(sub) = mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            source.push(sub);
+            source = below_without_symlinks(&source, sub).map_err(|problem| {
+                format!("volumeMount {} subPath {sub:?} {problem}", mount.name)
+            })?;
         }
         let target = PathBuf::from(&mount.mount_path);
         let read_only = mount.read_only.unwrap_or(false);
@@ -145,6 +147,28 @@ pub fn bind_mounts(
         });
     }
     Ok(mounts)
+}
+
+/// `base/sub` when no component of `sub` is a symlink: a container that can write its volume
+/// could otherwise plant a link that makes the next start bind-mount any host path (the
+/// kubelet's subPath symlink check, CVE-2017-1002101). `sub` is validated relative and free of
+/// `..` when the manifest is parsed.
+fn below_without_symlinks(base: &Path, sub: &str) -> Result<PathBuf, String> {
+    let mut path = base.to_path_buf();
+    for part in Path::new(sub).components() {
+        match part {
+            std::path::Component::Normal(name) => path.push(name),
+            std::path::Component::CurDir => continue,
+            _ => return Err("must be a relative path without '..'".into()),
+        }
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(format!(
+                "goes through the symbolic link {}, which is not followed",
+                path.display()
+            ));
+        }
+    }
+    Ok(path)
 }
 
 /// Bind mount targets must exist on the host (the process runtime has no root file system of
@@ -207,6 +231,29 @@ mod tests {
         let err = prepare_volume(&vol("y", &dir.path().join("none"), "Directory"), dir.path())
             .unwrap_err();
         assert!(err.contains("volume y: hostPath"), "{err}");
+    }
+
+    #[test]
+    fn sub_paths_through_symlinks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("vol");
+        fs::create_dir_all(volume.join("real")).unwrap();
+        std::os::unix::fs::symlink("/etc", volume.join("escape")).unwrap();
+        let c: Container = serde_yaml::from_str(
+            "{name: c, volumeMounts: [{name: v, mountPath: /x, subPath: escape/passwd}]}",
+        )
+        .unwrap();
+        let paths = vec![("v".to_string(), volume.clone())];
+        let err = bind_mounts(&c, &paths).unwrap_err();
+        assert!(err.contains("goes through the symbolic link"), "{err}");
+        let ok: Container = serde_yaml::from_str(
+            "{name: c, volumeMounts: [{name: v, mountPath: /x, subPath: real}]}",
+        )
+        .unwrap();
+        assert_eq!(
+            bind_mounts(&ok, &paths).unwrap()[0].source,
+            volume.join("real")
+        );
     }
 
     #[test]

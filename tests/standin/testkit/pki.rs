@@ -73,13 +73,15 @@ impl Ca {
 
 /// An RSA key whose file is PKCS#1 (`RSA PRIVATE KEY`), as kubeadm writes them.
 pub fn rsa_key() -> (KeyPair, String) {
-    use rsa::pkcs1::EncodeRsaPrivateKey;
-    use rsa::pkcs8::EncodePrivateKey;
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-    let pkcs8 = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).unwrap();
-    let pkcs1 = key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let key = boot::pki::PrivateKey::generate(boot::pki::KeyAlgorithm::Rsa2048).unwrap();
+    let pkcs1 = key.pem().to_string();
     assert!(pkcs1.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
-    (KeyPair::from_pem(&pkcs8).unwrap(), pkcs1.to_string())
+    let pair = KeyPair::from_pkcs8_der_and_sign_algo(
+        &key.pair().serialized_der().into(),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .unwrap();
+    (pair, pkcs1)
 }
 
 /// A P-256 key whose file is SEC1 (`EC PRIVATE KEY`) with the curve named, as Go and
