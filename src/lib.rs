@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod http;
+pub mod image;
 pub mod init;
 pub mod node;
 pub mod pki;

@@ -166,6 +166,8 @@ async fn recorded_pid_now_used_by_another_process_is_left_alone() {
         start_ticks: ticks + 12345,
         started_at: SystemTime::now(),
         cgroups: vec![],
+        container_id: None,
+        image_id: None,
     };
     let container = ContainerRecord {
         name: "main".into(),

@@ -253,6 +253,8 @@ async fn tampered_records_reach_no_other_process_and_no_other_file() {
         start_ticks: ticks,
         started_at: std::time::SystemTime::now(),
         cgroups,
+        container_id: None,
+        image_id: None,
     };
     let containers = [vec![], vec![fake_cgroup.clone()]]
         .into_iter()

@@ -10,6 +10,7 @@
 
 pub mod backoff;
 pub mod gc;
+pub mod images;
 pub mod options;
 pub mod pod;
 pub mod published;
@@ -31,6 +32,9 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
+use crate::config::RuntimeKind;
+use crate::runtime::oci::image::ImageSource;
+use crate::runtime::oci::{OciRuntime, OciSettings};
 use crate::runtime::process::{ProcessRuntime, ProcessSettings};
 use crate::runtime::Runtime;
 use status::AgentStatus;
@@ -46,15 +50,23 @@ pub enum AgentError {
     Healthz { addr: SocketAddr, source: io::Error },
     #[error("cannot create {path}: {source}")]
     CreateDir { path: PathBuf, source: io::Error },
+    #[error("the image store: {0}")]
+    Images(#[source] crate::image::ImageError),
 }
 
-/// Runs the agent with the process runtime until `shutdown` resolves.
+/// Runs the agent with the runtime its options name until `shutdown` resolves.
 pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let runtime = process_runtime(&options);
-    run_with_runtime(options, Arc::new(runtime), shutdown).await
+    let runtime: Arc<dyn Runtime> = match options.runtime {
+        RuntimeKind::Process => Arc::new(process_runtime(&options)),
+        RuntimeKind::Oci => {
+            let store = crate::image::Store::open(&options.root).map_err(AgentError::Images)?;
+            Arc::new(OciRuntime::new(oci_settings(&options), Arc::new(store)))
+        }
+    };
+    run_with_runtime(options, runtime, shutdown).await
 }
 
 /// The process runtime as the agent with `options` sets it up (`boot reset` uses the same).
@@ -70,6 +82,38 @@ pub fn process_runtime(options: &AgentOptions) -> ProcessRuntime {
         log_max_files: options.log_max_files,
         cgroup_parent: options.cgroup_parent.clone(),
     })
+}
+
+/// Runs the agent with the OCI runtime, its images coming from `images`, until `shutdown`
+/// resolves.
+pub async fn run_with_images(
+    options: AgentOptions,
+    images: Arc<dyn ImageSource>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let mut options = options;
+    options.runtime = RuntimeKind::Oci;
+    let runtime = OciRuntime::new(oci_settings(&options), images);
+    run_with_runtime(options, Arc::new(runtime), shutdown).await
+}
+
+/// The OCI runtime's settings from the agent's options: its directories under the host root.
+pub fn oci_settings(options: &AgentOptions) -> OciSettings {
+    OciSettings {
+        state_dir: options.state_dir.join("oci"),
+        run_dir: options.root.path("/run/boot/oci"),
+        netns_dir: options.netns_dir.clone(),
+        network: options.pod_network.clone(),
+        pods_dir: options.state_dir.join("pods"),
+        boot_exe: options.relay_exe.clone(),
+        log_max_size: options.log_max_size,
+        log_max_files: options.log_max_files,
+        cgroup_parent: options.cgroup_parent.clone(),
+        node_name: options.node_name.clone(),
+        cluster_dns: Default::default(),
+        host_resolv_conf: options.root.path("/etc/resolv.conf"),
+        host_hosts: options.root.path("/etc/hosts"),
+    }
 }
 
 /// Runs the agent with any runtime until `shutdown` resolves.
@@ -113,12 +157,18 @@ pub async fn run_with_runtime(
         }
         None => (None, None),
     };
+    let images = if runtime.needs_images() {
+        Some(images::gate(&options).map_err(AgentError::Images)?)
+    } else {
+        None
+    };
     let ctx = Context {
         options,
         runtime,
         events: events_tx,
         started_at: SystemTime::now(),
         publisher,
+        images,
     };
     ctx.note(format!(
         "watching {} as node {} (status on {})",

@@ -61,6 +61,10 @@ pub struct AgentOptions {
     /// The agent's face in the API (Node, Lease, mirror pods, `:10250`); `None` without
     /// `kubelet.conf`.
     pub node: Option<crate::node::NodeOptions>,
+    /// How containers run (`BootConfiguration.runtime`).
+    pub runtime: crate::config::RuntimeKind,
+    /// Mirrors, credentials and insecure registries for image pulls.
+    pub registries: crate::config::RegistriesConfiguration,
 }
 
 impl AgentOptions {
@@ -89,6 +93,8 @@ impl AgentOptions {
                 .parse()
                 .expect("the default version parses"),
             node: None,
+            runtime: crate::config::RuntimeKind::default(),
+            registries: Default::default(),
             root,
         }
     }

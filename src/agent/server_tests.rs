@@ -26,6 +26,7 @@ fn sample_status() -> AgentStatus {
         node_name: "node-a".into(),
         manifest_dir: "/etc/kubernetes/manifests".into(),
         agent_pid: 42,
+        runtime: "process".into(),
         started_at: "2026-01-01T00:00:00Z".into(),
         warnings: vec![],
         manifest_problems: vec![],

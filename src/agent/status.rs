@@ -20,6 +20,9 @@ pub struct AgentStatus {
     pub agent_pid: u32,
     /// RFC 3339.
     pub started_at: String,
+    /// How containers run: `process` or `oci`.
+    #[serde(default)]
+    pub runtime: String,
     /// What the runtime cannot do here (no root, no cgroups).
     pub warnings: Vec<String>,
     /// Manifest files that are refused (bad content, duplicate names).
@@ -111,6 +114,13 @@ pub struct ContainerStatus {
     pub last_state: Option<Terminated>,
     pub probes: Vec<ProbeStatus>,
     pub log_path: PathBuf,
+    /// The image the manifest names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image the running container was started from, `name@sha256:…`; `None` for
+    /// a host process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -244,6 +244,8 @@ fn apply_config(options: &mut AgentOptions, cfg: &crate::config::Config) -> Resu
         network.bin_dirs = configured.bin_dirs.clone();
         network.default_network.subnet = configured.default_subnet;
     }
+    options.runtime = cfg.boot.runtime;
+    options.registries = cfg.boot.registries.clone();
     Ok(())
 }
 
@@ -270,6 +272,14 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     result.map(|()| ExitCode::Ok).map_err(|e| match e {
         AgentError::AlreadyRunning { .. } => CliError::new(ExitCode::Usage, e.to_string())
             .with_hint("stop the other agent, or give another --root"),
+        AgentError::Images(_) => CliError::new(
+            ExitCode::Files,
+            "the agent could not open its image store",
+        )
+        .with_cause(e)
+        .with_hint(
+            "check /var/lib/boot/images under --root, or set BootConfiguration.runtime: process",
+        ),
         other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
     })
 }

@@ -21,6 +21,8 @@ pub enum ExitCode {
     Timeout = 5,
     /// The agent is not running or could not be reached.
     AgentDown = 6,
+    /// An image could not be pulled, imported, verified or found.
+    Image = 7,
 }
 
 #[derive(Debug)]

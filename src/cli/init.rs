@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// How the agent runs: a systemd unit, a detached daemon, or inside this process.
     #[arg(long, value_enum)]
     pub agent: Option<AgentMode>,
+    /// Pull the control-plane images in preflight, as kubeadm does (always done with
+    /// `runtime: oci`, whose agent runs the images).
+    #[arg(long)]
+    pub pull_images: bool,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -177,6 +181,7 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         agent_mode: mode,
         exe,
         live: std::io::stdout().is_terminal(),
+        pull_images: args.pull_images || cfg.boot.runtime == crate::config::RuntimeKind::Oci,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -190,8 +195,9 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         let mut stdout = std::io::stdout();
         // Preflight, the ledger and the files first: a foreground agent binds its ports only
         // after preflight checked them, and creates its directories after they were recorded.
-        let Some(prepared) =
-            init_run::prepare(&request, &mut stdout).map_err(|e| init_error(e, &root))?
+        let Some(prepared) = init_run::prepare(&request, &mut stdout)
+            .await
+            .map_err(|e| init_error(e, &root))?
         else {
             return Ok(ExitCode::Ok);
         };
@@ -282,6 +288,7 @@ fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
                 "`boot status -v{root_flag}` and `boot logs POD{root_flag}` show more; {reset}"
             ))
         }
+        InitError::Images(err) => super::images::image_error(err),
         // The files are written by now: these are not "nothing was written" failures.
         err @ InitError::Agent(_) => {
             CliError::new(ExitCode::AgentDown, err.to_string()).with_hint(reset)

@@ -5,6 +5,7 @@ mod agent;
 mod certs;
 mod config_cmd;
 mod error;
+mod images;
 mod init;
 mod load;
 mod logs;
@@ -80,11 +81,17 @@ pub enum Command {
     /// Certificate expiry and renewal (kubeadm's `certs` commands).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// The images init uses, pulling and importing them, and the local image store.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Print a static pod's container log.
     Logs(logs::LogsArgs),
     /// Relay a container's output into its CRI log file (started by the agent).
     #[command(hide = true)]
     LogRelay(agent::LogRelayArgs),
+    /// Create a container or run a command in one (started by the agent's OCI runtime).
+    #[command(hide = true)]
+    OciShim(crate::runtime::oci::shim::ShimArgs),
 }
 
 /// Resolves on SIGTERM or SIGINT: how `boot agent` (and `boot init --agent=foreground`) are told to
@@ -129,6 +136,8 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),
         Command::Certs(command) => certs::run(command, global),
+        Command::Images(command) => images::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
+        Command::OciShim(args) => std::process::exit(crate::runtime::oci::shim::run(args)),
     }
 }

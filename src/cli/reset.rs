@@ -19,6 +19,9 @@ pub struct ResetArgs {
     /// Print what would be done; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Keep the image store (/var/lib/boot/images), so a new init pulls nothing.
+    #[arg(long)]
+    pub keep_images: bool,
 }
 
 pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
@@ -44,6 +47,9 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             plan.network.bin_dirs = boot.network.bin_dirs;
             plan.network.conf_dir = root.path(&boot.network.conf_dir);
         }
+    }
+    if args.keep_images {
+        plan = plan.keep_images(&root);
     }
     if args.dry_run {
         println!("{plan}");

@@ -58,9 +58,14 @@ fn print_table(status: &AgentStatus, verbose: bool) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
-        "agent: pid {}, node {}, watching {}, since {}",
+        "agent: pid {}, node {}, runtime {}, watching {}, since {}",
         status.agent_pid,
         status.node_name,
+        if status.runtime.is_empty() {
+            "process"
+        } else {
+            &status.runtime
+        },
         status.manifest_dir.display(),
         short_time(&status.started_at)
     );
@@ -108,6 +113,11 @@ fn print_table(status: &AgentStatus, verbose: bool) {
             pid,
             pod.pod_ip.as_deref().unwrap_or("-")
         );
+        for c in pod.init_containers.iter().chain(&pod.containers) {
+            if let Some(line) = image_line(c) {
+                let _ = writeln!(out, "{line}");
+            }
+        }
         if let Some(reason) = &pod.reason {
             let _ = writeln!(out, "  {reason}");
             if verbose {
@@ -130,6 +140,14 @@ fn print_table(status: &AgentStatus, verbose: bool) {
             .unwrap_or_default();
         let _ = writeln!(out, "manifest error: {}{kept}", problem.error);
     }
+}
+
+/// `  container web: image 127.0.0.1:5000/web:1 (127.0.0.1:5000/web@sha256:…)` for a container
+/// that runs from an image; `None` for a host process.
+fn image_line(c: &status::ContainerStatus) -> Option<String> {
+    let digest = c.image_id.as_deref()?;
+    let image = c.image.as_deref().unwrap_or("-");
+    Some(format!("  container {}: image {image} ({digest})", c.name))
 }
 
 /// `api: in sync with https://…: node n1 registered, 4/4 mirror pods (since …)`, or what is not.

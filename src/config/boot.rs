@@ -2,6 +2,7 @@
 //! what kubeadm has no field for: where the component binaries are, pinned component versions,
 //! and the agent's options. Defaults mirror the kubelet where the agent stands in for it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,12 +27,28 @@ pub struct BootConfiguration {
     /// A directory of templates overriding the built-in ones (same file names).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
+    /// How the agent runs containers: `process` (host binaries from `binDirs`) or `oci` (the
+    /// manifest's image, in its own namespaces).
+    pub runtime: RuntimeKind,
     pub agent: AgentConfiguration,
     /// Pod networking for pods without `hostNetwork`.
     pub network: NetworkConfiguration,
     pub certificates: CertificatesConfiguration,
     pub encryption_at_rest: EncryptionAtRest,
     pub audit: Audit,
+    /// Registry mirrors, credentials and plain-HTTP registries for image pulls.
+    pub registries: RegistriesConfiguration,
+}
+
+/// `BootConfiguration.runtime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Host binaries looked up in `binDirs` (the default until the image store is wired in).
+    #[default]
+    Process,
+    /// The manifest's image, unpacked, in namespaces of its own (youki's libcontainer).
+    Oci,
 }
 
 impl Default for BootConfiguration {
@@ -42,11 +59,13 @@ impl Default for BootConfiguration {
             bin_dirs: vec!["/usr/local/bin".into(), "/usr/bin".into()],
             etcd_version: None,
             templates_dir: None,
+            runtime: RuntimeKind::default(),
             agent: AgentConfiguration::default(),
             network: NetworkConfiguration::default(),
             certificates: CertificatesConfiguration::default(),
             encryption_at_rest: EncryptionAtRest::default(),
             audit: Audit::default(),
+            registries: RegistriesConfiguration::default(),
         }
     }
 }
@@ -134,6 +153,40 @@ impl Default for NetworkConfiguration {
     }
 }
 
+/// Where images come from, in the spirit of containerd's `hosts.toml` and k3s's
+/// `registries.yaml`:
+///
+/// ```yaml
+/// registries:
+///   mirrors:
+///     registry.k8s.io: { endpoints: ["https://mirror.example.com"] }
+///   configs:
+///     mirror.example.com: { username: u, password: p }
+///     10.0.0.5:5000: { insecure: true }
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistriesConfiguration {
+    /// Registry host (`docker.io`, `registry.k8s.io`) → mirrors tried in order before it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mirrors: BTreeMap<String, RegistryMirror>,
+    /// Registry or mirror host (`host[:port]`) → how to talk to it.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, RegistryHostConfig>,
+    /// The docker `config.json` the kubelet reads for node credentials (`<root-dir>/config.json`).
+    pub credentials_file: PathBuf,
+}
+
+impl Default for RegistriesConfiguration {
+    fn default() -> Self {
+        RegistriesConfiguration {
+            mirrors: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            credentials_file: "/var/lib/kubelet/config.json".into(),
+        }
+    }
+}
+
 /// Certificates over time.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -204,4 +257,25 @@ impl Default for Audit {
             max_size: 100,
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryMirror {
+    /// `https://host[:port]` or, for an insecure mirror, `http://host[:port]`.
+    pub endpoints: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct RegistryHostConfig {
+    /// Plain HTTP (loopback registries get it without asking).
+    pub insecure: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// base64 `user:password`, as in a docker `config.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
 }

@@ -12,7 +12,7 @@ mod validate;
 
 pub use boot::{
     AgentConfiguration, AgentMode, Backoff, BootConfiguration, NetworkConfiguration,
-    BOOT_API_VERSION,
+    RegistriesConfiguration, RegistryHostConfig, RegistryMirror, RuntimeKind, BOOT_API_VERSION,
 };
 pub use error::ConfigError;
 pub use kubeadm::{

@@ -169,6 +169,8 @@ mod tests {
                 last_state: None,
                 probes: vec![],
                 log_path: "/l".into(),
+                image: None,
+                image_id: None,
             }],
         }
     }

@@ -5,6 +5,7 @@
 pub mod agent_launch;
 pub mod diagnose;
 pub mod health;
+pub mod images;
 pub mod phases;
 pub mod run;
 pub mod wait;

@@ -29,6 +29,8 @@ pub struct InitRequest<'a> {
     pub exe: PathBuf,
     /// A terminal: live progress lines.
     pub live: bool,
+    /// Pull the control-plane images in preflight (when the agent's runtime runs images).
+    pub pull_images: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum InitError {
     Wait(WaitFailure),
     #[error("post-boot: {0}")]
     PostBoot(String),
+    #[error(transparent)]
+    Images(#[from] crate::image::ImageError),
 }
 
 impl InitRequest<'_> {
@@ -96,7 +100,7 @@ pub struct Prepared {
 /// Runs init. The future completes when the control plane is healthy and post-boot is done.
 pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Duration, InitError> {
     let start = Instant::now();
-    match prepare(request, out)? {
+    match prepare(request, out).await? {
         Some(prepared) => finish(request, prepared, out).await,
         None => Ok(start.elapsed()),
     }
@@ -106,7 +110,7 @@ pub async fn run(request: &InitRequest<'_>, out: &mut dyn Write) -> Result<Durat
 /// an agent run inside this process (`--agent=foreground`) binds its ports only after preflight
 /// checked them and creates its directories only after the ledger recorded them. `None` for a
 /// dry run (which prints the plan instead).
-pub fn prepare(
+pub async fn prepare(
     request: &InitRequest<'_>,
     out: &mut dyn Write,
 ) -> Result<Option<Prepared>, InitError> {
@@ -132,6 +136,9 @@ pub fn prepare(
         }
         if !report.warnings.is_empty() {
             say!("{report}");
+        }
+        if request.pull_images && !request.dry_run {
+            super::images::pull_step(cfg, root, out).await?;
         }
     }
 
@@ -340,6 +347,8 @@ fn note_everything(
     for dir in ["/var/lib/boot", "/run/boot", "/var/log/boot"] {
         ledger.note_tree(root, &root.path(dir));
     }
+    // Inside /var/lib/boot, listed on its own so that `reset --keep-images` can keep it.
+    ledger.note_tree(root, &root.path(crate::image::STORE_PATH));
     // Pod logs: boot owns the whole directory when it creates it; an existing one (another
     // kubelet's) is left alone.
     let pod_logs = root.path("/var/log/pods");

@@ -58,6 +58,8 @@ fn pod_status(pod: &StaticPod, ready: bool, state: ContainerState, restarts: u32
             }),
             probes: vec![],
             log_path: "/l/0.log".into(),
+            image: None,
+            image_id: None,
         }],
     }
 }

@@ -24,8 +24,17 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     // The runtime the agent uses with its default settings for this root: reset asks it to stop
     // and remove what it made, as the kubelet only speaks CRI.
     let options = crate::agent::AgentOptions::new(root.clone(), "reset");
-    let runtime = crate::agent::process_runtime(&options);
-    let sandboxes = stop_pods(&runtime, &plan.records_dir, out).await;
+    let runtime: Box<dyn Runtime> = if root.path(OCI_PODS).exists() {
+        // Only stopping and removing: no image is ever resolved.
+        let no_images = std::sync::Arc::new(crate::runtime::oci::image::StaticImages::new());
+        Box::new(crate::runtime::oci::OciRuntime::new(
+            crate::agent::oci_settings(&options),
+            no_images,
+        ))
+    } else {
+        Box::new(crate::agent::process_runtime(&options))
+    };
+    let sandboxes = stop_pods(runtime.as_ref(), &plan.records_dir, out).await;
     // CNI DEL of every cached attachment while the pods' namespaces still exist, so the plugins
     // find their interfaces; then the sandboxes (namespaces, emptyDirs) through the runtime.
     let (done, failed) = network::cleanup::teardown(&plan.network);
@@ -63,8 +72,11 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             }),
         }
     }
+    let keep: Vec<&Path> = std::iter::once(plan.ledger.as_path())
+        .chain(plan.kept.iter().map(PathBuf::as_path))
+        .collect();
     for tree in &plan.trees {
-        match beneath.empty_tree(tree, &plan.ledger) {
+        match beneath.empty_tree(tree, &keep) {
             Ok(true) => out.push(format!("[reset] Emptied {}", tree.display())),
             Ok(false) => {}
             Err(e) => errors.push(StepError {
@@ -109,6 +121,9 @@ fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>
         }
     }
 }
+
+/// Where the OCI runtime keeps its pods' sandboxes: present when the agent ran `runtime: oci`.
+const OCI_PODS: &str = "/run/boot/oci/pods";
 
 /// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
 /// SIGKILL) and removed (its cgroups). Returns the recorded sandboxes, for removal once the pod

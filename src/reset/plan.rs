@@ -42,6 +42,20 @@ pub struct ResetPlan {
     pub from_ledger: bool,
     /// boot's pod network: every cached CNI attachment is deleted, then the default bridge.
     pub network: NetworkSettings,
+    /// Paths inside `trees` that stay (`--keep-images`: the image store).
+    pub kept: Vec<PathBuf>,
+}
+
+impl ResetPlan {
+    /// Keeps the image store (`boot reset --keep-images`): it is not emptied, and the
+    /// directories leading to it are not removed.
+    pub fn keep_images(mut self, root: &HostRoot) -> Self {
+        let store = root.path(crate::image::STORE_PATH);
+        self.trees.retain(|t| *t != store);
+        self.dirs.retain(|d| !store.starts_with(d));
+        self.kept.push(store);
+        self
+    }
 }
 
 /// The plan for `root`; a ledger naming anything that is not boot's is refused as a whole.
@@ -75,6 +89,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
                 ports: l.ports.iter().copied().collect(),
                 from_ledger: true,
                 network: NetworkSettings::for_root(root),
+                kept: vec![],
             }
         }
         None => {
@@ -109,6 +124,7 @@ pub fn plan(root: &HostRoot, ledger: Option<&Ledger>) -> Result<ResetPlan, Ledge
                 ports: vec![],
                 from_ledger: false,
                 network: NetworkSettings::for_root(root),
+                kept: vec![],
             }
         }
     })
@@ -143,6 +159,9 @@ impl fmt::Display for ResetPlan {
         }
         for tree in &self.trees {
             writeln!(f, "  empty {}", tree.display())?;
+        }
+        for kept in &self.kept {
+            writeln!(f, "  keep {}", kept.display())?;
         }
         for dir in &self.dirs {
             writeln!(f, "  remove directory {} (if empty)", dir.display())?;

@@ -120,15 +120,18 @@ impl Beneath {
         }
     }
 
-    /// Removes everything inside `tree` but `keep` (and the directories leading to it).
-    /// `Ok(false)` when the tree is absent or was already empty.
-    pub fn empty_tree(&self, tree: &Path, keep: &Path) -> io::Result<bool> {
+    /// Removes everything inside `tree` but what `keep` names (the ledger, a kept image store)
+    /// and the directories leading to it. `Ok(false)` when the tree is absent or was already empty.
+    pub fn empty_tree(&self, tree: &Path, keep: &[&Path]) -> io::Result<bool> {
         let names = self.relative(tree)?;
         let Some(dir) = self.open_dir(&names, tree)? else {
             return Ok(false);
         };
-        let keep = keep.strip_prefix(tree).ok().map(Path::to_path_buf);
-        empty_dir(dir, tree, keep.as_deref(), 0)
+        let keep: Vec<&Path> = keep
+            .iter()
+            .filter_map(|k| k.strip_prefix(tree).ok())
+            .collect();
+        empty_dir(dir, tree, &keep, 0)
     }
 }
 
@@ -141,8 +144,8 @@ fn walk(root: BorrowedFd<'_>, names: &[&OsStr], flags: OFlag) -> nix::Result<Own
     Ok(current)
 }
 
-/// Empties the open directory `dir` (shown as `shown`); `keep` is relative to it.
-fn empty_dir(dir: OwnedFd, shown: &Path, keep: Option<&Path>, depth: usize) -> io::Result<bool> {
+/// Empties the open directory `dir` (shown as `shown`); the `keep` paths are relative to it.
+fn empty_dir(dir: OwnedFd, shown: &Path, keep: &[&Path], depth: usize) -> io::Result<bool> {
     if depth > MAX_DEPTH {
         return Err(io::Error::other(format!(
             "{} is nested deeper than {MAX_DEPTH} levels; not walking it",
@@ -159,7 +162,10 @@ fn empty_dir(dir: OwnedFd, shown: &Path, keep: Option<&Path>, depth: usize) -> i
     for name in names {
         let os_name = <OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name.as_bytes());
         let path = shown.join(os_name);
-        let inner_keep = keep.and_then(|k| k.strip_prefix(os_name).ok());
+        let inner_keep: Vec<&Path> = keep
+            .iter()
+            .filter_map(|k| k.strip_prefix(os_name).ok())
+            .collect();
         let stat = match fstatat(
             &dir,
             name.as_c_str(),
@@ -170,17 +176,17 @@ fn empty_dir(dir: OwnedFd, shown: &Path, keep: Option<&Path>, depth: usize) -> i
             Err(e) => return Err(io::Error::from(e)),
         };
         let is_dir = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
-        if let Some(inner) = inner_keep {
-            // `keep` itself, or a directory on the way to it: its other content goes.
-            if is_dir && !inner.as_os_str().is_empty() {
+        if !inner_keep.is_empty() {
+            // A kept path itself, or a directory on the way to one: its other content goes.
+            if is_dir && inner_keep.iter().all(|inner| !inner.as_os_str().is_empty()) {
                 let sub = open_child(&dir, &name, &path, device)?;
-                removed |= empty_dir(sub, &path, Some(inner), depth + 1)?;
+                removed |= empty_dir(sub, &path, &inner_keep, depth + 1)?;
             }
             continue;
         }
         if is_dir {
             let sub = open_child(&dir, &name, &path, device)?;
-            empty_dir(sub, &path, None, depth + 1)?;
+            empty_dir(sub, &path, &[], depth + 1)?;
             unlinkat(&dir, name.as_c_str(), UnlinkatFlags::RemoveDir).map_err(io::Error::from)?;
         } else {
             unlinkat(&dir, name.as_c_str(), UnlinkatFlags::NoRemoveDir).map_err(io::Error::from)?;
@@ -248,9 +254,7 @@ mod tests {
         assert!(f.outside.join("kubernetes/manifests").is_dir());
         assert!(beneath.remove_file(&f.root.join("etc/precious")).is_err());
         assert!(f.outside.join("precious").exists());
-        assert!(beneath
-            .empty_tree(&f.root.join("etc"), Path::new("/none"))
-            .is_err());
+        assert!(beneath.empty_tree(&f.root.join("etc"), &[]).is_err());
         assert!(f.outside.join("precious").exists());
         // The symlink itself is a file entry: removing it leaves its target alone.
         assert!(beneath.remove_file(&f.root.join("etc")).unwrap());
@@ -267,7 +271,7 @@ mod tests {
         symlink(&f.outside, tree.join("link")).unwrap();
         let beneath = Beneath::open(&f.root).unwrap();
         assert!(beneath
-            .empty_tree(&tree, &tree.join("ledger.json"))
+            .empty_tree(&tree, &[&tree.join("ledger.json")])
             .unwrap());
         let left: Vec<_> = fs::read_dir(&tree)
             .unwrap()
@@ -276,7 +280,7 @@ mod tests {
         assert_eq!(left, ["ledger.json"]);
         assert!(f.outside.join("precious").exists());
         assert!(!beneath
-            .empty_tree(&tree, &tree.join("ledger.json"))
+            .empty_tree(&tree, &[&tree.join("ledger.json")])
             .unwrap());
         assert!(beneath.remove_file(&tree.join("ledger.json")).unwrap());
         assert!(beneath.remove_dir(&tree).unwrap());
@@ -287,9 +291,9 @@ mod tests {
     fn the_root_and_dot_dot_are_refused() {
         let f = fixture();
         let beneath = Beneath::open(&f.root).unwrap();
-        assert!(beneath.empty_tree(&f.root, Path::new("/none")).is_err());
+        assert!(beneath.empty_tree(&f.root, &[]).is_err());
         let escape = f.root.join("../outside");
-        assert!(beneath.empty_tree(&escape, Path::new("/none")).is_err());
+        assert!(beneath.empty_tree(&escape, &[]).is_err());
         assert!(f.outside.join("precious").exists());
     }
 

@@ -2,7 +2,7 @@
 //! processes and cgroups of the recorded pods, the agent, and listening ports.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::plan::ResetPlan;
 
@@ -29,6 +29,23 @@ impl fmt::Display for Leftover {
     }
 }
 
+/// Whether `dir` holds anything but the kept paths and the directories leading to them.
+fn has_unkept_entries(dir: &Path, kept: &[PathBuf]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if kept.contains(&path) {
+            return false;
+        }
+        if kept.iter().any(|k| k.starts_with(&path)) {
+            return has_unkept_entries(&path, kept);
+        }
+        true
+    })
+}
+
 /// Everything of `plan` still present. `pods` are the (pid, start ticks, name) of the containers
 /// that were recorded before the reset.
 pub fn verify(plan: &ResetPlan, pods: &[(i32, u64, String)], cgroups: &[PathBuf]) -> Vec<Leftover> {
@@ -45,10 +62,7 @@ pub fn verify(plan: &ResetPlan, pods: &[(i32, u64, String)], cgroups: &[PathBuf]
         }
     }
     for tree in &plan.trees {
-        if std::fs::read_dir(tree)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(false)
-        {
+        if has_unkept_entries(tree, &plan.kept) {
             left.push(Leftover::Path(tree.clone()));
         }
     }

@@ -9,6 +9,7 @@
 pub mod logs;
 pub mod names;
 pub mod network;
+pub mod oci;
 pub mod process;
 
 use std::future::Future;
@@ -79,6 +80,14 @@ pub struct ContainerHandle {
     pub started_at: SystemTime,
     /// The container's cgroup directories (one per v1 controller, or the one v2 directory).
     pub cgroups: Vec<PathBuf>,
+    /// The runtime's own name for the container (the OCI runtime's container id); `None` for a
+    /// host process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    /// The image the container runs, as the kubelet's `imageID` (`name@sha256:…`); `None` for a
+    /// host process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
 }
 
 /// How a container ended. An adopted process is not our child, so its exit status is unknown.
@@ -189,6 +198,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// The fields of `pod` this runtime does not apply (e.g. seccomp for host processes), each
     /// as its field path; the agent shows them as warnings in the pod's status.
     fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String>;
+    /// Whether containers run from images: then the agent pulls each container's image (per its
+    /// `imagePullPolicy`, with the kubelet's pull back-off) before starting it.
+    fn needs_images(&self) -> bool {
+        false
+    }
 }
 
 /// `SystemTime` as milliseconds since the epoch in records and status.

@@ -71,6 +71,8 @@ pub struct Context {
     pub started_at: SystemTime,
     /// Where the status goes for the node side (`None`: the agent runs without the API).
     pub publisher: Option<super::published::Publisher>,
+    /// Pulls images before containers start, when the runtime runs images.
+    pub images: Option<Arc<crate::agent::images::ImageGate>>,
 }
 
 impl Context {

@@ -52,6 +52,7 @@ impl Supervisor {
             node_name: options.node_name.clone(),
             manifest_dir: options.manifest_dir.clone(),
             agent_pid: std::process::id(),
+            runtime: runtime_name(options.runtime).into(),
             started_at: rfc3339_nano(self.ctx.started_at),
             warnings,
             manifest_problems,
@@ -159,7 +160,20 @@ fn container_status(worker: &PodWorker, c: &ContainerWorker, now: Instant) -> Co
         last_state: c.last_termination.as_ref().map(terminated),
         probes,
         log_path: container_log_path(&worker.log_dir, &c.name, c.restart_count),
+        image: container_image(worker, c),
+        image_id: c.running().and_then(|r| r.handle.image_id.clone()),
     }
+}
+
+/// The image the manifest names for `c`.
+fn container_image(worker: &PodWorker, c: &ContainerWorker) -> Option<String> {
+    let spec = worker.pod.pod.spec.as_ref()?;
+    let list = if c.init {
+        spec.init_containers.as_ref()?
+    } else {
+        &spec.containers
+    };
+    list.get(c.index)?.image.clone()
 }
 
 fn terminated(t: &Termination) -> status::Terminated {
@@ -201,5 +215,12 @@ fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
         PodPhase::Succeeded => Some("all containers completed".into()),
         PodPhase::Pending => Some("starting".into()),
         _ => None,
+    }
+}
+
+fn runtime_name(kind: crate::config::RuntimeKind) -> &'static str {
+    match kind {
+        crate::config::RuntimeKind::Process => "process",
+        crate::config::RuntimeKind::Oci => "oci",
     }
 }

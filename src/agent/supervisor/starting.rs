@@ -34,6 +34,19 @@ pub fn start_container(
     let Some(container) = worker.container_mut(init, index) else {
         return;
     };
+    // An image runtime's container waits for its image (pulled in the background).
+    if let Some(waiting) = ctx
+        .images
+        .as_ref()
+        .and_then(|g| g.check(&pod.uid, spec, now))
+    {
+        container.state = ContainerState::BackOff {
+            until: waiting.until,
+            reason: waiting.reason.into(),
+            message: waiting.message,
+        };
+        return;
+    }
     if container.ever_started {
         container.restart_count += 1;
     }

@@ -166,8 +166,8 @@ fn container_statuses(specs: &[Container], statuses: &[status::ContainerStatus])
                 "started": c.started,
                 "restartCount": c.restart_count,
                 "image": image,
-                // The process runtime runs host binaries: there is no image digest to report.
-                "imageID": "",
+                // Empty for the process runtime: host binaries have no image digest.
+                "imageID": c.image_id.clone().unwrap_or_default(),
             });
             if let ContainerState::Running { pid, .. } = c.state {
                 out["containerID"] = json!(format!("boot-process://{pid}"));

@@ -138,7 +138,7 @@ fn join_in_child(cmd: &mut Command, setup: &ExecSetup) -> io::Result<()> {
 }
 
 /// A close-on-exec pipe: the read end for us, the write end for the child's stdout and stderr.
-fn output_pipe() -> io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+pub fn output_pipe() -> io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     Ok((
         tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
@@ -148,7 +148,7 @@ fn output_pipe() -> io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
 
 /// Reads to EOF, keeping the first [`EXEC_OUTPUT_LIMIT`] bytes; the rest is drained so the
 /// command never blocks on a full pipe.
-async fn read_capped(mut reader: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
+pub async fn read_capped(mut reader: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(n) = reader.read(&mut buf).await {

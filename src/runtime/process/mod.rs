@@ -210,6 +210,8 @@ impl ProcessRuntime {
             start_ticks,
             started_at: SystemTime::now(),
             cgroups: cgroup_dirs,
+            container_id: None,
+            image_id: None,
         };
         let exit: BoxFuture<ContainerExit> = Box::pin(async move {
             use std::os::unix::process::ExitStatusExt;

@@ -1,0 +1,264 @@
+//! Which hosts a pull tries and how: mirrors (in order) before the registry itself, plain HTTP
+//! only for loopback registries and those the configuration marks insecure, and credentials from
+//! the configuration or the kubelet's docker `config.json` (reference §2: exact `host[:port]`
+//! keys, `https://` and paths stripped, Docker Hub as `index.docker.io`).
+//!
+//! Reads: the credentials file (`/var/lib/kubelet/config.json` by default), at most 1 MiB.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use oci_client::secrets::RegistryAuth;
+
+use super::reference::{ImageRef, DOCKER_HUB};
+use super::ImageError;
+use crate::config::{RegistriesConfiguration, RegistryHostConfig};
+use crate::host::HostRoot;
+
+const MAX_CREDENTIALS_BYTES: u64 = 1 << 20;
+
+/// Registry settings ready for pulls.
+#[derive(Debug, Clone, Default)]
+pub struct Registries {
+    mirrors: BTreeMap<String, Vec<String>>,
+    configs: BTreeMap<String, RegistryHostConfig>,
+    /// From the docker `config.json`: host → (user, password).
+    file_credentials: BTreeMap<String, (String, String)>,
+}
+
+/// One host a pull may fetch from.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `host[:port]`.
+    pub host: String,
+    pub plain_http: bool,
+    pub auth: RegistryAuth,
+    pub mirror: bool,
+}
+
+impl Registries {
+    /// The settings of `config`, with the credentials file read from under `root`.
+    pub fn load(
+        config: &RegistriesConfiguration,
+        root: &HostRoot,
+    ) -> Result<Registries, ImageError> {
+        let path = root.path(&config.credentials_file);
+        let file_credentials = match std::fs::File::open(&path) {
+            Ok(file) => {
+                let mut bytes = Vec::new();
+                file.take(MAX_CREDENTIALS_BYTES)
+                    .read_to_end(&mut bytes)
+                    .map_err(|source| ImageError::Store {
+                        path: path.clone(),
+                        source,
+                    })?;
+                parse_docker_config(&bytes)
+                    .map_err(|reason| ImageError::Corrupt { path, reason })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(source) => return Err(ImageError::Store { path, source }),
+        };
+        let mut configs = config.configs.clone();
+        let mut mirrors = BTreeMap::new();
+        for (registry, mirror) in &config.mirrors {
+            let mut hosts = Vec::new();
+            for endpoint in &mirror.endpoints {
+                let (host, insecure) =
+                    parse_endpoint(endpoint).map_err(|reason| ImageError::Config {
+                        field: format!("registries.mirrors[{registry}].endpoints"),
+                        reason,
+                    })?;
+                configs.entry(host.clone()).or_default().insecure |= insecure;
+                hosts.push(host);
+            }
+            mirrors.insert(canonical_host(registry), hosts);
+        }
+        Ok(Registries {
+            mirrors,
+            configs,
+            file_credentials,
+        })
+    }
+
+    /// The hosts to try for `image`, mirrors first.
+    pub fn endpoints(&self, image: &ImageRef) -> Vec<Endpoint> {
+        let registry = image.registry();
+        let mirrors = self.mirrors.get(registry).into_iter().flatten();
+        mirrors
+            .map(|host| self.endpoint(host, true))
+            .chain(std::iter::once(self.endpoint(registry, false)))
+            .collect()
+    }
+
+    fn endpoint(&self, host: &str, mirror: bool) -> Endpoint {
+        let config = self.configs.get(host);
+        let plain_http = is_loopback(host) || config.is_some_and(|c| c.insecure);
+        Endpoint {
+            host: host.to_string(),
+            plain_http,
+            auth: self.auth_for(host, config),
+            mirror,
+        }
+    }
+
+    fn auth_for(&self, host: &str, config: Option<&RegistryHostConfig>) -> RegistryAuth {
+        if let Some(config) = config {
+            if let (Some(user), Some(password)) = (&config.username, &config.password) {
+                return RegistryAuth::Basic(user.clone(), password.clone());
+            }
+            if let Some((user, password)) = config.auth.as_deref().and_then(decode_auth) {
+                return RegistryAuth::Basic(user, password);
+            }
+        }
+        match self.file_credentials.get(host) {
+            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+}
+
+/// `https://host[:port]` → (`host[:port]`, insecure = false); `http://…` → insecure.
+fn parse_endpoint(url: &str) -> Result<(String, bool), String> {
+    let (rest, insecure) = if let Some(rest) = url.strip_prefix("https://") {
+        (rest, false)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (rest, true)
+    } else {
+        return Err(format!("{url:?} must start with https:// or http://"));
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') {
+        return Err(format!(
+            "{url:?} must be a scheme and host[:port], without a path"
+        ));
+    }
+    Ok((canonical_host(host), insecure))
+}
+
+fn canonical_host(host: &str) -> String {
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// `localhost`, `127.0.0.0/8` and `::1`, with or without a port.
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name == "localhost" || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn decode_auth(auth: &str) -> Option<(String, String)> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[derive(serde::Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerAuth>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerAuth {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// The `auths` of a docker `config.json`, keyed by canonical `host[:port]`.
+fn parse_docker_config(bytes: &[u8]) -> Result<BTreeMap<String, (String, String)>, String> {
+    let config: DockerConfig = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut out = BTreeMap::new();
+    for (key, entry) in config.auths {
+        let host = key
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let credentials = match (entry.username, entry.password) {
+            (Some(user), Some(password)) => Some((user, password)),
+            _ => entry.auth.as_deref().and_then(decode_auth),
+        };
+        if let Some(credentials) = credentials {
+            out.insert(canonical_host(host), credentials);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RegistryMirror;
+
+    #[test]
+    fn mirrors_come_first_and_loopback_is_plain_http() {
+        let mut config = RegistriesConfiguration::default();
+        config.mirrors.insert(
+            "registry.k8s.io".into(),
+            RegistryMirror {
+                endpoints: vec!["http://10.0.0.5:5000".into(), "https://m.example".into()],
+            },
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = HostRoot::under(dir.path()).unwrap();
+        let registries = Registries::load(&config, &root).unwrap();
+        let image: ImageRef = "registry.k8s.io/etcd:3.6.8-0".parse().unwrap();
+        let hosts: Vec<_> = registries
+            .endpoints(&image)
+            .into_iter()
+            .map(|e| (e.host, e.plain_http, e.mirror))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                ("10.0.0.5:5000".to_string(), true, true),
+                ("m.example".to_string(), false, true),
+                ("registry.k8s.io".to_string(), false, false),
+            ]
+        );
+        let local: ImageRef = "127.0.0.1:5000/x".parse().unwrap();
+        assert!(registries.endpoints(&local)[0].plain_http);
+        assert!(
+            is_loopback("[::1]:5000") && is_loopback("localhost") && !is_loopback("10.1.1.1:80")
+        );
+    }
+
+    #[test]
+    fn credentials_from_the_kubelet_config_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = HostRoot::under(dir.path()).unwrap();
+        let path = root.path("/var/lib/kubelet/config.json");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(
+            &path,
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"r.example:5000":{"username":"a","password":"b"}}}"#,
+        )
+        .unwrap();
+        let registries = Registries::load(&RegistriesConfiguration::default(), &root).unwrap();
+        let auth = |s: &str| {
+            registries
+                .endpoints(&s.parse().unwrap())
+                .pop()
+                .unwrap()
+                .auth
+        };
+        assert!(matches!(auth("busybox"), RegistryAuth::Basic(u, p) if u == "user" && p == "pass"));
+        assert!(matches!(auth("r.example:5000/x"), RegistryAuth::Basic(u, _) if u == "a"));
+        assert!(matches!(auth("r.example/x"), RegistryAuth::Anonymous));
+    }
+}

@@ -1,0 +1,206 @@
+//! `boot oci-shim`: the short-lived helper process that creates containers and runs commands in
+//! them with youki's `libcontainer`. libcontainer clones the container's processes from the
+//! calling process, which is only safe from a single-threaded one (youki #3011): the agent runs
+//! tokio threads, so it execs this helper instead, as containerd runs `runc`.
+//!
+//! `create` mounts the container's overlay, builds the container from the bundle's `config.json`,
+//! starts it and reports `pid <N>` (or `error <why>`) on file descriptor 3, then exits; the
+//! container's init, its child until then, passes to the agent, a child subreaper. Its stdout and
+//! stderr are the shim's, which the agent connected to the container's log relay.
+//!
+//! `exec` runs a command in a running container (its namespaces, cgroup, user, capabilities and
+//! environment, from the container's own `process`), waits for it up to `--timeout-ms`, kills it
+//! then, and exits with its status; output goes to the shim's stdout and stderr.
+//!
+//! Touches: `<root>/run/boot/oci/state/<id>/` (libcontainer's state), the container's directory.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::rootfs::{self, ContainerDirs};
+
+/// The file descriptor `create` reports on.
+pub const REPORT_FD: i32 = 3;
+/// The exit code of `exec` when the command timed out (as coreutils' `timeout`).
+pub const TIMED_OUT: i32 = 124;
+/// The exit code of `exec` when the command could not be run in the container at all; its
+/// stderr then starts with [`CANNOT_EXEC_PREFIX`].
+pub const CANNOT_EXEC: i32 = 126;
+pub const CANNOT_EXEC_PREFIX: &str = "exec in container ";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimArgs {
+    #[command(subcommand)]
+    pub command: ShimCommand,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ShimCommand {
+    /// Mount the rootfs, create and start a container, report its pid on fd 3.
+    Create {
+        /// libcontainer's state directory.
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        id: String,
+        /// The container's directory: `config.json`, `rootfs`, `upper`, `work`.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The image's layers, bottom first.
+        #[arg(long = "layer")]
+        layers: Vec<PathBuf>,
+    },
+    /// Run a command in a running container and exit with its status.
+    Exec {
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        timeout_ms: u64,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+/// Runs the shim; returns the process exit code.
+pub fn run(args: ShimArgs) -> i32 {
+    match args.command {
+        ShimCommand::Create {
+            state,
+            id,
+            bundle,
+            layers,
+        } => {
+            // SAFETY: the agent passes the report pipe's write end as fd 3 and nothing else in this
+            // process owns it.
+            let mut report = unsafe { File::from(OwnedFd::from_raw_fd(REPORT_FD)) };
+            let _ = nix::fcntl::fcntl(
+                &report,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            let line = match create(&state, &id, &ContainerDirs::new(bundle), &layers) {
+                Ok(pid) => format!("pid {pid}\n"),
+                Err(e) => format!("error {}\n", e.replace('\n', " ")),
+            };
+            match report.write_all(line.as_bytes()) {
+                Ok(()) if line.starts_with("pid ") => 0,
+                _ => 1,
+            }
+        }
+        ShimCommand::Exec {
+            state,
+            id,
+            timeout_ms,
+            command,
+        } => match exec(&state, &id, &command, Duration::from_millis(timeout_ms)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{CANNOT_EXEC_PREFIX}{id}: {e}");
+                CANNOT_EXEC
+            }
+        },
+    }
+}
+
+fn create(state: &Path, id: &str, dirs: &ContainerDirs, layers: &[PathBuf]) -> Result<i32, String> {
+    rootfs::mount_overlay(dirs, layers)?;
+    let result = build_and_start(state, id, &dirs.dir);
+    if result.is_err() {
+        if let Ok(mut container) = Container::load(state.join(id)) {
+            let _ = container.delete(true);
+        }
+        let _ = rootfs::remove(dirs);
+    }
+    result
+}
+
+fn build_and_start(state: &Path, id: &str, bundle: &Path) -> Result<i32, String> {
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(state)
+        .and_then(|b| b.validate_id())
+        .map_err(|e| format!("container id {id:?}: {e}"))?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("cannot create the container: {}", chain(&e)))?;
+    container
+        .start()
+        .map_err(|e| format!("cannot start the container: {}", chain(&e)))?;
+    container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or_else(|| "the container has no pid after start".to_string())
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn exec(state: &Path, id: &str, command: &[String], timeout: Duration) -> Result<i32, String> {
+    let container = Container::load(state.join(id)).map_err(|e| chain(&e))?;
+    let config = container.bundle().join("config.json");
+    let spec = libcontainer::oci_spec::runtime::Spec::load(&config).map_err(|e| chain(&e))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or("the container's config.json has no process")?;
+    process
+        .set_args(Some(command.to_vec()))
+        .set_terminal(Some(false));
+    // The exec'd process is described in a file next to libcontainer's state, removed after.
+    let process_file = state
+        .join(id)
+        .join(format!("exec-{}.json", std::process::id()));
+    let json = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
+    std::fs::write(&process_file, json).map_err(|e| e.to_string())?;
+    let started = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(state)
+        .map_err(|e| chain(&e))?
+        .as_tenant()
+        .with_process(Some(&process_file))
+        .with_detach(true)
+        .build();
+    let _ = std::fs::remove_file(&process_file);
+    let pid = started.map_err(|e| chain(&e))?;
+    wait_with_deadline(Pid::from_raw(pid.as_raw()), Instant::now() + timeout)
+}
+
+/// Waits for the exec'd process (a clone child of ours: `__WALL`), killing it at the deadline.
+fn wait_with_deadline(pid: Pid, deadline: Instant) -> Result<i32, String> {
+    let flags = WaitPidFlag::__WALL | WaitPidFlag::WNOHANG;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match waitpid(pid, Some(flags)).map_err(|e| e.to_string())? {
+            WaitStatus::Exited(_, code) => return Ok(code),
+            WaitStatus::Signaled(_, signal, _) => return Ok(128 + signal as i32),
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            let _ = kill(pid, Signal::SIGKILL);
+            let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+            return Ok(TIMED_OUT);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}

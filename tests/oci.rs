@@ -1,0 +1,394 @@
+//! The OCI runtime against the real kernel (root): isolation, the Kubernetes process rules, exec
+//! probes inside the container, stop and adoption, and nothing left after removal.
+
+#[path = "common/oci_support.rs"]
+mod oci_support;
+#[path = "common/require.rs"]
+mod require;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use boot::runtime::names::{Namespace, PodName, PodUid};
+use boot::runtime::{
+    ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecTarget, PodRef, Runtime, Sandbox,
+};
+use k8s_openapi::api::core::v1::PodSpec;
+use oci_support::*;
+
+const LONG: Duration = Duration::from_secs(20);
+
+fn prerequisites() -> bool {
+    require::root("mounts, namespaces and cgroups")
+        && require::file("/bin/busybox").is_some()
+        && require::file("/proc/self/ns/ipc").is_some()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    layers: Vec<PathBuf>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        remove_cgroup_parent(&cgroup_parent(&self.root));
+    }
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let layers = busybox_layers(dir.path());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    Env {
+        root,
+        layers,
+        rt,
+        _dir: dir,
+    }
+}
+
+/// A started container and what removes it (and its sandbox) even when the test fails.
+struct Running<'a> {
+    runtime: &'a boot::runtime::oci::OciRuntime,
+    rt: &'a tokio::runtime::Runtime,
+    sandbox: Sandbox,
+    handles: Vec<ContainerHandle>,
+    /// The containers' exits, which reap them (index by index with `handles`).
+    exits: Vec<Option<boot::runtime::BoxFuture<ContainerExit>>>,
+}
+
+impl Running<'_> {
+    /// Stops container `i`, waits for its exit and removes it.
+    fn remove(&mut self, i: usize) {
+        let handle = self.handles[i].clone();
+        self.rt
+            .block_on(self.runtime.stop_container(&handle, Duration::ZERO));
+        if let Some(exit) = self.exits[i].take() {
+            let _ = self
+                .rt
+                .block_on(async { tokio::time::timeout(LONG, exit).await });
+        }
+        self.rt.block_on(self.runtime.cleanup_container(&handle));
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        for i in 0..self.handles.len() {
+            self.remove(i);
+        }
+        self.runtime.remove_sandbox(&self.sandbox);
+    }
+}
+
+struct PodNames {
+    uid: PodUid,
+    namespace: Namespace,
+    full_name: PodName,
+}
+
+impl PodNames {
+    fn new(uid: &str) -> PodNames {
+        PodNames {
+            uid: PodUid::new(uid).unwrap(),
+            namespace: Namespace::new("default").unwrap(),
+            full_name: PodName::new("isolation-node1").unwrap(),
+        }
+    }
+
+    fn pod_ref<'a>(&'a self, spec: &'a PodSpec) -> PodRef<'a> {
+        PodRef {
+            uid: &self.uid,
+            namespace: &self.namespace,
+            full_name: &self.full_name,
+            spec,
+        }
+    }
+}
+
+fn start<'a>(
+    env: &'a Env,
+    runtime: &'a boot::runtime::oci::OciRuntime,
+    uid: &str,
+    spec: &PodSpec,
+) -> Running<'a> {
+    let _guard = env.rt.enter();
+    let names = PodNames::new(uid);
+    let pod = names.pod_ref(spec);
+    let sandbox = runtime.create_sandbox(pod).unwrap();
+    let mut running = Running {
+        runtime,
+        rt: &env.rt,
+        sandbox: sandbox.clone(),
+        handles: Vec::new(),
+        exits: Vec::new(),
+    };
+    for container in &spec.containers {
+        let request = ContainerRequest {
+            pod,
+            sandbox: &sandbox,
+            container,
+            restart_count: 0,
+            log_path: env
+                .root
+                .join(format!("var/log/pods/{uid}/{}/0.log", container.name)),
+        };
+        let (handle, exit) = runtime
+            .start_container(&request)
+            .unwrap_or_else(|e| panic!("{e}"));
+        running.handles.push(handle);
+        running.exits.push(Some(exit));
+    }
+    running
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn isolation_capabilities_read_only_mounts_and_the_process_rules() {
+    if !prerequisites() {
+        return;
+    }
+    let env = env();
+    let out = env.root.join("out");
+    let ro = env.root.join("ro");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // A host file the container must not see: it exists on the host at this very path.
+    let secret = env.root.join("host-secret");
+    std::fs::write(&secret, "secret").unwrap();
+    let spec = pod_spec(&format!(
+        r#"
+securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
+containers:
+- name: root
+  image: {IMAGE}
+  securityContext: {{runAsUser: 0}}
+  command: [/bin/sh, -c]
+  # `$$$$` is the shell's `$$` after the kubelet's `$$` escape.
+  args:
+  - |
+    echo $$$$ > /out/pid
+    ls / > /out/root
+    grep CapEff /proc/self/status > /out/cap
+    if test -e {secret}; then echo visible; else echo hidden; fi > /out/secret
+    if echo x > /ro/file; then echo writable; else echo read-only; fi > /out/ro
+    cat /etc/motd > /out/motd
+    hostname > /out/hostname
+    grep Seccomp: /proc/self/status > /out/seccomp
+    cat /proc/kcore | wc -c > /out/kcore
+    if echo 1 > /proc/sys/kernel/domainname; then echo writable; else echo read-only; fi > /out/proc-sys
+    touch /out/root-done
+    exec sleep 1000
+- name: user
+  image: {IMAGE}
+  args: ['id -u > /out/uid; id -g > /out/gid; id -G > /out/groups; pwd > /out/pwd; env > /out/env; echo "$0 $1" > /out/args; hostname > /out/hostname-user; touch /out/user-done; exec sleep 1000', first-arg, second-arg]
+  env: [{{name: SHARED, value: pod}}, {{name: OWN, value: $(SHARED)-own}}]
+  volumeMounts: [{{name: out, mountPath: /out}}]
+volumes:
+- {{name: out, hostPath: {{path: {out}}}}}
+- {{name: ro, hostPath: {{path: {ro}}}}}
+"#,
+        secret = secret.display(),
+        out = out.display(),
+        ro = ro.display(),
+    ));
+    let mut spec = spec;
+    // The root container mounts both volumes; `ro` read-only.
+    spec.containers[0].volume_mounts = Some(
+        serde_yaml::from_str(
+            "[{name: out, mountPath: /out}, {name: ro, mountPath: /ro, readOnly: true}]",
+        )
+        .unwrap(),
+    );
+    let runtime = runtime(&env.root, &env.layers);
+    let running = start(&env, &runtime, "0123456789abcdef0123456789abcde1", &spec);
+    let reported = || out.join("root-done").exists() && out.join("user-done").exists();
+    let deadline = std::time::Instant::now() + LONG;
+    while !reported() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the containers did not report; their logs:\n{}",
+            logs(&env.root)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // Its own pid namespace and root file system.
+    assert_eq!(read(&out.join("pid")), "1");
+    let listing = read(&out.join("root"));
+    assert!(listing.lines().any(|l| l == "layer-marker"), "{listing}");
+    assert!(
+        !listing.lines().any(|l| l == "work" || l == "usr"),
+        "{listing}"
+    );
+    assert_eq!(read(&out.join("motd")), "top", "the top layer wins");
+    assert_eq!(read(&out.join("secret")), "hidden");
+    // containerd's 14 default capabilities.
+    assert_eq!(read(&out.join("cap")), "CapEff:\t00000000a80425fb");
+    assert_eq!(read(&out.join("ro")), "read-only");
+    // The pod's RuntimeDefault seccomp profile is in force (mode 2, a filter); the kubelet's
+    // masked and read-only /proc paths.
+    assert_eq!(read(&out.join("seccomp")), "Seccomp:\t2");
+    assert_eq!(read(&out.join("kcore")), "0");
+    assert_eq!(read(&out.join("proc-sys")), "read-only");
+    assert!(!ro.join("file").exists());
+    // One UTS namespace for the pod, named after the pod.
+    assert_eq!(read(&out.join("hostname")), "isolation-node1");
+    assert_eq!(read(&out.join("hostname-user")), "isolation-node1");
+
+    // The image's user (web: 1000, group 1001, member of extra 2000), args after the Entrypoint,
+    // the image's WorkingDir, image Env then the container's env.
+    assert_eq!(read(&out.join("uid")), "1000");
+    assert_eq!(read(&out.join("gid")), "1001");
+    assert!(read(&out.join("groups")).split(' ').any(|g| g == "2000"));
+    assert_eq!(read(&out.join("pwd")), "/tmp");
+    assert_eq!(read(&out.join("args")), "first-arg second-arg");
+    let env_text = read(&out.join("env"));
+    for line in [
+        "FROM_IMAGE=image",
+        "SHARED=pod",
+        "OWN=pod-own",
+        "PATH=/bin",
+        "HOSTNAME=isolation-node1",
+    ] {
+        assert!(env_text.lines().any(|l| l == line), "{line} in\n{env_text}");
+    }
+    drop(running);
+}
+
+#[test]
+fn exec_probes_run_inside_the_container() {
+    if !prerequisites() {
+        return;
+    }
+    let env = env();
+    let spec = pod_spec(&format!(
+        "containers:\n- name: main\n  image: {IMAGE}\n  command: [/bin/sleep, '1000']\n"
+    ));
+    let runtime = runtime(&env.root, &env.layers);
+    let running = start(&env, &runtime, "0123456789abcdef0123456789abcde2", &spec);
+    let handle = running.handles[0].clone();
+    let names = PodNames::new("0123456789abcdef0123456789abcde2");
+    let exec = |cmd: &[&str], timeout: Duration| {
+        let command: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        let target = ExecTarget {
+            pod: names.pod_ref(&spec),
+            sandbox: &running.sandbox,
+            container: &spec.containers[0],
+            handle: &handle,
+        };
+        env.rt
+            .block_on(runtime.exec_sync(target, &command, timeout))
+    };
+    assert_eq!(
+        exec(&["test", "-e", "/layer-marker"], LONG).end,
+        ExecEnd::Exited(0)
+    );
+    let out = exec(&["sh", "-c", "id -u; cat /proc/1/comm; exit 3"], LONG);
+    assert_eq!(
+        (out.end, String::from_utf8_lossy(&out.output).to_string()),
+        (ExecEnd::Exited(3), "1000\nsleep\n".to_string()),
+        "the container's user, and its pid 1 is the container's process"
+    );
+    assert_eq!(
+        exec(&["sleep", "30"], Duration::from_millis(300)).end,
+        ExecEnd::TimedOut
+    );
+    match exec(&["/no/such/program"], LONG).end {
+        ExecEnd::CannotStart(_) | ExecEnd::Exited(127) => {}
+        other => panic!("expected a failure to start, got {other:?}"),
+    }
+    drop(running);
+}
+
+#[test]
+fn exit_codes_stop_adoption_and_nothing_left_after_removal() {
+    if !prerequisites() {
+        return;
+    }
+    let env = env();
+    let uid = "0123456789abcdef0123456789abcde3";
+    let spec = pod_spec(&format!(
+        r#"
+containers:
+- name: quits
+  image: {IMAGE}
+  command: [/bin/sh, -c, 'exit 3']
+- name: stays
+  image: {IMAGE}
+  command: [/bin/sleep, '1000']
+"#
+    ));
+    let runtime = runtime(&env.root, &env.layers);
+    let mut running = start(&env, &runtime, uid, &spec);
+    let quits_exit = running.exits[0].take().unwrap();
+    assert_eq!(
+        env.rt
+            .block_on(async { tokio::time::timeout(LONG, quits_exit).await }),
+        Ok(ContainerExit::Code(3))
+    );
+    let quits = running.handles[0].clone();
+    env.rt.block_on(runtime.cleanup_container(&quits));
+
+    // A restarted agent (a second runtime over the same root) adopts the running one …
+    let stays = running.handles[1].clone();
+    running.exits[1] = None;
+    let again = oci_support::runtime(&env.root, &env.layers);
+    let adopted = again
+        .adopt_container(&stays)
+        .expect("adopts the live container");
+    let mut stale = stays.clone();
+    stale.start_ticks += 1;
+    assert!(
+        again.adopt_container(&stale).is_none(),
+        "never a reused pid"
+    );
+    // … stops it (sleep as a pid namespace's init has no SIGTERM handler, so the kernel drops
+    // SIGTERM and SIGKILL ends it after the grace period) …
+    env.rt
+        .block_on(again.stop_container(&stays, Duration::from_millis(200)));
+    // (This "restarted agent" is the same process, so it is still the parent and learns the
+    // status; a really restarted one reports it unknown.)
+    assert_eq!(
+        env.rt
+            .block_on(async { tokio::time::timeout(LONG, adopted).await }),
+        Ok(ContainerExit::Signal(libc::SIGKILL))
+    );
+    env.rt.block_on(again.cleanup_container(&stays));
+    running.handles.clear();
+    running.exits.clear();
+    again.remove_sandbox(&running.sandbox);
+
+    // … and nothing is left: no mount, overlay directory, libcontainer state or cgroup.
+    assert_eq!(mounts_under(&env.root), Vec::<String>::new());
+    let containers = env.root.join("var/lib/boot/oci/containers");
+    let left: Vec<_> = std::fs::read_dir(&containers)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "container directories left: {left:?}");
+    let state = env.root.join("run/boot/oci/state");
+    let left: Vec<_> = std::fs::read_dir(&state)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "libcontainer state left: {left:?}");
+    assert!(!env.root.join("run/boot/oci/pods").join(uid).exists());
+    for handle in [&quits, &stays] {
+        for dir in &handle.cgroups {
+            assert!(!dir.exists(), "cgroup {} left", dir.display());
+        }
+    }
+}
