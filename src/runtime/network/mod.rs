@@ -323,3 +323,21 @@ pub(crate) fn delete_cached(
     settings.cache().remove(cached);
     Ok(())
 }
+
+/// Removes a sandbox's pod network, for every runtime: CNI DEL while the namespace still exists, so
+/// the plugins find the pod's interface (a failed DEL keeps its cache entry for reset), then the
+/// namespace — only the very path `<netns_dir>/<uid>` a runtime makes: a record naming another is
+/// not acted on.
+pub fn remove_sandbox_network(
+    settings: Option<&NetworkSettings>,
+    netns_dir: &std::path::Path,
+    sandbox: &crate::runtime::Sandbox,
+) {
+    if let (Some(settings), Some(attached)) = (settings, &sandbox.network) {
+        let _ = detach(settings, attached);
+    }
+    let ours = netns_dir.join(sandbox.pod_uid.as_str());
+    if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
+        crate::runtime::process::netns::remove(path);
+    }
+}

@@ -340,16 +340,11 @@ impl Runtime for OciRuntime {
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        // DEL while the namespace still exists, so the plugins find the pod's interface; a failed
-        // DEL keeps its cache entry for reset.
-        if let (Some(settings), Some(attached)) = (&self.settings.network, &sandbox.network) {
-            let _ = network::detach(settings, attached);
-        }
-        // Only the very path create_sandbox makes: a record naming another is not acted on.
-        let ours = self.settings.netns_dir.join(sandbox.pod_uid.as_str());
-        if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
-            netns::remove(path);
-        }
+        network::remove_sandbox_network(
+            self.settings.network.as_ref(),
+            &self.settings.netns_dir,
+            sandbox,
+        );
         let _ = self.sandbox_dirs(&sandbox.pod_uid).remove();
         volumes::remove_pod_dir(&self.settings.pods_dir, &sandbox.pod_uid);
     }

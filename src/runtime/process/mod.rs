@@ -311,16 +311,11 @@ impl Runtime for ProcessRuntime {
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        // DEL while the namespace still exists, so the plugins find the pod's interface; a failed
-        // DEL keeps its cache entry for reset.
-        if let (Some(settings), Some(attached)) = (&self.settings.network, &sandbox.network) {
-            let _ = network::detach(settings, attached);
-        }
-        // Only the very path create_sandbox makes: a record naming another is not acted on.
-        let ours = self.settings.netns_dir.join(sandbox.pod_uid.as_str());
-        if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
-            netns::remove(path);
-        }
+        network::remove_sandbox_network(
+            self.settings.network.as_ref(),
+            &self.settings.netns_dir,
+            sandbox,
+        );
         // The pod's emptyDir volumes go with it (the kubelet's emptyDir TearDown).
         volumes::remove_pod_dir(&self.settings.pods_dir, &sandbox.pod_uid);
     }
