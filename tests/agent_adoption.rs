@@ -33,6 +33,8 @@ fn spawn_agent(agent: &TestAgent, log: &str) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_boot"))
         .args([
             "agent",
+            "--runtime",
+            "process",
             "--node-name",
             NODE,
             "--status-address",

@@ -206,7 +206,8 @@ fn an_agent_whose_binary_was_replaced_still_starts_log_relays() {
     fs::copy(BOOT, &exe).unwrap();
     let mut agent = Command::new(&exe);
     agent
-        .args(["agent", "--status-address", "none", "--stop-pods-on-exit"])
+        .args(["agent", "--runtime", "process", "--status-address", "none"])
+        .arg("--stop-pods-on-exit")
         .args(["--node-name", "node1", "--root"])
         .arg(&root)
         .stdout(Stdio::null())

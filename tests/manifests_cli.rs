@@ -191,7 +191,7 @@ fn real_etcd_runs_from_the_rendered_manifest_with_the_generated_certificates() {
     // run below is still exactly the manifest's.
     let (client, peer, metrics) = (free_port(), free_port(), free_port());
     let config = format!(
-        "{BASE}etcd:\n  local:\n    extraArgs:\n    - {{name: listen-client-urls, value: 'https://127.0.0.1:{client}'}}\n    - {{name: advertise-client-urls, value: 'https://127.0.0.1:{client}'}}\n    - {{name: listen-peer-urls, value: 'https://127.0.0.1:{peer}'}}\n    - {{name: initial-advertise-peer-urls, value: 'https://127.0.0.1:{peer}'}}\n    - {{name: initial-cluster, value: 'node-a=https://127.0.0.1:{peer}'}}\n    - {{name: listen-metrics-urls, value: 'http://127.0.0.1:{metrics}'}}\n"
+        "{BASE}etcd:\n  local:\n    extraArgs:\n    - {{name: listen-client-urls, value: 'https://127.0.0.1:{client}'}}\n    - {{name: advertise-client-urls, value: 'https://127.0.0.1:{client}'}}\n    - {{name: listen-peer-urls, value: 'https://127.0.0.1:{peer}'}}\n    - {{name: initial-advertise-peer-urls, value: 'https://127.0.0.1:{peer}'}}\n    - {{name: initial-cluster, value: 'node-a=https://127.0.0.1:{peer}'}}\n    - {{name: listen-metrics-urls, value: 'http://127.0.0.1:{metrics}'}}\n---\napiVersion: boot/v1alpha1\nkind: BootConfiguration\n# Debian's etcd runs this manifest: render for the host binary.\nruntime: process\n"
     );
     let config = write_config(dir.path(), &config);
     let out = boot(&[

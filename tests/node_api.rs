@@ -85,6 +85,7 @@ scheduler:
 ---
 apiVersion: boot/v1alpha1
 kind: BootConfiguration
+runtime: process
 binDirs: [{bin}]
 agent:
   statusAddress: 127.0.0.1:{status}

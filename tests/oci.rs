@@ -315,6 +315,87 @@ fn exec_probes_run_inside_the_container() {
     drop(running);
 }
 
+/// The security fields of `/proc/<pid>/status` an exec'd process must share with the container's
+/// init: its seccomp mode and filter count, no_new_privs and capability sets.
+fn security_fields(status: &str) -> Vec<String> {
+    const FIELDS: [&str; 7] = [
+        "Seccomp:",
+        "Seccomp_filters:",
+        "NoNewPrivs:",
+        "CapEff:",
+        "CapPrm:",
+        "CapBnd:",
+        "CapAmb:",
+    ];
+    status
+        .lines()
+        .filter(|l| FIELDS.iter().any(|f| l.starts_with(f)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+#[test]
+fn exec_gets_the_containers_seccomp_profile_capabilities_and_no_new_privs() {
+    if !prerequisites() {
+        return;
+    }
+    let env = env();
+    // One container as kubeadm's control-plane pods (RuntimeDefault, privilege escalation
+    // allowed: the profile must be loaded before the capabilities drop), one locked down
+    // (no_new_privs, fewer capabilities), one privileged (no profile at all).
+    let spec = pod_spec(&format!(
+        r#"
+securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
+containers:
+- name: default
+  image: {IMAGE}
+  securityContext: {{runAsUser: 0}}
+  command: [/bin/sleep, '1000']
+- name: locked
+  image: {IMAGE}
+  securityContext:
+    allowPrivilegeEscalation: false
+    capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
+  command: [/bin/sleep, '1000']
+- name: privileged
+  image: {IMAGE}
+  securityContext: {{privileged: true, seccompProfile: {{type: Unconfined}}}}
+  command: [/bin/sleep, '1000']
+"#
+    ));
+    let uid = "0123456789abcdef0123456789abcde5";
+    let runtime = runtime(&env.root, &env.layers);
+    let running = start(&env, &runtime, uid, &spec);
+    let names = PodNames::new(uid);
+    for (i, container) in spec.containers.iter().enumerate() {
+        let handle = &running.handles[i];
+        let init = security_fields(&read(Path::new(&format!("/proc/{}/status", handle.pid))));
+        let target = ExecTarget {
+            pod: names.pod_ref(&spec),
+            sandbox: &running.sandbox,
+            container,
+            handle,
+        };
+        let command = ["cat", "/proc/self/status"].map(String::from);
+        let out = env.rt.block_on(runtime.exec_sync(target, &command, LONG));
+        assert_eq!(out.end, ExecEnd::Exited(0), "{}", container.name);
+        let exec = security_fields(&String::from_utf8_lossy(&out.output));
+        assert_eq!(exec, init, "{}: exec'd process against init", container.name);
+        let mode = init.iter().find(|l| l.starts_with("Seccomp:")).unwrap();
+        let expected = if container.name == "privileged" { "Seccomp: 0" } else { "Seccomp: 2" };
+        assert_eq!(mode, expected, "{}", container.name);
+    }
+    // The two confined containers differ where the test made them differ.
+    let nnp = |i: usize| {
+        security_fields(&read(Path::new(&format!("/proc/{}/status", running.handles[i].pid))))
+            .into_iter()
+            .find(|l| l.starts_with("NoNewPrivs:"))
+    };
+    assert_eq!(nnp(0).as_deref(), Some("NoNewPrivs: 0"));
+    assert_eq!(nnp(1).as_deref(), Some("NoNewPrivs: 1"));
+    drop(running);
+}
+
 #[test]
 fn exit_codes_stop_adoption_and_nothing_left_after_removal() {
     if !prerequisites() {

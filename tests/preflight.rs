@@ -57,6 +57,7 @@ impl Setup {
              ---\n\
              apiVersion: boot/v1alpha1\n\
              kind: BootConfiguration\n\
+             runtime: process\n\
              binDirs: [{}]\n",
             self.bin_dir.display()
         );

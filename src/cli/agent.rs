@@ -20,6 +20,10 @@ pub struct AgentArgs {
     /// Where container commands are looked up before PATH (repeatable, in order).
     #[arg(long = "bin-dir", value_name = "DIR")]
     pub bin_dirs: Vec<PathBuf>,
+    /// How containers run: `oci` (from their images; the default) or `process` (host binaries
+    /// from --bin-dir). Overrides `BootConfiguration.runtime`.
+    #[arg(long, value_enum, value_name = "RUNTIME")]
+    pub runtime: Option<crate::config::RuntimeKind>,
     /// The node name; pods are named <name>-<node> (default: the hostname).
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,
@@ -106,6 +110,9 @@ impl AgentOptions {
         }
         if !args.bin_dirs.is_empty() {
             options.bin_dirs = args.bin_dirs.clone();
+        }
+        if let Some(runtime) = args.runtime {
+            options.runtime = runtime;
         }
         options.stop_pods_on_exit |= args.stop_pods_on_exit;
         match args.status_address.as_deref() {

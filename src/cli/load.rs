@@ -74,9 +74,16 @@ pub fn load(global: &GlobalArgs, flags: &ConfigFlags) -> Result<Config, CliError
         .boot
         .as_ref()
         .is_some_and(|b| b.etcd_version.is_some());
+    // The OCI runtime runs the images the versions name: host binaries say nothing about them.
+    let host_binaries = documents
+        .boot
+        .as_ref()
+        .map(|b| b.runtime)
+        .unwrap_or_default()
+        == config::RuntimeKind::Process;
     let wanted = facts::Detect {
-        kubernetes: !pinned_kubernetes,
-        etcd: !pinned_etcd,
+        kubernetes: host_binaries && !pinned_kubernetes,
+        etcd: host_binaries && !pinned_etcd,
     };
     let mut config = Config::build(
         documents,

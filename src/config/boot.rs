@@ -27,8 +27,8 @@ pub struct BootConfiguration {
     /// A directory of templates overriding the built-in ones (same file names).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub templates_dir: Option<PathBuf>,
-    /// How the agent runs containers: `process` (host binaries from `binDirs`) or `oci` (the
-    /// manifest's image, in its own namespaces).
+    /// How the agent runs containers: `oci` (the default: the manifest's image, in its own
+    /// namespaces) or `process` (host binaries from `binDirs`).
     pub runtime: RuntimeKind,
     pub agent: AgentConfiguration,
     /// Pod networking for pods without `hostNetwork`.
@@ -40,14 +40,15 @@ pub struct BootConfiguration {
     pub registries: RegistriesConfiguration,
 }
 
-/// `BootConfiguration.runtime`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+/// `BootConfiguration.runtime` (and `boot agent --runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
-    /// Host binaries looked up in `binDirs` (the default until the image store is wired in).
-    #[default]
+    /// Host binaries looked up in `binDirs`, for hosts that install the components.
     Process,
-    /// The manifest's image, unpacked, in namespaces of its own (youki's libcontainer).
+    /// The manifest's image, pulled into the image store and run in namespaces of its own
+    /// (youki's libcontainer): what kubeadm + kubelet + containerd do, so the default.
+    #[default]
     Oci,
 }
 

@@ -15,7 +15,7 @@ use super::check::{
 use super::decide;
 use super::ports::component_ports;
 use super::probe::HostProbe;
-use crate::config::Config;
+use crate::config::{Config, RuntimeKind};
 use crate::host::facts::VersionError;
 use crate::host::HostRoot;
 use crate::version::Version;
@@ -64,7 +64,11 @@ pub fn checks(cfg: &Config, root: &HostRoot, probe: &dyn HostProbe) -> Vec<Check
         "Swap",
         decide::swap(probe.read_to_string(Path::new(PROC_SWAPS))),
     ));
-    out.extend(binary_checks(cfg, probe));
+    // With `runtime: oci` the components come from their images (pulled in preflight, as
+    // kubeadm's `ImagePull` checks), so host binaries are neither needed nor checked.
+    if cfg.boot.runtime == RuntimeKind::Process {
+        out.extend(binary_checks(cfg, probe));
+    }
     for file in forwarding_files(cfg) {
         out.push(Check::error(
             path_check_name("FileContent", file),

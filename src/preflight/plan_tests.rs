@@ -120,7 +120,10 @@ pub(super) fn cfg(yaml: &str) -> Config {
         default_address: Some([10, 0, 0, 1].into()),
         ..HostFacts::default()
     };
-    Config::build(docs, &Overrides::default(), &facts).unwrap()
+    let mut config = Config::build(docs, &Overrides::default(), &facts).unwrap();
+    // These tests check the host binaries, which only the process runtime runs.
+    config.boot.runtime = config::RuntimeKind::Process;
+    config
 }
 
 fn failures(checks: &[Check]) -> Vec<(&str, &str)> {
@@ -165,6 +168,22 @@ fn a_healthy_host_passes_every_check_in_kubeadms_order() {
             "FileContent--proc-sys-net-ipv4-ip_forward",
             "DirAvailable--var-lib-etcd",
         ]
+    );
+}
+
+#[test]
+fn the_oci_runtime_checks_no_host_binaries() {
+    let mut config = cfg("");
+    config.boot.runtime = config::RuntimeKind::Oci;
+    let mut host = FakeHost::healthy();
+    host.binaries.clear();
+    let all = checks(&config, &HostRoot::system(), &host);
+    assert_eq!(failures(&all), vec![]);
+    assert!(
+        all.iter()
+            .all(|c| !c.name.starts_with("FileExisting") && !c.name.starts_with("BinaryVersion")),
+        "{:?}",
+        all.iter().map(|c| &c.name).collect::<Vec<_>>()
     );
 }
 

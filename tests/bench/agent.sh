@@ -125,7 +125,7 @@ def measure(label, pods, window=20):
           f"{relays} log relays, {relay_kib / 1024:.1f} MiB RSS together")
 
 log = open(os.path.join(root, "agent.log"), "w")
-agent = subprocess.Popen([boot, "agent", "--root", root, "--node-name", "bench", "--status-address", "none",
+agent = subprocess.Popen([boot, "agent", "--runtime", "process", "--root", root, "--node-name", "bench", "--status-address", "none",
                           "--bin-dir", bin_dir, "--stop-pods-on-exit", "--backoff-initial-ms", "0"],
                          stdout=log, stderr=log)
 try:

@@ -59,6 +59,7 @@ scheduler: {{extraArgs: [{{name: secure-port, value: "{sched}"}}]}}
 ---
 apiVersion: boot/v1alpha1
 kind: BootConfiguration
+runtime: process
 binDirs: [{bins}]
 agent: {{statusAddress: "127.0.0.1:{status}"}}
 """

@@ -46,6 +46,7 @@ pub fn test_options(dir: &Path) -> AgentOptions {
         reset_after: Duration::from_secs(600),
     };
     options.relay_exe = PathBuf::from(env!("CARGO_BIN_EXE_boot"));
+    options.runtime = boot::config::RuntimeKind::Process;
     options.bin_dirs = vec![standin_exe().parent().unwrap().to_path_buf()];
     options.cgroup_parent = format!("boot-test-{}", std::process::id());
     // Loopback-only pod namespaces: tests that run in parallel must not share boot's default

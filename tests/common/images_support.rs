@@ -246,6 +246,17 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// Writes an OCI image layout at `dir` with one image of `layers` (uncompressed tars; stored
 /// gzipped) tagged `tag`; returns the manifest digest hex.
 pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], cmd: &[&str]) -> String {
+    let config = serde_json::json!({"Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/"});
+    write_layout_with_config(dir, tag, layers, config)
+}
+
+/// [`write_layout`] with the image configuration's `config` object given (`Entrypoint`, `Env`…).
+pub fn write_layout_with_config(
+    dir: &Path,
+    tag: &str,
+    layers: &[Vec<u8>],
+    image_config: serde_json::Value,
+) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| {
@@ -265,7 +276,7 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>], cmd: &[&str]) -> 
     }
     let config = serde_json::json!({
         "architecture": host_arch(), "os": "linux",
-        "config": {"Cmd": cmd, "Env": ["PATH=/bin"], "WorkingDir": "/"},
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let (config_hex, config_size) = put(&serde_json::to_vec(&config).unwrap());

@@ -90,7 +90,8 @@ pub fn create(
 }
 
 /// Runs `command` in the container through `boot oci-shim exec` (libcontainer's tenant exec:
-/// the container's namespaces, cgroup, user, capabilities and environment), as the CRI's
+/// the container's namespaces, cgroup, user, capabilities, no_new_privs and environment, and its
+/// seccomp profile), as the CRI's
 /// `ExecSync`: stdout and stderr combined, the first
 /// [`EXEC_OUTPUT_LIMIT`](crate::runtime::EXEC_OUTPUT_LIMIT) bytes kept.
 pub async fn exec_sync(

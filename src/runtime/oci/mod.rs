@@ -11,6 +11,7 @@
 //! `<root>/run/boot/oci/{state,pods}/`, `<root>/run/boot/netns/`, hostPath volumes,
 //! `/sys/fs/cgroup/**/<cgroupParent>/pod<uid>/`, the log directory.
 
+mod exec_security;
 pub mod image;
 pub mod launch;
 pub mod podfiles;

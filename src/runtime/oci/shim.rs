@@ -9,8 +9,9 @@
 //! stderr are the shim's, which the agent connected to the container's log relay.
 //!
 //! `exec` runs a command in a running container (its namespaces, cgroup, user, capabilities and
-//! environment, from the container's own `process`), waits for it up to `--timeout-ms`, kills it
-//! then, and exits with its status; output goes to the shim's stdout and stderr.
+//! environment, from the container's own `process`, and its seccomp profile through
+//! [`exec_security`]), waits for it up to `--timeout-ms`, kills it then, and exits with its
+//! status; output goes to the shim's stdout and stderr.
 //!
 //! Touches: `<root>/run/boot/oci/state/<id>/` (libcontainer's state), the container's directory.
 
@@ -27,6 +28,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::exec_security;
 use super::rootfs::{self, ContainerDirs};
 
 /// The file descriptor `create` reports on.
@@ -167,15 +169,21 @@ fn exec(state: &Path, id: &str, command: &[String], timeout: Duration) -> Result
     process
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(false));
+    // libcontainer's tenant exec leaves the container's seccomp profile out; this puts it back.
+    let seccomp = exec_security::prepare(&spec, &mut process);
     // The exec'd process is described in a file next to libcontainer's state, removed after.
     let process_file = state
         .join(id)
         .join(format!("exec-{}.json", std::process::id()));
     let json = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
     std::fs::write(&process_file, json).map_err(|e| e.to_string())?;
-    let started = ContainerBuilder::new(id.to_string(), SyscallType::default())
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state)
-        .map_err(|e| chain(&e))?
+        .map_err(|e| chain(&e))?;
+    if let Some(executor) = seccomp {
+        builder = builder.with_executor(executor);
+    }
+    let started = builder
         .as_tenant()
         .with_process(Some(&process_file))
         .with_detach(true)
