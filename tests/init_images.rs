@@ -104,7 +104,12 @@ fn init_from_images(
         let component = component_of(image);
         let binary = match component {
             "etcd" => PathBuf::from("/usr/bin/etcd"),
-            other => binaries.iter().find(|(c, _)| *c == other).unwrap().1.clone(),
+            other => binaries
+                .iter()
+                .find(|(c, _)| *c == other)
+                .unwrap()
+                .1
+                .clone(),
         };
         push_binary_image(tools, &registry, image, component, &binary);
     }
@@ -147,11 +152,15 @@ fn init_from_images(
     }
     if let Some(kubectl) = kubectl {
         test.kubectl_until(kubectl, &["get", "--raw", "/readyz"], |out| out == "ok");
-        test.kubectl_until(kubectl, &["get", "pods", "-n", "kube-system", "-o", "name"], |out| {
-            wanted.iter().all(|image| {
-                out.contains(&format!("pod/{}-{NODE}", component_of(image)))
-            })
-        });
+        test.kubectl_until(
+            kubectl,
+            &["get", "pods", "-n", "kube-system", "-o", "name"],
+            |out| {
+                wanted
+                    .iter()
+                    .all(|image| out.contains(&format!("pod/{}-{NODE}", component_of(image))))
+            },
+        );
     }
 
     // A pod on the test's pod network, with a hostPort: a veth, an IPAM allocation, a CNI cache
@@ -180,7 +189,10 @@ fn init_from_images(
     let reset = test.boot(&["reset", "--force"]);
     assert!(reset.status.success(), "{}", images::text(&reset));
     assert_eq!(test.leftovers(&uids), Vec::<String>::new());
-    assert_eq!(cleanup::leftovers(&network, &attachments), Vec::<String>::new());
+    assert_eq!(
+        cleanup::leftovers(&network, &attachments),
+        Vec::<String>::new()
+    );
 }
 
 /// Benchmark, not a test (`cargo test --test init_images -- --ignored --nocapture bench`; set
@@ -194,10 +206,16 @@ fn bench_init_from_images_against_the_process_runtime() {
     const ROUNDS: usize = 5;
     let Some(tools) = prerequisites() else { return };
     let (version, binaries): (&str, Vec<(&str, PathBuf)>) = match real_components() {
-        Some(dir) => ("v1.36.2", COMPONENTS.iter().map(|c| (*c, dir.join(c))).collect()),
+        Some(dir) => (
+            "v1.36.2",
+            COMPONENTS.iter().map(|c| (*c, dir.join(c))).collect(),
+        ),
         None => {
             let standin = standin_exe::standin_exe().to_path_buf();
-            ("v1.34.2", COMPONENTS.iter().map(|c| (*c, standin.clone())).collect())
+            (
+                "v1.34.2",
+                COMPONENTS.iter().map(|c| (*c, standin.clone())).collect(),
+            )
         }
     };
     let exe = std::env::var_os("BOOT_BENCH_EXE")
@@ -213,7 +231,10 @@ fn bench_init_from_images_against_the_process_runtime() {
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut rss = [Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
-        for (i, mode) in [Mode::Oci, Mode::Process(bins.path())].into_iter().enumerate() {
+        for (i, mode) in [Mode::Oci, Mode::Process(bins.path())]
+            .into_iter()
+            .enumerate()
+        {
             let dir = tempfile::tempdir().unwrap();
             let mut test = TestCluster::new(dir.path(), &registry, version, mode);
             test.exe = exe.clone();
@@ -228,7 +249,12 @@ fn bench_init_from_images_against_the_process_runtime() {
                         let component = component_of(image);
                         let binary = match component {
                             "etcd" => PathBuf::from("/usr/bin/etcd"),
-                            other => binaries.iter().find(|(c, _)| *c == other).unwrap().1.clone(),
+                            other => binaries
+                                .iter()
+                                .find(|(c, _)| *c == other)
+                                .unwrap()
+                                .1
+                                .clone(),
                         };
                         push_binary_image(&tools, &registry, image, component, &binary);
                     }
@@ -304,7 +330,11 @@ fn push_binary_image(tools: &Tools, registry: &Registry, image: &str, name: &str
     let mut dirs = BTreeSet::new();
     for (path, _) in &files {
         let parents = Path::new(path).ancestors().skip(1);
-        dirs.extend(parents.filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf));
+        dirs.extend(
+            parents
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+        );
     }
     for dir in &dirs {
         layer = layer.dir(&format!("{}/", dir.display()), 0o755);

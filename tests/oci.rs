@@ -380,16 +380,27 @@ containers:
         let out = env.rt.block_on(runtime.exec_sync(target, &command, LONG));
         assert_eq!(out.end, ExecEnd::Exited(0), "{}", container.name);
         let exec = security_fields(&String::from_utf8_lossy(&out.output));
-        assert_eq!(exec, init, "{}: exec'd process against init", container.name);
+        assert_eq!(
+            exec, init,
+            "{}: exec'd process against init",
+            container.name
+        );
         let mode = init.iter().find(|l| l.starts_with("Seccomp:")).unwrap();
-        let expected = if container.name == "privileged" { "Seccomp: 0" } else { "Seccomp: 2" };
+        let expected = if container.name == "privileged" {
+            "Seccomp: 0"
+        } else {
+            "Seccomp: 2"
+        };
         assert_eq!(mode, expected, "{}", container.name);
     }
     // The two confined containers differ where the test made them differ.
     let nnp = |i: usize| {
-        security_fields(&read(Path::new(&format!("/proc/{}/status", running.handles[i].pid))))
-            .into_iter()
-            .find(|l| l.starts_with("NoNewPrivs:"))
+        security_fields(&read(Path::new(&format!(
+            "/proc/{}/status",
+            running.handles[i].pid
+        ))))
+        .into_iter()
+        .find(|l| l.starts_with("NoNewPrivs:"))
     };
     assert_eq!(nnp(0).as_deref(), Some("NoNewPrivs: 0"));
     assert_eq!(nnp(1).as_deref(), Some("NoNewPrivs: 1"));
