@@ -342,7 +342,7 @@ fn exec_gets_the_containers_seccomp_profile_capabilities_and_no_new_privs() {
     let env = env();
     // One container as kubeadm's control-plane pods (RuntimeDefault, privilege escalation
     // allowed: the profile must be loaded before the capabilities drop), one locked down
-    // (no_new_privs, fewer capabilities), one privileged (no profile at all).
+    // (no_new_privs, fewer capabilities), one without a profile.
     let spec = pod_spec(&format!(
         r#"
 securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
@@ -357,9 +357,9 @@ containers:
     allowPrivilegeEscalation: false
     capabilities: {{drop: [ALL], add: [NET_BIND_SERVICE]}}
   command: [/bin/sleep, '1000']
-- name: privileged
+- name: unconfined
   image: {IMAGE}
-  securityContext: {{privileged: true, seccompProfile: {{type: Unconfined}}}}
+  securityContext: {{seccompProfile: {{type: Unconfined}}}}
   command: [/bin/sleep, '1000']
 "#
     ));
@@ -386,7 +386,7 @@ containers:
             container.name
         );
         let mode = init.iter().find(|l| l.starts_with("Seccomp:")).unwrap();
-        let expected = if container.name == "privileged" {
+        let expected = if container.name == "unconfined" {
             "Seccomp: 0"
         } else {
             "Seccomp: 2"
