@@ -218,7 +218,9 @@ mod tests {
 
     fn apiserver() -> (PathBuf, Pod) {
         let pod: Pod = serde_yaml::from_str(
-            "metadata: {name: kube-apiserver}
+            "apiVersion: v1
+kind: Pod
+metadata: {name: kube-apiserver}
 spec:
   containers:
   - name: kube-apiserver

@@ -50,9 +50,20 @@ fn describe(e: &hyper::Error) -> String {
 
 /// Sends `request` on `io` and reads the response, keeping at most `max_body` bytes of its body.
 /// The request should carry `Host` (hyper's connection-level client does not add it) and its URI
-/// in origin form (`/path?query`); its body is usually `Empty` (a `Full` one for etcd's JSON
-/// gateway). The connection is closed when this returns.
-pub async fn send<IO, B>(
+/// in origin form (`/path?query`). The connection is closed when this returns.
+pub async fn send<IO>(
+    io: IO,
+    request: Request<Empty<Bytes>>,
+    max_body: usize,
+) -> Result<BoundedResponse, ExchangeError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    send_body(io, request, max_body).await
+}
+
+/// [`send`] for a request with a body (etcd's JSON gateway takes a `Full` one).
+pub async fn send_body<IO, B>(
     io: IO,
     request: Request<B>,
     max_body: usize,
