@@ -21,4 +21,5 @@ pub mod probe;
 pub mod render;
 pub mod reset;
 pub mod runtime;
+pub mod secrets;
 pub mod version;

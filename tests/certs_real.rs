@@ -1,7 +1,7 @@
 //! Certificates over time and the secure defaults against the real control plane (`BOOT_K8S_BIN`,
 //! as tests/init_real.rs): a Secret is stored encrypted in etcd, the audit log records requests
 //! without bodies, `boot certs renew apiserver` makes the API server serve a new certificate while
-//! kubectl keeps working, and the agent renews short-lived certificates by itself, restarting the
+//! kubectl keeps working (without a restart: it reloads the file), and the agent renews short-lived certificates by itself, restarting the
 //! control plane one pod at a time. The longest API server outage is printed.
 
 #[path = "common/cluster.rs"]
@@ -158,10 +158,17 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     let renew = cluster.boot(&["certs", "renew", "apiserver", "--timeout", "120"]);
     assert!(renew.status.success(), "{}", text(&renew));
     let stdout = String::from_utf8_lossy(&renew.stdout);
-    assert!(stdout.contains("kube-apiserver is ready again"), "{stdout}");
+    // kube-apiserver reloads its serving certificate by itself: no restart at all.
     assert!(
-        !stdout.contains("Restarting etcd"),
-        "only the API server uses it: {stdout}"
+        stdout.contains("kube-apiserver presents the renewed certificate after"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Restarting"), "{stdout}");
+    let manifest =
+        std::fs::read_to_string(root.join("etc/kubernetes/manifests/kube-apiserver.yaml")).unwrap();
+    assert!(
+        !manifest.contains("boot/certificates-renewed-at"),
+        "{manifest}"
     );
     kubectl_until_ok(
         &kubectl_exe,
@@ -174,6 +181,8 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     eprintln!(
         "MEASURED: longest API server outage during `boot certs renew apiserver`: {outage:?}"
     );
+    // No restart: at most a failed poll or two on a loaded machine, not a 15 s restart.
+    assert!(outage < Duration::from_secs(5), "{outage:?}");
 }
 
 #[test]

@@ -151,8 +151,15 @@ fn renew_and_restart(
     state.renewed.drain(..excess);
     let manifests = super::read_manifests(&auto.manifest_dir);
     let affected = super::affected_pods(&manifests, &changed);
-    super::rolling_restart(&auto.status_socket, &affected, RESTART_TIMEOUT, log)
-        .map_err(|e| e.to_string())
+    super::hot_reload::take_renewed(
+        &auto.status_socket,
+        &manifests,
+        affected,
+        &changed,
+        RESTART_TIMEOUT,
+        log,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Reads the state `boot status` shows; `None` when there is none (or it is not boot's).

@@ -12,11 +12,13 @@
 
 pub mod auto;
 pub mod expiry;
+pub mod hot_reload;
 pub mod pair;
 mod restart;
 
 pub use restart::{
-    affected_pods, mark_renewed, read_manifests, rolling_restart, RestartError, RENEWED_ANNOTATION,
+    affected_pods, mark_renewed, read_manifests, rolling_restart, rolling_restart_marked,
+    RestartError, RENEWED_ANNOTATION,
 };
 
 use std::path::{Path, PathBuf};

@@ -75,6 +75,11 @@ fn mentions(word: &str, file: &Path) -> bool {
 
 /// Rewrites the manifest at `path` with [`RENEWED_ANNOTATION`] set to `stamp` (atomically, 0600).
 pub fn mark_renewed(path: &Path, stamp: &str) -> Result<(), String> {
+    mark(path, RENEWED_ANNOTATION, stamp)
+}
+
+/// Rewrites the manifest at `path` with `annotation` set to `stamp` (atomically, 0600).
+fn mark(path: &Path, annotation: &str, stamp: &str) -> Result<(), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut doc: serde_yaml::Value =
         serde_yaml::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -88,7 +93,7 @@ pub fn mark_renewed(path: &Path, stamp: &str) -> Result<(), String> {
     let annotations = annotations
         .as_mapping_mut()
         .ok_or_else(|| format!("{}: metadata.annotations is not a map", path.display()))?;
-    annotations.insert(RENEWED_ANNOTATION.into(), stamp.into());
+    annotations.insert(annotation.into(), stamp.into());
     let text = serde_yaml::to_string(&doc).map_err(|e| e.to_string())?;
     host::write_all(&[RenderedFile::new(path, 0o600, text)]).map_err(|e| e.to_string())
 }
@@ -137,6 +142,18 @@ pub fn rolling_restart(
     timeout: Duration,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), RestartError> {
+    rolling_restart_marked(socket, affected, timeout, RENEWED_ANNOTATION, progress)
+}
+
+/// [`rolling_restart`] with another annotation saying why (an encryption key rotation sets
+/// `boot/encryption-config-loaded-at`).
+pub fn rolling_restart_marked(
+    socket: &Path,
+    affected: &[(PathBuf, String)],
+    timeout: Duration,
+    annotation: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), RestartError> {
     let stamp = crate::pki::format_time(super::unix(std::time::SystemTime::now()));
     for (manifest, name) in affected {
         let before = status::fetch_blocking(socket).ok();
@@ -144,7 +161,7 @@ pub fn rolling_restart(
             .as_ref()
             .and_then(|s| pod_of(s, manifest))
             .map(|p| p.uid.clone());
-        mark_renewed(manifest, &stamp).map_err(|reason| RestartError::Manifest {
+        mark(manifest, annotation, &stamp).map_err(|reason| RestartError::Manifest {
             pod: name.clone(),
             reason,
         })?;

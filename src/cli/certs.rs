@@ -151,9 +151,11 @@ fn renew(args: RenewArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         println!("No static pod uses the renewed files: nothing to restart.");
         return Ok(ExitCode::Ok);
     }
-    certs::rolling_restart(
+    certs::hot_reload::take_renewed(
         &root.path("/run/boot/agent.sock"),
-        &affected,
+        &manifests,
+        affected,
+        &changed,
         Duration::from_secs(args.timeout),
         &mut |line| println!("[renew] {line}"),
     )

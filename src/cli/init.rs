@@ -203,10 +203,11 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         };
         let agent = if foreground && request.skip.iter().all(|p| *p != PhaseName::Agent) {
             let options = crate::agent::AgentOptions::from_config(root.clone(), &cfg)?;
-            Some(tokio::spawn(crate::agent::run(
-                options,
-                super::shutdown_signal(),
-            )))
+            // Automatic certificate renewal runs beside the agent here too, as `boot agent` runs it.
+            let renewal = super::agent::auto_renewal(&cfg, &root, &options.status_socket);
+            let renewal = tokio::spawn(crate::certs::auto::run(renewal));
+            let agent = tokio::spawn(crate::agent::run(options, super::shutdown_signal()));
+            Some((agent, renewal))
         } else {
             None
         };
@@ -214,11 +215,13 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             .await
             .map_err(|e| init_error(e, &root))?;
         print_finish(&root, took);
-        if let Some(agent) = agent {
+        if let Some((agent, renewal)) = agent {
             println!(
                 "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"
             );
-            if let Ok(Err(e)) = agent.await {
+            let ended = agent.await;
+            renewal.abort();
+            if let Ok(Err(e)) = ended {
                 return Err(CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e));
             }
         }

@@ -12,6 +12,7 @@ mod logs;
 mod manifests;
 mod output;
 mod reset;
+mod secrets;
 mod status;
 
 pub use error::{CliError, ExitCode};
@@ -81,6 +82,9 @@ pub enum Command {
     /// Certificate expiry and renewal (kubeadm's `certs` commands).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Encryption at rest: `rotate-key` replaces the key without losing access to any Secret.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// The images init uses, pulling and importing them, and the local image store.
     #[command(subcommand)]
     Images(images::ImagesCommand),
@@ -137,6 +141,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Logs(args) => logs::run(args, global),
         Command::Certs(command) => certs::run(command, global),
         Command::Images(command) => images::run(command, global),
+        Command::Secrets(command) => secrets::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
         Command::OciShim(args) => std::process::exit(crate::runtime::oci::shim::run(args)),
     }
