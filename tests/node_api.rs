@@ -365,13 +365,13 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
     let old_hash = mirror(&cluster, "kube-scheduler")["metadata"]["annotations"]
         ["kubernetes.io/config.mirror"]
         .clone();
-    let manifest = manifest(&cluster, "kube-scheduler");
-    let edited = std::fs::read_to_string(&manifest).unwrap().replacen(
+    let scheduler = manifest(&cluster, "kube-scheduler");
+    let edited = std::fs::read_to_string(&scheduler).unwrap().replacen(
         "\n  labels:\n",
         "\n  labels:\n    edited: \"yes\"\n",
         1,
     );
-    std::fs::write(&manifest, edited).unwrap();
+    std::fs::write(&scheduler, edited).unwrap();
     wait_for("the mirror pod's new hash", Duration::from_secs(60), || {
         let pod = mirror(&cluster, "kube-scheduler");
         let hash = &pod["metadata"]["annotations"]["kubernetes.io/config.mirror"];
