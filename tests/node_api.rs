@@ -2,7 +2,7 @@
 //! with the real kube-apiserver, kube-controller-manager and kube-scheduler; Debian's etcd): after
 //! `boot init`, the Node is Ready with kubeadm's control-plane label and taint, the four mirror pods
 //! are Running and Ready and follow the static pods (deleted → back, manifest edited → new hash),
-//! the kubelet's events show on them (counted when repeated), `kubectl logs [-f]` reaches the
+//! the kubelet's events show on them (counted when repeated, found by the mirror pod's UID), `kubectl logs [-f]` reaches the
 //! component logs through `:10250`, anonymous requests are refused,
 //! pods bound to the node are rejected and others never land on it, and an API server stopped
 //! through the agent leaves etcd alone while the mirror pods catch up when it is back.
@@ -232,20 +232,25 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
             .then_some(())
         },
     );
-    let describe = kubectl(
+    // The query `kubectl describe pod` makes for the pod's events.
+    let selected = kubectl(
         &cluster,
         &[
             "-n",
             "kube-system",
-            "describe",
-            "pod",
-            &format!("kube-scheduler-{NODE}"),
+            "get",
+            "events",
+            "--field-selector",
+            &format!(
+                "involvedObject.uid={},involvedObject.name=kube-scheduler-{NODE}",
+                scheduler_uid.as_str().unwrap()
+            ),
         ],
     );
     assert!(
-        text(&describe).contains("Started container kube-scheduler"),
+        text(&selected).contains("Started container kube-scheduler"),
         "{}",
-        text(&describe)
+        text(&selected)
     );
 
     // kubectl logs and logs -f, through the API server and :10250.

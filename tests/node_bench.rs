@@ -36,15 +36,11 @@ fn memory(pid: u64) -> Vec<(String, u64)> {
     text.lines()
         .filter_map(|line| {
             let (key, value) = line.split_once(':')?;
-            ["VmRSS", "RssAnon", "RssFile", "Threads"]
-                .contains(&key)
-                .then(|| {
-                    (
-                        key.to_string(),
-                        value.split_whitespace().next()?.parse().ok(),
-                    )
-                })?
-                .map(|v| (key.to_string(), v))
+            if !["VmRSS", "RssAnon", "RssFile", "Threads"].contains(&key) {
+                return None;
+            }
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            Some((key.to_string(), value))
         })
         .collect()
 }
