@@ -164,17 +164,94 @@ async fn ready_ip(agent: &TestAgent, name: &str) -> IpAddr {
         .await
 }
 
+/// A free port on 127.0.0.1 and the manifest lines that map the web pod's port 80 to it.
+fn loopback_host_port() -> (u16, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    (
+        port,
+        format!("      hostPort: {port}\n      hostIP: 127.0.0.1\n"),
+    )
+}
+
+/// Serves `text` from a web pod named `name` (with `ports_extra` under its port) and waits until
+/// it is ready; returns its pod IP.
+async fn serve(agent: &TestAgent, name: &str, text: &str, ports_extra: &str) -> IpAddr {
+    let dir = site(agent, text);
+    agent.write_manifest(&format!("{name}.yaml"), &web_pod(name, &dir, ports_extra));
+    ready_ip(agent, name).await
+}
+
+/// A user's network in the CNI conf dir instead of boot's default: its own name, bridge and
+/// /24 (`10.<second>.x.0`), IPAM state in the test's root, `extra` plugins after the bridge.
+struct UserNetwork {
+    name: String,
+    bridge: String,
+    subnet: String,
+    ipam_dir: PathBuf,
+    /// Deletes the user's bridge when the test ends.
+    _guard: NetworkGuard,
+}
+
+fn user_network(
+    test: &NetTest,
+    prefix: &str,
+    second: u8,
+    bridge_extra: serde_json::Value,
+    extra: &[serde_json::Value],
+) -> UserNetwork {
+    let settings = &test.guard.settings;
+    let pid = std::process::id();
+    let name = format!("{prefix}-net-{:x}", pid % 0x10000);
+    let bridge = format!("b{}{:x}", &prefix[..1], pid % 0x10000);
+    let subnet = format!("10.{second}.{}.0/24", pid % 250);
+    let ipam_dir = test.agent.path(&format!("{prefix}-ipam"));
+    let mut bridge_plugin = serde_json::json!({
+        "type": "bridge", "bridge": bridge, "isGateway": true,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]], "dataDir": ipam_dir}
+    });
+    for (key, value) in bridge_extra.as_object().into_iter().flatten() {
+        bridge_plugin[key] = value.clone();
+    }
+    let plugins: Vec<serde_json::Value> = std::iter::once(bridge_plugin)
+        .chain(extra.iter().cloned())
+        .collect();
+    let conflist = serde_json::json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins});
+    std::fs::create_dir_all(&settings.conf_dir).unwrap();
+    std::fs::write(
+        settings.conf_dir.join(format!("10-{prefix}.conflist")),
+        conflist.to_string(),
+    )
+    .unwrap();
+    let guard = NetworkGuard {
+        settings: NetworkSettings {
+            default_network: boot::runtime::network::default::DefaultNetwork {
+                bridge: bridge.clone(),
+                ..settings.default_network.clone()
+            },
+            ..settings.clone()
+        },
+    };
+    UserNetwork {
+        name,
+        bridge,
+        subnet,
+        ipam_dir,
+        _guard: guard,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_gets_an_ip_in_the_default_range_and_the_node_reaches_it() {
     let Some(()) = prerequisites() else { return };
     let mut test = start(1, |_| {});
     let settings = test.guard.settings.clone();
     test.agent.start().await;
-    let dir = site(&test.agent, "hello from the pod network");
-    test.agent
-        .write_manifest("web.yaml", &web_pod("web", &dir, ""));
     // Ready means the readiness probe reached httpd: nothing listens on port 80 of the node.
-    let ip = ready_ip(&test.agent, "web").await;
+    let ip = serve(&test.agent, "web", "hello from the pod network", "").await;
     let IpAddr::V4(v4) = ip else {
         panic!("not IPv4: {ip}")
     };
@@ -226,17 +303,9 @@ async fn host_port_through_portmap_and_del_on_removal_leaves_nothing() {
     let mut test = start(2, |_| {});
     let settings = test.guard.settings.clone();
     test.agent.start().await;
-    let dir = site(&test.agent, "reached through the host port");
-    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
+    let (host_port, ports) = loopback_host_port();
     let portmap = PORTMAP.lock().await;
-    test.agent
-        .write_manifest("hp.yaml", &web_pod("hp", &dir, &ports));
-    let ip = ready_ip(&test.agent, "hp").await;
+    let ip = serve(&test.agent, "hp", "reached through the host port", &ports).await;
     drop(portmap);
     let answer = http_get(SocketAddr::from(([127, 0, 0, 1], host_port)));
     assert!(answer.contains("reached through the host port"), "{answer}");
@@ -282,37 +351,15 @@ async fn a_conflist_in_the_conf_dir_is_used_instead_of_the_default() {
     let Some(()) = prerequisites() else { return };
     let mut test = start(3, |_| {});
     let settings = test.guard.settings.clone();
-    // The user's network: another name, bridge and range, IPAM state in the test's root.
-    let pid = std::process::id();
-    let name = format!("user-net-{:x}", pid % 0x10000);
-    let bridge = format!("bu{:x}", pid % 0x10000);
-    let subnet = format!("10.210.{}.0/24", pid % 250);
-    let ipam_dir = test.agent.path("user-ipam");
-    let conflist = serde_json::json!({
-        "cniVersion": "1.0.0", "name": name,
-        "plugins": [{"type": "bridge", "bridge": bridge, "isGateway": true,
-                     "ipam": {"type": "host-local", "ranges": [[{"subnet": subnet}]],
-                              "dataDir": ipam_dir}}]
-    });
-    std::fs::create_dir_all(&settings.conf_dir).unwrap();
-    let file = settings.conf_dir.join("10-user.conflist");
-    std::fs::write(&file, conflist.to_string()).unwrap();
-    let _user_bridge = NetworkGuard {
-        settings: NetworkSettings {
-            default_network: boot::runtime::network::default::DefaultNetwork {
-                bridge: bridge.clone(),
-                ..settings.default_network.clone()
-            },
-            ..settings.clone()
-        },
-    };
+    let user = user_network(&test, "user", 210, serde_json::json!({}), &[]);
     test.agent.start().await;
-    let dir = site(&test.agent, "user network");
-    test.agent
-        .write_manifest("user.yaml", &web_pod("user", &dir, ""));
-    let ip = ready_ip(&test.agent, "user").await;
-    let range: ipnet::IpNet = subnet.parse().unwrap();
-    assert!(range.contains(&ip), "{ip} is outside the user's {subnet}");
+    let ip = serve(&test.agent, "user", "user network", "").await;
+    let range: ipnet::IpNet = user.subnet.parse().unwrap();
+    assert!(
+        range.contains(&ip),
+        "{ip} is outside the user's {}",
+        user.subnet
+    );
     let status = test.agent.status();
     let network = &status.pod("user").unwrap().network;
     assert!(network.contains("10-user.conflist"), "{network}");
@@ -323,7 +370,7 @@ async fn a_conflist_in_the_conf_dir_is_used_instead_of_the_default() {
         "boot's default bridge is not made"
     );
     assert!(http_get(SocketAddr::new(ip, 80)).contains("user network"));
-    assert!(ipam_dir.join(&name).join(ip.to_string()).exists());
+    assert!(user.ipam_dir.join(&user.name).join(ip.to_string()).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,17 +429,9 @@ async fn a_restarted_agent_keeps_the_network_and_reset_teardown_leaves_nothing()
     let mut test = start(5, |_| {});
     let settings = test.guard.settings.clone();
     test.agent.start().await;
-    let dir = site(&test.agent, "left behind");
-    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
+    let (_, ports) = loopback_host_port();
     let portmap = PORTMAP.lock().await;
-    test.agent
-        .write_manifest("left.yaml", &web_pod("left", &dir, &ports));
-    let ip = ready_ip(&test.agent, "left").await;
+    let ip = serve(&test.agent, "left", "left behind", &ports).await;
     drop(portmap);
     let pid = test.agent.status().pod("left").unwrap().pid();
     // A restarted agent finds the sandbox again: CHECK passes, same IP, same process.
@@ -478,44 +517,16 @@ async fn boot_reset_deletes_the_pod_network_of_a_stopped_agent() {
     let settings = test.guard.settings.clone();
     // `boot reset --root` knows boot's default paths only: the pod goes on a conflist's network
     // with a bridge of this test's own, whose attachment the cache carries to reset.
-    let pid = std::process::id();
-    let name = format!("reset-net-{:x}", pid % 0x10000);
-    let bridge = format!("br{:x}", pid % 0x10000);
-    let ipam_dir = test.agent.path("reset-ipam");
-    let conflist = serde_json::json!({
-        "cniVersion": "1.0.0", "name": name,
-        "plugins": [{"type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true,
-                     "ipam": {"type": "host-local",
-                              "ranges": [[{"subnet": format!("10.216.{}.0/24", pid % 250)}]],
-                              "dataDir": ipam_dir}},
-                    {"type": "portmap", "capabilities": {"portMappings": true}}]
-    });
-    std::fs::create_dir_all(&settings.conf_dir).unwrap();
-    std::fs::write(
-        settings.conf_dir.join("10-reset.conflist"),
-        conflist.to_string(),
-    )
-    .unwrap();
-    let _user_bridge = NetworkGuard {
-        settings: NetworkSettings {
-            default_network: boot::runtime::network::default::DefaultNetwork {
-                bridge: bridge.clone(),
-                ..settings.default_network.clone()
-            },
-            ..settings.clone()
-        },
-    };
+    let user = user_network(
+        &test,
+        "reset",
+        216,
+        serde_json::json!({"ipMasq": true}),
+        &[serde_json::json!({"type": "portmap", "capabilities": {"portMappings": true}})],
+    );
     test.agent.start().await;
-    let dir = site(&test.agent, "reset me");
-    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let ports = format!("      hostPort: {host_port}\n      hostIP: 127.0.0.1\n");
-    test.agent
-        .write_manifest("r.yaml", &web_pod("r", &dir, &ports));
-    let ip = ready_ip(&test.agent, "r").await;
+    let (_, ports) = loopback_host_port();
+    let ip = serve(&test.agent, "r", "reset me", &ports).await;
     test.agent.stop().await;
     let before = cleanup::attachments(&settings);
     assert_eq!(before.len(), 1);
@@ -539,14 +550,14 @@ async fn boot_reset_deletes_the_pod_network_of_a_stopped_agent() {
     );
     assert!(
         stdout.contains(&format!(
-            "Deleted the pod network attachment {name}/{}",
-            before[0].container_id
+            "Deleted the pod network attachment {}/{}",
+            user.name, before[0].container_id
         )),
         "{stdout}"
     );
     assert!(stdout.contains("pod network checked"), "{stdout}");
-    assert_eq!(cleanup::bridge_ports(&bridge), Vec::<String>::new());
-    assert!(!ipam_dir.join(&name).join(ip.to_string()).exists());
+    assert_eq!(cleanup::bridge_ports(&user.bridge), Vec::<String>::new());
+    assert!(!user.ipam_dir.join(&user.name).join(ip.to_string()).exists());
     let rules = nat_chains();
     for chain in chains {
         assert!(!rules.contains(&chain), "{chain} left:\n{rules}");

@@ -2,167 +2,47 @@
 //! with the real kube-apiserver, kube-controller-manager and kube-scheduler; Debian's etcd): after
 //! `boot init`, the Node is Ready with kubeadm's control-plane label and taint, the four mirror pods
 //! are Running and Ready and follow the static pods (deleted → back, manifest edited → new hash),
-//! `kubectl logs [-f]` reaches the component logs through `:10250`, anonymous requests are refused,
+//! the kubelet's events show on them (counted when repeated, found by the mirror pod's UID), `kubectl logs [-f]` reaches the
+//! component logs through `:10250`, anonymous requests are refused,
 //! pods bound to the node are rejected and others never land on it, and an API server stopped
 //! through the agent leaves etcd alone while the mirror pods catch up when it is back.
 //!
 //! One cluster per test file (the real API server takes seconds to start on two cores); free
 //! ports; a guard resets the root even when an assertion fails.
 
-#[path = "common/require.rs"]
-mod require;
+#[path = "common/cluster.rs"]
+mod cluster;
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use cluster::{require, text, Cluster, Components};
 use serde_json::Value;
 
-const BOOT: &str = env!("CARGO_BIN_EXE_boot");
-const IGNORE: &str =
-    "--ignore-preflight-errors=FileContent--proc-sys-net-ipv4-ip_forward,NumCPU,Mem";
-const NODE: &str = "node-api-e2e";
+/// The harness's node name.
+const NODE: &str = "node-e2e";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn status(cluster: &Cluster) -> Value {
+    let out = cluster.boot(&["status", "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
 
-struct Cluster {
-    dir: tempfile::TempDir,
-    kubelet_port: u16,
+fn kubectl(cluster: &Cluster, args: &[&str]) -> Output {
+    cluster::kubectl(Path::new("kubectl"), cluster, args)
 }
 
-impl Cluster {
-    fn new(k8s_bin: &Path) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = dir.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
-        for name in [
-            "kube-apiserver",
-            "kube-controller-manager",
-            "kube-scheduler",
-        ] {
-            std::os::unix::fs::symlink(k8s_bin.join(name), bin.join(name)).unwrap();
-        }
-        std::os::unix::fs::symlink("/usr/bin/etcd", bin.join("etcd")).unwrap();
-        std::fs::create_dir_all(dir.path().join("root")).unwrap();
-        let [api, client, peer, metrics, kcm, scheduler, status, kubelet] =
-            [0; 8].map(|_| free_port());
-        let config = format!(
-            r#"apiVersion: kubeadm.k8s.io/v1beta4
-kind: InitConfiguration
-localAPIEndpoint:
-  advertiseAddress: 127.0.0.1
-  bindPort: {api}
-nodeRegistration:
-  name: {NODE}
----
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-kubernetesVersion: v1.36.2
-encryptionAlgorithm: ECDSA-P256
-etcd:
-  local:
-    extraArgs:
-    - {{name: listen-client-urls, value: "https://127.0.0.1:{client}"}}
-    - {{name: advertise-client-urls, value: "https://127.0.0.1:{client}"}}
-    - {{name: listen-peer-urls, value: "https://127.0.0.1:{peer}"}}
-    - {{name: initial-advertise-peer-urls, value: "https://127.0.0.1:{peer}"}}
-    - {{name: initial-cluster, value: "{NODE}=https://127.0.0.1:{peer}"}}
-    - {{name: listen-metrics-urls, value: "http://127.0.0.1:{metrics}"}}
-controllerManager:
-  extraArgs:
-  - {{name: secure-port, value: "{kcm}"}}
-scheduler:
-  extraArgs:
-  - {{name: secure-port, value: "{scheduler}"}}
----
-apiVersion: boot/v1alpha1
-kind: BootConfiguration
-runtime: process
-binDirs: [{bin}]
-agent:
-  statusAddress: 127.0.0.1:{status}
----
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: 127.0.0.1
-port: {kubelet}
-"#,
-            bin = bin.display(),
-        );
-        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
-        Cluster {
-            dir,
-            kubelet_port: kubelet,
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("root")
-    }
-
-    fn boot(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(BOOT);
-        command
-            .args(args)
-            .arg("--root")
-            .arg(self.root())
-            .stdin(Stdio::null());
-        if args.first() == Some(&"init") {
-            command
-                .arg("--config")
-                .arg(self.dir.path().join("config.yaml"))
-                .arg(IGNORE);
-        }
-        command.output().unwrap()
-    }
-
-    fn status(&self) -> Value {
-        let out = self.boot(&["status", "-o", "json"]);
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .args(args)
-            .arg("--request-timeout=10s")
-            .env("KUBECONFIG", self.root().join("etc/kubernetes/admin.conf"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        serde_json::from_slice(&self.kubectl(&all).stdout).unwrap_or_default()
-    }
-
-    fn manifest(&self, name: &str) -> PathBuf {
-        self.root()
-            .join(format!("etc/kubernetes/manifests/{name}.yaml"))
-    }
+fn json(cluster: &Cluster, args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_slice(&kubectl(cluster, &all).stdout).unwrap_or_default()
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.boot(&["reset", "--force"]);
-    }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+fn manifest(cluster: &Cluster, name: &str) -> PathBuf {
+    cluster
+        .root()
+        .join(format!("etc/kubernetes/manifests/{name}.yaml"))
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit` saying what was awaited.
@@ -181,13 +61,30 @@ fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>
 }
 
 fn mirror(cluster: &Cluster, component: &str) -> Value {
-    cluster.json(&[
-        "-n",
-        "kube-system",
-        "get",
-        "pod",
-        &format!("{component}-{NODE}"),
-    ])
+    json(
+        cluster,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "pod",
+            &format!("{component}-{NODE}"),
+        ],
+    )
+}
+
+/// The `Started` event of `component`'s mirror pod in `kubectl get events -n kube-system`.
+fn started_event(cluster: &Cluster, component: &str) -> Option<Value> {
+    let events = json(cluster, &["-n", "kube-system", "get", "events"]);
+    events["items"]
+        .as_array()?
+        .iter()
+        .find(|e| {
+            e["reason"] == "Started"
+                && e["involvedObject"]["name"] == format!("{component}-{NODE}")
+                && e["message"] == format!("Started container {component}")
+        })
+        .cloned()
 }
 
 fn pid_of(status: &Value, pod: &str) -> Option<i64> {
@@ -209,20 +106,16 @@ fn condition(object: &Value, kind: &str) -> Option<String> {
 
 #[test]
 fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
-    let k8s_bin = std::env::var_os("BOOT_K8S_BIN").map(PathBuf::from);
-    let have_bin = k8s_bin
-        .as_ref()
-        .is_some_and(|d| d.join("kube-apiserver").is_file());
-    if !require::prerequisite(
-        "BOOT_K8S_BIN naming the real control-plane binaries",
-        have_bin,
-    ) || require::tool("etcd").is_none()
+    let Some(components) = cluster::real_components() else {
+        return;
+    };
+    if !cluster::have_etcd()
         || require::tool("kubectl").is_none()
         || require::tool("curl").is_none()
     {
         return;
     }
-    let cluster = Cluster::new(&k8s_bin.unwrap());
+    let cluster = Cluster::with(Components::Real(&components), "3m0s");
     let init = cluster.boot(&["init"]);
     assert!(init.status.success(), "{}", text(&init));
     assert!(
@@ -255,7 +148,7 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
 
     // The Node: Ready, control-plane role and taint, reachable kubelet endpoint.
     let node = wait_for("the Node to be Ready", Duration::from_secs(90), || {
-        let node = cluster.json(&["get", "node", NODE]);
+        let node = json(&cluster, &["get", "node", NODE]);
         (condition(&node, "Ready").as_deref() == Some("True")).then_some(node)
     });
     assert!(node["metadata"]["labels"]
@@ -270,10 +163,10 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
         ));
     assert_eq!(
         node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"],
-        cluster.kubelet_port
+        cluster.kubelet_port()
     );
     assert_eq!(node["status"]["allocatable"]["pods"], "4");
-    let lease = cluster.json(&["-n", "kube-node-lease", "get", "lease", NODE]);
+    let lease = json(&cluster, &["-n", "kube-node-lease", "get", "lease", NODE]);
     assert_eq!(lease["spec"]["holderIdentity"], NODE);
 
     // Four mirror pods, Running and Ready, with restart counts, owned by the Node.
@@ -306,14 +199,71 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
         "{status_table}"
     );
 
+    // Events as the kubelet posts them, on the mirror pods: Started for the scheduler (posted once
+    // its mirror pod exists), and after a crash and restart the same event counted again.
+    let scheduler_uid = mirror(&cluster, "kube-scheduler")["metadata"]["uid"].clone();
+    let started = wait_for(
+        "a Started event for the scheduler",
+        Duration::from_secs(60),
+        || started_event(&cluster, "kube-scheduler"),
+    );
+    assert_eq!(started["type"], "Normal");
+    assert_eq!(started["source"]["component"], "kubelet");
+    assert_eq!(started["source"]["host"], NODE);
+    assert_eq!(started["involvedObject"]["uid"], scheduler_uid);
+    assert_eq!(
+        started["involvedObject"]["fieldPath"],
+        "spec.containers{kube-scheduler}"
+    );
+    let count = started["count"].as_i64().unwrap();
+    let pid = pid_of(&status(&cluster), "kube-scheduler").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(
+        "the Started event counted again",
+        Duration::from_secs(60),
+        || {
+            let again = started_event(&cluster, "kube-scheduler")?;
+            (again["metadata"]["name"] == started["metadata"]["name"]
+                && again["count"].as_i64() > Some(count))
+            .then_some(())
+        },
+    );
+    // The query `kubectl describe pod` makes for the pod's events.
+    let selected = kubectl(
+        &cluster,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "events",
+            "--field-selector",
+            &format!(
+                "involvedObject.uid={},involvedObject.name=kube-scheduler-{NODE}",
+                scheduler_uid.as_str().unwrap()
+            ),
+        ],
+    );
+    assert!(
+        text(&selected).contains("Started container kube-scheduler"),
+        "{}",
+        text(&selected)
+    );
+
     // kubectl logs and logs -f, through the API server and :10250.
-    let logs = cluster.kubectl(&[
-        "-n",
-        "kube-system",
-        "logs",
-        &format!("kube-apiserver-{NODE}"),
-        "--tail=3",
-    ]);
+    let logs = kubectl(
+        &cluster,
+        &[
+            "-n",
+            "kube-system",
+            "logs",
+            &format!("kube-apiserver-{NODE}"),
+            "--tail=3",
+        ],
+    );
     assert!(
         logs.status.success() && !logs.stdout.is_empty(),
         "{}",
@@ -352,22 +302,26 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
     // Anonymous requests to :10250 are refused.
     let anonymous = Command::new("curl")
         .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("https://127.0.0.1:{}/pods", cluster.kubelet_port))
+        .arg(format!("https://127.0.0.1:{}/pods", cluster.kubelet_port()))
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&anonymous.stdout), "401");
 
     // A deleted mirror pod comes back; its static pod keeps running.
-    let before = cluster.status();
+    let before = status(&cluster);
     let old_uid = mirror(&cluster, "kube-scheduler")["metadata"]["uid"].clone();
-    let deleted = cluster.kubectl(&[
-        "-n",
-        "kube-system",
-        "delete",
-        "pod",
-        &format!("kube-scheduler-{NODE}"),
-        "--wait=false",
-    ]);
+    let deleted = kubectl(
+        &cluster,
+        &[
+            "-n",
+            "kube-system",
+            "delete",
+            "pod",
+            &format!("kube-scheduler-{NODE}"),
+            // kubectl's default: wait until the pod with the old UID is gone, here at most this long.
+            "--timeout=30s",
+        ],
+    );
     assert!(deleted.status.success(), "{}", text(&deleted));
     wait_for(
         "the mirror pod to come back",
@@ -378,25 +332,31 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
         },
     );
     assert_eq!(
-        pid_of(&cluster.status(), "kube-scheduler"),
+        pid_of(&status(&cluster), "kube-scheduler"),
         pid_of(&before, "kube-scheduler")
     );
 
     // A pod bound to the node is rejected; a scheduled one never lands on it.
-    let bound = cluster.kubectl(&[
-        "run",
-        "bound",
-        "--image=registry.k8s.io/pause:3.10",
-        "--overrides={\"spec\":{\"nodeName\":\"node-api-e2e\"}}",
-    ]);
+    let bound = kubectl(
+        &cluster,
+        &[
+            "run",
+            "bound",
+            "--image=registry.k8s.io/pause:3.10",
+            &format!("--overrides={{\"spec\":{{\"nodeName\":\"{NODE}\"}}}}"),
+        ],
+    );
     assert!(bound.status.success(), "{}", text(&bound));
-    let free = cluster.kubectl(&["run", "free", "--image=registry.k8s.io/pause:3.10"]);
+    let free = kubectl(
+        &cluster,
+        &["run", "free", "--image=registry.k8s.io/pause:3.10"],
+    );
     assert!(free.status.success(), "{}", text(&free));
     let rejected = wait_for(
         "the bound pod to be rejected",
         Duration::from_secs(30),
         || {
-            let pod = cluster.json(&["get", "pod", "bound"]);
+            let pod = json(&cluster, &["get", "pod", "bound"]);
             (pod["status"]["phase"] == "Failed").then_some(pod)
         },
     );
@@ -410,20 +370,20 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
     let old_hash = mirror(&cluster, "kube-scheduler")["metadata"]["annotations"]
         ["kubernetes.io/config.mirror"]
         .clone();
-    let manifest = cluster.manifest("kube-scheduler");
-    let edited = std::fs::read_to_string(&manifest).unwrap().replacen(
+    let scheduler = manifest(&cluster, "kube-scheduler");
+    let edited = std::fs::read_to_string(&scheduler).unwrap().replacen(
         "\n  labels:\n",
         "\n  labels:\n    edited: \"yes\"\n",
         1,
     );
-    std::fs::write(&manifest, edited).unwrap();
+    std::fs::write(&scheduler, edited).unwrap();
     wait_for("the mirror pod's new hash", Duration::from_secs(60), || {
         let pod = mirror(&cluster, "kube-scheduler");
         let hash = &pod["metadata"]["annotations"]["kubernetes.io/config.mirror"];
         (hash.is_string() && *hash != old_hash && pod["metadata"]["labels"]["edited"] == "yes")
             .then_some(())
     });
-    let free = cluster.json(&["get", "pod", "free"]);
+    let free = json(&cluster, &["get", "pod", "free"]);
     assert!(
         free["spec"]["nodeName"].is_null(),
         "scheduled onto the control plane: {free}"
@@ -431,17 +391,17 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
 
     // The API server stopped through the agent: etcd is left alone, and the mirror pods catch
     // up once it is back.
-    let etcd_pid = pid_of(&cluster.status(), "etcd");
+    let etcd_pid = pid_of(&status(&cluster), "etcd");
     let parked = cluster.dir.path().join("kube-apiserver.yaml");
-    std::fs::rename(cluster.manifest("kube-apiserver"), &parked).unwrap();
+    std::fs::rename(manifest(&cluster, "kube-apiserver"), &parked).unwrap();
     wait_for("the API sync to notice", Duration::from_secs(90), || {
-        let status = cluster.status();
+        let status = status(&cluster);
         let gone = pid_of(&status, "kube-apiserver").is_none();
         (gone && status["api"]["lastError"].is_string()).then_some(())
     });
-    std::fs::rename(&parked, cluster.manifest("kube-apiserver")).unwrap();
+    std::fs::rename(&parked, manifest(&cluster, "kube-apiserver")).unwrap();
     wait_for("the API sync to catch up", Duration::from_secs(120), || {
-        let status = cluster.status();
+        let status = status(&cluster);
         let api = &status["api"];
         let synced = api["nodeRegistered"] == true
             && api["lastError"].is_null()
@@ -450,7 +410,7 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
         synced.then_some(())
     });
     assert_eq!(
-        pid_of(&cluster.status(), "etcd"),
+        pid_of(&status(&cluster), "etcd"),
         etcd_pid,
         "etcd was disturbed"
     );

@@ -50,6 +50,11 @@ pub struct ApiSyncStatus {
     /// API requests the node side has made since the agent started (watches count once).
     #[serde(default)]
     pub requests: u64,
+    /// Events about the static pods posted, and dropped (queue full, expired, over the rate).
+    #[serde(default)]
+    pub events_posted: u64,
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 impl ApiSyncStatus {

@@ -1,7 +1,8 @@
 //! The agent's face in the API (design §8 "node"), apart from supervision: with `kubelet.conf`
 //! it registers the control-plane Node, renews its Lease, keeps a mirror pod per static pod and
 //! rejects any other pod bound to the node ([`sync`]), and serves the kubelet's read API on
-//! `:10250` ([`server`]) so that `kubectl logs` reaches the static pods' logs.
+//! `:10250` ([`server`]) so that `kubectl logs` reaches the static pods' logs; [`events`] posts
+//! the kubelet's events about the static pods.
 //!
 //! It starts with the agent, runs beside the supervisor on the same runtime and only reads the
 //! states the supervisor publishes ([`crate::agent::published`]); nothing in supervision waits on
@@ -12,6 +13,7 @@
 //! [`kubelet_config`] is `/var/lib/kubelet/config.yaml`; [`mark`] is init's `mark-control-plane`.
 
 pub mod auth;
+pub mod events;
 pub mod host_info;
 pub mod kubelet_config;
 pub mod logs;
@@ -87,7 +89,23 @@ pub async fn start(options: NodeOptions, subscription: Subscription) -> NodeHand
             Err(why) => println!("[agent] The kubelet API on {addr} is not served: {why}"),
         }
     }
-    let sync = sync::NodeSync::new(options, subscription.states, subscription.api_sync);
+    let queue = Arc::new(events::Queue::default());
+    let (refs, refs_rx) = tokio::sync::watch::channel(events::MirrorRefs::default());
+    tasks.push(tokio::spawn(events::watch_states(
+        subscription.states.clone(),
+        queue.clone(),
+    )));
+    tasks.push(tokio::spawn(events::post(
+        queue.clone(),
+        refs_rx,
+        options.identity.name.clone(),
+    )));
+    let sync = sync::NodeSync::new(
+        options,
+        subscription.states,
+        subscription.api_sync,
+        sync::EventsLink { refs, queue },
+    );
     tasks.push(tokio::spawn(sync.run()));
     NodeHandle { tasks }
 }

@@ -44,31 +44,73 @@ const LEASE_RENEW: Duration = Duration::from_secs(10);
 
 type PodEvents = std::pin::Pin<Box<dyn Stream<Item = kube::Result<WatchEvent<Pod>>> + Send>>;
 
-/// An API failure in one step, said in one line.
+/// An API failure in one step, said in one line, with the HTTP status when the API server
+/// answered.
 #[derive(Debug)]
-struct Failed(String);
+pub(in crate::node) struct Failed {
+    pub message: String,
+    pub code: Option<u16>,
+}
+
+impl Failed {
+    fn new(message: String) -> Failed {
+        Failed {
+            message,
+            code: None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.code == Some(404)
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        self.code == Some(409)
+    }
+
+    /// The API server answered and refused: trying the same request again will not help.
+    pub fn is_refusal(&self) -> bool {
+        self.code
+            .is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429)
+    }
+}
 
 fn failed(what: &str) -> impl Fn(kube::Error) -> Failed + '_ {
-    move |e| Failed(format!("{what}: {}", crate::postboot::describe(&e)))
+    move |e| Failed {
+        message: format!("{what}: {}", crate::postboot::describe(&e)),
+        code: match &e {
+            kube::Error::Api(response) => Some(response.code),
+            _ => None,
+        },
+    }
 }
 
 /// API requests made by this process's node sync (for `boot status -o json` and the README's
 /// requests-per-minute figure).
 static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-async fn bounded<T>(
+pub(in crate::node) async fn bounded<T>(
     what: &str,
     call: impl std::future::Future<Output = kube::Result<T>>,
 ) -> Result<T, Failed> {
     REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(result) => result.map_err(failed(what)),
-        Err(_) => Err(Failed(format!("{what}: no answer within {CALL_TIMEOUT:?}"))),
+        Err(_) => Err(Failed::new(format!(
+            "{what}: no answer within {CALL_TIMEOUT:?}"
+        ))),
     }
+}
+
+/// The node sync's side of the event poster: which mirror pods exist, and the counts.
+pub struct EventsLink {
+    pub refs: watch::Sender<super::events::MirrorRefs>,
+    pub queue: Arc<super::events::Queue>,
 }
 
 pub struct NodeSync {
     options: Arc<NodeOptions>,
+    events_link: EventsLink,
     states: watch::Receiver<Arc<Published>>,
     api_sync: watch::Sender<ApiSyncStatus>,
     client: Option<Client>,
@@ -100,8 +142,10 @@ impl NodeSync {
         options: Arc<NodeOptions>,
         states: watch::Receiver<Arc<Published>>,
         api_sync: watch::Sender<ApiSyncStatus>,
+        events_link: EventsLink,
     ) -> NodeSync {
         NodeSync {
+            events_link,
             host: host_info::read(&options.kubelet_dir),
             options,
             states,
@@ -137,12 +181,13 @@ impl NodeSync {
                 Ok(()) => {
                     backoff = FIRST_BACKOFF;
                 }
-                Err(Failed(error)) => {
+                Err(Failed { message: error, .. }) => {
                     if self.last_error.as_ref() != Some(&error) && self.options.print_events {
                         println!("[agent] API sync: {error} (retrying)");
                     }
                     self.last_error = Some(error);
                     self.events = None;
+                    self.publish_mirror_refs(None);
                     self.publish_sync_state(0);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -168,6 +213,7 @@ impl NodeSync {
             self.watch_pods(&client).await?;
         }
         let in_sync = self.reconcile(&client).await?;
+        self.publish_mirror_refs(Some(&client));
         if self.last_error.take().is_some() && self.options.print_events {
             println!("[agent] API sync: in sync again");
         }
@@ -200,10 +246,35 @@ impl NodeSync {
             Duration::from_secs(u64::from(WATCH_SECONDS) + 30),
         )
         .await
-        .map_err(|e| Failed(e.to_string()))?;
+        .map_err(|e| Failed::new(e.to_string()))?;
         self.client = Some(caller.client.clone());
         self.server = caller.server.clone();
         Ok(caller.client)
+    }
+
+    /// Tells the event poster which mirror pods exist (and whether the API server answers).
+    fn publish_mirror_refs(&self, client: Option<&Client>) {
+        let mirrors: BTreeMap<String, String> = self
+            .pods
+            .values()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            .filter_map(|pod| {
+                let hash = pod
+                    .metadata
+                    .annotations
+                    .as_ref()?
+                    .get(objects::CONFIG_MIRROR)?;
+                Some((hash.clone(), pod.metadata.uid.clone()?))
+            })
+            .collect();
+        self.events_link.refs.send_if_modified(|refs| {
+            let changed = refs.client.is_some() != client.is_some() || refs.mirrors != mirrors;
+            if changed {
+                refs.client = client.cloned();
+                refs.mirrors = mirrors;
+            }
+            changed
+        });
     }
 
     fn publish_sync_state(&mut self, mirrors_in_sync: u32) {
@@ -221,6 +292,8 @@ impl NodeSync {
             last_sync: None,
             last_error: self.last_error.clone(),
             requests: 0,
+            events_posted: 0,
+            events_dropped: 0,
         };
         if state.in_sync() {
             self.last_sync = Some(rfc3339_nano(SystemTime::now()));
@@ -229,6 +302,8 @@ impl NodeSync {
             server: self.server.clone(),
             last_sync: self.last_sync.clone(),
             requests: REQUESTS.load(std::sync::atomic::Ordering::Relaxed),
+            events_posted: self.events_link.queue.posted(),
+            events_dropped: self.events_link.queue.dropped(),
             ..state
         };
         self.api_sync.send_if_modified(|current| {
@@ -248,7 +323,7 @@ impl NodeSync {
             None => {
                 let object: Node =
                     serde_json::from_value(objects::node(&self.options.identity, &self.host.arch))
-                        .map_err(|e| Failed(format!("the Node object: {e}")))?;
+                        .map_err(|e| Failed::new(format!("the Node object: {e}")))?;
                 match bounded("create Node", nodes.create(&PostParams::default(), &object)).await {
                     Ok(node) => {
                         if self.options.print_events {
@@ -319,7 +394,7 @@ impl NodeSync {
         if let Some(version) = self.lease_version.clone() {
             let lease: Lease =
                 serde_json::from_value(objects::lease(&name, &node_uid, &renew, Some(&version)))
-                    .map_err(|e| Failed(format!("the Lease object: {e}")))?;
+                    .map_err(|e| Failed::new(format!("the Lease object: {e}")))?;
             if let Ok(updated) = bounded(
                 "renew Lease",
                 leases.replace(&name, &PostParams::default(), &lease),
@@ -334,7 +409,7 @@ impl NodeSync {
         let version = current.and_then(|l| l.metadata.resource_version);
         let lease: Lease =
             serde_json::from_value(objects::lease(&name, &node_uid, &renew, version.as_deref()))
-                .map_err(|e| Failed(format!("the Lease object: {e}")))?;
+                .map_err(|e| Failed::new(format!("the Lease object: {e}")))?;
         let stored = match version {
             Some(_) => {
                 bounded(

@@ -6,6 +6,7 @@
 //! implements the same trait. [`names`] are the validated identifiers the runtime turns into paths,
 //! [`logs`] the CRI log format, the per-container log relay and the reader behind `boot logs`.
 
+pub mod ignored_fields;
 pub mod logs;
 pub mod names;
 pub mod network;

@@ -70,8 +70,8 @@ impl Cluster {
         }
         std::os::unix::fs::symlink("/usr/bin/etcd", bin.join("etcd")).unwrap();
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
-        let ports = ports::free_ports(7);
-        let [api, client, peer, metrics, kcm, scheduler, status] = ports[..] else {
+        let ports = ports::free_ports(8);
+        let [api, client, peer, metrics, kcm, scheduler, status, kubelet] = ports[..] else {
             unreachable!()
         };
         let record = dir.path().join("api-requests.jsonl");
@@ -117,6 +117,11 @@ binDirs: [{bin}]
 agent:
   statusAddress: 127.0.0.1:{status}
   backoff: {{initial: 200ms, max: 1s}}
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: 127.0.0.1
+port: {kubelet}
 "#,
             record = record.display(),
             bin = bin.display(),
@@ -127,6 +132,11 @@ agent:
 
     pub fn root(&self) -> PathBuf {
         self.dir.path().join("root")
+    }
+
+    /// The kubelet API's port (`KubeletConfiguration.port`, on 127.0.0.1).
+    pub fn kubelet_port(&self) -> u16 {
+        self.ports[7]
     }
 
     pub fn boot(&self, args: &[&str]) -> Output {

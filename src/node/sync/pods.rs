@@ -63,7 +63,12 @@ impl NodeSync {
             }
             Some(Ok(WatchEvent::Deleted(pod))) => {
                 self.remember_version(&pod);
-                self.pods.remove(&key(&pod));
+                // The replacement of a deleted mirror pod may be known already (we created it):
+                // only the pod with this UID is gone.
+                let name = key(&pod);
+                if self.pods.get(&name).map(|p| &p.metadata.uid) == Some(&pod.metadata.uid) {
+                    self.pods.remove(&name);
+                }
             }
             Some(Ok(WatchEvent::Bookmark(bookmark))) => {
                 self.resource_version = bookmark.metadata.resource_version;
@@ -72,7 +77,7 @@ impl NodeSync {
             Some(Ok(WatchEvent::Error(e))) => {
                 self.events = None;
                 if e.code != 410 {
-                    return Err(Failed(format!("watch pods: {} {}", e.code, e.message)));
+                    return Err(Failed::new(format!("watch pods: {} {}", e.code, e.message)));
                 }
             }
             Some(Err(e)) => {
@@ -134,7 +139,7 @@ impl NodeSync {
                     {
                         Ok(created) => created,
                         // Still there (its deletion not yet seen): the next event retries.
-                        Err(e) if e.0.contains("409") => continue,
+                        Err(e) if e.is_conflict() => continue,
                         Err(e) => return Err(e),
                     };
                     self.pods.insert(name.clone(), created.clone());
@@ -231,7 +236,7 @@ impl NodeSync {
         {
             Ok(_) => {}
             // Gone already, or replaced by another: either way not ours to delete.
-            Err(e) if e.0.contains("404") || e.0.contains("409") => {}
+            Err(e) if e.is_not_found() || e.is_conflict() => {}
             Err(e) => return Err(e),
         }
         self.pods.remove(&key(pod));

@@ -31,6 +31,7 @@ use nix::sys::signal::Signal;
 use self::image::ImageSource;
 use self::rootfs::ContainerDirs;
 use self::sandbox::{SandboxDirs, SandboxFiles};
+use super::ignored_fields::{self, ContainerField, PodField, Unsupported};
 use super::network::{self, NetworkSettings};
 use super::process::{cgroup, netns, proc, volumes};
 use super::{
@@ -261,45 +262,20 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 /// What the OCI runtime does not apply: LSM labels and profiles (no SELinux or AppArmor
 /// support here), a shared pid namespace, `fsGroupChangePolicy` (volumes are not chowned).
-fn ignored_fields(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
-    let mut fields = Vec::new();
-    if let Some(p) = &spec.security_context {
-        let set = [
-            ("fsGroupChangePolicy", p.fs_group_change_policy.is_some()),
-            ("seLinuxOptions", p.se_linux_options.is_some()),
-            ("appArmorProfile", p.app_armor_profile.is_some()),
-            ("windowsOptions", p.windows_options.is_some()),
-        ];
-        for (name, _) in set.iter().filter(|(_, used)| *used) {
-            fields.push(format!("spec.securityContext.{name}"));
-        }
-    }
-    if spec.share_process_namespace == Some(true) {
-        fields.push("spec.shareProcessNamespace".into());
-    }
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers);
-    for container in containers {
-        let Some(c) = &container.security_context else {
-            continue;
-        };
-        let set = [
-            ("seLinuxOptions", c.se_linux_options.is_some()),
-            ("appArmorProfile", c.app_armor_profile.is_some()),
-            ("windowsOptions", c.windows_options.is_some()),
-        ];
-        for (name, _) in set.iter().filter(|(_, used)| *used) {
-            fields.push(format!(
-                "spec.containers[{}].securityContext.{name}",
-                container.name
-            ));
-        }
-    }
-    fields
-}
+const UNSUPPORTED: Unsupported = Unsupported {
+    pod: &[
+        PodField::FsGroupChangePolicy,
+        PodField::SeLinuxOptions,
+        PodField::AppArmorProfile,
+        PodField::WindowsOptions,
+        PodField::ShareProcessNamespace,
+    ],
+    container: &[
+        ContainerField::SeLinuxOptions,
+        ContainerField::AppArmorProfile,
+        ContainerField::WindowsOptions,
+    ],
+};
 
 fn read_bounded(path: &Path) -> Option<String> {
     use std::io::Read;
@@ -444,7 +420,7 @@ impl Runtime for OciRuntime {
     }
 
     fn ignored_fields(&self, pod: PodRef<'_>) -> Vec<String> {
-        ignored_fields(pod.spec)
+        ignored_fields::in_use(pod.spec, &UNSUPPORTED)
     }
 
     fn needs_images(&self) -> bool {

@@ -7,6 +7,8 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
+use crate::runtime::ignored_fields::{ContainerField, PodField, Unsupported};
+
 /// Who a container process runs as, and with which restrictions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessIdentity {
@@ -131,57 +133,32 @@ pub fn process_identity(
 
 /// The fields of the pod that the process runtime does not apply (a host process has the host's
 /// root file system, capabilities, seccomp and LSM confinement).
+pub const UNSUPPORTED: Unsupported = Unsupported {
+    pod: &[
+        PodField::FsGroup,
+        PodField::FsGroupChangePolicy,
+        PodField::SeLinuxOptions,
+        PodField::SeccompProfile,
+        PodField::AppArmorProfile,
+        PodField::Sysctls,
+        PodField::WindowsOptions,
+        PodField::ShareProcessNamespace,
+        PodField::HostAliases,
+    ],
+    container: &[
+        ContainerField::Capabilities,
+        ContainerField::ReadOnlyRootFilesystem,
+        ContainerField::SeccompProfile,
+        ContainerField::AppArmorProfile,
+        ContainerField::SeLinuxOptions,
+        ContainerField::ProcMount,
+        ContainerField::WindowsOptions,
+    ],
+};
+
+/// The fields of `spec` the process runtime does not apply.
 pub fn unsupported_fields(spec: &PodSpec) -> Vec<String> {
-    let mut fields = Vec::new();
-    if let Some(p) = &spec.security_context {
-        let set = [
-            ("fsGroup", p.fs_group.is_some()),
-            ("fsGroupChangePolicy", p.fs_group_change_policy.is_some()),
-            ("seLinuxOptions", p.se_linux_options.is_some()),
-            ("seccompProfile", p.seccomp_profile.is_some()),
-            ("appArmorProfile", p.app_armor_profile.is_some()),
-            ("sysctls", p.sysctls.as_ref().is_some_and(|s| !s.is_empty())),
-            ("windowsOptions", p.windows_options.is_some()),
-        ];
-        for (name, _) in set.iter().filter(|(_, used)| *used) {
-            fields.push(format!("spec.securityContext.{name}"));
-        }
-    }
-    if spec.share_process_namespace == Some(true) {
-        fields.push("spec.shareProcessNamespace".into());
-    }
-    if spec.host_aliases.as_ref().is_some_and(|a| !a.is_empty()) {
-        fields.push("spec.hostAliases".into());
-    }
-    let containers = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers);
-    for container in containers {
-        let Some(c) = &container.security_context else {
-            continue;
-        };
-        let set = [
-            ("capabilities", c.capabilities.is_some()),
-            (
-                "readOnlyRootFilesystem",
-                c.read_only_root_filesystem == Some(true),
-            ),
-            ("seccompProfile", c.seccomp_profile.is_some()),
-            ("appArmorProfile", c.app_armor_profile.is_some()),
-            ("seLinuxOptions", c.se_linux_options.is_some()),
-            ("procMount", c.proc_mount.is_some()),
-            ("windowsOptions", c.windows_options.is_some()),
-        ];
-        for (name, _) in set.iter().filter(|(_, used)| *used) {
-            fields.push(format!(
-                "spec.containers[{}].securityContext.{name}",
-                container.name
-            ));
-        }
-    }
-    fields
+    crate::runtime::ignored_fields::in_use(spec, &UNSUPPORTED)
 }
 
 #[cfg(test)]
