@@ -7,12 +7,14 @@ mod config_cmd;
 mod error;
 mod images;
 mod init;
+mod join_data;
 mod load;
 mod logs;
 mod manifests;
 mod output;
 mod reset;
 mod status;
+mod token;
 
 pub use error::{CliError, ExitCode};
 
@@ -86,6 +88,9 @@ pub enum Command {
     Images(images::ImagesCommand),
     /// Print a static pod's container log.
     Logs(logs::LogsArgs),
+    /// Bootstrap tokens for joining nodes (kubeadm's `token` commands).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Relay a container's output into its CRI log file (started by the agent).
     #[command(hide = true)]
     LogRelay(agent::LogRelayArgs),
@@ -135,6 +140,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Agent(args) => agent::run(args, global),
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),
+        Command::Token(command) => token::run(command, global),
         Command::Certs(command) => certs::run(command, global),
         Command::Images(command) => images::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
