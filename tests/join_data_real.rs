@@ -195,7 +195,7 @@ fn kubectl_as_token(kubectl_exe: &Path, endpoint: &str, pki: &Path, args: &[&str
 /// controller manager (kubeadm:node-autoapprove-bootstrap) and it may get nodes.
 fn csr_with_token_is_approved(kubectl_exe: &Path, cluster: &Cluster, endpoint: &str, pki: &Path) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "system:node:jd-worker");

@@ -313,7 +313,8 @@ mod tests {
     fn durations_read_as_kubectl_prints_them() {
         assert_eq!(short_human_duration(-5), "<invalid>");
         assert_eq!(short_human_duration(59), "59s");
-        assert_eq!(short_human_duration(7199), "119m");
+        assert_eq!(short_human_duration(3599), "59m");
+        assert_eq!(short_human_duration(7199), "1h");
         assert_eq!(short_human_duration(47 * 3600), "47h");
         assert_eq!(short_human_duration(72 * 3600), "3d");
     }

@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn ca_cert_hash_is_the_sha256_of_the_spki() {
         let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec![])
+        let cert = rcgen::CertificateParams::new(Vec::<String>::new())
             .unwrap()
             .self_signed(&key)
             .unwrap();
