@@ -220,11 +220,18 @@ fn csr_with_token_is_approved(kubectl_exe: &Path, cluster: &Cluster, endpoint: &
         "the token creates a CSR: {}",
         text(&created)
     );
-    let whoami = kubectl_as_token(kubectl_exe, endpoint, pki, &["get", "nodes", "-o", "name"]);
-    assert!(
-        whoami.status.success(),
+    // kubeadm:get-nodes grants `get` (not `list`): what `kubeadm join` checks.
+    let can = kubectl_as_token(
+        kubectl_exe,
+        endpoint,
+        pki,
+        &["auth", "can-i", "get", "nodes"],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&can.stdout).trim(),
+        "yes",
         "kubeadm:get-nodes: {}",
-        text(&whoami)
+        text(&can)
     );
     let approved = kubectl_until_ok(
         kubectl_exe,
