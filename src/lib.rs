@@ -13,6 +13,7 @@ pub mod host;
 pub mod http;
 pub mod image;
 pub mod init;
+pub mod join;
 pub mod node;
 pub mod pki;
 pub mod postboot;

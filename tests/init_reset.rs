@@ -330,7 +330,7 @@ fn an_etcd_data_directory_in_use_is_not_boots_to_empty() {
     std::fs::write(member.join("snap"), "someone's data").unwrap();
     let init = cluster.boot(&[
         "init",
-        "--skip-phases=agent,wait-control-plane,post-boot",
+        "--skip-phases=agent,wait-control-plane,post-boot,upload-certs,bootstrap-token",
         "--ignore-preflight-errors=all",
     ]);
     assert!(init.status.success(), "{}", text(&init));
@@ -356,7 +356,7 @@ fn a_foreground_agent_starts_after_preflight_and_reset_stops_it() {
         // be free when preflight looks at it.
         .arg("--ignore-preflight-errors=all")
         // No control-plane pods: this is about the agent, preflight and the ledger.
-        .arg("--skip-phases=etcd,control-plane,wait-control-plane,post-boot")
+        .arg("--skip-phases=etcd,control-plane,wait-control-plane,post-boot,upload-certs,bootstrap-token")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -7,6 +7,7 @@ mod config_cmd;
 mod error;
 mod images;
 mod init;
+mod join_data;
 mod load;
 mod logs;
 mod manifests;
@@ -14,6 +15,7 @@ mod output;
 mod reset;
 mod secrets;
 mod status;
+mod token;
 
 pub use error::{CliError, ExitCode};
 
@@ -90,6 +92,9 @@ pub enum Command {
     Images(images::ImagesCommand),
     /// Print a static pod's container log.
     Logs(logs::LogsArgs),
+    /// Bootstrap tokens for joining nodes (kubeadm's `token` commands).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Relay a container's output into its CRI log file (started by the agent).
     #[command(hide = true)]
     LogRelay(agent::LogRelayArgs),
@@ -139,6 +144,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Agent(args) => agent::run(args, global),
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),
+        Command::Token(command) => token::run(command, global),
         Command::Certs(command) => certs::run(command, global),
         Command::Images(command) => images::run(command, global),
         Command::Secrets(command) => secrets::run(command, global),

@@ -1,0 +1,20 @@
+//! What joining a node needs, on both sides: the bootstrap token, the CA pin and the certificate
+//! key ([`token`]); the token's Secret ([`token_secret`]); the signed `kube-public/cluster-info`
+//! ([`cluster_info`], [`jws`]); the encrypted `kube-system/kubeadm-certs` ([`upload_certs`],
+//! [`cipher`]); and bootstrap-token discovery ([`discovery`]). All wire formats are kubeadm's,
+//! so `kubeadm join` works against a `boot` control plane and the other way round. `boot init`
+//! writes the objects in its post-boot phases (`crate::postboot`); `boot join` reads them.
+
+pub mod cipher;
+pub mod cluster_info;
+pub mod discovery;
+pub mod jws;
+pub mod token;
+pub mod token_secret;
+pub mod upload_certs;
+
+pub use cluster_info::ClusterInfo;
+pub use discovery::{discover, DiscoveryError};
+pub use token::{BootstrapToken, CaCertHash, CertificateKey, FormatError};
+pub use token_secret::TokenSpec;
+pub use upload_certs::{download, SharedCertificates, UploadCertsError};
