@@ -7,6 +7,7 @@ mod config_cmd;
 mod error;
 mod images;
 mod init;
+// mod join; (wired once join-data is merged)
 mod load;
 mod logs;
 mod manifests;
