@@ -43,6 +43,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub pull_images: bool,
     #[command(flatten)]
+    pub join: super::join_data::JoinDataFlags,
+    #[command(flatten)]
     pub config: ConfigFlags,
 }
 
@@ -73,6 +75,11 @@ pub enum Phase {
     WaitControlPlane(RunArgs),
     /// Bind kubeadm:cluster-admins and upload the ClusterConfiguration (idempotent).
     PostBoot(RunArgs),
+    /// Upload the shared certificates, encrypted, to Secret kube-system/kubeadm-certs (with
+    /// --upload-certs) and print the key.
+    UploadCerts(RunArgs),
+    /// Create the bootstrap token, its RBAC, kubelet-config and the signed cluster-info.
+    BootstrapToken(RunArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,12 +101,19 @@ pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         run_all(args, global)
     };
     let (flags, parts) = match &phase {
-        Phase::Preflight(_) | Phase::Agent(_) | Phase::WaitControlPlane(_) | Phase::PostBoot(_) => {
+        Phase::Preflight(_)
+        | Phase::Agent(_)
+        | Phase::WaitControlPlane(_)
+        | Phase::PostBoot(_)
+        | Phase::UploadCerts(_)
+        | Phase::BootstrapToken(_) => {
             return match phase {
                 Phase::Preflight(a) => only(PhaseName::Preflight, a),
                 Phase::Agent(a) => only(PhaseName::Agent, a),
                 Phase::WaitControlPlane(a) => only(PhaseName::WaitControlPlane, a),
                 Phase::PostBoot(a) => only(PhaseName::PostBoot, a),
+                Phase::UploadCerts(a) => only(PhaseName::UploadCerts, a),
+                Phase::BootstrapToken(a) => only(PhaseName::BootstrapToken, a),
                 _ => unreachable!("matched above"),
             };
         }
@@ -182,6 +196,7 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         exe,
         live: std::io::stdout().is_terminal(),
         pull_images: args.pull_images || cfg.boot.runtime == crate::config::RuntimeKind::Oci,
+        join: super::join_data::join_data(&args.join, &cfg)?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -214,6 +229,11 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             .await
             .map_err(|e| init_error(e, &root))?;
         print_finish(&root, took);
+        if request.runs(PhaseName::BootstrapToken) {
+            if let Some(text) = super::join_data::join_commands(&cfg, &root, &request.join) {
+                println!("\n{text}");
+            }
+        }
         if let Some(agent) = agent {
             println!(
                 "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"

@@ -7,13 +7,15 @@ mod config_cmd;
 mod error;
 mod images;
 mod init;
-// mod join; (wired once join-data is merged)
+mod join;
+mod join_data;
 mod load;
 mod logs;
 mod manifests;
 mod output;
 mod reset;
 mod status;
+mod token;
 
 pub use error::{CliError, ExitCode};
 
@@ -70,6 +72,8 @@ pub enum Command {
     Manifests(manifests::ManifestsArgs),
     /// Bootstrap the control plane; `boot init phase <name>` runs one phase.
     Init(Box<init::InitArgs>),
+    /// Join this machine to a cluster as another control-plane node (stacked etcd).
+    Join(Box<join::JoinArgs>),
     /// Stop the agent and the pods and remove everything init created; then check nothing is left.
     Reset(reset::ResetArgs),
     /// Print the default configuration, or validate a configuration file.
@@ -87,6 +91,9 @@ pub enum Command {
     Images(images::ImagesCommand),
     /// Print a static pod's container log.
     Logs(logs::LogsArgs),
+    /// Bootstrap tokens for joining nodes (kubeadm's `token` commands).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Relay a container's output into its CRI log file (started by the agent).
     #[command(hide = true)]
     LogRelay(agent::LogRelayArgs),
@@ -131,11 +138,13 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Manifests(args) => manifests::run(args, global),
         Command::Init(args) => init::run(*args, global),
+        Command::Join(args) => join::run(*args, global),
         Command::Config(command) => config_cmd::run(command, global),
         Command::Reset(args) => reset::run(args, global),
         Command::Agent(args) => agent::run(args, global),
         Command::Status(args) => status::run(args, global),
         Command::Logs(args) => logs::run(args, global),
+        Command::Token(command) => token::run(command, global),
         Command::Certs(command) => certs::run(command, global),
         Command::Images(command) => images::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),

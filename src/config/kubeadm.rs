@@ -293,19 +293,8 @@ pub fn ignored_fields(
     cluster: &ClusterConfiguration,
 ) -> Vec<(&'static str, &'static str)> {
     let no_kubelet = "boot runs static pods without a kubelet or a CRI";
-    let no_workers = "boot does not join workers yet";
     let reg = &init.node_registration;
-    let checks: [(bool, &str, &str); 11] = [
-        (
-            !init.bootstrap_tokens.is_empty(),
-            "InitConfiguration.bootstrapTokens",
-            no_workers,
-        ),
-        (
-            init.certificate_key.is_some(),
-            "InitConfiguration.certificateKey",
-            "boot does not upload certificates yet",
-        ),
+    let checks: [(bool, &str, &str); 9] = [
         (
             init.patches.is_some(),
             "InitConfiguration.patches",

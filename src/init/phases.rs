@@ -5,7 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// kubeadm's init phases as boot runs them (reference §1; `agent` stands for `kubelet-start`,
-/// `post-boot` for the cluster-admins binding and `upload-config`).
+/// `post-boot` for the cluster-admins binding and `upload-config`; `upload-certs` and
+/// `bootstrap-token` are kubeadm's, in its order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PhaseName {
     Preflight,
@@ -16,9 +17,11 @@ pub enum PhaseName {
     Agent,
     WaitControlPlane,
     PostBoot,
+    UploadCerts,
+    BootstrapToken,
 }
 
-pub const ALL: [PhaseName; 8] = [
+pub const ALL: [PhaseName; 10] = [
     PhaseName::Preflight,
     PhaseName::Certs,
     PhaseName::Kubeconfig,
@@ -27,6 +30,8 @@ pub const ALL: [PhaseName; 8] = [
     PhaseName::Agent,
     PhaseName::WaitControlPlane,
     PhaseName::PostBoot,
+    PhaseName::UploadCerts,
+    PhaseName::BootstrapToken,
 ];
 
 impl PhaseName {
@@ -40,6 +45,8 @@ impl PhaseName {
             PhaseName::Agent => "agent",
             PhaseName::WaitControlPlane => "wait-control-plane",
             PhaseName::PostBoot => "post-boot",
+            PhaseName::UploadCerts => "upload-certs",
+            PhaseName::BootstrapToken => "bootstrap-token",
         }
     }
 }

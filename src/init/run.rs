@@ -31,6 +31,17 @@ pub struct InitRequest<'a> {
     pub live: bool,
     /// Pull the control-plane images in preflight (when the agent's runtime runs images).
     pub pull_images: bool,
+    /// What the upload-certs and bootstrap-token phases create for joining nodes.
+    pub join: JoinData,
+}
+
+/// What init creates for joining nodes.
+#[derive(Debug, Clone, Default)]
+pub struct JoinData {
+    /// The bootstrap tokens (the first is the one the join commands show).
+    pub tokens: Vec<crate::join::TokenSpec>,
+    /// `--upload-certs`: the key that encrypts the shared certificates.
+    pub certificate_key: Option<crate::join::CertificateKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +68,8 @@ pub enum InitError {
 }
 
 impl InitRequest<'_> {
-    fn runs(&self, phase: PhaseName) -> bool {
+    /// Whether `phase` is part of this run.
+    pub fn runs(&self, phase: PhaseName) -> bool {
         !self.skip.contains(&phase)
     }
 }
@@ -179,6 +191,14 @@ pub async fn prepare(
             );
         }
         say!("[dry-run] Would then wait for the control plane and run post-boot");
+        if request.runs(PhaseName::UploadCerts) && request.join.certificate_key.is_some() {
+            say!("[dry-run] Would upload the shared certificates to Secret kube-system/kubeadm-certs");
+        }
+        if request.runs(PhaseName::BootstrapToken) {
+            for spec in &request.join.tokens {
+                say!("[dry-run] Would create bootstrap token {}", spec.token.id());
+            }
+        }
         return Ok(None);
     }
 
@@ -301,7 +321,64 @@ pub async fn finish(
             }
         }
     }
+    join_phases(request, &layout, out).await?;
     Ok(start.elapsed())
+}
+
+/// kubeadm's upload-certs and bootstrap-token phases, in its order.
+async fn join_phases(
+    request: &InitRequest<'_>,
+    layout: &OutputLayout,
+    out: &mut dyn Write,
+) -> Result<(), InitError> {
+    let (cfg, root) = (request.cfg, request.root);
+    let timeout = cfg.init.timeouts.kubernetes_api_call.0;
+    let failed = |e: crate::postboot::PostBootError| {
+        let hint = e
+            .hint()
+            .map(|h| format!(" (hint: {h})"))
+            .unwrap_or_default();
+        InitError::PostBoot(format!("{e}{hint}"))
+    };
+    if request.runs(PhaseName::UploadCerts) {
+        match &request.join.certificate_key {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "[upload-certs] Skipping phase. Please see --upload-certs"
+                );
+            }
+            Some(key) => {
+                let lines = crate::postboot::upload_certs(
+                    &layout.kubernetes_dir,
+                    &layout.cert_dir,
+                    root,
+                    cfg,
+                    key,
+                    timeout,
+                )
+                .await
+                .map_err(failed)?;
+                for line in lines {
+                    let _ = writeln!(out, "{line}");
+                }
+                let _ = writeln!(out, "[upload-certs] Using certificate key:\n{key}");
+            }
+        }
+    }
+    if request.runs(PhaseName::BootstrapToken) {
+        let tokens = crate::postboot::BootstrapTokens {
+            tokens: &request.join.tokens,
+            now: k8s_openapi::jiff::Timestamp::now(),
+        };
+        let lines = crate::postboot::bootstrap_token(&layout.kubernetes_dir, cfg, tokens, timeout)
+            .await
+            .map_err(failed)?;
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    Ok(())
 }
 
 fn save(ledger: &Ledger, root: &HostRoot) -> Result<(), InitError> {

@@ -52,6 +52,16 @@ pub enum PostBootError {
     },
     #[error("cannot render the ClusterConfiguration as YAML for ConfigMap kube-system/kubeadm-config: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("a bootstrap token with ID {id:?} already exists")]
+    TokenExists { id: String },
+    #[error("bootstrap token {id:?} not found")]
+    TokenNotFound { id: String },
+    #[error("ConfigMap kube-public/cluster-info does not exist (or has no kubeconfig)")]
+    NoClusterInfo,
+    #[error("cannot update {object}: it kept changing concurrently")]
+    Conflict { object: String },
+    #[error("upload-certs: {0}")]
+    UploadCerts(#[from] crate::join::UploadCertsError),
 }
 
 impl PostBootError {
@@ -72,6 +82,18 @@ impl PostBootError {
                     .into(),
             ),
             PostBootError::Yaml(_) => None,
+            PostBootError::TokenExists { .. } => {
+                Some("give another token, or let `boot token create` generate one".into())
+            }
+            PostBootError::TokenNotFound { .. } => {
+                Some("`boot token list` shows the existing tokens".into())
+            }
+            PostBootError::NoClusterInfo => Some(
+                "run `boot init phase bootstrap-token` on this control-plane node to create it"
+                    .into(),
+            ),
+            PostBootError::Conflict { .. } => Some("run the command again".into()),
+            PostBootError::UploadCerts(e) => Some(e.hint()),
         }
     }
 }

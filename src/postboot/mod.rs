@@ -13,9 +13,13 @@
 //! `<kubernetes dir>/super-admin.conf`; writes nothing on the host. Every API call is bounded by
 //! `timeouts.kubernetesAPICall` and transient failures are retried a few times (`client`).
 
+mod bootstrap;
+pub mod bootstrap_objects;
 mod client;
 mod error;
 pub mod objects;
+pub mod tokens;
+mod upload;
 
 use std::fmt::Debug;
 use std::path::Path;
@@ -26,8 +30,10 @@ use kube::Client;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use bootstrap::{bootstrap_token, published_kubeconfig, BootstrapTokens};
 pub use client::{is_transient, Caller, Failure};
 pub use error::{describe, PostBootError};
+pub use upload::upload_certs;
 
 use crate::config::ClusterConfiguration;
 use objects::{
@@ -107,14 +113,14 @@ async fn ensure_cluster_admins(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+pub(crate) enum Outcome {
     Created,
     Existed,
     Updated,
 }
 
 impl Outcome {
-    fn word(self) -> &'static str {
+    pub(crate) fn word(self) -> &'static str {
         match self {
             Outcome::Created => "created",
             Outcome::Existed => "already there",
@@ -123,7 +129,7 @@ impl Outcome {
     }
 }
 
-fn cluster_scoped<K>(client: Client) -> Api<K>
+pub(crate) fn cluster_scoped<K>(client: Client) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
     K::DynamicType: Default,
@@ -131,7 +137,7 @@ where
     Api::all(client)
 }
 
-fn namespaced<K>(client: Client) -> Api<K>
+pub(crate) fn namespaced<K>(client: Client) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,
@@ -140,7 +146,7 @@ where
 }
 
 /// Creates `object`; AlreadyExists is [`Outcome::Existed`].
-async fn create<K>(
+pub(crate) async fn create<K>(
     caller: &Caller,
     api: fn(Client) -> Api<K>,
     object: &K,
@@ -162,8 +168,7 @@ where
     }
 }
 
-/// kubeadm's `apiclient.CreateOrUpdate` in `kube-system`: create, and on AlreadyExists replace
-/// the stored object unconditionally (no resourceVersion, so the last writer wins as in kubeadm).
+/// kubeadm's `apiclient.CreateOrUpdate` in `kube-system`.
 async fn create_or_update<K>(caller: &Caller, object: &K) -> Result<Outcome, PostBootError>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -173,12 +178,25 @@ where
         + Debug,
     K::DynamicType: Default,
 {
-    let api = namespaced::<K>;
+    put(caller, namespaced::<K>, object).await
+}
+
+/// kubeadm's `apiclient.CreateOrUpdate`: create, and on AlreadyExists replace the stored object
+/// unconditionally (no resourceVersion, so the last writer wins as in kubeadm).
+pub(crate) async fn put<K>(
+    caller: &Caller,
+    api: fn(Client) -> Api<K>,
+    object: &K,
+) -> Result<Outcome, PostBootError>
+where
+    K: kube::Resource + Clone + Serialize + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
     let name = object.meta().name.clone().unwrap_or_default();
-    let what = format!(
-        "{} {KUBE_SYSTEM}/{name}",
-        K::kind(&K::DynamicType::default())
-    );
+    let what = match &object.meta().namespace {
+        Some(namespace) => format!("{} {namespace}/{name}", K::kind(&K::DynamicType::default())),
+        None => format!("{} {name}", K::kind(&K::DynamicType::default())),
+    };
     match create(caller, api, object).await {
         Ok(Outcome::Existed) => {}
         Ok(outcome) => return Ok(outcome),

@@ -29,9 +29,9 @@ pub const BOOTSTRAP_TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-no
 /// kubeadm's `NodesGroup`.
 pub const NODES_GROUP: &str = "system:nodes";
 /// `rbac.GroupName`.
-const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
+pub(crate) const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 
-fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+pub(crate) fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: namespace.map(str::to_string),
@@ -39,7 +39,7 @@ fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     }
 }
 
-fn group(name: &str) -> Subject {
+pub(crate) fn group(name: &str) -> Subject {
     // kubeadm leaves apiGroup empty and the API server defaults it to rbac's group for Group
     // subjects; sending it explicitly stores the same object.
     Subject {

@@ -11,7 +11,7 @@ pub mod grpc;
 mod grpc_wire;
 pub mod http;
 mod http_location;
-mod insecure_tls;
+pub(crate) mod insecure_tls;
 mod run;
 pub mod set;
 pub mod spec;

@@ -1,5 +1,5 @@
-//! The API server stand-in's object store: ClusterRoleBindings, ConfigMaps, Roles and
-//! RoleBindings in memory,
+//! The API server stand-in's object store: ClusterRoles, ClusterRoleBindings, ConfigMaps,
+//! Secrets, Roles and RoleBindings in memory,
 //! with the real API's answers: 201 on create, 409 `AlreadyExists`, 404 `NotFound`,
 //! 409 `Conflict` on a stale resourceVersion, all as `Status` objects.
 
@@ -10,8 +10,10 @@ use serde_json::{json, Value};
 /// A collection the stand-in serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resource {
+    ClusterRoles,
     ClusterRoleBindings,
     ConfigMaps { namespace: String },
+    Secrets { namespace: String },
     Roles { namespace: String },
     RoleBindings { namespace: String },
 }
@@ -19,8 +21,10 @@ pub enum Resource {
 impl Resource {
     fn plural(&self) -> &'static str {
         match self {
+            Resource::ClusterRoles => "clusterroles",
             Resource::ClusterRoleBindings => "clusterrolebindings",
             Resource::ConfigMaps { .. } => "configmaps",
+            Resource::Secrets { .. } => "secrets",
             Resource::Roles { .. } => "roles",
             Resource::RoleBindings { .. } => "rolebindings",
         }
@@ -28,15 +32,16 @@ impl Resource {
 
     fn group(&self) -> &'static str {
         match self {
-            Resource::ConfigMaps { .. } => "",
+            Resource::ConfigMaps { .. } | Resource::Secrets { .. } => "",
             _ => "rbac.authorization.k8s.io",
         }
     }
 
     fn namespace(&self) -> Option<&str> {
         match self {
-            Resource::ClusterRoleBindings => None,
+            Resource::ClusterRoles | Resource::ClusterRoleBindings => None,
             Resource::ConfigMaps { namespace }
+            | Resource::Secrets { namespace }
             | Resource::Roles { namespace }
             | Resource::RoleBindings { namespace } => Some(namespace),
         }
@@ -44,10 +49,12 @@ impl Resource {
 
     fn list_kind(&self) -> (&'static str, &'static str) {
         match self {
+            Resource::ClusterRoles => ("ClusterRoleList", "rbac.authorization.k8s.io/v1"),
             Resource::ClusterRoleBindings => {
                 ("ClusterRoleBindingList", "rbac.authorization.k8s.io/v1")
             }
             Resource::ConfigMaps { .. } => ("ConfigMapList", "v1"),
+            Resource::Secrets { .. } => ("SecretList", "v1"),
             Resource::Roles { .. } => ("RoleList", "rbac.authorization.k8s.io/v1"),
             Resource::RoleBindings { .. } => ("RoleBindingList", "rbac.authorization.k8s.io/v1"),
         }
@@ -102,12 +109,21 @@ impl Resource {
                     rest.first().map(|n| n.to_string()),
                 ))
             }
-            ["api", "v1", "namespaces", ns, "configmaps", rest @ ..] if rest.len() <= 1 => Some((
-                Resource::ConfigMaps {
-                    namespace: ns.to_string(),
-                },
-                rest.first().map(|n| n.to_string()),
-            )),
+            ["apis", "rbac.authorization.k8s.io", "v1", "clusterroles", rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                Some((Resource::ClusterRoles, rest.first().map(|n| n.to_string())))
+            }
+            ["api", "v1", "namespaces", ns, plural @ ("configmaps" | "secrets"), rest @ ..]
+                if rest.len() <= 1 =>
+            {
+                let namespace = ns.to_string();
+                let resource = match *plural {
+                    "configmaps" => Resource::ConfigMaps { namespace },
+                    _ => Resource::Secrets { namespace },
+                };
+                Some((resource, rest.first().map(|n| n.to_string())))
+            }
             ["apis", "rbac.authorization.k8s.io", "v1", "namespaces", ns, plural, rest @ ..]
                 if rest.len() <= 1 =>
             {

@@ -1,0 +1,385 @@
+//! What `boot init --upload-certs` leaves for joining nodes, checked against the real
+//! kube-apiserver and kube-controller-manager (v1.36.2, `BOOT_K8S_BIN`) with Debian's etcd:
+//! bootstrap-token discovery (right pin, wrong pin, unknown token, wrong secret), the encrypted
+//! `kubeadm-certs` (the node's CA files come back identical; a wrong key fails), the token
+//! authenticating and its CSR being auto-approved, the controller manager's bootstrapsigner
+//! computing the same JWS as boot, and `boot token create|list|delete`. Without the binaries the
+//! test says it did not run (in CI it fails instead). The cluster is reset on drop.
+
+#[path = "common/cluster.rs"]
+mod cluster;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use boot::join::{
+    discover, download, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError,
+    UploadCertsError,
+};
+use cluster::{
+    have_etcd, kubectl, kubectl_until_ok, real_components, require, text, Cluster, Components,
+};
+
+const TOKEN: &str = "jdtest.0123456789abcdef";
+
+#[test]
+fn init_publishes_join_data_that_discovery_and_download_accept() {
+    let Some(components) = real_components() else {
+        return;
+    };
+    let Some(kubectl_exe) = require::tool("kubectl") else {
+        return;
+    };
+    if !have_etcd() {
+        return;
+    }
+    let cluster = Cluster::with(Components::Real(&components), "3m0s");
+    let init = cluster.boot(&["init", "--upload-certs", "--token", TOKEN]);
+    let output = text(&init);
+    assert!(init.status.success(), "{output}");
+
+    let api = cluster.ports[0];
+    let endpoint = format!("127.0.0.1:{api}");
+    let pki = cluster.root().join("etc/kubernetes/pki");
+    let ca_pem = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+    let hash = CaCertHash::of_pem(ca_pem.as_bytes()).unwrap();
+    let key: CertificateKey = output
+        .lines()
+        .skip_while(|l| !l.contains("[upload-certs] Using certificate key:"))
+        .nth(1)
+        .expect("init prints the certificate key")
+        .trim()
+        .parse()
+        .expect("64 hex digits");
+    assert!(
+        output.contains(&format!(
+            "kubeadm join {endpoint} --token {TOKEN} \\\n\t--discovery-token-ca-cert-hash {hash}"
+        )),
+        "the worker join command: {output}"
+    );
+    let manifests = cluster.root().join("etc/kubernetes/manifests");
+    let apiserver = std::fs::read_to_string(manifests.join("kube-apiserver.yaml")).unwrap();
+    assert!(apiserver.contains("--enable-bootstrap-token-auth=true"));
+    let kcm = std::fs::read_to_string(manifests.join("kube-controller-manager.yaml")).unwrap();
+    assert!(kcm.contains("--controllers=*,bootstrapsigner,tokencleaner"));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token: BootstrapToken = TOKEN.parse().unwrap();
+    let timeout = Duration::from_secs(30);
+
+    // Discovery with the right pin: the CA and server the node has.
+    let info = runtime
+        .block_on(discover(&endpoint, &token, &[hash], timeout))
+        .unwrap_or_else(|e| panic!("{e} (hint: {})", e.hint()));
+    assert_eq!(info.ca_pem, ca_pem);
+    assert_eq!(info.server, format!("https://{endpoint}"));
+
+    // A wrong pin fails at once, naming the endpoint and both hashes.
+    let wrong: CaCertHash = format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
+    let started = Instant::now();
+    let err = runtime
+        .block_on(discover(&endpoint, &token, &[wrong], timeout))
+        .unwrap_err();
+    assert!(matches!(err, DiscoveryError::WrongCaHash { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let message = err.to_string();
+    assert!(
+        message.contains(&endpoint) && message.contains(&hash.to_string()),
+        "{message}"
+    );
+
+    // An unknown token finds no signature until the (short) timeout.
+    let unknown: BootstrapToken = "zzzzzz.0123456789abcdef".parse().unwrap();
+    let err = runtime
+        .block_on(discover(
+            &endpoint,
+            &unknown,
+            &[hash],
+            Duration::from_secs(3),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, DiscoveryError::NoSignature { .. }), "{err:?}");
+    assert!(err.to_string().contains("zzzzzz"), "{err}");
+
+    // The right ID with a wrong secret: the signature does not verify, no retrying.
+    let forged: BootstrapToken = "jdtest.ffffffffffffffff".parse().unwrap();
+    let err = runtime
+        .block_on(discover(&endpoint, &forged, &[hash], timeout))
+        .unwrap_err();
+    assert!(
+        matches!(err, DiscoveryError::BadSignature { .. }),
+        "{err:?}"
+    );
+
+    // The shared certificates come back identical to the node's files.
+    let shared = runtime
+        .block_on(download(&info, &token, &key, timeout))
+        .unwrap_or_else(|e| panic!("{e} (hint: {})", e.hint()));
+    let joined = tempfile::tempdir().unwrap();
+    let written = shared.write_into(&joined.path().join("pki")).unwrap();
+    assert_eq!(written.len(), 8, "{written:?}");
+    for name in [
+        "ca.crt",
+        "ca.key",
+        "sa.key",
+        "sa.pub",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "etcd/ca.crt",
+        "etcd/ca.key",
+    ] {
+        assert_eq!(
+            std::fs::read(joined.path().join("pki").join(name)).unwrap(),
+            std::fs::read(pki.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let err = runtime
+        .block_on(download(
+            &info,
+            &token,
+            &CertificateKey::generate(),
+            timeout,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, UploadCertsError::Decrypt { .. }), "{err}");
+    assert!(err.hint().contains("--certificate-key"));
+    let err = runtime
+        .block_on(download(&info, &unknown, &key, timeout))
+        .unwrap_err();
+    assert!(
+        matches!(err, UploadCertsError::Refused { code: 401, .. }),
+        "{err}"
+    );
+
+    // kubeadm-certs is owned by a two-hour bootstrap token (the tokencleaner deletes both).
+    let owner = kubectl_until_ok(
+        &kubectl_exe,
+        &cluster,
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "secret",
+            "kubeadm-certs",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(owner.starts_with("Secret/bootstrap-token-"), "{owner}");
+
+    csr_with_token_is_approved(&kubectl_exe, &cluster, &endpoint, &pki);
+    controller_manager_signs_the_same(&kubectl_exe, &cluster);
+    token_commands_round_trip(&kubectl_exe, &cluster, &runtime, &endpoint, hash);
+}
+
+/// `kubectl` as the bootstrap token, trusting the cluster CA (no kubeconfig).
+fn kubectl_as_token(kubectl_exe: &Path, endpoint: &str, pki: &Path, args: &[&str]) -> Output {
+    Command::new(kubectl_exe)
+        .arg("--kubeconfig=/dev/null")
+        .arg(format!("--server=https://{endpoint}"))
+        .arg(format!(
+            "--certificate-authority={}",
+            pki.join("ca.crt").display()
+        ))
+        .arg(format!("--token={TOKEN}"))
+        .args(["--request-timeout", "10s"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The token authenticates as a bootstrapper; its node-client CSR is approved by the
+/// controller manager (kubeadm:node-autoapprove-bootstrap) and it may get nodes.
+fn csr_with_token_is_approved(kubectl_exe: &Path, cluster: &Cluster, endpoint: &str, pki: &Path) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:node:jd-worker");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, csr);
+    let manifest = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: jd-worker\nspec:\n  request: {b64}\n  signerName: kubernetes.io/kube-apiserver-client-kubelet\n  usages: [digital signature, client auth]\n"
+    );
+    let file = cluster.dir.path().join("csr.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let created = kubectl_as_token(
+        kubectl_exe,
+        endpoint,
+        pki,
+        &["create", "-f", file.to_str().unwrap()],
+    );
+    assert!(
+        created.status.success(),
+        "the token creates a CSR: {}",
+        text(&created)
+    );
+    let whoami = kubectl_as_token(kubectl_exe, endpoint, pki, &["get", "nodes", "-o", "name"]);
+    assert!(
+        whoami.status.success(),
+        "kubeadm:get-nodes: {}",
+        text(&whoami)
+    );
+    let approved = kubectl_until_ok(
+        kubectl_exe,
+        cluster,
+        &[
+            "get",
+            "csr",
+            "jd-worker",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Approved\")].status}",
+        ],
+        Duration::from_secs(10),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut approved = approved;
+    while approved.trim() != "True" {
+        assert!(
+            Instant::now() < deadline,
+            "the CSR was not auto-approved: {approved:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        approved = String::from_utf8_lossy(
+            &kubectl(
+                kubectl_exe,
+                cluster,
+                &[
+                    "get",
+                    "csr",
+                    "jd-worker",
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Approved\")].status}",
+                ],
+            )
+            .stdout,
+        )
+        .into_owned();
+    }
+}
+
+/// Removing boot's signature from cluster-info: the bootstrapsigner puts back the same value.
+fn controller_manager_signs_the_same(kubectl_exe: &Path, cluster: &Cluster) {
+    let path = "jsonpath={.data.jws-kubeconfig-jdtest}";
+    let ours = kubectl_until_ok(
+        kubectl_exe,
+        cluster,
+        &["-n", "kube-public", "get", "cm", "cluster-info", "-o", path],
+        Duration::from_secs(10),
+    );
+    assert!(ours.contains(".."), "a detached JWS: {ours:?}");
+    let removed = kubectl(
+        kubectl_exe,
+        cluster,
+        &[
+            "-n",
+            "kube-public",
+            "patch",
+            "cm",
+            "cluster-info",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/data/jws-kubeconfig-jdtest"}]"#,
+        ],
+    );
+    assert!(removed.status.success(), "{}", text(&removed));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let theirs = kubectl(
+            kubectl_exe,
+            cluster,
+            &["-n", "kube-public", "get", "cm", "cluster-info", "-o", path],
+        );
+        let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
+        if !theirs.is_empty() {
+            assert_eq!(
+                theirs, ours,
+                "the controller manager's signature equals boot's"
+            );
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the bootstrapsigner did not re-sign cluster-info"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn token_commands_round_trip(
+    kubectl_exe: &Path,
+    cluster: &Cluster,
+    runtime: &tokio::runtime::Runtime,
+    endpoint: &str,
+    hash: CaCertHash,
+) {
+    let created = cluster.boot(&["token", "create", "--print-join-command", "--ttl", "2h"]);
+    let line = String::from_utf8_lossy(&created.stdout).into_owned();
+    assert!(created.status.success(), "{}", text(&created));
+    let prefix = format!("kubeadm join {endpoint} --token ");
+    assert!(line.starts_with(&prefix), "{line}");
+    let token: BootstrapToken = line[prefix.len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        line.ends_with(&format!("--discovery-token-ca-cert-hash {hash} \n")),
+        "{line:?}"
+    );
+    // Signed by boot at once: discovery works without waiting for the controller manager.
+    runtime
+        .block_on(discover(endpoint, &token, &[hash], Duration::from_secs(5)))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let again = cluster.boot(&["token", "create", &token.to_string()]);
+    assert!(!again.status.success(), "a token ID is never reused");
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+
+    let list = cluster.boot(&["token", "list"]);
+    let table = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(list.status.success(), "{}", text(&list));
+    assert!(table.starts_with("TOKEN "), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&token.to_string()))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("authentication,signing")
+            && row.contains("system:bootstrappers:kubeadm:default-node-token"),
+        "{row}"
+    );
+    assert!(table.lines().any(|l| l.starts_with(TOKEN)), "{table}");
+
+    let deleted = cluster.boot(&["token", "delete", token.id()]);
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    let list = cluster.boot(&["token", "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains(token.id()));
+    let signature = kubectl(
+        kubectl_exe,
+        cluster,
+        &[
+            "-n",
+            "kube-public",
+            "get",
+            "cm",
+            "cluster-info",
+            "-o",
+            &format!("jsonpath={{.data.jws-kubeconfig-{}}}", token.id()),
+        ],
+    );
+    assert!(
+        signature.stdout.is_empty(),
+        "the deleted token's signature is gone"
+    );
+    let missing = cluster.boot(&["token", "delete", token.id()]);
+    assert!(!missing.status.success());
+    assert!(text(&missing).contains("not found"), "{}", text(&missing));
+}
