@@ -84,7 +84,10 @@ async fn wait_members(
                 return list.clone();
             }
         }
-        assert!(Instant::now() < deadline, "members not as expected: {last:?}");
+        assert!(
+            Instant::now() < deadline,
+            "members not as expected: {last:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -110,15 +113,15 @@ async fn learner_is_added_promoted_once_caught_up_and_removed() {
 
     let learner_client = client(&pki, &[&added.1.client_url]);
     let mut lines = Vec::new();
-    let took = promote::promote_when_ready(
+    let promoted = promote::promote_when_ready(
         &cluster,
         learner.id,
         Some(&learner_client),
         Duration::from_secs(60),
         &mut |line| lines.push(line),
     )
-    .await
-    .unwrap_or_else(|e| panic!("promotion failed: {e}; progress: {lines:?}"));
+    .await;
+    let took = promoted.unwrap_or_else(|e| panic!("promotion failed: {e}; progress: {lines:?}"));
     let voters = wait_members(&cluster, Duration::from_secs(30), |m| {
         m.len() == 2 && m.iter().all(|m| m.started() && !m.is_learner)
     })

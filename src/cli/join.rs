@@ -64,10 +64,14 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .as_ref()
         .and_then(|d| d.join.clone())
         .unwrap_or_default();
-    let plan = JoinPlan::from(&args, &join)?;
+    let plan = JoinPlan::parse(&args, &join)?;
     let mode = args
         .agent
-        .or_else(|| docs.as_ref().and_then(|d| d.boot.as_ref()).map(|b| b.agent.mode))
+        .or_else(|| {
+            docs.as_ref()
+                .and_then(|d| d.boot.as_ref())
+                .map(|b| b.agent.mode)
+        })
         .unwrap_or_default();
     if mode == AgentMode::Foreground {
         return Err(CliError::usage(
@@ -117,7 +121,12 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         Config::build(docs, &overrides, &facts::gather(&bin_dirs, wanted))
     };
     let mut ignore = args.ignore_preflight_errors.clone();
-    ignore.extend(join.node_registration.ignore_preflight_errors.iter().cloned());
+    ignore.extend(
+        join.node_registration
+            .ignore_preflight_errors
+            .iter()
+            .cloned(),
+    );
     let exe = std::env::current_exe().map_err(|e| {
         CliError::new(ExitCode::Files, "cannot find the boot executable").with_cause(e)
     })?;
@@ -171,7 +180,7 @@ struct JoinPlan {
 }
 
 impl JoinPlan {
-    fn from(args: &JoinArgs, join: &JoinConfiguration) -> Result<JoinPlan, CliError> {
+    fn parse(args: &JoinArgs, join: &JoinConfiguration) -> Result<JoinPlan, CliError> {
         let control_plane = args.control_plane || join.control_plane.is_some();
         if !control_plane {
             return Err(CliError::usage(
@@ -214,9 +223,9 @@ impl JoinPlan {
                     "give --token (`boot token create` on a control-plane node makes one)",
                 )
             })?;
-        let token: BootstrapToken = token
-            .parse()
-            .map_err(|e: crate::join::FormatError| CliError::usage(format!("--token: {e}"), e.hint()))?;
+        let token: BootstrapToken = token.parse().map_err(|e: crate::join::FormatError| {
+            CliError::usage(format!("--token: {e}"), e.hint())
+        })?;
         let hashes = match args.discovery_token_ca_cert_hash.is_empty() {
             true => discovery.ca_cert_hashes.clone(),
             false => args.discovery_token_ca_cert_hash.clone(),
@@ -245,9 +254,10 @@ impl JoinPlan {
                     "`boot init phase upload-certs --upload-certs` on a control-plane node prints a key",
                 )
             })?;
-        let certificate_key: CertificateKey = key
-            .parse()
-            .map_err(|e: crate::join::FormatError| CliError::usage(format!("--certificate-key: {e}"), e.hint()))?;
+        let certificate_key: CertificateKey =
+            key.parse().map_err(|e: crate::join::FormatError| {
+                CliError::usage(format!("--certificate-key: {e}"), e.hint())
+            })?;
         Ok(JoinPlan {
             endpoint,
             token,
@@ -305,8 +315,13 @@ async fn roll_back(root: &HostRoot, timeouts: &config::Timeouts) -> Option<Strin
 fn print_joined(root: &HostRoot, joined: &join_run::Joined) {
     let root_flag = root_flag(root);
     println!("\nThis node has joined the cluster and a new control plane instance was created in {:.1}s:\n", joined.took.as_secs_f64());
-    println!("* A new etcd member was added to the stacked etcd cluster and promoted once caught up.");
-    println!("* The control plane label and taint were applied to node {:?}.", joined.node_name);
+    println!(
+        "* A new etcd member was added to the stacked etcd cluster and promoted once caught up."
+    );
+    println!(
+        "* The control plane label and taint were applied to node {:?}.",
+        joined.node_name
+    );
     println!("* The static pod agent runs this node's control plane.\n");
     println!(
         "To administer the cluster from this node:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n",
@@ -324,7 +339,10 @@ fn root_flag(root: &HostRoot) -> String {
 }
 
 fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> CliError {
-    let reset = format!("`boot reset{}` removes what the join wrote", root_flag(root));
+    let reset = format!(
+        "`boot reset{}` removes what the join wrote",
+        root_flag(root)
+    );
     let rolled = rollback.map(|r| format!("\n{r}")).unwrap_or_default();
     let err = match failure {
         Failure::Interrupted => {
@@ -357,7 +375,8 @@ fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> Cl
         // init's report of a wait that failed: which component, why, its last log lines.
         JoinError::Wait(failure) => {
             let init = super::init::init_error(crate::init::run::InitError::Wait(failure), root);
-            return CliError::new(code, format!("{}{rolled}", init.headline)).with_hint(format!("{hint}; {reset}"));
+            return CliError::new(code, format!("{}{rolled}", init.headline))
+                .with_hint(format!("{hint}; {reset}"));
         }
         other => other.to_string(),
     };
@@ -366,6 +385,10 @@ fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> Cl
     } else {
         reset
     };
-    let hint = if hint.is_empty() { tail } else { format!("{hint}; {tail}") };
+    let hint = if hint.is_empty() {
+        tail
+    } else {
+        format!("{hint}; {tail}")
+    };
     CliError::new(code, format!("{headline}{rolled}")).with_hint(hint)
 }

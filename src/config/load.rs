@@ -169,12 +169,7 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
                     ));
                 }
             }
-            (
-                _,
-                "ResetConfiguration"
-                | "UpgradeConfiguration"
-                | "KubeProxyConfiguration",
-            ) => {
+            (_, "ResetConfiguration" | "UpgradeConfiguration" | "KubeProxyConfiguration") => {
                 documents.warnings.push(format!(
                     "{file}:{first_line}: {kind} has no effect on boot and is ignored"
                 ));

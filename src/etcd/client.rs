@@ -299,7 +299,8 @@ fn tls_config(identity: &Identity<'_>) -> Result<Arc<rustls::ClientConfig>, Etcd
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .collect::<Result<_, _>>()
         .map_err(|e| credentials(cert_path, e.to_string()))?;
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| credentials(key_path, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key).map_err(|e| credentials(key_path, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -335,7 +336,10 @@ mod tests {
     fn gateway_errors_read_both_formats() {
         let status = http::StatusCode::BAD_REQUEST;
         assert_eq!(
-            error_message(br#"{"error":"etcdserver: member not found","code":5}"#, status),
+            error_message(
+                br#"{"error":"etcdserver: member not found","code":5}"#,
+                status
+            ),
             "etcdserver: member not found"
         );
         assert_eq!(

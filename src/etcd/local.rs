@@ -129,7 +129,11 @@ mod tests {
 
     #[test]
     fn paths_outside_the_root_and_missing_flags_are_refused() {
-        for ca in ["/etc/kubernetes/pki/etcd/ca.crt", "/r/../etc/etcd/ca.crt", "ca.crt"] {
+        for ca in [
+            "/etc/kubernetes/pki/etcd/ca.crt",
+            "/r/../etc/etcd/ca.crt",
+            "ca.crt",
+        ] {
             let err = LocalMember::from_manifest(
                 Path::new("etcd.yaml"),
                 manifest(ca).as_bytes(),
@@ -138,8 +142,10 @@ mod tests {
             .unwrap_err();
             assert!(err.reason.contains("not beneath"), "{ca}: {err}");
         }
-        let bare = b"apiVersion: v1\nkind: Pod\nmetadata: {}\nspec:\n  containers: [{name: etcd}]\n";
-        let err = LocalMember::from_manifest(Path::new("etcd.yaml"), bare, Path::new("/")).unwrap_err();
+        let bare =
+            b"apiVersion: v1\nkind: Pod\nmetadata: {}\nspec:\n  containers: [{name: etcd}]\n";
+        let err =
+            LocalMember::from_manifest(Path::new("etcd.yaml"), bare, Path::new("/")).unwrap_err();
         assert!(err.to_string().contains("--name"), "{err}");
     }
 }

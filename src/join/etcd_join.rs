@@ -167,7 +167,10 @@ mod tests {
             is_learner: false,
         };
         let urls = all_client_urls(
-            &[member("https://10.0.0.2:2379"), member("https://10.0.0.1:2379")],
+            &[
+                member("https://10.0.0.2:2379"),
+                member("https://10.0.0.1:2379"),
+            ],
             &["https://10.0.0.1:2379".into()],
         );
         assert_eq!(urls, ["https://10.0.0.1:2379", "https://10.0.0.2:2379"]);

@@ -85,7 +85,8 @@ impl JoinJournal {
         if bytes.len() as u64 > MAX_JOURNAL {
             return Err(fail(format!("larger than {MAX_JOURNAL} bytes")));
         }
-        let journal: JoinJournal = serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
+        let journal: JoinJournal =
+            serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
         journal.validate(root.prefix()).map_err(fail)?;
         Ok(Some(journal))
     }
@@ -101,7 +102,11 @@ impl JoinJournal {
                     .components()
                     .any(|c| c == std::path::Component::ParentDir);
             if !inside {
-                return Err(format!("{} is not beneath {}", path.display(), root.display()));
+                return Err(format!(
+                    "{} is not beneath {}",
+                    path.display(),
+                    root.display()
+                ));
             }
         }
         Ok(())
@@ -206,7 +211,10 @@ mod tests {
         mine.save(&root).unwrap();
         assert_eq!(JoinJournal::load(&root).unwrap(), Some(mine.clone()));
         let mode = std::fs::metadata(JoinJournal::path(&root)).unwrap();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
 
         let mut outside = mine.clone();
         outside.key = "/etc/shadow".into();
@@ -221,6 +229,9 @@ mod tests {
 
         std::fs::remove_file(JoinJournal::path(&root)).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", JoinJournal::path(&root)).unwrap();
-        assert!(JoinJournal::load(&root).is_err(), "a symlink is not followed");
+        assert!(
+            JoinJournal::load(&root).is_err(),
+            "a symlink is not followed"
+        );
     }
 }

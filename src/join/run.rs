@@ -18,8 +18,8 @@ use kube::api::Api;
 
 use super::etcd_join::{self, EtcdJoinError};
 use super::etcd_journal::{JoinJournal, JournalError};
-use super::{discover, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError};
 use super::upload_certs::{self, UploadCertsError, SHARED};
+use super::{discover, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError};
 use crate::config::{bracket_host, Arg, ClusterConfiguration, Config, ConfigError, Timeouts};
 use crate::etcd::{promote, EtcdClient, EtcdError, Identity};
 use crate::host::ledger::Ledger;
@@ -124,7 +124,10 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
 
     say!("[preflight] Running pre-flight checks");
-    say!("[discovery] Using bootstrap token discovery against {}", request.endpoint);
+    say!(
+        "[discovery] Using bootstrap token discovery against {}",
+        request.endpoint
+    );
     let info = discover(
         request.endpoint,
         request.token,
@@ -137,9 +140,12 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         info.server
     );
     say!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
-    let cluster = cluster_configuration(&info, request.token, timeouts.kubernetes_api_call.0).await?;
+    let cluster =
+        cluster_configuration(&info, request.token, timeouts.kubernetes_api_call.0).await?;
     let mut cfg = (request.config)(cluster)?;
-    say!("[preflight] Running pre-flight checks before initializing the new control plane instance");
+    say!(
+        "[preflight] Running pre-flight checks before initializing the new control plane instance"
+    );
     let report = preflight::run(&cfg, root, &request.ignore_preflight);
     if !report.errors.is_empty() {
         return Err(JoinError::Preflight(report));
@@ -194,7 +200,10 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     // The cluster's etcd, reached with this node's own (not yet written) etcd client identity.
     let etcd = if stacked {
         let client = etcd_client(&cfg, &layout, &bundle.files, &shared_files, &info.server).await?;
-        let peer_url = format!("https://{}:2380", bracket_host(&cfg.advertise_address.to_string()));
+        let peer_url = format!(
+            "https://{}:2380",
+            bracket_host(&cfg.advertise_address.to_string())
+        );
         let mut lines = Vec::new();
         let members =
             etcd_join::check_membership(&client, &cfg.node_name, &peer_url, &mut |l| lines.push(l))
@@ -203,7 +212,11 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
             say!("{line}");
         }
         let known: Vec<String> = client.endpoints().iter().map(|e| e.to_string()).collect();
-        Some((client, peer_url, etcd_join::all_client_urls(&members, &known)))
+        Some((
+            client,
+            peer_url,
+            etcd_join::all_client_urls(&members, &known),
+        ))
     } else {
         None
     };
@@ -231,7 +244,10 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         path: Ledger::path(root),
         source,
     })?;
-    say!("[certs] Using certificateDir folder {:?}", layout.cert_dir.display().to_string());
+    say!(
+        "[certs] Using certificateDir folder {:?}",
+        layout.cert_dir.display().to_string()
+    );
     for line in render::progress_lines(&bundle, &layout) {
         if !line.starts_with("[control-plane]") {
             say!("{line}");
@@ -245,8 +261,12 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     first.extend(pki_and_kubeconfigs);
     write_all(&first)?;
 
+    let mut added = None;
     if let Some((client, peer_url, endpoints)) = &etcd {
-        say!("[etcd] Adding this node as a learner to the etcd cluster through {}", endpoints.join(","));
+        say!(
+            "[etcd] Adding this node as a learner to the etcd cluster through {}",
+            endpoints.join(",")
+        );
         let files = crate::etcd::ClientFiles {
             ca: layout.cert_dir.join("etcd/ca.crt"),
             cert: layout.cert_dir.join("etcd/healthcheck-client.crt"),
@@ -263,27 +283,47 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
             promoted: false,
         };
         let (member, initial_cluster) = etcd_join::add_learner(root, client, &mut journal).await?;
-        say!("[etcd] Added learner {} with peer URL {peer_url}", member.id);
+        say!(
+            "[etcd] Added learner {} with peer URL {peer_url}",
+            member.id
+        );
+        added = Some((journal, member.id));
         set_etcd_args(&mut cfg, &initial_cluster);
         let etcd_only = Parts {
             pki: false,
             kubeconfigs: false,
             components: &COMPONENTS[..1],
         };
-        let rendered = render::bundle(&cfg, root, &templates, &layout, etcd_only, SystemTime::now())?;
-        say!("[etcd] Creating static Pod manifest for local etcd in {:?}", layout.manifest_dir.display().to_string());
+        let rendered = render::bundle(
+            &cfg,
+            root,
+            &templates,
+            &layout,
+            etcd_only,
+            SystemTime::now(),
+        )?;
+        say!(
+            "[etcd] Creating static Pod manifest for local etcd in {:?}",
+            layout.manifest_dir.display().to_string()
+        );
         write_all(&rendered.files)?;
     }
     for file in &manifests {
         if let Some(name) = file.path.file_stem() {
-            say!("[control-plane] Creating static Pod manifest for {:?}", name.to_string_lossy());
+            say!(
+                "[control-plane] Creating static Pod manifest for {:?}",
+                name.to_string_lossy()
+            );
         }
     }
     let config_file = RenderedFile::new(root.path(EFFECTIVE_CONFIG), 0o600, effective_config(&cfg));
     let mut last = manifests;
     last.push(config_file.clone());
     last.push(kubelet_file.clone());
-    say!("[kubelet-start] Writing kubelet configuration to file {:?}", kubelet_file.path.display().to_string());
+    say!(
+        "[kubelet-start] Writing kubelet configuration to file {:?}",
+        kubelet_file.path.display().to_string()
+    );
     write_all(&last)?;
 
     let agent_args = agent_launch::agent_args(root, &config_file.path);
@@ -296,30 +336,30 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     }
     .map_err(JoinError::Agent)?;
 
-    if let Some((client, _, _)) = &etcd {
+    if let (Some((client, _, _)), Some((mut journal, id))) = (&etcd, added) {
         let timeout = timeouts.etcd_api_call.0;
         say!(
             "[etcd] Waiting for the new etcd member to catch up, then promoting it. This can take up to {}",
             crate::config::GoDuration(timeout)
         );
-        let mut journal = JoinJournal::load(root)?.ok_or_else(|| {
-            JoinError::Journal(JournalError::Read {
-                path: JoinJournal::path(root),
-                reason: "it vanished during the join".into(),
-            })
-        })?;
-        let id = journal.member.expect("recorded at the add");
-        let local_urls = [format!("https://{}:2379", bracket_host(&cfg.advertise_address.to_string()))];
+        let local_urls = [format!(
+            "https://{}:2379",
+            bracket_host(&cfg.advertise_address.to_string())
+        )];
         let learner = client.with_endpoints(&local_urls).ok();
         let mut progress = |line: String| {
             let _ = writeln!(out, "[etcd] {line}");
         };
-        let took = promote::promote_when_ready(client, id, learner.as_ref(), timeout, &mut progress)
-            .await
-            .map_err(JoinError::Promote)?;
+        let took =
+            promote::promote_when_ready(client, id, learner.as_ref(), timeout, &mut progress)
+                .await
+                .map_err(JoinError::Promote)?;
         journal.promoted = true;
         journal.save(root)?;
-        say!("[etcd] Member {id} promoted to a voting member after {:.1}s", took.as_secs_f64());
+        say!(
+            "[etcd] Member {id} promoted to a voting member after {:.1}s",
+            took.as_secs_f64()
+        );
     }
 
     let timeout = timeouts.control_plane_component_health_check.0;
@@ -448,7 +488,10 @@ fn api_host(server: &str) -> String {
     let authority = rest.split('/').next().unwrap_or_default();
     match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default().to_string(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h).to_string(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string(),
     }
 }
 
@@ -459,7 +502,9 @@ fn set_etcd_args(cfg: &mut Config, initial_cluster: &str) {
         return;
     };
     let args = etcd_join::joining_args(initial_cluster);
-    local.extra_args.retain(|a| !args.contains_key(a.name.as_str()));
+    local
+        .extra_args
+        .retain(|a| !args.contains_key(a.name.as_str()));
     for (name, value) in args {
         local.extra_args.push(Arg {
             name: name.to_string(),
