@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::Full;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -26,7 +27,7 @@ const MAX_PEM: u64 = 256 * 1024;
 
 /// The files of an etcd client identity: kubeadm's etcd client talks with
 /// `apiserver-etcd-client.{crt,key}` and trusts `etcd/ca.crt`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientFiles {
     pub ca: PathBuf,
     pub cert: PathBuf,
