@@ -103,7 +103,7 @@ async fn learner_is_added_promoted_once_caught_up_and_removed() {
     let cluster = client(&pki, &[&first.client_url]);
     let one = wait_members(&cluster, Duration::from_secs(30), |m| m.len() == 1).await;
     assert_eq!(one[0].name, "m1");
-    assert_eq!(one[0].client_urls, [first.client_url.clone()]);
+    assert_eq!(one[0].client_urls, std::slice::from_ref(&first.client_url));
 
     // Add as a learner: not a voter, not started.
     let (added, after_add) = add_and_start(&cluster, dir.path(), &pki, &first).await;

@@ -228,7 +228,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 
 /// Hex digits (either case) to bytes; `None` for odd lengths or other characters.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
