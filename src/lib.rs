@@ -9,6 +9,7 @@ pub mod agent;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod etcd;
 pub mod host;
 pub mod http;
 pub mod image;

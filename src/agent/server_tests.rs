@@ -98,7 +98,7 @@ async fn only_healthz_is_served_over_tcp_and_only_to_get() {
             .method(method)
             .uri(path)
             .header("host", "127.0.0.1")
-            .body(Empty::new())
+            .body(Empty::<bytes::Bytes>::new())
             .unwrap();
         let answer = client::send(tcp, request, 1024).await.unwrap();
         (answer.status, answer.body)
@@ -125,7 +125,7 @@ async fn a_stuck_supervisor_makes_healthz_fail() {
         .unwrap();
     let request = Request::get("/healthz")
         .header("host", "127.0.0.1")
-        .body(Empty::new())
+        .body(Empty::<bytes::Bytes>::new())
         .unwrap();
     let answer = client::send(tcp, request, 1024).await.unwrap();
     assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);

@@ -331,7 +331,7 @@ pub async fn request(socket: &Path, path: &str) -> Result<Vec<u8>, StatusClientE
                 })?;
         let request = http::Request::get(path)
             .header(http::header::HOST, "boot")
-            .body(http_body_util::Empty::new())
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
             .map_err(|e| bad(e.to_string()))?;
         let answer = client::send(stream, request, MAX_ANSWER)
             .await

@@ -23,6 +23,8 @@ pub enum ExitCode {
     AgentDown = 6,
     /// An image could not be pulled, imported, verified or found.
     Image = 7,
+    /// `boot join` could not join: discovery, the shared certificates or etcd membership.
+    Join = 8,
 }
 
 #[derive(Debug)]

@@ -267,7 +267,7 @@ fn print_finish(root: &crate::host::HostRoot, took: std::time::Duration) {
     println!("Check the static pods with `boot status{root_flag}`; take everything down with `boot reset{root_flag}`.");
 }
 
-fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
+pub(super) fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
     let root_flag = if root.is_system() {
         String::new()
     } else {

@@ -7,6 +7,7 @@ mod config_cmd;
 mod error;
 mod images;
 mod init;
+mod join;
 mod join_data;
 mod load;
 mod logs;
@@ -72,6 +73,8 @@ pub enum Command {
     Manifests(manifests::ManifestsArgs),
     /// Bootstrap the control plane; `boot init phase <name>` runs one phase.
     Init(Box<init::InitArgs>),
+    /// Join this machine to a cluster as another control-plane node (stacked etcd).
+    Join(Box<join::JoinArgs>),
     /// Stop the agent and the pods and remove everything init created; then check nothing is left.
     Reset(reset::ResetArgs),
     /// Print the default configuration, or validate a configuration file.
@@ -139,6 +142,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Manifests(args) => manifests::run(args, global),
         Command::Init(args) => init::run(*args, global),
+        Command::Join(args) => join::run(*args, global),
         Command::Config(command) => config_cmd::run(command, global),
         Command::Reset(args) => reset::run(args, global),
         Command::Agent(args) => agent::run(args, global),

@@ -53,6 +53,7 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     }
     if args.dry_run {
         println!("{plan}");
+        println!("[dry-run] Would first remove this node's etcd member, unless it is the last one");
         println!("[dry-run] Nothing was changed.");
         return Ok(ExitCode::Ok);
     }
@@ -87,6 +88,7 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| {
             CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
         })?;
+    runtime.block_on(remove_etcd_member(&plan, &root, args.force))?;
     let mut lines = Vec::new();
     let failures = runtime.block_on(reset::execute(&plan, &root, &mut lines));
     for line in &lines {
@@ -124,6 +126,40 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     )
     .with_hint("run `boot reset` again; it finishes what is left"))
 }
+
+/// kubeadm's remove-etcd-member phase, before anything stops. A node known to share its etcd
+/// cluster stops here when its member cannot be removed (a dead member costs the others their
+/// quorum) unless `--force`, which carries on with kubeadm's warning.
+async fn remove_etcd_member(
+    plan: &reset::ResetPlan,
+    root: &crate::host::HostRoot,
+    force: bool,
+) -> Result<(), CliError> {
+    let manifest = plan
+        .files
+        .iter()
+        .find(|f| f.file_name().is_some_and(|n| n == "etcd.yaml"));
+    match reset::remove_own_member(root, manifest.map(|p| p.as_path()), ETCD_CALL_TIMEOUT).await {
+        Ok(None) => {}
+        Ok(Some(removal)) => println!("[reset] etcd: {removal}"),
+        Err(reset::MemberError::Etcd { error, joined }) if force || !joined => {
+            println!("[reset] WARNING: {error}");
+            if joined {
+                println!("[reset] WARNING: please manually remove this etcd member using etcdctl");
+            }
+        }
+        Err(err) => {
+            return Err(CliError::new(ExitCode::Unhealthy, err.to_string()).with_hint(
+                "nothing was changed; start this node's etcd (or reach its cluster) and run reset again, or `boot reset --force` to carry on and remove the member with `etcdctl member remove` later",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Per etcd endpoint and call: a refused connection fails at once, a member busy electing a
+/// leader answers within seconds.
+const ETCD_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// kubeadm's prompt; anything but y/yes aborts.
 fn confirm() -> Result<bool, CliError> {

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use super::boot::{BootConfiguration, BOOT_API_VERSION};
 use super::error::ConfigError;
+use super::join::JoinConfiguration;
 use super::kubeadm::{ClusterConfiguration, InitConfiguration, KUBEADM_API_VERSION};
 
 /// The documents found in one configuration file, typed.
@@ -14,6 +15,8 @@ pub struct Documents {
     pub init: Option<InitConfiguration>,
     pub cluster: Option<ClusterConfiguration>,
     pub boot: Option<BootConfiguration>,
+    /// `boot join`'s document; the other commands ignore it.
+    pub join: Option<JoinConfiguration>,
     /// `KubeletConfiguration.staticPodPath`.
     pub static_pod_path: Option<String>,
     /// `KubeletConfiguration.address` and `.port`: where the agent serves the kubelet API.
@@ -118,6 +121,12 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
                 &source,
                 file,
             )?,
+            (KUBEADM_API_VERSION, "JoinConfiguration") => set_once(
+                &mut documents.join,
+                typed_document(file, first_line, &kind, &doc)?,
+                &source,
+                file,
+            )?,
             (BOOT_API_VERSION, "BootConfiguration") => set_once(
                 &mut documents.boot,
                 typed_document(file, first_line, &kind, &doc)?,
@@ -160,13 +169,7 @@ pub fn parse(file: &str, text: &str) -> Result<Documents, ConfigError> {
                     ));
                 }
             }
-            (
-                _,
-                "JoinConfiguration"
-                | "ResetConfiguration"
-                | "UpgradeConfiguration"
-                | "KubeProxyConfiguration",
-            ) => {
+            (_, "ResetConfiguration" | "UpgradeConfiguration" | "KubeProxyConfiguration") => {
                 documents.warnings.push(format!(
                     "{file}:{first_line}: {kind} has no effect on boot and is ignored"
                 ));

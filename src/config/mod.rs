@@ -4,6 +4,7 @@
 
 mod boot;
 mod error;
+mod join;
 mod kubeadm;
 mod load;
 mod resolve;
@@ -15,6 +16,7 @@ pub use boot::{
     RegistriesConfiguration, RegistryHostConfig, RegistryMirror, RuntimeKind, BOOT_API_VERSION,
 };
 pub use error::ConfigError;
+pub use join::{BootstrapTokenDiscovery, Discovery, JoinConfiguration, JoinControlPlane};
 pub use kubeadm::{
     ApiEndpoint, ApiServer, ClusterConfiguration, ControlPlaneComponent, Etcd, ExternalEtcd,
     InitConfiguration, LocalEtcd, Networking, NodeRegistration, Timeouts, KUBEADM_API_VERSION,

@@ -74,6 +74,7 @@ impl Config {
             init,
             cluster,
             boot,
+            join: _,
             static_pod_path,
             kubelet_address,
             kubelet_port,

@@ -5,7 +5,7 @@
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -50,14 +50,18 @@ fn describe(e: &hyper::Error) -> String {
 
 /// Sends `request` on `io` and reads the response, keeping at most `max_body` bytes of its body.
 /// The request should carry `Host` (hyper's connection-level client does not add it) and its URI
-/// in origin form (`/path?query`). The connection is closed when this returns.
-pub async fn send<IO>(
+/// in origin form (`/path?query`). The body is any hyper body (`Empty` for a GET, `Full` for a
+/// small JSON request). The connection is closed when this returns.
+pub async fn send<IO, B>(
     io: IO,
-    request: Request<Empty<Bytes>>,
+    request: Request<B>,
     max_body: usize,
 ) -> Result<BoundedResponse, ExchangeError>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     send_body(io, request, max_body).await
 }

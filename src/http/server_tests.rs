@@ -43,7 +43,7 @@ async fn get(port: u16) -> client::BoundedResponse {
     let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let request = Request::get("/healthz")
         .header("host", "localhost")
-        .body(Empty::new())
+        .body(Empty::<bytes::Bytes>::new())
         .unwrap();
     tokio::time::timeout(Duration::from_secs(10), client::send(tcp, request, 1024))
         .await

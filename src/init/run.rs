@@ -390,7 +390,7 @@ fn save(ledger: &Ledger, root: &HostRoot) -> Result<(), InitError> {
 
 /// Records every file, directory and tree init and its pods will create, before creating them,
 /// and the configured directories that are boot's (reset refuses a ledger path outside them).
-fn note_everything(
+pub(crate) fn note_everything(
     ledger: &mut Ledger,
     cfg: &Config,
     root: &HostRoot,
@@ -475,7 +475,7 @@ fn missing_or_empty(dir: &Path) -> bool {
 
 /// The kubelet's configuration file, and `/var/lib/kubelet` (its serving certificate) when boot
 /// creates it; an existing one (a kubelet's) is left alone, as for the pod logs.
-fn note_kubelet_files(ledger: &mut Ledger, root: &HostRoot, file: &RenderedFile) {
+pub(crate) fn note_kubelet_files(ledger: &mut Ledger, root: &HostRoot, file: &RenderedFile) {
     let kubelet_dir = root.path("/var/lib/kubelet");
     if !kubelet_dir.exists() {
         ledger.note_tree(root, &kubelet_dir);

@@ -4,11 +4,17 @@
 //! [`cipher`]); and bootstrap-token discovery ([`discovery`]). All wire formats are kubeadm's,
 //! so `kubeadm join` works against a `boot` control plane and the other way round. `boot init`
 //! writes the objects in its post-boot phases (`crate::postboot`); `boot join` reads them.
+//!
+//! `boot join --control-plane` itself is [`run`]; its etcd membership is [`etcd_join`], made
+//! undoable by the journal in [`etcd_journal`].
 
 pub mod cipher;
 pub mod cluster_info;
 pub mod discovery;
+pub mod etcd_join;
+pub mod etcd_journal;
 pub mod jws;
+pub mod run;
 pub mod token;
 pub mod token_secret;
 pub mod upload_certs;

@@ -259,20 +259,37 @@ pub fn bundle(
     parts: Parts,
     now: SystemTime,
 ) -> Result<Bundle, RenderError> {
+    if parts.kubeconfigs && !parts.pki && !layout.cert_dir.join("ca.crt").exists() {
+        return Err(RenderError::MissingCa {
+            path: layout.cert_dir.join("ca.crt"),
+        });
+    }
+    let existing = match parts.pki || parts.kubeconfigs {
+        true => ExistingPki::load(&layout.cert_dir)?,
+        false => ExistingPki::empty(),
+    };
+    bundle_with(cfg, root, templates, layout, parts, now, &existing)
+}
+
+/// [`bundle`] with the PKI that is "already there" given in memory (`boot join`: the shared CAs
+/// it downloaded, before anything is written).
+pub fn bundle_with(
+    cfg: &Config,
+    root: &HostRoot,
+    templates: &Templates,
+    layout: &OutputLayout,
+    parts: Parts,
+    now: SystemTime,
+    existing: &ExistingPki,
+) -> Result<Bundle, RenderError> {
     let mut bundle = Bundle {
         files: Vec::new(),
         warnings: cfg.warnings.clone(),
         certs: Vec::new(),
     };
     let mut external_ca = is_external_ca(&layout.cert_dir);
-    if parts.kubeconfigs && !parts.pki && !layout.cert_dir.join("ca.crt").exists() {
-        return Err(RenderError::MissingCa {
-            path: layout.cert_dir.join("ca.crt"),
-        });
-    }
     if parts.pki || parts.kubeconfigs {
-        let existing = ExistingPki::load(&layout.cert_dir)?;
-        let issued: Pki = pki::issue(&pki_request(cfg, &layout.cert_dir, now), &existing)?;
+        let issued: Pki = pki::issue(&pki_request(cfg, &layout.cert_dir, now), existing)?;
         external_ca = issued.external_ca;
         bundle.warnings.extend(issued.warnings.iter().cloned());
         if parts.pki {

@@ -7,12 +7,14 @@
 //! namespaces, `/etc/systemd/system/boot-agent.service`.
 
 mod agent;
+mod etcd_member;
 mod execute;
 mod plan;
 mod remove;
 mod validate;
 mod verify;
 
+pub use etcd_member::{remove_own_member, MemberError};
 pub use execute::{execute, StepError};
 pub use plan::{plan, ResetPlan};
 pub use validate::{never_removed, LedgerError, BOOT_PREFIXES};

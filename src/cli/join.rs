@@ -1,0 +1,394 @@
+//! `boot join ENDPOINT --token … --discovery-token-ca-cert-hash sha256:… --control-plane
+//! --certificate-key …`: kubeadm's join flags (and `JoinConfiguration` for the same), for
+//! control-plane nodes only. A join that fails or is interrupted (SIGINT, SIGTERM) removes the etcd
+//! member it added before it exits.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::load;
+use super::{CliError, ExitCode, GlobalArgs};
+use crate::config::{
+    self, AgentMode, ClusterConfiguration, Config, InitConfiguration, JoinConfiguration, Overrides,
+};
+use crate::host::{facts, HostRoot};
+use crate::join::etcd_journal::{self, JoinJournal};
+use crate::join::run::{self as join_run, JoinError, JoinRequest};
+use crate::join::{BootstrapToken, CaCertHash, CertificateKey};
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The API server to join through (`host:port`, the control-plane endpoint).
+    #[arg(value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// The bootstrap token (for discovery and, in kubeadm, TLS bootstrap).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// The bootstrap token for discovery only (defaults to --token).
+    #[arg(long, value_name = "TOKEN")]
+    pub discovery_token: Option<String>,
+    /// The CA's public key pin, `sha256:<hex>` (repeatable).
+    #[arg(long, value_name = "HASH")]
+    pub discovery_token_ca_cert_hash: Vec<String>,
+    /// Join as a control-plane node (the only kind boot runs).
+    #[arg(long)]
+    pub control_plane: bool,
+    /// The key that decrypts the `kubeadm-certs` Secret (`boot init --upload-certs` printed it).
+    #[arg(long, value_name = "KEY")]
+    pub certificate_key: Option<String>,
+    /// The address this node's API server and etcd advertise (default: the default route's).
+    #[arg(long, value_name = "IP")]
+    pub apiserver_advertise_address: Option<String>,
+    /// This node's API server port (default 6443).
+    #[arg(long, value_name = "PORT")]
+    pub apiserver_bind_port: Option<u16>,
+    /// This node's name (default: the hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Preflight checks whose errors become warnings (kubeadm's names, or `all`).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub ignore_preflight_errors: Vec<String>,
+    /// How the agent runs: a systemd unit or a detached daemon.
+    #[arg(long, value_enum)]
+    pub agent: Option<AgentMode>,
+}
+
+pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
+    let root = global.host_root()?;
+    let docs = match &global.config {
+        Some(path) => Some(load::parse_file(path)?),
+        None => None,
+    };
+    let join = docs
+        .as_ref()
+        .and_then(|d| d.join.clone())
+        .unwrap_or_default();
+    let plan = JoinPlan::parse(&args, &join)?;
+    let mode = args
+        .agent
+        .or_else(|| {
+            docs.as_ref()
+                .and_then(|d| d.boot.as_ref())
+                .map(|b| b.agent.mode)
+        })
+        .unwrap_or_default();
+    if mode == AgentMode::Foreground {
+        return Err(CliError::usage(
+            "boot join runs the agent as a daemon or a systemd unit",
+            "use --agent=detach or --agent=systemd",
+        ));
+    }
+    let overrides = Overrides {
+        node_name: args.node_name.clone(),
+        advertise_address: args.apiserver_advertise_address.clone(),
+        ..Overrides::default()
+    };
+    let mut init = InitConfiguration {
+        node_registration: join.node_registration.clone(),
+        timeouts: join.timeouts.clone(),
+        ..InitConfiguration::default()
+    };
+    if let Some(cp) = &join.control_plane {
+        init.local_api_endpoint = cp.local_api_endpoint.clone();
+    }
+    if let Some(port) = args.apiserver_bind_port {
+        init.local_api_endpoint.bind_port = port;
+    }
+    let config_path = global.config.clone();
+    let builder = move |cluster: ClusterConfiguration| -> Result<Config, config::ConfigError> {
+        // The node's own file again (its BootConfiguration and KubeletConfiguration), the
+        // cluster's ClusterConfiguration, and this node's registration and API endpoint.
+        let mut docs = match &config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                config::parse(&path.display().to_string(), &text)?
+            }
+            None => config::Documents::default(),
+        };
+        docs.cluster = Some(cluster);
+        docs.init = Some(init.clone());
+        let bin_dirs = docs
+            .boot
+            .as_ref()
+            .map(|b| b.bin_dirs.clone())
+            .unwrap_or_else(|| config::BootConfiguration::default().bin_dirs);
+        let pinned_etcd = docs.boot.as_ref().is_some_and(|b| b.etcd_version.is_some());
+        let wanted = facts::Detect {
+            kubernetes: false,
+            etcd: !pinned_etcd,
+        };
+        Config::build(docs, &overrides, &facts::gather(&bin_dirs, wanted))
+    };
+    let mut ignore = args.ignore_preflight_errors.clone();
+    ignore.extend(
+        join.node_registration
+            .ignore_preflight_errors
+            .iter()
+            .cloned(),
+    );
+    let exe = std::env::current_exe().map_err(|e| {
+        CliError::new(ExitCode::Files, "cannot find the boot executable").with_cause(e)
+    })?;
+    let request = JoinRequest {
+        root: &root,
+        endpoint: &plan.endpoint,
+        token: &plan.token,
+        pins: &plan.pins,
+        certificate_key: &plan.certificate_key,
+        config: &builder,
+        timeouts: join.timeouts.clone(),
+        ignore_preflight: ignore,
+        agent_mode: mode,
+        exe,
+        live: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
+        })?;
+    runtime.block_on(async {
+        // A journal left by a killed join: its member goes first, so the others keep quorum.
+        roll_back_leftover(&root, &request.timeouts).await?;
+        let mut stdout = std::io::stdout();
+        let outcome = tokio::select! {
+            joined = join_run::run(&request, &mut stdout) => joined.map_err(Failure::Join),
+            _ = super::shutdown_signal() => Err(Failure::Interrupted),
+        };
+        match outcome {
+            Ok(joined) => {
+                print_joined(&root, &joined);
+                Ok(ExitCode::Ok)
+            }
+            Err(failure) => {
+                let rollback = roll_back(&root, &request.timeouts).await;
+                Err(join_error(failure, rollback, &root))
+            }
+        }
+    })
+}
+
+/// The flags, with the JoinConfiguration's values where a flag is not given; validated.
+struct JoinPlan {
+    endpoint: String,
+    token: BootstrapToken,
+    pins: Vec<CaCertHash>,
+    certificate_key: CertificateKey,
+}
+
+impl JoinPlan {
+    fn parse(args: &JoinArgs, join: &JoinConfiguration) -> Result<JoinPlan, CliError> {
+        let control_plane = args.control_plane || join.control_plane.is_some();
+        if !control_plane {
+            return Err(CliError::usage(
+                "boot joins control-plane nodes only (--control-plane)",
+                "a worker node runs a kubelet: join it with `kubeadm join` and the same token and CA hash",
+            ));
+        }
+        let discovery = join.discovery.bootstrap_token.clone().unwrap_or_default();
+        if discovery.unsafe_skip_ca_verification && args.discovery_token_ca_cert_hash.is_empty() {
+            return Err(CliError::usage(
+                "boot does not join without pinning the cluster CA (unsafeSkipCAVerification)",
+                "give --discovery-token-ca-cert-hash sha256:… as `boot init` printed it",
+            ));
+        }
+        if join.discovery.file.is_some() {
+            return Err(CliError::usage(
+                "JoinConfiguration.discovery.file is not supported",
+                "use bootstrap token discovery (discovery.bootstrapToken)",
+            ));
+        }
+        let endpoint = args
+            .endpoint
+            .clone()
+            .or(discovery.api_server_endpoint.clone())
+            .ok_or_else(|| {
+                CliError::usage(
+                    "no API server endpoint to join",
+                    "give it as `boot join HOST:PORT …` (or discovery.bootstrapToken.apiServerEndpoint)",
+                )
+            })?;
+        let token = args
+            .discovery_token
+            .clone()
+            .or(args.token.clone())
+            .or(discovery.token.clone())
+            .or(join.discovery.tls_bootstrap_token.clone())
+            .ok_or_else(|| {
+                CliError::usage(
+                    "no bootstrap token",
+                    "give --token (`boot token create` on a control-plane node makes one)",
+                )
+            })?;
+        let token: BootstrapToken = token.parse().map_err(|e: crate::join::FormatError| {
+            CliError::usage(format!("--token: {e}"), e.hint())
+        })?;
+        let hashes = match args.discovery_token_ca_cert_hash.is_empty() {
+            true => discovery.ca_cert_hashes.clone(),
+            false => args.discovery_token_ca_cert_hash.clone(),
+        };
+        if hashes.is_empty() {
+            return Err(CliError::usage(
+                "no --discovery-token-ca-cert-hash: boot does not trust a cluster CA it cannot pin",
+                "give the `sha256:…` hash `boot init` printed",
+            ));
+        }
+        let pins = hashes
+            .iter()
+            .map(|h| {
+                h.parse::<CaCertHash>().map_err(|e| {
+                    CliError::usage(format!("--discovery-token-ca-cert-hash: {e}"), e.hint())
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = args
+            .certificate_key
+            .clone()
+            .or(join.control_plane.as_ref().and_then(|c| c.certificate_key.clone()))
+            .ok_or_else(|| {
+                CliError::usage(
+                    "no --certificate-key: a control-plane node needs the cluster's shared certificates",
+                    "`boot init phase upload-certs --upload-certs` on a control-plane node prints a key",
+                )
+            })?;
+        let certificate_key: CertificateKey =
+            key.parse().map_err(|e: crate::join::FormatError| {
+                CliError::usage(format!("--certificate-key: {e}"), e.hint())
+            })?;
+        Ok(JoinPlan {
+            endpoint,
+            token,
+            pins,
+            certificate_key,
+        })
+    }
+}
+
+enum Failure {
+    Join(JoinError),
+    Interrupted,
+}
+
+/// The etcd member of a journal left behind by a join that was killed.
+async fn roll_back_leftover(root: &HostRoot, timeouts: &config::Timeouts) -> Result<(), CliError> {
+    let journal = JoinJournal::load(root).map_err(|e| {
+        CliError::new(ExitCode::Files, e.to_string())
+            .with_hint("`boot reset` removes what an earlier join left")
+    })?;
+    let Some(journal) = journal.filter(|j| !j.promoted) else {
+        return Ok(());
+    };
+    println!("[etcd] An earlier join of this node did not finish: removing its etcd member first");
+    match etcd_journal::roll_back(root, &journal, timeouts.etcd_api_call.0.min(ROLLBACK)).await {
+        Ok(removal) => {
+            println!("[etcd] {removal}");
+            Ok(())
+        }
+        Err(e) => Err(CliError::new(ExitCode::Unhealthy, format!("cannot remove the etcd member an earlier join added: {e}"))
+            .with_hint("reach the cluster's etcd, or remove the member with `etcdctl member remove`, then run `boot reset`")),
+    }
+}
+
+/// Per call while rolling back: short, the user is waiting (and may have pressed Ctrl-C).
+const ROLLBACK: Duration = Duration::from_secs(10);
+
+/// Removes the member this join added, if it added one; a line for the error message.
+async fn roll_back(root: &HostRoot, timeouts: &config::Timeouts) -> Option<String> {
+    let journal = match JoinJournal::load(root) {
+        Ok(Some(journal)) => journal,
+        Ok(None) => return None,
+        Err(e) => return Some(format!("could not read the join journal to roll back: {e}")),
+    };
+    let timeout = timeouts.etcd_api_call.0.min(ROLLBACK);
+    Some(match etcd_journal::roll_back(root, &journal, timeout).await {
+        Ok(removal) => format!("rolled back: {removal}"),
+        Err(e) => format!(
+            "could NOT remove the etcd member this join added ({e}); remove it with `etcdctl member remove{}` before the cluster loses another member",
+            journal.member.map(|id| format!(" {id}")).unwrap_or_default()
+        ),
+    })
+}
+
+fn print_joined(root: &HostRoot, joined: &join_run::Joined) {
+    let root_flag = root_flag(root);
+    println!("\nThis node has joined the cluster and a new control plane instance was created in {:.1}s:\n", joined.took.as_secs_f64());
+    println!(
+        "* A new etcd member was added to the stacked etcd cluster and promoted once caught up."
+    );
+    println!(
+        "* The control plane label and taint were applied to node {:?}.",
+        joined.node_name
+    );
+    println!("* The static pod agent runs this node's control plane.\n");
+    println!(
+        "To administer the cluster from this node:\n\n  export KUBECONFIG={}\n  kubectl get nodes\n",
+        joined.admin_conf.display()
+    );
+    println!("Check the static pods with `boot status{root_flag}`; `boot reset{root_flag}` removes this node (and its etcd member).");
+}
+
+fn root_flag(root: &HostRoot) -> String {
+    if root.is_system() {
+        String::new()
+    } else {
+        format!(" --root {}", root.prefix().display())
+    }
+}
+
+fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> CliError {
+    let reset = format!(
+        "`boot reset{}` removes what the join wrote",
+        root_flag(root)
+    );
+    let rolled = rollback.map(|r| format!("\n{r}")).unwrap_or_default();
+    let err = match failure {
+        Failure::Interrupted => {
+            return CliError::new(ExitCode::Unhealthy, format!("join interrupted{rolled}"))
+                .with_hint(reset)
+        }
+        Failure::Join(err) => err,
+    };
+    let nothing_changed = err.changed_nothing();
+    let (code, hint) = match &err {
+        JoinError::Discovery(e) => (ExitCode::Join, e.hint()),
+        JoinError::Certs(e) => (ExitCode::Join, e.hint()),
+        JoinError::ClusterConfig { .. } => (
+            ExitCode::Join,
+            "the token must be valid and the cluster's kubeadm-config readable with it (boot init's post-boot uploads it)".into(),
+        ),
+        JoinError::Config(_) => (ExitCode::Usage, "`boot config print-defaults` shows every field".into()),
+        JoinError::Preflight(_) => (
+            ExitCode::Preflight,
+            "fix the errors above, or make a check non-fatal with --ignore-preflight-errors=NAME".into(),
+        ),
+        JoinError::Etcd(e) => (ExitCode::Join, e.hint().to_string()),
+        JoinError::Promote(_) => (ExitCode::Timeout, format!("`boot logs etcd-NODE{}` shows why the learner did not catch up", root_flag(root))),
+        JoinError::Wait(_) => (ExitCode::Timeout, format!("`boot status -v{}` shows which component is unhealthy", root_flag(root))),
+        JoinError::Agent(_) => (ExitCode::AgentDown, String::new()),
+        _ => (ExitCode::Files, String::new()),
+    };
+    let headline = match err {
+        JoinError::Preflight(report) => format!("preflight checks failed\n{report}"),
+        // init's report of a wait that failed: which component, why, its last log lines.
+        JoinError::Wait(failure) => {
+            let init = super::init::init_error(crate::init::run::InitError::Wait(failure), root);
+            return CliError::new(code, format!("{}{rolled}", init.headline))
+                .with_hint(format!("{hint}; {reset}"));
+        }
+        other => other.to_string(),
+    };
+    let tail = if nothing_changed {
+        "nothing was changed on this node".to_string()
+    } else {
+        reset
+    };
+    let hint = if hint.is_empty() {
+        tail
+    } else {
+        format!("{hint}; {tail}")
+    };
+    CliError::new(code, format!("{headline}{rolled}")).with_hint(hint)
+}

@@ -1,0 +1,526 @@
+//! Runs `boot join --control-plane` as kubeadm's join phases, with the agent in place of the
+//! kubelet: discovery and the cluster's configuration, preflight, the shared certificates, this
+//! node's certificates and kubeconfigs (all in memory until here: bad join data changes nothing),
+//! then the files and the ledger, etcd joined as a learner (journaled), the manifests, the agent,
+//! the learner promoted once caught up, the control plane healthy, the node marked.
+//!
+//! Anything that fails after the learner was added removes the member again ([`super::
+//! etcd_journal::roll_back`]), as does an interrupt (the CLI drops this future and rolls back).
+//! Writes what init writes (recorded in the same ledger, so `boot reset` undoes a join) and the
+//! journal `/var/lib/boot/join-etcd.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+
+use super::etcd_join::{self, EtcdJoinError};
+use super::etcd_journal::{JoinJournal, JournalError};
+use super::upload_certs::{self, UploadCertsError, SHARED};
+use super::{discover, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError};
+use crate::config::{bracket_host, Arg, ClusterConfiguration, Config, ConfigError, Timeouts};
+use crate::etcd::{promote, EtcdClient, EtcdError, Identity};
+use crate::host::ledger::Ledger;
+use crate::host::{write_all, HostRoot, RenderedFile, WriteError};
+use crate::init::agent_launch;
+use crate::init::run::{effective_config, EFFECTIVE_CONFIG};
+use crate::init::wait::{self, WaitFailure, WaitRequest};
+use crate::pki::ExistingPki;
+use crate::preflight::{self, PreflightReport};
+use crate::render::{self, OutputLayout, Parts, RenderError, Templates, COMPONENTS};
+
+/// kubeadm's `KubeadmConfigConfigMap` and its `ClusterConfigurationConfigMapKey`.
+const KUBEADM_CONFIG: &str = "kubeadm-config";
+const CLUSTER_CONFIGURATION_KEY: &str = "ClusterConfiguration";
+
+/// Builds this node's configuration from the cluster's ClusterConfiguration (the CLI's part:
+/// the node's own file, its flags and the host's facts).
+pub type ConfigBuilder<'a> = dyn Fn(ClusterConfiguration) -> Result<Config, ConfigError> + 'a;
+
+pub struct JoinRequest<'a> {
+    pub root: &'a HostRoot,
+    /// `host:port` of the API server (the control-plane endpoint).
+    pub endpoint: &'a str,
+    pub token: &'a BootstrapToken,
+    pub pins: &'a [CaCertHash],
+    pub certificate_key: &'a CertificateKey,
+    pub config: &'a ConfigBuilder<'a>,
+    pub timeouts: Timeouts,
+    pub ignore_preflight: Vec<String>,
+    pub agent_mode: crate::config::AgentMode,
+    pub exe: PathBuf,
+    pub live: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+    #[error("cannot read the cluster's configuration (ConfigMap kube-system/kubeadm-config) from {server}: {detail}")]
+    ClusterConfig { server: String, detail: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("preflight checks failed")]
+    Preflight(PreflightReport),
+    #[error(transparent)]
+    Certs(#[from] UploadCertsError),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("this node's certificates: {0}")]
+    Identity(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error("cannot record {path}: {source}")]
+    Ledger {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Etcd(#[from] EtcdJoinError),
+    #[error("cannot start the agent: {0}")]
+    Agent(std::io::Error),
+    #[error("the new etcd member did not catch up: {0}")]
+    Promote(EtcdError),
+    #[error("the control plane did not become healthy")]
+    Wait(WaitFailure),
+    #[error("mark-control-plane: {0}")]
+    Mark(String),
+}
+
+impl JoinError {
+    /// Whether this node was left as it was (the error came before anything was written).
+    pub fn changed_nothing(&self) -> bool {
+        matches!(
+            self,
+            JoinError::Discovery(_)
+                | JoinError::ClusterConfig { .. }
+                | JoinError::Config(_)
+                | JoinError::Preflight(_)
+                | JoinError::Certs(_)
+                | JoinError::Render(_)
+                | JoinError::Identity(_)
+        )
+    }
+}
+
+/// What a successful join reports.
+#[derive(Debug)]
+pub struct Joined {
+    pub took: Duration,
+    pub node_name: String,
+    pub admin_conf: PathBuf,
+}
+
+/// Runs the join. On an error after the learner was added, the caller rolls back with the
+/// journal ([`super::etcd_journal::roll_back`]); this function leaves that to it so that an
+/// interrupt (the future dropped) is handled the same way.
+pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joined, JoinError> {
+    let start = Instant::now();
+    let JoinRequest { root, timeouts, .. } = request;
+    macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
+
+    say!("[preflight] Running pre-flight checks");
+    say!(
+        "[discovery] Using bootstrap token discovery against {}",
+        request.endpoint
+    );
+    let info = discover(
+        request.endpoint,
+        request.token,
+        request.pins,
+        timeouts.discovery.0,
+    )
+    .await?;
+    say!(
+        "[discovery] Cluster info signature and contents are valid and the CA matches the pinned hash; API server {}",
+        info.server
+    );
+    say!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
+    let cluster =
+        cluster_configuration(&info, request.token, timeouts.kubernetes_api_call.0).await?;
+    let mut cfg = (request.config)(cluster)?;
+    say!(
+        "[preflight] Running pre-flight checks before initializing the new control plane instance"
+    );
+    let report = preflight::run(&cfg, root, &request.ignore_preflight);
+    if !report.errors.is_empty() {
+        return Err(JoinError::Preflight(report));
+    }
+    if !report.warnings.is_empty() {
+        say!("{report}");
+    }
+    say!("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
+    let shared = upload_certs::download(
+        &info,
+        request.token,
+        request.certificate_key,
+        timeouts.kubernetes_api_call.0,
+    )
+    .await?;
+
+    // Everything this node needs, rendered in memory against the shared CAs.
+    let layout = OutputLayout::host(&cfg, root);
+    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref())?;
+    let mut existing = ExistingPki::empty();
+    let mut shared_files = Vec::new();
+    for file in SHARED.iter() {
+        if let Some(bytes) = shared.get(file.secret_key).filter(|b| !b.is_empty()) {
+            existing = existing.with_file(file.pki_path, bytes.to_vec());
+            shared_files.push(RenderedFile::new(
+                layout.cert_dir.join(file.pki_path),
+                file.mode,
+                bytes.to_vec(),
+            ));
+        }
+    }
+    let parts = Parts {
+        pki: true,
+        kubeconfigs: true,
+        components: &COMPONENTS[1..],
+    };
+    let mut bundle = render::bundle_with(
+        &cfg,
+        root,
+        &templates,
+        &layout,
+        parts,
+        SystemTime::now(),
+        &existing,
+    )?;
+    // kubeadm writes super-admin.conf on the first node only.
+    bundle
+        .files
+        .retain(|f| !f.path.ends_with("super-admin.conf"));
+    let stacked = cfg.local_etcd().is_some();
+
+    // The cluster's etcd, reached with this node's own (not yet written) etcd client identity.
+    let etcd = if stacked {
+        let client = etcd_client(&cfg, &layout, &bundle.files, &shared_files, &info.server).await?;
+        let peer_url = format!(
+            "https://{}:2380",
+            bracket_host(&cfg.advertise_address.to_string())
+        );
+        let mut lines = Vec::new();
+        let members =
+            etcd_join::check_membership(&client, &cfg.node_name, &peer_url, &mut |l| lines.push(l))
+                .await?;
+        for line in lines {
+            say!("{line}");
+        }
+        let known: Vec<String> = client.endpoints().iter().map(|e| e.to_string()).collect();
+        Some((
+            client,
+            peer_url,
+            etcd_join::all_client_urls(&members, &known),
+        ))
+    } else {
+        None
+    };
+
+    // From here on the host changes: the ledger first, then the files.
+    let config_file = RenderedFile::new(root.path(EFFECTIVE_CONFIG), 0o600, Vec::new());
+    let kubelet_file = crate::node::KubeletConfiguration::for_init(&cfg, root).rendered(root);
+    let etcd_manifest = layout.manifest_dir.join("etcd.yaml");
+    let mode = agent_launch::resolve_mode(request.agent_mode, root);
+    let mut ledger = Ledger::load(root)
+        .map_err(|source| JoinError::Ledger {
+            path: Ledger::path(root),
+            source,
+        })?
+        .unwrap_or_default();
+    let mut noted: Vec<RenderedFile> = bundle.files.clone();
+    noted.extend(shared_files.iter().cloned());
+    if stacked {
+        noted.push(RenderedFile::new(etcd_manifest.clone(), 0o600, Vec::new()));
+    }
+    crate::init::run::note_kubelet_files(&mut ledger, root, &kubelet_file);
+    ledger.agent = Some(agent_launch::launch_record(mode, root));
+    crate::init::run::note_everything(&mut ledger, &cfg, root, &layout, &noted, &config_file);
+    ledger.save(root).map_err(|source| JoinError::Ledger {
+        path: Ledger::path(root),
+        source,
+    })?;
+    say!(
+        "[certs] Using certificateDir folder {:?}",
+        layout.cert_dir.display().to_string()
+    );
+    for line in render::progress_lines(&bundle, &layout) {
+        if !line.starts_with("[control-plane]") {
+            say!("{line}");
+        }
+    }
+    let (manifests, pki_and_kubeconfigs): (Vec<RenderedFile>, Vec<RenderedFile>) = bundle
+        .files
+        .into_iter()
+        .partition(|f| f.path.starts_with(&layout.manifest_dir));
+    let mut first = shared_files;
+    first.extend(pki_and_kubeconfigs);
+    write_all(&first)?;
+
+    let mut added = None;
+    if let Some((client, peer_url, endpoints)) = &etcd {
+        say!(
+            "[etcd] Adding this node as a learner to the etcd cluster through {}",
+            endpoints.join(",")
+        );
+        let files = crate::etcd::ClientFiles {
+            ca: layout.cert_dir.join("etcd/ca.crt"),
+            cert: layout.cert_dir.join("etcd/healthcheck-client.crt"),
+            key: layout.cert_dir.join("etcd/healthcheck-client.key"),
+        };
+        let mut journal = JoinJournal {
+            name: cfg.node_name.clone(),
+            peer_url: peer_url.clone(),
+            endpoints: endpoints.clone(),
+            ca: files.ca,
+            cert: files.cert,
+            key: files.key,
+            member: None,
+            promoted: false,
+        };
+        let (member, initial_cluster) = etcd_join::add_learner(root, client, &mut journal).await?;
+        say!(
+            "[etcd] Added learner {} with peer URL {peer_url}",
+            member.id
+        );
+        added = Some((journal, member.id));
+        set_etcd_args(&mut cfg, &initial_cluster);
+        let etcd_only = Parts {
+            pki: false,
+            kubeconfigs: false,
+            components: &COMPONENTS[..1],
+        };
+        let rendered = render::bundle(
+            &cfg,
+            root,
+            &templates,
+            &layout,
+            etcd_only,
+            SystemTime::now(),
+        )?;
+        say!(
+            "[etcd] Creating static Pod manifest for local etcd in {:?}",
+            layout.manifest_dir.display().to_string()
+        );
+        write_all(&rendered.files)?;
+    }
+    for file in &manifests {
+        if let Some(name) = file.path.file_stem() {
+            say!(
+                "[control-plane] Creating static Pod manifest for {:?}",
+                name.to_string_lossy()
+            );
+        }
+    }
+    let config_file = RenderedFile::new(root.path(EFFECTIVE_CONFIG), 0o600, effective_config(&cfg));
+    let mut last = manifests;
+    last.push(config_file.clone());
+    last.push(kubelet_file.clone());
+    say!(
+        "[kubelet-start] Writing kubelet configuration to file {:?}",
+        kubelet_file.path.display().to_string()
+    );
+    write_all(&last)?;
+
+    let agent_args = agent_launch::agent_args(root, &config_file.path);
+    say!("[agent] Starting the static pod agent");
+    match mode {
+        crate::config::AgentMode::Systemd => {
+            agent_launch::start_systemd(&request.exe, root, &agent_args).map(|_| ())
+        }
+        _ => agent_launch::start_detached(&request.exe, root, &agent_args).map(|_| ()),
+    }
+    .map_err(JoinError::Agent)?;
+
+    if let (Some((client, _, _)), Some((mut journal, id))) = (&etcd, added) {
+        let timeout = timeouts.etcd_api_call.0;
+        say!(
+            "[etcd] Waiting for the new etcd member to catch up, then promoting it. This can take up to {}",
+            crate::config::GoDuration(timeout)
+        );
+        let local_urls = [format!(
+            "https://{}:2379",
+            bracket_host(&cfg.advertise_address.to_string())
+        )];
+        let learner = client.with_endpoints(&local_urls).ok();
+        let mut progress = |line: String| {
+            let _ = writeln!(out, "[etcd] {line}");
+        };
+        let took =
+            promote::promote_when_ready(client, id, learner.as_ref(), timeout, &mut progress)
+                .await
+                .map_err(JoinError::Promote)?;
+        journal.promoted = true;
+        journal.save(root)?;
+        say!(
+            "[etcd] Member {id} promoted to a voting member after {:.1}s",
+            took.as_secs_f64()
+        );
+    }
+
+    let timeout = timeouts.control_plane_component_health_check.0;
+    say!(
+        "[control-plane-check] Waiting for healthy control plane components. This can take up to {}",
+        crate::config::GoDuration(timeout)
+    );
+    let manifest_paths: Vec<PathBuf> = COMPONENTS
+        .iter()
+        .map(|c| layout.manifest_dir.join(format!("{c}.yaml")))
+        .filter(|p| p.exists())
+        .collect();
+    let waited = wait::wait(
+        WaitRequest {
+            manifests: manifest_paths,
+            status_socket: &root.path("/run/boot/agent.sock"),
+            default_host: cfg.advertise_address.to_string(),
+            user_agent: crate::probe::http::user_agent(&cfg.kubernetes_version),
+            timeout,
+            live: request.live,
+        },
+        out,
+    )
+    .await
+    .map_err(JoinError::Wait)?;
+    say!(
+        "[control-plane-check] All control plane components are healthy after {:.3}s",
+        waited.as_secs_f64()
+    );
+    let lines = crate::node::mark::mark_control_plane(
+        &layout.kubernetes_dir,
+        &cfg.node_name,
+        timeouts.kubernetes_api_call.0,
+    )
+    .await
+    .map_err(|e| JoinError::Mark(format!("{e} (hint: {})", e.hint())))?;
+    for line in lines {
+        say!("{line}");
+    }
+    Ok(Joined {
+        took: start.elapsed(),
+        node_name: cfg.node_name.clone(),
+        admin_conf: layout.kubernetes_dir.join("admin.conf"),
+    })
+}
+
+/// The ClusterConfiguration the first node uploaded, read as the bootstrap token (kubeadm's
+/// `kubeadm:nodes-kubeadm-config` Role allows it).
+async fn cluster_configuration(
+    info: &super::ClusterInfo,
+    token: &BootstrapToken,
+    timeout: Duration,
+) -> Result<ClusterConfiguration, JoinError> {
+    let fail = |detail: String| JoinError::ClusterConfig {
+        server: info.server.clone(),
+        detail,
+    };
+    let client = upload_certs::token_client(info, token, timeout).map_err(&fail)?;
+    let api: Api<ConfigMap> = Api::namespaced(client, "kube-system");
+    let map = match tokio::time::timeout(timeout, api.get(KUBEADM_CONFIG)).await {
+        Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),
+        Ok(Err(e)) => return Err(fail(crate::postboot::describe(&e))),
+        Ok(Ok(map)) => map,
+    };
+    let text = map
+        .data
+        .and_then(|mut d| d.remove(CLUSTER_CONFIGURATION_KEY))
+        .ok_or_else(|| fail(format!("it has no {CLUSTER_CONFIGURATION_KEY} key")))?;
+    let docs = crate::config::parse("ConfigMap kube-system/kubeadm-config", &text)?;
+    docs.cluster
+        .ok_or_else(|| fail("its ClusterConfiguration is empty".into()))
+}
+
+/// A client for the cluster's etcd with this node's rendered etcd client identity, at the client
+/// URLs the API lists (through the rendered admin.conf).
+async fn etcd_client(
+    cfg: &Config,
+    layout: &OutputLayout,
+    files: &[RenderedFile],
+    shared: &[RenderedFile],
+    server: &str,
+) -> Result<EtcdClient, JoinError> {
+    let find = |list: &[RenderedFile], path: &Path| {
+        list.iter()
+            .find(|f| f.path == path)
+            .map(|f| f.bytes.clone())
+            .ok_or_else(|| JoinError::Identity(format!("{} was not rendered", path.display())))
+    };
+    let ca_path = layout.cert_dir.join("etcd/ca.crt");
+    let cert_path = layout.cert_dir.join("etcd/healthcheck-client.crt");
+    let key_path = layout.cert_dir.join("etcd/healthcheck-client.key");
+    let (ca, cert, key) = (
+        find(shared, &ca_path)?,
+        find(files, &cert_path)?,
+        find(files, &key_path)?,
+    );
+    let admin = find(files, &layout.kubernetes_dir.join("admin.conf"))?;
+    let timeout = cfg.init.timeouts.kubernetes_api_call.0;
+    let host = api_host(server);
+    let urls = match admin_client(&admin).await {
+        Ok(client) => etcd_join::client_urls(client, &host, timeout).await,
+        Err(_) => etcd_join::client_urls_fallback(&host),
+    };
+    let identity = Identity {
+        ca: (&ca_path, &ca),
+        cert: (&cert_path, &cert),
+        key: (&key_path, &key),
+    };
+    EtcdClient::with_identity(&urls, &identity, Duration::from_secs(10))
+        .map_err(|e| JoinError::Etcd(EtcdJoinError::Etcd(e)))
+}
+
+async fn admin_client(kubeconfig: &[u8]) -> Result<kube::Client, String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let text = std::str::from_utf8(kubeconfig).map_err(|e| e.to_string())?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// The host of `https://host:port`.
+fn api_host(server: &str) -> String {
+    let rest = server.strip_prefix("https://").unwrap_or(server);
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default().to_string(),
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, _)| h)
+            .to_string(),
+    }
+}
+
+/// `--initial-cluster` and `--initial-cluster-state=existing` replace the defaults (and any
+/// extraArgs of those names from the first node's configuration).
+fn set_etcd_args(cfg: &mut Config, initial_cluster: &str) {
+    let Some(local) = cfg.cluster.etcd.local.as_mut() else {
+        return;
+    };
+    let args = etcd_join::joining_args(initial_cluster);
+    local
+        .extra_args
+        .retain(|a| !args.contains_key(a.name.as_str()));
+    for (name, value) in args {
+        local.extra_args.push(Arg {
+            name: name.to_string(),
+            value,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_host_takes_the_host_of_the_discovered_server() {
+        assert_eq!(api_host("https://10.231.0.1:6443"), "10.231.0.1");
+        assert_eq!(api_host("https://[fd00::1]:6443/"), "fd00::1");
+        assert_eq!(api_host("https://cp.example:6443"), "cp.example");
+    }
+}
