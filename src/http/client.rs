@@ -63,21 +63,6 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    send_body(io, request, max_body).await
-}
-
-/// [`send`] for a request with a body (etcd's JSON gateway takes a `Full` one).
-pub async fn send_body<IO, B>(
-    io: IO,
-    request: Request<B>,
-    max_body: usize,
-) -> Result<BoundedResponse, ExchangeError>
-where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
     let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
         // Go's net/http writes canonical header names; some servers care.
         .title_case_headers(true)

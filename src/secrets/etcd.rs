@@ -129,7 +129,7 @@ impl EtcdAccess {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| self.unreachable(format!("TLS: {e}")))?;
-            crate::http::client::send_body(stream, request, MAX_RESPONSE)
+            crate::http::client::send(stream, request, MAX_RESPONSE)
                 .await
                 .map_err(|e| self.unreachable(e.to_string()))
         };
