@@ -148,6 +148,7 @@ timeouts:
 ---
 apiVersion: boot/v1alpha1
 kind: BootConfiguration
+runtime: process
 binDirs: [{bin}]
 agent:
   backoff: {{initial: 1s, max: 5s}}

@@ -262,12 +262,7 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .as_ref()
         .map(|cfg| auto_renewal(cfg, &options.root, &options.status_socket));
     // One thread is plenty for a supervisor and keeps the agent small.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
-        })?;
+    let runtime = super::async_runtime(0)?;
     let result = runtime.block_on(async {
         let renewal = renewal.map(|auto| tokio::spawn(certs::auto::run(auto)));
         let result = agent::run(options, super::shutdown_signal()).await;

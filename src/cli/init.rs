@@ -198,13 +198,7 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         pull_images: args.pull_images || cfg.boot.runtime == crate::config::RuntimeKind::Oci,
         join: super::join_data::join_data(&args.join, &cfg)?,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
-        })?;
+    let runtime = super::async_runtime(2)?;
     let foreground = mode == AgentMode::Foreground;
     runtime.block_on(async {
         let mut stdout = std::io::stdout();

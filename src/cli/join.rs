@@ -143,13 +143,7 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         exe,
         live: std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
-        })?;
+    let runtime = super::async_runtime(2)?;
     runtime.block_on(async {
         // A journal left by a killed join: its member goes first, so the others keep quorum.
         roll_back_leftover(&root, &request.timeouts).await?;

@@ -156,3 +156,19 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::OciShim(args) => std::process::exit(crate::runtime::oci::shim::run(args)),
     }
 }
+
+/// The async runtime a command runs on: `threads` workers, or the calling thread alone for 0 (the
+/// agent and the short API commands: one thread is plenty and keeps them small).
+fn async_runtime(threads: usize) -> Result<tokio::runtime::Runtime, CliError> {
+    let mut builder = if threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut multi = tokio::runtime::Builder::new_multi_thread();
+        multi.worker_threads(threads);
+        multi
+    };
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e))
+}

@@ -82,12 +82,7 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
 
     let attachments = network::cleanup::attachments(&plan.network);
 
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
-        })?;
+    let runtime = super::async_runtime(0)?;
     runtime.block_on(remove_etcd_member(&plan, &root, args.force))?;
     let mut lines = Vec::new();
     let failures = runtime.block_on(reset::execute(&plan, &root, &mut lines));

@@ -51,12 +51,7 @@ fn rotate_key(args: RotateArgs, global: &GlobalArgs) -> Result<ExitCode, CliErro
             Reload::Restart => "restarting the API server",
         }
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(ExitCode::Files, "cannot start the async runtime").with_cause(e)
-        })?;
+    let runtime = super::async_runtime(0)?;
     let started = Instant::now();
     let new = runtime
         .block_on(rotation.run(&mut |line| println!("[rotate-key] {line}")))

@@ -75,12 +75,7 @@ pub fn run(command: TokenCommand, global: &GlobalArgs) -> Result<ExitCode, CliEr
             .clone()
             .unwrap_or_else(|| root.path("/etc/kubernetes/admin.conf"))
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            CliError::new(ExitCode::Usage, "cannot start the async runtime").with_cause(e)
-        })?;
+    let runtime = super::async_runtime(0)?;
     runtime.block_on(async {
         match command {
             TokenCommand::Create(args) => create(&args, kubeconfig(&args.kubeconfig)).await,

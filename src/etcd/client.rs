@@ -21,6 +21,7 @@ use super::EtcdError;
 use crate::http::client;
 
 /// etcd answers with a few KB (a member list); the bound keeps a hostile peer from filling memory.
+/// Calls that read keys and values choose their own bound ([`EtcdClient::call_bounded`]).
 const MAX_ANSWER: usize = 1024 * 1024;
 /// Credentials files are PEM of a few KB.
 const MAX_PEM: u64 = 256 * 1024;
@@ -172,10 +173,21 @@ impl EtcdClient {
         path: &str,
         body: &B,
     ) -> Result<R, EtcdError> {
+        self.call_bounded(path, body, MAX_ANSWER).await
+    }
+
+    /// [`call`](Self::call) for answers that may be larger than a member list (a page of keys and
+    /// values), read up to `max_answer` bytes.
+    pub async fn call_bounded<B: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        max_answer: usize,
+    ) -> Result<R, EtcdError> {
         let json = serde_json::to_vec(body).expect("etcd requests serialize");
         let mut unreachable = Vec::new();
         for endpoint in &self.endpoints {
-            match self.call_one(endpoint, path, &json).await {
+            match self.call_one(endpoint, path, &json, max_answer).await {
                 Ok(answer) => return Ok(answer),
                 Err(EtcdError::Unreachable { mut tried }) => unreachable.append(&mut tried),
                 Err(other) => return Err(other),
@@ -190,6 +202,7 @@ impl EtcdClient {
         endpoint: &ClientUrl,
         path: &str,
         json: &[u8],
+        max_answer: usize,
     ) -> Result<R, EtcdError> {
         let unreachable = |reason: String| EtcdError::Unreachable {
             tried: vec![(endpoint.to_string(), reason)],
@@ -212,7 +225,7 @@ impl EtcdClient {
                 .header(header::CONNECTION, "close")
                 .body(Full::new(Bytes::copy_from_slice(json)))
                 .expect("a valid request");
-            client::send(tls, request, MAX_ANSWER)
+            client::send(tls, request, max_answer)
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -224,7 +237,7 @@ impl EtcdClient {
         if answer.truncated {
             return Err(EtcdError::BadAnswer {
                 endpoint: endpoint.to_string(),
-                reason: format!("the answer to {path} is larger than {MAX_ANSWER} bytes"),
+                reason: format!("the answer to {path} is larger than {max_answer} bytes"),
             });
         }
         if !answer.status.is_success() {

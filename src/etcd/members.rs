@@ -136,12 +136,26 @@ pub async fn promote(client: &EtcdClient, id: MemberId) -> Result<(), EtcdError>
     Ok(())
 }
 
-/// Removes a member.
+/// How long a removal is retried while etcd calls the cluster unhealthy.
+const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Removes a member. etcd refuses ("unhealthy cluster") while the members that would remain have
+/// not been connected for its health interval (5 s) — right after a promotion or a restart — so
+/// that refusal is retried each second for up to 30 s, as kubeadm retries its removals.
 pub async fn remove(client: &EtcdClient, id: MemberId) -> Result<(), EtcdError> {
-    let _: Ignored = client
-        .call("/v3/cluster/member/remove", &IdRequest { id })
-        .await?;
-    Ok(())
+    let start = std::time::Instant::now();
+    loop {
+        match client
+            .call::<_, Ignored>("/v3/cluster/member/remove", &IdRequest { id })
+            .await
+        {
+            Err(e) if e.is_unhealthy_cluster() && start.elapsed() < REMOVE_PATIENCE => {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(()),
+        }
+    }
 }
 
 /// The member whose peer URLs include `peer_url` (how a node finds itself, as kubeadm does).

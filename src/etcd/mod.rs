@@ -1,10 +1,11 @@
 //! etcd cluster membership for stacked control-plane nodes: list, add as a learner, promote once
 //! caught up, remove — through etcd's v3 JSON gateway on its client URLs (3.4, 3.5 and 3.6 serve
 //! it), with an etcd client certificate. Used by `boot join` (add, promote, roll back) and `boot
-//! reset` (remove this node's member). Reads the client certificate files it is given; touches no
+//! reset` (remove this node's member); raw reads for `boot secrets rotate-key` (`kv`). Reads the client certificate files it is given; touches no
 //! other host path.
 
 pub mod client;
+pub mod kv;
 pub mod local;
 pub mod members;
 pub mod promote;
@@ -57,6 +58,12 @@ impl EtcdError {
     pub fn is_not_a_learner(&self) -> bool {
         matches!(self, EtcdError::Refused { message, .. }
             if message.contains(NOT_A_LEARNER) && !message.contains(LEARNER_NOT_READY))
+    }
+
+    /// etcd's `ErrUnhealthy`: a reconfiguration refused because the members that would remain
+    /// have not all been connected long enough.
+    pub fn is_unhealthy_cluster(&self) -> bool {
+        matches!(self, EtcdError::Refused { message, .. } if message.contains("unhealthy cluster"))
     }
 
     /// The member is not (or no longer) in the cluster.

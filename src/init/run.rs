@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::agent_launch::{self, resolve_mode};
 use super::phases::PhaseName;
-use super::wait::{self, WaitFailure, WaitRequest};
+use super::wait::{self, WaitFailure};
 use crate::config::{AgentMode, Config};
 use crate::host::ledger::{AgentLaunch, Ledger};
 use crate::host::{write_all, HostRoot, RenderedFile, WriteError};
@@ -270,30 +270,9 @@ pub async fn finish(
     }
     if request.runs(PhaseName::WaitControlPlane) {
         let timeout = cfg.init.timeouts.control_plane_component_health_check.0;
-        say!("[control-plane-check] Waiting for healthy control plane components. This can take up to {}", crate::config::GoDuration(timeout));
-        let mut manifest_paths: Vec<PathBuf> = COMPONENTS
-            .iter()
-            .map(|c| layout.manifest_dir.join(format!("{c}.yaml")))
-            .collect();
-        manifest_paths.retain(|p| p.exists());
-        let waited = wait::wait(
-            WaitRequest {
-                manifests: manifest_paths,
-                status_socket: &root.path("/run/boot/agent.sock"),
-                default_host: cfg.advertise_address.to_string(),
-                user_agent: crate::probe::http::user_agent(&cfg.kubernetes_version),
-                timeout,
-                live: request.live,
-            },
-            out,
-        )
-        .await
-        .map_err(InitError::Wait)?;
-        let _ = writeln!(
-            out,
-            "[control-plane-check] All control plane components are healthy after {:.3}s",
-            waited.as_secs_f64()
-        );
+        wait::control_plane_check(cfg, root, &layout, timeout, request.live, out)
+            .await
+            .map_err(InitError::Wait)?;
     }
     if request.runs(PhaseName::PostBoot) {
         let timeout = cfg.init.timeouts.kubernetes_api_call.0;

@@ -43,6 +43,43 @@ pub enum WaitFailure {
 }
 
 /// Waits; returns how long it took.
+/// The control-plane-check phase of init and join: waits for every component whose manifest was
+/// rendered, with kubeadm's two lines around the wait.
+pub async fn control_plane_check(
+    cfg: &crate::config::Config,
+    root: &crate::host::HostRoot,
+    layout: &crate::render::OutputLayout,
+    timeout: Duration,
+    live: bool,
+    out: &mut dyn Write,
+) -> Result<Duration, WaitFailure> {
+    let _ = writeln!(
+        out,
+        "[control-plane-check] Waiting for healthy control plane components. This can take up to {}",
+        crate::config::GoDuration(timeout)
+    );
+    let manifests: Vec<PathBuf> = crate::render::COMPONENTS
+        .iter()
+        .map(|c| layout.manifest_dir.join(format!("{c}.yaml")))
+        .filter(|p| p.exists())
+        .collect();
+    let request = WaitRequest {
+        manifests,
+        status_socket: &root.path("/run/boot/agent.sock"),
+        default_host: cfg.advertise_address.to_string(),
+        user_agent: crate::probe::http::user_agent(&cfg.kubernetes_version),
+        timeout,
+        live,
+    };
+    let waited = wait(request, out).await?;
+    let _ = writeln!(
+        out,
+        "[control-plane-check] All control plane components are healthy after {:.3}s",
+        waited.as_secs_f64()
+    );
+    Ok(waited)
+}
+
 pub async fn wait(request: WaitRequest<'_>, out: &mut dyn Write) -> Result<Duration, WaitFailure> {
     let start = Instant::now();
     let endpoints: Vec<(String, Option<Endpoint>)> = request

@@ -26,7 +26,7 @@ use crate::host::ledger::Ledger;
 use crate::host::{write_all, HostRoot, RenderedFile, WriteError};
 use crate::init::agent_launch;
 use crate::init::run::{effective_config, EFFECTIVE_CONFIG};
-use crate::init::wait::{self, WaitFailure, WaitRequest};
+use crate::init::wait::{self, WaitFailure};
 use crate::pki::ExistingPki;
 use crate::preflight::{self, PreflightReport};
 use crate::render::{self, OutputLayout, Parts, RenderError, Templates, COMPONENTS};
@@ -363,32 +363,9 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     }
 
     let timeout = timeouts.control_plane_component_health_check.0;
-    say!(
-        "[control-plane-check] Waiting for healthy control plane components. This can take up to {}",
-        crate::config::GoDuration(timeout)
-    );
-    let manifest_paths: Vec<PathBuf> = COMPONENTS
-        .iter()
-        .map(|c| layout.manifest_dir.join(format!("{c}.yaml")))
-        .filter(|p| p.exists())
-        .collect();
-    let waited = wait::wait(
-        WaitRequest {
-            manifests: manifest_paths,
-            status_socket: &root.path("/run/boot/agent.sock"),
-            default_host: cfg.advertise_address.to_string(),
-            user_agent: crate::probe::http::user_agent(&cfg.kubernetes_version),
-            timeout,
-            live: request.live,
-        },
-        out,
-    )
-    .await
-    .map_err(JoinError::Wait)?;
-    say!(
-        "[control-plane-check] All control plane components are healthy after {:.3}s",
-        waited.as_secs_f64()
-    );
+    wait::control_plane_check(&cfg, root, &layout, timeout, request.live, out)
+        .await
+        .map_err(JoinError::Wait)?;
     let lines = crate::node::mark::mark_control_plane(
         &layout.kubernetes_dir,
         &cfg.node_name,

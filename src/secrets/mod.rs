@@ -11,7 +11,6 @@
 
 pub mod api;
 pub mod config;
-pub mod etcd;
 pub mod journal;
 mod rotate;
 

@@ -20,15 +20,17 @@ use sha2::{Digest, Sha256};
 
 use super::api::{self, ApiError};
 use super::config::{self, ConfigError, EncryptionConfig, KeyPlace};
-use super::etcd::{EtcdAccess, EtcdError};
 use super::journal::{self, Journal, Step};
 use crate::certs::RestartError;
+use crate::etcd::{ClientFiles, EtcdClient, EtcdError};
 
 /// The annotation a restart for a new encryption configuration sets on the API server's manifest.
 pub const LOADED_ANNOTATION: &str = "boot/encryption-config-loaded-at";
 /// The automatic reload re-reads the file every minute (kube-apiserver's
 /// `EncryptionConfigFileChangePollDuration`); a little more for the reload itself.
 const RELOAD_WAIT: Duration = Duration::from_secs(90);
+/// One etcd range request (a page of at most 200 values).
+const ETCD_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// A restarted API server is up in about 15 s on one node; etcd's storage check can take longer.
 const RESTART_WAIT: Duration = Duration::from_secs(180);
 const POLL: Duration = Duration::from_secs(1);
@@ -104,7 +106,7 @@ pub struct Rotation {
     pub kubeconfig: PathBuf,
     pub apiserver_manifest: PathBuf,
     pub agent_socket: PathBuf,
-    pub etcd: EtcdAccess,
+    pub etcd: EtcdClient,
     /// `--etcd-prefix`, `/registry` by default.
     pub etcd_prefix: String,
     pub reload: Reload,
@@ -160,12 +162,12 @@ impl Rotation {
                 manifest: manifest.clone(),
                 flag: "etcd-servers".into(),
             })?;
-        let etcd = EtcdAccess {
-            endpoint,
+        let files = ClientFiles {
             ca: path_flag("etcd-cafile")?,
             cert: path_flag("etcd-certfile")?,
             key: path_flag("etcd-keyfile")?,
         };
+        let etcd = EtcdClient::new(&[endpoint], &files, ETCD_CALL_TIMEOUT)?;
         let automatic =
             flag("encryption-provider-config-automatic-reload").as_deref() == Some("true");
         Ok(Rotation {
@@ -343,14 +345,12 @@ impl Rotation {
         let prefixes = config.prefixes(key);
         let mut stale = Vec::new();
         let prefix = format!("{}/{resource}/", self.etcd_prefix.trim_end_matches('/'));
-        let total = self
-            .etcd
-            .scan(&prefix, &mut |k, value| {
-                if !prefixes.iter().any(|p| value.starts_with(p.as_bytes())) {
-                    stale.push(String::from_utf8_lossy(k).into_owned());
-                }
-            })
-            .await?;
+        let total = crate::etcd::kv::scan(&self.etcd, prefix.as_bytes(), &mut |k, value| {
+            if !prefixes.iter().any(|p| value.starts_with(p.as_bytes())) {
+                stale.push(String::from_utf8_lossy(k).into_owned());
+            }
+        })
+        .await?;
         Ok((total, stale))
     }
 

@@ -408,7 +408,7 @@ mod tests {
             body["message"],
             "clusterrolebindings.rbac.authorization.k8s.io \"kubeadm:cluster-admins\" not found"
         );
-        assert!(Resource::route("/api/v1/namespaces/x/secrets").is_none());
+        assert!(Resource::route("/api/v1/namespaces/x/services").is_none());
     }
 
     #[test]
