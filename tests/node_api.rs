@@ -318,8 +318,9 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
             "delete",
             "pod",
             &format!("kube-scheduler-{NODE}"),
-            // kubectl's default: wait until the pod with the old UID is gone, here at most this long.
-            "--timeout=30s",
+            // kubectl's default: wait until the pod with the old UID is gone. A deadline for a
+            // loaded machine: the agent acts within a watch event, normally in milliseconds.
+            "--timeout=90s",
         ],
     );
     assert!(deleted.status.success(), "{}", text(&deleted));

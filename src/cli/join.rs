@@ -362,6 +362,10 @@ fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> Cl
         JoinError::Promote(_) => (ExitCode::Timeout, format!("`boot logs etcd-NODE{}` shows why the learner did not catch up", root_flag(root))),
         JoinError::Wait(_) => (ExitCode::Timeout, format!("`boot status -v{}` shows which component is unhealthy", root_flag(root))),
         JoinError::Agent(_) => (ExitCode::AgentDown, String::new()),
+        JoinError::NoEncryptionConfig(_) => (
+            ExitCode::Join,
+            "upload the certificates again from a node that encrypts secrets (`boot init phase upload-certs --upload-certs`), or set encryptionAtRest.enabled: false in this node's BootConfiguration if the cluster does not encrypt".into(),
+        ),
         _ => (ExitCode::Files, String::new()),
     };
     let headline = match err {

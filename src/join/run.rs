@@ -89,6 +89,8 @@ pub enum JoinError {
     Wait(WaitFailure),
     #[error("mark-control-plane: {0}")]
     Mark(String),
+    #[error("the cluster shares no encryption configuration for {0} (Secret kube-system/kubeadm-certs has no {key})", key = upload_certs::ENCRYPTION_CONFIG_KEY)]
+    NoEncryptionConfig(PathBuf),
 }
 
 impl JoinError {
@@ -103,6 +105,7 @@ impl JoinError {
                 | JoinError::Certs(_)
                 | JoinError::Render(_)
                 | JoinError::Identity(_)
+                | JoinError::NoEncryptionConfig(_)
         )
     }
 }
@@ -191,6 +194,19 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         SystemTime::now(),
         &existing,
     )?;
+    // The cluster's encryption key, not a new one: every API server must decrypt what the others
+    // wrote to the shared etcd.
+    if cfg.boot.encryption_at_rest.enabled {
+        let path = layout.kubernetes_dir.join(render::ENCRYPTION_CONFIG);
+        let shared_config = shared
+            .get(upload_certs::ENCRYPTION_CONFIG_KEY)
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| JoinError::NoEncryptionConfig(path.clone()))?;
+        bundle.files.retain(|f| f.path != path);
+        bundle
+            .files
+            .push(RenderedFile::new(path, 0o600, shared_config.to_vec()));
+    }
     // kubeadm writes super-admin.conf on the first node only.
     bundle
         .files

@@ -55,6 +55,11 @@ pub const SHARED: [SharedFile; 8] = [
     shared("etcd-ca.crt", "etcd/ca.crt", 0o644),
     shared("etcd-ca.key", "etcd/ca.key", 0o600),
 ];
+/// boot's addition to the Secret: the cluster's `EncryptionConfiguration` when encryption at rest
+/// is on. Every API server must decrypt what the others wrote, so a joining node takes this file
+/// instead of generating its own key. kubeadm's join decrypts every value and writes only the
+/// files it knows, so the extra key is harmless to it.
+pub const ENCRYPTION_CONFIG_KEY: &str = "boot-encryption-config.yaml";
 /// With external etcd the etcd CA is not shared (the cluster has none) but the API server's
 /// client files for the external etcd are: kubeadm's keys for `etcd.external.{caFile,certFile,
 /// keyFile}`, written back to those configured paths on the joining node.

@@ -22,7 +22,7 @@ use super::{namespaced, put, ADMIN_CONF};
 use crate::config::Config;
 use crate::host::HostRoot;
 use crate::join::token_secret::{expiry, CERT_TOKEN_TTL};
-use crate::join::upload_certs::{seal, EXTERNAL_ETCD, KUBEADM_CERTS};
+use crate::join::upload_certs::{seal, ENCRYPTION_CONFIG_KEY, EXTERNAL_ETCD, KUBEADM_CERTS};
 use crate::join::{BootstrapToken, CertificateKey, TokenSpec};
 
 /// kubeadm's description of the token that carries the Secret's TTL.
@@ -39,7 +39,7 @@ pub async fn upload_certs(
     timeout: Duration,
 ) -> Result<Vec<String>, PostBootError> {
     let external = cfg.cluster.etcd.external.as_ref();
-    let external_files: Vec<(&'static str, PathBuf)> = match external {
+    let mut extra_files: Vec<(&'static str, PathBuf)> = match external {
         None => vec![],
         Some(etcd) => EXTERNAL_ETCD
             .iter()
@@ -48,8 +48,14 @@ pub async fn upload_certs(
             .map(|(name, file)| (*name, root.path(file)))
             .collect(),
     };
+    if cfg.boot.encryption_at_rest.enabled {
+        extra_files.push((
+            ENCRYPTION_CONFIG_KEY,
+            kubernetes_dir.join(crate::render::ENCRYPTION_CONFIG),
+        ));
+    }
     // Everything is read and encrypted before the first API call.
-    let data = seal(cert_dir, external.is_some(), &external_files, key)?;
+    let data = seal(cert_dir, external.is_some(), &extra_files, key)?;
     let admin = Caller::from_file(&kubernetes_dir.join(ADMIN_CONF), timeout).await?;
     let owner = TokenSpec {
         token: BootstrapToken::generate(),
