@@ -135,6 +135,15 @@ fn init_publishes_join_data_that_discovery_and_download_accept() {
             "{name}"
         );
     }
+    // boot's addition: the cluster's encryption configuration, so a joining API server can read
+    // what this one encrypted.
+    let encryption = pki.parent().unwrap().join("encryption/config.yaml");
+    assert_eq!(
+        shared.get(boot::join::upload_certs::ENCRYPTION_CONFIG_KEY),
+        Some(&std::fs::read(&encryption).unwrap()[..]),
+        "{}",
+        encryption.display()
+    );
     let err = runtime
         .block_on(download(
             &info,

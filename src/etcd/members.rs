@@ -115,15 +115,11 @@ pub async fn add_learner(
     client: &EtcdClient,
     peer_urls: &[String],
 ) -> Result<(Member, Vec<Member>), EtcdError> {
-    let answer: AddAnswer = client
-        .call(
-            "/v3/cluster/member/add",
-            &AddRequest {
-                peer_urls,
-                is_learner: true,
-            },
-        )
-        .await?;
+    let request = AddRequest {
+        peer_urls,
+        is_learner: true,
+    };
+    let answer: AddAnswer = reconfigure(client, "/v3/cluster/member/add", &request).await?;
     Ok((answer.member, answer.members))
 }
 
@@ -136,24 +132,31 @@ pub async fn promote(client: &EtcdClient, id: MemberId) -> Result<(), EtcdError>
     Ok(())
 }
 
-/// How long a removal is retried while etcd calls the cluster unhealthy.
-const REMOVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a membership change is retried while etcd calls the cluster unhealthy.
+const RECONFIGURE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Removes a member. etcd refuses ("unhealthy cluster") while the members that would remain have
-/// not been connected for its health interval (5 s) — right after a promotion or a restart — so
-/// that refusal is retried each second for up to 30 s, as kubeadm retries its removals.
+/// Removes a member.
 pub async fn remove(client: &EtcdClient, id: MemberId) -> Result<(), EtcdError> {
+    let _: Ignored = reconfigure(client, "/v3/cluster/member/remove", &IdRequest { id }).await?;
+    Ok(())
+}
+
+/// A membership change (add, remove). etcd refuses one with "unhealthy cluster", changing nothing,
+/// while the members that would remain have not been connected for its health interval (5 s):
+/// right after another change or a restart, e.g. a second join just after the first promotion.
+/// That refusal is retried each second for up to 30 s, as kubeadm retries its member calls.
+async fn reconfigure<B: Serialize, R: serde::de::DeserializeOwned>(
+    client: &EtcdClient,
+    path: &str,
+    body: &B,
+) -> Result<R, EtcdError> {
     let start = std::time::Instant::now();
     loop {
-        match client
-            .call::<_, Ignored>("/v3/cluster/member/remove", &IdRequest { id })
-            .await
-        {
-            Err(e) if e.is_unhealthy_cluster() && start.elapsed() < REMOVE_PATIENCE => {
+        match client.call(path, body).await {
+            Err(e) if e.is_unhealthy_cluster() && start.elapsed() < RECONFIGURE_PATIENCE => {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-            Err(e) => return Err(e),
-            Ok(_) => return Ok(()),
+            answer => return answer,
         }
     }
 }
