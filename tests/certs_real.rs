@@ -111,22 +111,8 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     );
 
     // Stored encrypted: the raw etcd value starts with the secretbox prefix, no plain text.
-    let pki = root.join("etc/kubernetes/pki");
-    let raw = Command::new(&etcdctl)
-        .env("ETCDCTL_API", "3")
-        .arg(format!(
-            "--endpoints=https://127.0.0.1:{}",
-            cluster.ports[1]
-        ))
-        .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
-        .arg(format!(
-            "--cert={}",
-            pki.join("apiserver-etcd-client.crt").display()
-        ))
-        .arg(format!(
-            "--key={}",
-            pki.join("apiserver-etcd-client.key").display()
-        ))
+    let raw = cluster
+        .etcdctl(&etcdctl)
         .args(["get", "/registry/secrets/default/s1", "--print-value-only"])
         .output()
         .unwrap();

@@ -20,22 +20,8 @@ const SECRETS: usize = 30;
 
 /// Every raw value under `/registry/secrets/`, as etcd holds it.
 fn etcd_secret_values(etcdctl: &Path, cluster: &Cluster) -> Vec<(String, Vec<u8>)> {
-    let pki = cluster.root().join("etc/kubernetes/pki");
-    let out = Command::new(etcdctl)
-        .env("ETCDCTL_API", "3")
-        .arg(format!(
-            "--endpoints=https://127.0.0.1:{}",
-            cluster.ports[1]
-        ))
-        .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
-        .arg(format!(
-            "--cert={}",
-            pki.join("apiserver-etcd-client.crt").display()
-        ))
-        .arg(format!(
-            "--key={}",
-            pki.join("apiserver-etcd-client.key").display()
-        ))
+    let out = cluster
+        .etcdctl(etcdctl)
         .args(["get", "/registry/secrets/", "--prefix", "-w", "json"])
         .output()
         .unwrap();

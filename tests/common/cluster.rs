@@ -134,6 +134,27 @@ port: {kubelet}
         self.dir.path().join("root")
     }
 
+    /// `etcdctl` against this cluster's etcd with the API server's client certificate; the caller
+    /// adds the command.
+    #[allow(dead_code)]
+    pub fn etcdctl(&self, etcdctl: &Path) -> Command {
+        let pki = self.root().join("etc/kubernetes/pki");
+        let mut command = Command::new(etcdctl);
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=https://127.0.0.1:{}", self.ports[1]))
+            .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
+            .arg(format!(
+                "--cert={}",
+                pki.join("apiserver-etcd-client.crt").display()
+            ))
+            .arg(format!(
+                "--key={}",
+                pki.join("apiserver-etcd-client.key").display()
+            ));
+        command
+    }
+
     /// The kubelet API's port (`KubeletConfiguration.port`, on 127.0.0.1).
     pub fn kubelet_port(&self) -> u16 {
         self.ports[7]
