@@ -154,7 +154,8 @@ fn rotate_key_re_encrypts_every_secret_and_drops_the_old_key_even_when_interrupt
     assert_kubectl_reads_every_value(&kubectl_exe, &cluster);
     eprintln!("MEASURED: rotation with automatic reloads took {took:?}");
 
-    // By restarts, killed once the new key is loaded as the second key; a re-run finishes it.
+    // By restarts, killed once step 1 is recorded (the new key written second); a re-run
+    // finishes it.
     let journal = cluster.root().join("var/lib/boot/encryption-rotation.json");
     let mut first = Child(
         Command::new(BOOT)
