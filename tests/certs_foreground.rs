@@ -39,10 +39,17 @@ fn foreground_init_renews_certificates_automatically() {
     }
     let cluster = Cluster::new("", "2m0s");
     let config = cluster.dir.path().join("config.yaml");
-    let text = std::fs::read_to_string(&config).unwrap().replace(
-        "encryptionAlgorithm:",
-        "certificateValidityPeriod: 4m0s\nencryptionAlgorithm:",
-    ) + "certificates:\n  renewBefore: 230s\n";
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(
+            "encryptionAlgorithm:",
+            "certificateValidityPeriod: 4m0s\nencryptionAlgorithm:",
+        )
+        .replace(
+            "kind: BootConfiguration\n",
+            "kind: BootConfiguration\ncertificates:\n  renewBefore: 230s\n",
+        );
+    assert!(text.contains("renewBefore"), "{text}");
     std::fs::write(&config, text).unwrap();
     let log = std::fs::File::create(cluster.dir.path().join("init.log")).unwrap();
     let child = Command::new(BOOT)
