@@ -38,19 +38,8 @@ fn foreground_init_renews_certificates_automatically() {
         return;
     }
     let cluster = Cluster::new("", "2m0s");
+    cluster.short_lived_certificates("4m0s", "230s");
     let config = cluster.dir.path().join("config.yaml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace(
-            "encryptionAlgorithm:",
-            "certificateValidityPeriod: 4m0s\nencryptionAlgorithm:",
-        )
-        .replace(
-            "kind: BootConfiguration\n",
-            "kind: BootConfiguration\ncertificates:\n  renewBefore: 230s\n",
-        );
-    assert!(text.contains("renewBefore"), "{text}");
-    std::fs::write(&config, text).unwrap();
     let log = std::fs::File::create(cluster.dir.path().join("init.log")).unwrap();
     let child = Command::new(BOOT)
         .args(["init", "--agent=foreground", IGNORE, "--root"])

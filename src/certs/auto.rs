@@ -64,8 +64,9 @@ pub fn plan(
         .filter(|r| r.leaf_standing(now, renew_before) != Standing::Valid)
         .map(|r| r.name.clone())
         .collect();
+    // Due ones count too (at a time already past): a leaf renewed with a validity shorter than
+    // the window is due again at once, and must not leave the loop sleeping for MAX_SLEEP.
     let next = own
-        .filter(|r| r.leaf_standing(now, renew_before) == Standing::Valid)
         .map(|r| {
             let window = renew_before
                 .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -246,8 +247,21 @@ mod tests {
             ["admin.conf"],
             "externally managed leaves are not renewed"
         );
-        assert_eq!(next, Some(("apiserver".into(), 200 * DAY)));
+        assert_eq!(
+            next,
+            Some(("admin.conf".into(), 20 * DAY)),
+            "a due leaf is next, at a time already past, so the loop checks again soon"
+        );
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let only_valid = ExpirationReport {
+            certificates: vec![row("apiserver", 300 * DAY, false)],
+            certificate_authorities: vec![],
+            missing: vec![],
+        };
+        assert_eq!(
+            plan(&only_valid, now, None).1,
+            Some(("apiserver".into(), 200 * DAY))
+        );
         assert!(warnings[0].starts_with("CA ca expires"));
     }
 

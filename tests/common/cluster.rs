@@ -134,6 +134,25 @@ port: {kubelet}
         self.dir.path().join("root")
     }
 
+    /// Makes the config's leaves valid for `validity` (a Go duration) and due for renewal once
+    /// less than `renew_before` is left, each in the document that owns the field.
+    #[allow(dead_code)]
+    pub fn short_lived_certificates(&self, validity: &str, renew_before: &str) {
+        let path = self.dir.path().join("config.yaml");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(
+                "encryptionAlgorithm:",
+                &format!("certificateValidityPeriod: {validity}\nencryptionAlgorithm:"),
+            )
+            .replace(
+                "kind: BootConfiguration\n",
+                &format!("kind: BootConfiguration\ncertificates:\n  renewBefore: {renew_before}\n"),
+            );
+        assert!(text.contains("renewBefore") && text.contains("certificateValidityPeriod"));
+        std::fs::write(path, text).unwrap();
+    }
+
     /// `etcdctl` against this cluster's etcd with the API server's client certificate; the caller
     /// adds the command.
     #[allow(dead_code)]
