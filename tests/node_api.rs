@@ -47,9 +47,11 @@ fn manifest(cluster: &Cluster, name: &str) -> PathBuf {
 
 /// Polls `check` until it returns `Some`, or panics after `limit` saying what was awaited.
 fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
+    let started = Instant::now();
+    let deadline = started + limit;
     loop {
         if let Some(value) = check() {
+            eprintln!("waited {:.1?} for {what}", started.elapsed());
             return value;
         }
         assert!(
@@ -404,10 +406,11 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
     let etcd_pid = pid_of(&status(&cluster), "etcd");
     let parked = cluster.dir.path().join("kube-apiserver.yaml");
     std::fs::rename(manifest(&cluster, "kube-apiserver"), &parked).unwrap();
+    wait_for("the API server to stop", Duration::from_secs(90), || {
+        pid_of(&status(&cluster), "kube-apiserver").is_none().then_some(())
+    });
     wait_for("the API sync to notice", Duration::from_secs(90), || {
-        let status = status(&cluster);
-        let gone = pid_of(&status, "kube-apiserver").is_none();
-        (gone && status["api"]["lastError"].is_string()).then_some(())
+        status(&cluster)["api"]["lastError"].is_string().then_some(())
     });
     std::fs::rename(&parked, manifest(&cluster, "kube-apiserver")).unwrap();
     wait_for("the API sync to catch up", Duration::from_secs(120), || {
