@@ -137,9 +137,22 @@ impl NodeSync {
                     )
                     .await
                     {
-                        Ok(created) => created,
+                        Ok(created) => {
+                            if self.options.print_events {
+                                println!("[agent] API sync: created mirror pod {name}");
+                            }
+                            created
+                        }
                         // Still there (its deletion not yet seen): the next event retries.
-                        Err(e) if e.is_conflict() => continue,
+                        Err(e) if e.is_conflict() => {
+                            if self.options.print_events {
+                                println!(
+                                    "[agent] API sync: mirror pod {name} still exists; \
+                                     waiting for its deletion"
+                                );
+                            }
+                            continue;
+                        }
                         Err(e) => return Err(e),
                     };
                     self.pods.insert(name.clone(), created.clone());
@@ -234,7 +247,11 @@ impl NodeSync {
         )
         .await
         {
-            Ok(_) => {}
+            Ok(_) => {
+                if self.options.print_events {
+                    println!("[agent] API sync: deleted mirror pod {}", key(pod));
+                }
+            }
             // Gone already, or replaced by another: either way not ours to delete.
             Err(e) if e.is_not_found() || e.is_conflict() => {}
             Err(e) => return Err(e),

@@ -1,11 +1,10 @@
 //! Certificates over time and the secure defaults against the real control plane (`BOOT_K8S_BIN`,
-//! as tests/init_real.rs): a Secret is stored encrypted in etcd, the audit log records requests
+//! as tests/clusters/init_real.rs): a Secret is stored encrypted in etcd, the audit log records requests
 //! without bodies, `boot certs renew apiserver` makes the API server serve a new certificate while
 //! kubectl keeps working (without a restart: it reloads the file), and the agent renews short-lived certificates by itself, restarting the
 //! control plane one pod at a time. The longest API server outage is printed.
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

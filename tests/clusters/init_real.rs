@@ -3,8 +3,7 @@
 //! `BOOT_K8S_BIN` names their directory. Without it the test says loudly that it did not run; in
 //! CI it fails instead when `../shared/k8s` exists (`.ci/run` then sets the variable).
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::time::Duration;
 

@@ -3,8 +3,7 @@
 //! 230 s, the foreground init renews them and records it in `/var/lib/boot/certificates.json`.
 //! Runs the stand-in components (tests/common/cluster.rs), so it needs no real binaries.
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

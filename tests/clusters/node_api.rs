@@ -10,8 +10,7 @@
 //! One cluster per test file (the real API server takes seconds to start on two cores); free
 //! ports; a guard resets the root even when an assertion fails.
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,6 +86,16 @@ fn started_event(cluster: &Cluster, component: &str) -> Option<Value> {
                 && e["message"] == format!("Started container {component}")
         })
         .cloned()
+}
+
+/// The agent's log lines containing `what`, for failure messages.
+fn agent_log_lines(cluster: &Cluster, what: &str) -> String {
+    std::fs::read_to_string(cluster.root().join("var/log/boot/agent.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(what))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn pid_of(status: &Value, pod: &str) -> Option<i64> {
@@ -334,7 +343,13 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
             "--timeout=90s",
         ],
     );
-    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(
+        deleted.status.success(),
+        "{}\nthe mirror pod now: {}\nthe agent's API sync:\n{}",
+        text(&deleted),
+        mirror(&cluster, "kube-scheduler"),
+        agent_log_lines(&cluster, "API sync")
+    );
     wait_for(
         "the mirror pod to come back",
         Duration::from_secs(30),

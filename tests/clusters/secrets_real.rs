@@ -1,11 +1,10 @@
 //! `boot secrets rotate-key` against the real control plane (`BOOT_K8S_BIN`, as
-//! tests/certs_real.rs): Secrets created with boot's first key end up, after a rotation, all
+//! tests/clusters/certs_real.rs): Secrets created with boot's first key end up, after a rotation, all
 //! encrypted with the new key in etcd (read raw with `etcdctl`), the old key is gone from the
 //! file, and kubectl still reads every value. A rotation by restarts, on a second cluster, is
 //! killed half-way and finished by running the command again.
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
