@@ -353,7 +353,12 @@ fn uses_super_admin_when_admin_is_forbidden_and_says_so_when_it_is_missing() {
         [
             (format!("POST {CRBS}"), admin.clone()),
             (format!("POST {CRBS}"), "kubernetes-super-admin".to_string()),
-            // Once bound, admin.conf is cluster-admin and does the rest, as in kubeadm.
+            // Once the binding is in effect for it (asked, not assumed), admin.conf is
+            // cluster-admin and does the rest, as in kubeadm.
+            (
+                "POST /apis/authorization.k8s.io/v1/selfsubjectaccessreviews".to_string(),
+                admin.clone(),
+            ),
             (format!("POST {CMS}"), admin.clone()),
             (format!("POST {ROLES}"), admin.clone()),
             (format!("POST {RBS}"), admin),

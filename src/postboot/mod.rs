@@ -102,13 +102,65 @@ async fn ensure_cluster_admins(
         });
     }
     let super_admin = Caller::from_file(&super_admin_path, admin.timeout).await?;
-    match create(&super_admin, cluster_scoped, &binding).await {
-        Ok(outcome) => Ok(done(
-            outcome,
-            SUPER_ADMIN_CONF,
-            " (admin.conf was Forbidden)",
-        )),
-        Err(failure) => Err(super_admin.error("create", &object, failure)),
+    let outcome = create(&super_admin, cluster_scoped, &binding)
+        .await
+        .map_err(|failure| super_admin.error("create", &object, failure))?;
+    until_authorized(admin).await?;
+    Ok(done(
+        outcome,
+        SUPER_ADMIN_CONF,
+        " (admin.conf was Forbidden)",
+    ))
+}
+
+/// Waits until admin.conf may write kube-system ConfigMaps, what it does next. The RBAC
+/// authorizer learns of a new binding through its informer, a moment after the binding is
+/// stored, so the first call right after it may still be Forbidden (seen on a loaded machine).
+/// Asked with a SelfSubjectAccessReview, which every authenticated user may create; within the
+/// API-call timeout, as kubeadm's calls retry until theirs.
+async fn until_authorized(admin: &Caller) -> Result<(), PostBootError> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let review = SelfSubjectAccessReview {
+        spec: SelfSubjectAccessReviewSpec {
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some("create".into()),
+                resource: Some("configmaps".into()),
+                namespace: Some(KUBE_SYSTEM.into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SelfSubjectAccessReviewSpec::default()
+        },
+        ..SelfSubjectAccessReview::default()
+    };
+    let what = format!("SelfSubjectAccessReview (is {CLUSTER_ADMINS} in effect?)");
+    let deadline = tokio::time::Instant::now() + admin.timeout;
+    loop {
+        let answer = admin
+            .call(|client| {
+                let review = review.clone();
+                async move {
+                    Api::<SelfSubjectAccessReview>::all(client)
+                        .create(&PostParams::default(), &review)
+                        .await
+                }
+            })
+            .await
+            .map_err(|failure| admin.error("create", &what, failure))?;
+        if answer.status.is_some_and(|s| s.allowed) {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(PostBootError::Timeout {
+                action: "wait for",
+                object: format!("{CLUSTER_ADMINS} to take effect for admin.conf"),
+                kubeconfig: admin.kubeconfig.clone(),
+                after: admin.timeout,
+                last: Some("admin.conf is still not allowed to create ConfigMaps".into()),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

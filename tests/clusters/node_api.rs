@@ -422,10 +422,14 @@ fn the_control_plane_node_and_its_mirror_pods_in_the_real_api() {
     let parked = cluster.dir.path().join("kube-apiserver.yaml");
     std::fs::rename(manifest(&cluster, "kube-apiserver"), &parked).unwrap();
     wait_for("the API server to stop", Duration::from_secs(90), || {
-        pid_of(&status(&cluster), "kube-apiserver").is_none().then_some(())
+        pid_of(&status(&cluster), "kube-apiserver")
+            .is_none()
+            .then_some(())
     });
     wait_for("the API sync to notice", Duration::from_secs(90), || {
-        status(&cluster)["api"]["lastError"].is_string().then_some(())
+        status(&cluster)["api"]["lastError"]
+            .is_string()
+            .then_some(())
     });
     std::fs::rename(&parked, manifest(&cluster, "kube-apiserver")).unwrap();
     wait_for("the API sync to catch up", Duration::from_secs(120), || {
