@@ -6,6 +6,8 @@
 //! stopped the other two keep serving (quorum 2 of 3); `boot reset` of a joined node removes its
 //! member and the others stay healthy; reset of all leaves nothing. Bad join data (wrong CA hash,
 //! unknown token, wrong certificate key, unreachable endpoint) fails clearly and changes nothing.
+//! A join interrupted (SIGINT) after its learner was added removes it and its files; one killed
+//! (SIGKILL) leaves the learner, which the node's next join, or its reset, removes.
 //!
 //! Runs the real components (`BOOT_K8S_BIN`): the stand-in API server has no bootstrap-token
 //! authentication. Needs root, `ip`, `etcdctl` and `kubectl`.
@@ -14,7 +16,7 @@
 mod cluster;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::{require, text, walk, BOOT};
@@ -186,24 +188,84 @@ agent:
 
     /// `boot join` through `endpoint` with this node's address and name.
     fn join(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Output {
-        self.boot(&[
-            "join",
-            endpoint,
-            "--token",
-            token,
-            "--discovery-token-ca-cert-hash",
-            hash,
-            "--control-plane",
-            "--certificate-key",
-            key,
-            "--apiserver-advertise-address",
-            &self.address,
-            "--node-name",
-            &self.name,
-            "--config",
-            self.config().to_str().unwrap(),
-            IGNORE,
-        ])
+        self.join_command(endpoint, token, hash, key)
+            .output()
+            .unwrap()
+    }
+
+    /// The same join, started: its output goes to `join.out` beside the root.
+    fn start_join(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Child {
+        let out = std::fs::File::create(self.dir.path().join("join.out")).unwrap();
+        self.join_command(endpoint, token, hash, key)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits for `child` to exit; its status and everything it printed.
+    fn finish(&self, mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let said = std::fs::read_to_string(self.dir.path().join("join.out")).unwrap();
+                return (status, said);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the join did not exit",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the join journal records the learner etcd added.
+    fn wait_learner_added(&self, timeout: Duration) {
+        let journal = self.root().join("var/lib/boot/join-etcd.json");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let read = std::fs::read(&journal).ok();
+            let parsed = read.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if parsed.is_some_and(|j| j["member"].is_number()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the join journal never recorded a member: {}",
+                self.name,
+                std::fs::read_to_string(self.dir.path().join("join.out")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn join_command(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.ns, BOOT])
+            .args([
+                "join",
+                endpoint,
+                "--token",
+                token,
+                "--discovery-token-ca-cert-hash",
+                hash,
+                "--control-plane",
+                "--certificate-key",
+                key,
+                "--apiserver-advertise-address",
+                &self.address,
+                "--node-name",
+                &self.name,
+                "--config",
+                self.config().to_str().unwrap(),
+                IGNORE,
+                "--root",
+                self.root().to_str().unwrap(),
+            ])
+            .stdin(Stdio::null());
+        command
     }
 
     /// A command inside this node's namespace.
@@ -422,6 +484,8 @@ fn ha_scenario(components: &Path) {
     let unreachable = format!("10.231.{subnet}.250:6443");
     bad_join_data_changes_nothing(&nodes, &endpoint, &unreachable, (&token, &hash, &key));
 
+    interrupted_joins_roll_back(&nodes, &endpoint, (&token, &hash, &key));
+
     let mut join_took = Vec::new();
     for node in &nodes[1..] {
         let started = Instant::now();
@@ -430,6 +494,13 @@ fn ha_scenario(components: &Path) {
         assert!(out.status.success(), "{} join: {}", node.name, text(&out));
         let said = text(&out);
         assert!(said.contains("promoted"), "{said}");
+        if node.name == "node-2" {
+            // node-2's earlier join was killed after its member add.
+            assert!(
+                said.contains("did not finish") && said.contains("removed etcd member"),
+                "the leftover learner is not said to be removed first: {said}"
+            );
+        }
     }
     eprintln!(
         "NUMBERS: init {:.1}s, join node-2 {:.1}s, join node-3 {:.1}s",
@@ -572,4 +643,63 @@ fn bad_join_data_changes_nothing(
         assert!(left.is_empty(), "{case}: files written: {left:?}");
         nodes[0].wait_members(Duration::from_secs(10), |m| voters(m, &["node-1"]));
     }
+}
+
+/// Joins stopped after their learner was added. SIGINT: the join removes its member and its
+/// files and fails saying so. SIGKILL: the learner stays; on node-2 the next join removes it
+/// first (checked by the caller), on node-3 `boot reset` does.
+fn interrupted_joins_roll_back(
+    nodes: &[Node],
+    endpoint: &str,
+    (token, hash, key): (&str, &str, &str),
+) {
+    let only_first = |m: &[Member]| voters(m, &["node-1"]);
+    let with_learner = |m: &[Member]| m.len() == 2 && m.iter().any(|m| m.learner);
+
+    let node = &nodes[1];
+    let join = node.start_join(endpoint, token, hash, key);
+    node.wait_learner_added(Duration::from_secs(60));
+    signal(&join, nix::sys::signal::Signal::SIGINT);
+    let (status, said) = node.finish(join, Duration::from_secs(60));
+    assert!(!status.success(), "the interrupted join succeeded: {said}");
+    for words in [
+        "join interrupted",
+        "removed etcd member",
+        "files this join wrote",
+    ] {
+        assert!(
+            said.contains(words),
+            "the interrupted join does not say {words:?}: {said}"
+        );
+    }
+    nodes[0].wait_members(Duration::from_secs(10), only_first);
+    node.assert_clean();
+
+    // etcd takes one learner at a time: node-3's goes (reset) before node-2's is left.
+    for node in [&nodes[2], &nodes[1]] {
+        let join = node.start_join(endpoint, token, hash, key);
+        node.wait_learner_added(Duration::from_secs(60));
+        signal(&join, nix::sys::signal::Signal::SIGKILL);
+        node.finish(join, Duration::from_secs(10));
+        nodes[0].wait_members(Duration::from_secs(10), with_learner);
+        if node.name == "node-3" {
+            let reset = node.boot(&["reset", "--force"]);
+            assert!(
+                reset.status.success(),
+                "reset after a killed join: {}",
+                text(&reset)
+            );
+            assert!(
+                text(&reset).contains("removed etcd member"),
+                "{}",
+                text(&reset)
+            );
+            node.assert_clean();
+            nodes[0].wait_members(Duration::from_secs(10), only_first);
+        }
+    }
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
 }
