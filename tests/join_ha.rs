@@ -227,7 +227,7 @@ agent:
         loop {
             let read = std::fs::read(&journal).ok();
             let parsed = read.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-            if parsed.is_some_and(|j| j["member"].is_number()) {
+            if parsed.is_some_and(|j| !j["member"].is_null()) {
                 return;
             }
             assert!(

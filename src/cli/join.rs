@@ -15,7 +15,7 @@ use crate::config::{
 use crate::host::ledger::Ledger;
 use crate::host::{facts, HostRoot};
 use crate::join::run::{self as join_run, JoinError, JoinRequest};
-use crate::join::{BootstrapToken, CaCertHash, CertificateKey};
+use crate::join::{BootstrapToken, CaCertHash, CertificateKey, DiscoveryFile, JoinDiscovery};
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
@@ -31,6 +31,15 @@ pub struct JoinArgs {
     /// The CA's public key pin, `sha256:<hex>` (repeatable).
     #[arg(long, value_name = "HASH")]
     pub discovery_token_ca_cert_hash: Vec<String>,
+    /// Token discovery without a CA pin (the token's signature is still checked).
+    #[arg(long)]
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// File discovery: a kubeconfig file or an https:// URL with the cluster's server and CA.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub discovery_file: Option<String>,
+    /// The bootstrap token the node authenticates with after discovery (defaults to --token).
+    #[arg(long, value_name = "TOKEN")]
+    pub tls_bootstrap_token: Option<String>,
     /// Join as a control-plane node (the only kind boot runs).
     #[arg(long)]
     pub control_plane: bool,
@@ -132,9 +141,7 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     })?;
     let request = JoinRequest {
         root: &root,
-        endpoint: &plan.endpoint,
-        token: &plan.token,
-        pins: &plan.pins,
+        discovery: &plan.discovery,
         certificate_key: &plan.certificate_key,
         config: &builder,
         timeouts: join.timeouts.clone(),
@@ -173,11 +180,10 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     })
 }
 
-/// The flags, with the JoinConfiguration's values where a flag is not given; validated.
+/// The flags, with the JoinConfiguration's values where a flag is not given; validated as
+/// kubeadm's `ValidateDiscovery`.
 struct JoinPlan {
-    endpoint: String,
-    token: BootstrapToken,
-    pins: Vec<CaCertHash>,
+    discovery: JoinDiscovery,
     certificate_key: CertificateKey,
 }
 
@@ -190,62 +196,10 @@ impl JoinPlan {
                 "a worker node runs a kubelet: join it with `kubeadm join` and the same token and CA hash",
             ));
         }
-        let discovery = join.discovery.bootstrap_token.clone().unwrap_or_default();
-        if discovery.unsafe_skip_ca_verification && args.discovery_token_ca_cert_hash.is_empty() {
-            return Err(CliError::usage(
-                "boot does not join without pinning the cluster CA (unsafeSkipCAVerification)",
-                "give --discovery-token-ca-cert-hash sha256:… as `boot init` printed it",
-            ));
-        }
-        if join.discovery.file.is_some() {
-            return Err(CliError::usage(
-                "JoinConfiguration.discovery.file is not supported",
-                "use bootstrap token discovery (discovery.bootstrapToken)",
-            ));
-        }
-        let endpoint = args
-            .endpoint
-            .clone()
-            .or(discovery.api_server_endpoint.clone())
-            .ok_or_else(|| {
-                CliError::usage(
-                    "no API server endpoint to join",
-                    "give it as `boot join HOST:PORT …` (or discovery.bootstrapToken.apiServerEndpoint)",
-                )
-            })?;
-        let token = args
-            .discovery_token
-            .clone()
-            .or(args.token.clone())
-            .or(discovery.token.clone())
-            .or(join.discovery.tls_bootstrap_token.clone())
-            .ok_or_else(|| {
-                CliError::usage(
-                    "no bootstrap token",
-                    "give --token (`boot token create` on a control-plane node makes one)",
-                )
-            })?;
-        let token: BootstrapToken = token.parse().map_err(|e: crate::join::FormatError| {
-            CliError::usage(format!("--token: {e}"), e.hint())
-        })?;
-        let hashes = match args.discovery_token_ca_cert_hash.is_empty() {
-            true => discovery.ca_cert_hashes.clone(),
-            false => args.discovery_token_ca_cert_hash.clone(),
+        let discovery = match file_discovery(args, join)? {
+            Some(file) => file,
+            None => token_discovery(args, join)?,
         };
-        if hashes.is_empty() {
-            return Err(CliError::usage(
-                "no --discovery-token-ca-cert-hash: boot does not trust a cluster CA it cannot pin",
-                "give the `sha256:…` hash `boot init` printed",
-            ));
-        }
-        let pins = hashes
-            .iter()
-            .map(|h| {
-                h.parse::<CaCertHash>().map_err(|e| {
-                    CliError::usage(format!("--discovery-token-ca-cert-hash: {e}"), e.hint())
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let key = args
             .certificate_key
             .clone()
@@ -261,12 +215,108 @@ impl JoinPlan {
                 CliError::usage(format!("--certificate-key: {e}"), e.hint())
             })?;
         Ok(JoinPlan {
-            endpoint,
-            token,
-            pins,
+            discovery,
             certificate_key,
         })
     }
+}
+
+fn parse_token(flag: &str, value: &str) -> Result<BootstrapToken, CliError> {
+    value
+        .parse()
+        .map_err(|e: crate::join::FormatError| CliError::usage(format!("{flag}: {e}"), e.hint()))
+}
+
+/// `--discovery-file` / `discovery.file`, with the TLS bootstrap token if one is given.
+fn file_discovery(
+    args: &JoinArgs,
+    join: &JoinConfiguration,
+) -> Result<Option<JoinDiscovery>, CliError> {
+    let from_config = join
+        .discovery
+        .file
+        .as_ref()
+        .map(|f| f.kube_config_path.clone());
+    let Some(value) = args.discovery_file.clone().or(from_config) else {
+        return Ok(None);
+    };
+    if join.discovery.file.is_some() && join.discovery.bootstrap_token.is_some() {
+        return Err(CliError::usage(
+            "JoinConfiguration.discovery: bootstrapToken and file cannot both be set",
+            "keep one of them",
+        ));
+    }
+    if args.endpoint.is_some() || !args.discovery_token_ca_cert_hash.is_empty() {
+        eprintln!("[discovery] WARNING: with file discovery the endpoint and --discovery-token-ca-cert-hash are ignored");
+    }
+    let file = DiscoveryFile::parse(&value)
+        .map_err(|e| CliError::usage(format!("--discovery-file: {e}"), e.hint()))?;
+    let tls_bootstrap_token = match args
+        .tls_bootstrap_token
+        .as_ref()
+        .or(args.token.as_ref())
+        .or(join.discovery.tls_bootstrap_token.as_ref())
+    {
+        Some(value) => Some(parse_token("--tls-bootstrap-token", value)?),
+        None => None,
+    };
+    Ok(Some(JoinDiscovery::File {
+        file,
+        tls_bootstrap_token,
+    }))
+}
+
+/// Bootstrap-token discovery: an endpoint, a token, and CA pins unless skipping them is asked.
+fn token_discovery(args: &JoinArgs, join: &JoinConfiguration) -> Result<JoinDiscovery, CliError> {
+    let discovery = join.discovery.bootstrap_token.clone().unwrap_or_default();
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or(discovery.api_server_endpoint.clone())
+        .ok_or_else(|| {
+            CliError::usage(
+                "no API server endpoint to join",
+                "give it as `boot join HOST:PORT …` (or discovery.bootstrapToken.apiServerEndpoint), or use --discovery-file",
+            )
+        })?;
+    let token = args
+        .discovery_token
+        .clone()
+        .or(args.token.clone())
+        .or(discovery.token.clone())
+        .or(join.discovery.tls_bootstrap_token.clone())
+        .ok_or_else(|| {
+            CliError::usage(
+                "no bootstrap token",
+                "give --token (`boot token create` on a control-plane node makes one)",
+            )
+        })?;
+    let token = parse_token("--token", &token)?;
+    let hashes = match args.discovery_token_ca_cert_hash.is_empty() {
+        true => discovery.ca_cert_hashes.clone(),
+        false => args.discovery_token_ca_cert_hash.clone(),
+    };
+    let skip =
+        args.discovery_token_unsafe_skip_ca_verification || discovery.unsafe_skip_ca_verification;
+    if hashes.is_empty() && !skip {
+        return Err(CliError::usage(
+            "using token-based discovery without --discovery-token-ca-cert-hash can be unsafe",
+            "give the `sha256:…` hash `boot init` printed, or pass --discovery-token-unsafe-skip-ca-verification (discovery.bootstrapToken.unsafeSkipCAVerification) to trust the CA the endpoint shows",
+        ));
+    }
+    let pins = hashes
+        .iter()
+        .map(|h| {
+            h.parse::<CaCertHash>().map_err(|e| {
+                CliError::usage(format!("--discovery-token-ca-cert-hash: {e}"), e.hint())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(JoinDiscovery::Token {
+        endpoint,
+        token,
+        pins,
+    })
 }
 
 enum Failure {

@@ -19,7 +19,7 @@ use kube::api::Api;
 use super::etcd_join::{self, EtcdJoinError};
 use super::etcd_journal::{JoinJournal, JournalError};
 use super::upload_certs::{self, UploadCertsError, SHARED};
-use super::{discover, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError};
+use super::{BootstrapToken, CertificateKey, JoinDiscovery, JoinDiscoveryError};
 use crate::config::{bracket_host, Arg, ClusterConfiguration, Config, ConfigError, Timeouts};
 use crate::etcd::{promote, EtcdClient, EtcdError, Identity};
 use crate::host::ledger::Ledger;
@@ -41,10 +41,7 @@ pub type ConfigBuilder<'a> = dyn Fn(ClusterConfiguration) -> Result<Config, Conf
 
 pub struct JoinRequest<'a> {
     pub root: &'a HostRoot,
-    /// `host:port` of the API server (the control-plane endpoint).
-    pub endpoint: &'a str,
-    pub token: &'a BootstrapToken,
-    pub pins: &'a [CaCertHash],
+    pub discovery: &'a JoinDiscovery,
     pub certificate_key: &'a CertificateKey,
     pub config: &'a ConfigBuilder<'a>,
     pub timeouts: Timeouts,
@@ -57,7 +54,7 @@ pub struct JoinRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     #[error(transparent)]
-    Discovery(#[from] DiscoveryError),
+    Discovery(#[from] JoinDiscoveryError),
     #[error("cannot read the cluster's configuration (ConfigMap kube-system/kubeadm-config) from {server}: {detail}")]
     ClusterConfig { server: String, detail: String },
     #[error(transparent)]
@@ -127,24 +124,12 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
 
     say!("[preflight] Running pre-flight checks");
-    say!(
-        "[discovery] Using bootstrap token discovery against {}",
-        request.endpoint
-    );
-    let info = discover(
-        request.endpoint,
-        request.token,
-        request.pins,
-        timeouts.discovery.0,
-    )
-    .await?;
-    say!(
-        "[discovery] Cluster info signature and contents are valid and the CA matches the pinned hash; API server {}",
-        info.server
-    );
+    let (info, token) = request
+        .discovery
+        .discover(timeouts.discovery.0, out)
+        .await?;
     say!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
-    let cluster =
-        cluster_configuration(&info, request.token, timeouts.kubernetes_api_call.0).await?;
+    let cluster = cluster_configuration(&info, &token, timeouts.kubernetes_api_call.0).await?;
     let mut cfg = (request.config)(cluster)?;
     say!(
         "[preflight] Running pre-flight checks before initializing the new control plane instance"
@@ -159,7 +144,7 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     say!("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
     let shared = upload_certs::download(
         &info,
-        request.token,
+        &token,
         request.certificate_key,
         timeouts.kubernetes_api_call.0,
     )
