@@ -350,3 +350,124 @@ fn certificates(pem: &[u8]) -> Vec<Vec<u8>> {
         .map(|block| block.into_contents())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIBeTCCAR+gAwIBAgIUYmFzZTY0IG9mIG5vdGhpbmcwCgYIKoZIzj0EAwIwADAe\n-----END CERTIFICATE-----\n";
+
+    fn kubeconfig(clusters: &str, current: &str, user: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n{clusters}contexts:\n- name: ctx\n  context:\n    cluster: b\n    user: u\ncurrent-context: \"{current}\"\nusers:\n- name: u\n  user:\n{user}"
+        )
+    }
+
+    fn cluster(name: &str, server: &str) -> String {
+        cluster_with(name, server, CA)
+    }
+
+    fn cluster_with(name: &str, server: &str, ca: &str) -> String {
+        let data = base64::engine::general_purpose::STANDARD.encode(ca);
+        format!("- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {data}\n")
+    }
+
+    #[test]
+    fn the_current_contexts_cluster_and_a_bootstrap_token_user() {
+        let clusters =
+            cluster("a", "https://10.0.0.1:6443") + &cluster("b", "https://10.0.0.2:6443");
+        let text = kubeconfig(&clusters, "ctx", "    token: abcdef.0123456789abcdef\n");
+        let (info, token) = from_kubeconfig(&text, None).unwrap();
+        assert_eq!(info.server, "https://10.0.0.2:6443");
+        assert_eq!(info.ca_pem, CA);
+        assert_eq!(token.unwrap().to_string(), "abcdef.0123456789abcdef");
+
+        // Two clusters and no current context: which one is not guessed.
+        let err = from_kubeconfig(&kubeconfig(&clusters, "", ""), None).unwrap_err();
+        assert!(err.contains("2 clusters"), "{err}");
+        // One cluster is used without a context; a token that is not a bootstrap token is not one.
+        let one = kubeconfig(
+            &cluster("b", "https://cp:6443"),
+            "",
+            "    token: not-bootstrap\n",
+        );
+        let (info, token) = from_kubeconfig(&one, None).unwrap();
+        assert_eq!((info.server.as_str(), token), ("https://cp:6443", None));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_trusted() {
+        let plain = kubeconfig(&cluster("b", "http://10.0.0.2:6443"), "ctx", "");
+        assert!(from_kubeconfig(&plain, None).unwrap_err().contains("https"));
+        let no_ca = "apiVersion: v1\nkind: Config\nclusters:\n- name: b\n  cluster:\n    server: https://h:1\n";
+        assert!(from_kubeconfig(no_ca, None)
+            .unwrap_err()
+            .contains("no certificate authority"));
+        let not_pem = no_ca.to_string() + "    certificate-authority-data: aGVsbG8=\n";
+        assert!(from_kubeconfig(&not_pem, None)
+            .unwrap_err()
+            .contains("no PEM certificate"));
+        // A CA file is read beside the kubeconfig, never for a URL.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.crt"), CA).unwrap();
+        let by_file = no_ca.to_string() + "    certificate-authority: ca.crt\n";
+        let (info, _) = from_kubeconfig(&by_file, Some(dir.path())).unwrap();
+        assert_eq!(info.ca_pem, CA);
+        assert!(from_kubeconfig(&by_file, None).is_err());
+    }
+
+    #[test]
+    fn locations_and_urls() {
+        assert_eq!(
+            DiscoveryFile::parse("/etc/kubernetes/discovery.conf").unwrap(),
+            DiscoveryFile::Path("/etc/kubernetes/discovery.conf".into())
+        );
+        assert!(matches!(
+            DiscoveryFile::parse("https://h/x").unwrap(),
+            DiscoveryFile::Url(_)
+        ));
+        for bad in ["http://h/x", "ftp://h", ""] {
+            assert!(DiscoveryFile::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            split_https("https://h.example/c/kubeconfig").unwrap(),
+            ("h.example:443".into(), "/c/kubeconfig".into())
+        );
+        assert_eq!(
+            split_https("https://[fd00::1]:8443").unwrap(),
+            ("[fd00::1]:8443".into(), "/".into())
+        );
+        assert!(split_https("http://h").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_nothing_answers_on_fails_naming_the_file_after_the_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("discovery.conf");
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().pem();
+        let server = format!("https://127.0.0.1:{port}");
+        std::fs::write(
+            &path,
+            kubeconfig(&cluster_with("b", &server, &ca), "ctx", ""),
+        )
+        .unwrap();
+        let file = DiscoveryFile::Path(path.clone());
+        let no_roots = || -> Result<WebRoots, FileDiscoveryError> {
+            unreachable!("a path needs no web roots")
+        };
+        let err = discover_file(&file, no_roots, Duration::from_millis(1500))
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("cannot connect"),
+            "{text}"
+        );
+    }
+}

@@ -165,6 +165,32 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
             ));
         }
     }
+    // With external etcd, the API server's client files for it, at the configured paths.
+    if let Some(external) = &cfg.cluster.etcd.external {
+        let wanted = upload_certs::EXTERNAL_ETCD.iter().zip([
+            (&external.ca_file, 0o644),
+            (&external.cert_file, 0o644),
+            (&external.key_file, 0o600),
+        ]);
+        // Empty paths: an etcd without TLS client authentication.
+        for (key, (path, mode)) in wanted.filter(|(_, (path, _))| !path.is_empty()) {
+            let plain = Path::new(path).is_absolute()
+                && !Path::new(path)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir);
+            if !plain {
+                return Err(JoinError::Identity(format!(
+                    "etcd.external: {path:?} is not an absolute path without \"..\""
+                )));
+            }
+            let bytes = shared.get(key).filter(|b| !b.is_empty()).ok_or_else(|| {
+                UploadCertsError::Incomplete {
+                    key: key.to_string(),
+                }
+            })?;
+            shared_files.push(RenderedFile::new(root.path(path), mode, bytes.to_vec()));
+        }
+    }
     let parts = Parts {
         pki: true,
         kubeconfigs: true,
@@ -241,6 +267,16 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     crate::init::run::note_kubelet_files(&mut ledger, root, &kubelet_file);
     ledger.agent = Some(agent_launch::launch_record(mode, root));
     crate::init::run::note_everything(&mut ledger, &cfg, root, &layout, &noted, &config_file);
+    if let Some(external) = &cfg.cluster.etcd.external {
+        // The external etcd client files may lie outside the PKI directory: reset removes them
+        // (only them: the ledger lists files) as it does the rest of what the join wrote.
+        let paths = [&external.ca_file, &external.cert_file, &external.key_file];
+        for path in paths.into_iter().filter(|p| !p.is_empty()) {
+            if let Some(dir) = root.path(path).parent() {
+                ledger.note_prefix(dir);
+            }
+        }
+    }
     ledger.save(root).map_err(|source| JoinError::Ledger {
         path: Ledger::path(root),
         source,
