@@ -462,3 +462,106 @@ impl Described {
         CliError::new(self.code, headline).with_hint(hint)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        join: JoinArgs,
+    }
+
+    const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const TOKEN: &str = "abcdef.0123456789abcdef";
+
+    fn plan(flags: &[&str], config: &str) -> Result<JoinPlan, CliError> {
+        let mut argv = vec!["boot", "--control-plane", "--certificate-key", KEY];
+        argv.extend(flags);
+        let args = Cli::try_parse_from(argv).unwrap().join;
+        let join: JoinConfiguration = serde_yaml::from_str(config).unwrap();
+        JoinPlan::parse(&args, &join)
+    }
+
+    #[test]
+    fn token_discovery_needs_pins_unless_skipping_them_is_asked() {
+        let err = plan(&["10.0.0.1:6443", "--token", TOKEN], "{}")
+            .err()
+            .unwrap();
+        assert!(err.headline.contains("can be unsafe"), "{err}");
+        assert!(err
+            .hint
+            .unwrap()
+            .contains("--discovery-token-unsafe-skip-ca-verification"));
+        for (flags, config) in [
+            (
+                &[
+                    "10.0.0.1:6443",
+                    "--token",
+                    TOKEN,
+                    "--discovery-token-unsafe-skip-ca-verification",
+                ][..],
+                "{}",
+            ),
+            (
+                &["10.0.0.1:6443", "--token", TOKEN][..],
+                "discovery: {bootstrapToken: {unsafeSkipCAVerification: true}}",
+            ),
+        ] {
+            let Ok(JoinPlan {
+                discovery: JoinDiscovery::Token { pins, endpoint, .. },
+                ..
+            }) = plan(flags, config)
+            else {
+                panic!("{flags:?} {config}: not token discovery");
+            };
+            assert!(pins.is_empty());
+            assert_eq!(endpoint, "10.0.0.1:6443");
+        }
+    }
+
+    #[test]
+    fn file_discovery_from_the_flag_or_the_configuration() {
+        let Ok(JoinPlan {
+            discovery:
+                JoinDiscovery::File {
+                    file,
+                    tls_bootstrap_token,
+                },
+            ..
+        }) = plan(&["--discovery-file", "https://h/k", "--token", TOKEN], "{}")
+        else {
+            panic!("not file discovery");
+        };
+        assert_eq!(file, DiscoveryFile::Url("https://h/k".into()));
+        assert_eq!(tls_bootstrap_token.unwrap().to_string(), TOKEN);
+
+        let config = "discovery: {file: {kubeConfigPath: /etc/kubernetes/discovery.conf}, tlsBootstrapToken: abcdef.0123456789abcdef}";
+        let Ok(JoinPlan {
+            discovery:
+                JoinDiscovery::File {
+                    file,
+                    tls_bootstrap_token,
+                },
+            ..
+        }) = plan(&[], config)
+        else {
+            panic!("not file discovery");
+        };
+        assert_eq!(
+            file,
+            DiscoveryFile::Path("/etc/kubernetes/discovery.conf".into())
+        );
+        assert!(tls_bootstrap_token.is_some());
+
+        let both = "discovery: {file: {kubeConfigPath: /x}, bootstrapToken: {token: abcdef.0123456789abcdef}}";
+        let err = plan(&[], both).err().unwrap();
+        assert!(err.headline.contains("cannot both be set"), "{err}");
+        let err = plan(&["--discovery-file", "http://h/k"], "{}")
+            .err()
+            .unwrap();
+        assert!(err.headline.contains("https"), "{err}");
+    }
+}
