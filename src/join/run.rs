@@ -134,7 +134,7 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     say!(
         "[preflight] Running pre-flight checks before initializing the new control plane instance"
     );
-    let report = preflight::run(&cfg, root, &request.ignore_preflight);
+    let report = preflight::run_for_join(&cfg, root, &request.ignore_preflight);
     if !report.errors.is_empty() {
         return Err(JoinError::Preflight(report));
     }
