@@ -57,7 +57,11 @@ pub struct BootstrapTokenDiscovery {
     pub api_server_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ca_cert_hashes: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// kubeadm spells it `unsafeSkipCAVerification`, not camelCase's `…Ca…`.
+    #[serde(
+        rename = "unsafeSkipCAVerification",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub unsafe_skip_ca_verification: bool,
 }
 
