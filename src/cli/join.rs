@@ -148,13 +148,14 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         exe,
         live: std::io::IsTerminal::is_terminal(&std::io::stdout()),
     };
-    // A ledger from before this join is not the join's to undo (preflight refuses such a node).
-    let had_ledger = Ledger::path(&root).symlink_metadata().is_ok();
     let runtime = super::async_runtime(2)?;
     runtime.block_on(async {
         // A journal left by a killed join: its member goes first, so the others keep quorum,
         // then what it wrote.
-        roll_back_leftover(&root, &request.timeouts, had_ledger).await?;
+        roll_back_leftover(&root, &request.timeouts).await?;
+        // A ledger from before this join is not the join's to undo (preflight refuses such a
+        // node, but an interrupt may come before preflight).
+        let had_ledger = Ledger::path(&root).symlink_metadata().is_ok();
         let mut stdout = std::io::stdout();
         let outcome = tokio::select! {
             joined = join_run::run(&request, &mut stdout) => joined.map_err(Failure::Join),
@@ -184,13 +185,8 @@ enum Failure {
 }
 
 /// What a join that was killed left (its journal says it never finished): its etcd member and
-/// its files go before this join starts. With a ledger that this join found but a journal
-/// without one, only the member.
-async fn roll_back_leftover(
-    root: &HostRoot,
-    timeouts: &config::Timeouts,
-    had_ledger: bool,
-) -> Result<(), CliError> {
+/// the files its ledger lists go before this join starts.
+async fn roll_back_leftover(root: &HostRoot, timeouts: &config::Timeouts) -> Result<(), CliError> {
     let journal = join_rollback::unfinished(root).map_err(|e| {
         CliError::new(ExitCode::Files, e)
             .with_hint("`boot reset` removes what an earlier join left")
@@ -199,7 +195,7 @@ async fn roll_back_leftover(
         return Ok(());
     }
     println!("[etcd] An earlier join of this node did not finish: removing its etcd member and what it wrote first");
-    let undone = join_rollback::undo(root, timeouts, had_ledger).await;
+    let undone = join_rollback::undo(root, timeouts, true).await;
     for line in &undone.lines {
         println!("[join] {line}");
     }
@@ -300,6 +296,10 @@ impl Described {
     fn into_error(self, undone: Option<join_rollback::Undone>, root: &HostRoot) -> CliError {
         let mut headline = self.headline;
         let tail = match &undone {
+            // Interrupted before it wrote anything.
+            Some(undone) if undone.clean && undone.lines.is_empty() => {
+                "nothing was changed on this node".to_string()
+            }
             None => "nothing was changed on this node".to_string(),
             Some(undone) => {
                 for line in &undone.lines {
