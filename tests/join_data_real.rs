@@ -489,6 +489,27 @@ fn unpinned_and_file_discovery(
     assert!(found.refreshed);
     assert_eq!(&found.info, info);
     assert_eq!(found.token.map(|t| t.to_string()).as_deref(), Some(TOKEN));
+
+    // The same URL, but the roots do not include its CA: nothing is read from it.
+    let url = runtime.block_on(serve_once(
+        &std::fs::read(pki.join("apiserver.crt")).unwrap(),
+        &std::fs::read(pki.join("apiserver.key")).unwrap(),
+        b"never read".to_vec(),
+    ));
+    let untrusted = || WebRoots::from_pem(&other_ca);
+    let err = runtime
+        .block_on(discover_file(
+            &DiscoveryFile::Url(url.clone()),
+            untrusted,
+            timeout,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, FileDiscoveryError::Read { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&url) && message.contains("not trusted by the system CA bundle"),
+        "{message}"
+    );
 }
 
 /// A kubeconfig with one cluster and context, and a token user if given.
@@ -504,7 +525,7 @@ fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8], token: Option<&str>) -> 
 
 /// An HTTPS server on a free loopback port answering its first request with `body`, with
 /// certificate `cert_pem` and key `key_pem`; the URL to ask. It runs on `runtime` until the
-/// runtime is dropped.
+/// runtime is dropped; a client that rejects the certificate ends it.
 async fn serve_once(cert_pem: &[u8], key_pem: &[u8], body: Vec<u8>) -> String {
     use rustls::pki_types::{
         CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
@@ -533,7 +554,9 @@ async fn serve_once(cert_pem: &[u8], key_pem: &[u8], body: Vec<u8>) -> String {
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let Ok(mut tls) = acceptor.accept(tcp).await else {
+            return;
+        };
         let mut request = Vec::new();
         let mut buf = [0u8; 1024];
         while !request.windows(4).any(|w| w == b"\r\n\r\n") {

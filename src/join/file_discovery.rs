@@ -312,6 +312,11 @@ async fn fetch(
     let get = discovery::tls_get(&target, &trust, &path, "*/*");
     let response = match tokio::time::timeout(timeout, get).await {
         Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),
+        Ok(Err(Attempt::Final(DiscoveryError::Untrusted { detail, .. }))) => {
+            return Err(fail(format!(
+                "its certificate is not trusted by the system CA bundle: {detail}"
+            )))
+        }
         Ok(Err(Attempt::Final(e) | Attempt::Retry(e) | Attempt::Absent(e))) => {
             return Err(fail(e.to_string()))
         }

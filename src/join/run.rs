@@ -260,22 +260,31 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         })?
         .unwrap_or_default();
     let mut noted: Vec<RenderedFile> = bundle.files.clone();
-    noted.extend(shared_files.iter().cloned());
+    // An external etcd client file directly in a directory reset never touches (`/etc`) stays
+    // out of the ledger: listing it would make reset refuse the whole ledger.
+    let external_dirs = external_etcd_dirs(&cfg, root);
+    noted.extend(
+        shared_files
+            .iter()
+            .filter(|f| {
+                let dir = f.path.parent().unwrap_or(Path::new("/"));
+                !external_dirs.iter().any(|d| d == dir) || !crate::reset::never_removed(root, dir)
+            })
+            .cloned(),
+    );
     if stacked {
         noted.push(RenderedFile::new(etcd_manifest.clone(), 0o600, Vec::new()));
     }
     crate::init::run::note_kubelet_files(&mut ledger, root, &kubelet_file);
     ledger.agent = Some(agent_launch::launch_record(mode, root));
     crate::init::run::note_everything(&mut ledger, &cfg, root, &layout, &noted, &config_file);
-    if let Some(external) = &cfg.cluster.etcd.external {
-        // The external etcd client files may lie outside the PKI directory: reset removes them
-        // (only them: the ledger lists files) as it does the rest of what the join wrote.
-        let paths = [&external.ca_file, &external.cert_file, &external.key_file];
-        for path in paths.into_iter().filter(|p| !p.is_empty()) {
-            if let Some(dir) = root.path(path).parent() {
-                ledger.note_prefix(dir);
-            }
-        }
+    // The external etcd client files may lie outside the PKI directory: reset removes them
+    // (only them: the ledger lists files) as it does the rest of what the join wrote.
+    for dir in external_dirs
+        .iter()
+        .filter(|d| !crate::reset::never_removed(root, d))
+    {
+        ledger.note_prefix(dir);
     }
     ledger.save(root).map_err(|source| JoinError::Ledger {
         path: Ledger::path(root),
@@ -418,6 +427,18 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         node_name: cfg.node_name.clone(),
         admin_conf: layout.kubernetes_dir.join("admin.conf"),
     })
+}
+
+/// The directories (beneath the root) of the external etcd client files a join writes.
+fn external_etcd_dirs(cfg: &Config, root: &HostRoot) -> Vec<PathBuf> {
+    let Some(external) = &cfg.cluster.etcd.external else {
+        return Vec::new();
+    };
+    [&external.ca_file, &external.cert_file, &external.key_file]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| root.path(p).parent().map(Path::to_path_buf))
+        .collect()
 }
 
 /// The ClusterConfiguration the first node uploaded, read as the bootstrap token (kubeadm's
