@@ -3,7 +3,9 @@
 //! bootstrap-token discovery (right pin, wrong pin, unknown token, wrong secret), the encrypted
 //! `kubeadm-certs` (the node's CA files come back identical; a wrong key fails), the token
 //! authenticating and its CSR being auto-approved, the controller manager's bootstrapsigner
-//! computing the same JWS as boot, and `boot token create|list|delete`. Without the binaries the
+//! computing the same JWS as boot, and `boot token create|list|delete`. Discovery without a pin
+//! (the JWS still checked) and file discovery (a kubeconfig file, a wrong CA in it, and an
+//! https:// URL served by the test) against the same API server. Without the binaries the
 //! test says it did not run (in CI it fails instead). The cluster is reset on drop.
 
 #[path = "common/cluster.rs"]
@@ -14,8 +16,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use boot::join::{
-    discover, download, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError,
-    UploadCertsError,
+    discover, discover_file, download, BootstrapToken, CaCertHash, CertificateKey, ClusterInfo,
+    DiscoveryError, DiscoveryFile, FileDiscoveryError, UploadCertsError, WebRoots,
 };
 use cluster::{
     have_etcd, kubectl, kubectl_until_ok, real_components, require, text, Cluster, Components,
@@ -111,6 +113,8 @@ fn init_publishes_join_data_that_discovery_and_download_accept() {
         matches!(err, DiscoveryError::BadSignature { .. }),
         "{err:?}"
     );
+
+    unpinned_and_file_discovery(&runtime, &cluster, &endpoint, &info);
 
     // The shared certificates come back identical to the node's files.
     let shared = runtime
@@ -398,4 +402,177 @@ fn token_commands_round_trip(
     let missing = cluster.boot(&["token", "delete", token.id()]);
     assert!(!missing.status.success());
     assert!(text(&missing).contains("not found"), "{}", text(&missing));
+}
+
+/// kubeadm's `unsafeSkipCAVerification` (no pin, the signature still checked) and file discovery:
+/// admin.conf as the file (cluster-info refreshed over its CA), a file with another CA (refused,
+/// naming the file), and the cluster-info kubeconfig with a token user at an https:// URL.
+fn unpinned_and_file_discovery(
+    runtime: &tokio::runtime::Runtime,
+    cluster: &Cluster,
+    endpoint: &str,
+    info: &ClusterInfo,
+) {
+    let timeout = Duration::from_secs(20);
+    let token: BootstrapToken = TOKEN.parse().unwrap();
+    let unpinned = runtime
+        .block_on(discover(endpoint, &token, &[], timeout))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(&unpinned, info);
+    let forged: BootstrapToken = "jdtest.ffffffffffffffff".parse().unwrap();
+    let err = runtime
+        .block_on(discover(endpoint, &forged, &[], timeout))
+        .unwrap_err();
+    assert!(
+        matches!(err, DiscoveryError::BadSignature { .. }),
+        "{err:?}"
+    );
+
+    let no_web = || -> Result<WebRoots, FileDiscoveryError> { panic!("a file needs no web roots") };
+    let kubernetes = cluster.root().join("etc/kubernetes");
+    let admin = DiscoveryFile::Path(kubernetes.join("admin.conf"));
+    let found = runtime
+        .block_on(discover_file(&admin, no_web, timeout))
+        .unwrap_or_else(|e| panic!("{e} (hint: {})", e.hint()));
+    assert!(found.refreshed, "cluster-info is readable anonymously");
+    assert_eq!(&found.info, info);
+    assert_eq!(
+        found.token, None,
+        "admin.conf authenticates with a certificate"
+    );
+
+    // The same server with another CA: the TLS check fails at once, naming the file.
+    let other_ca = std::fs::read(kubernetes.join("pki/front-proxy-ca.crt")).unwrap();
+    let wrong = cluster.dir.path().join("wrong-ca.conf");
+    std::fs::write(
+        &wrong,
+        cluster_info_kubeconfig(&info.server, &other_ca, None),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let err = runtime
+        .block_on(discover_file(
+            &DiscoveryFile::Path(wrong.clone()),
+            no_web,
+            timeout,
+        ))
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&wrong.display().to_string()) && message.contains("TLS"),
+        "{message}"
+    );
+    assert!(
+        err.hint().contains("not signed by the discovery file's CA"),
+        "{}",
+        err.hint()
+    );
+
+    // An https:// URL, served with the API server's certificate (the test trusts the cluster CA
+    // for it): its kubeconfig's token user is the credentials.
+    let served = cluster_info_kubeconfig(&info.server, info.ca_pem.as_bytes(), Some(TOKEN));
+    let pki = kubernetes.join("pki");
+    let url = runtime.block_on(serve_once(
+        &std::fs::read(pki.join("apiserver.crt")).unwrap(),
+        &std::fs::read(pki.join("apiserver.key")).unwrap(),
+        served.into_bytes(),
+    ));
+    let roots = || WebRoots::from_pem(info.ca_pem.as_bytes());
+    let found = runtime
+        .block_on(discover_file(
+            &DiscoveryFile::Url(url.clone()),
+            roots,
+            timeout,
+        ))
+        .unwrap_or_else(|e| panic!("{url}: {e} (hint: {})", e.hint()));
+    assert!(found.refreshed);
+    assert_eq!(&found.info, info);
+    assert_eq!(found.token.map(|t| t.to_string()).as_deref(), Some(TOKEN));
+
+    // The same URL, but the roots do not include its CA: nothing is read from it.
+    let url = runtime.block_on(serve_once(
+        &std::fs::read(pki.join("apiserver.crt")).unwrap(),
+        &std::fs::read(pki.join("apiserver.key")).unwrap(),
+        b"never read".to_vec(),
+    ));
+    let untrusted = || WebRoots::from_pem(&other_ca);
+    let err = runtime
+        .block_on(discover_file(
+            &DiscoveryFile::Url(url.clone()),
+            untrusted,
+            timeout,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, FileDiscoveryError::Read { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&url) && message.contains("not trusted by the system CA bundle"),
+        "{message}"
+    );
+}
+
+/// A kubeconfig with one cluster and context, and a token user if given.
+fn cluster_info_kubeconfig(server: &str, ca_pem: &[u8], token: Option<&str>) -> String {
+    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca_pem);
+    let user = token
+        .map(|t| format!("\n    token: {t}"))
+        .unwrap_or_else(|| " {}".into());
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\nusers:\n- name: u\n  user:{user}\n"
+    )
+}
+
+/// An HTTPS server on a free loopback port answering its first request with `body`, with
+/// certificate `cert_pem` and key `key_pem`; the URL to ask. It runs on `runtime` until the
+/// runtime is dropped; a client that rejects the certificate ends it.
+async fn serve_once(cert_pem: &[u8], key_pem: &[u8], body: Vec<u8>) -> String {
+    use rustls::pki_types::{
+        CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let certs: Vec<CertificateDer<'static>> = pem::parse_many(cert_pem)
+        .unwrap()
+        .into_iter()
+        .map(|b| CertificateDer::from(b.into_contents()))
+        .collect();
+    let key = pem::parse(key_pem).unwrap();
+    let key: PrivateKeyDer<'static> = match key.tag() {
+        "RSA PRIVATE KEY" => PrivatePkcs1KeyDer::from(key.into_contents()).into(),
+        "EC PRIVATE KEY" => PrivateSec1KeyDer::from(key.into_contents()).into(),
+        _ => PrivatePkcs8KeyDer::from(key.into_contents()).into(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let Ok(mut tls) = acceptor.accept(tcp).await else {
+            return;
+        };
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tls.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            request.extend_from_slice(&buf[..n]);
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        tls.write_all(&body).await.unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    format!("https://127.0.0.1:{port}/discovery/kubeconfig")
 }

@@ -6,6 +6,8 @@
 //! stopped the other two keep serving (quorum 2 of 3); `boot reset` of a joined node removes its
 //! member and the others stay healthy; reset of all leaves nothing. Bad join data (wrong CA hash,
 //! unknown token, wrong certificate key, unreachable endpoint) fails clearly and changes nothing.
+//! A join interrupted (SIGINT) after its learner was added removes it and its files; one killed
+//! (SIGKILL) leaves the learner, which the node's next join, or its reset, removes.
 //!
 //! Runs the real components (`BOOT_K8S_BIN`): the stand-in API server has no bootstrap-token
 //! authentication. Needs root, `ip`, `etcdctl` and `kubectl`.
@@ -14,7 +16,7 @@
 mod cluster;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::{require, text, walk, BOOT};
@@ -108,7 +110,15 @@ struct Node {
 }
 
 impl Node {
-    fn new(ns: &str, i: usize, subnet: u8, components: &Path, endpoint: &str) -> Node {
+    /// `cluster_extra`: more ClusterConfiguration fields (indented YAML lines), e.g. `etcd:`.
+    fn new(
+        ns: &str,
+        i: usize,
+        subnet: u8,
+        components: &Path,
+        endpoint: &str,
+        cluster_extra: &str,
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
@@ -139,7 +149,7 @@ apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
 controlPlaneEndpoint: {endpoint}
 encryptionAlgorithm: ECDSA-P256
----
+{cluster_extra}---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: JoinConfiguration
 timeouts:
@@ -186,24 +196,84 @@ agent:
 
     /// `boot join` through `endpoint` with this node's address and name.
     fn join(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Output {
-        self.boot(&[
-            "join",
-            endpoint,
-            "--token",
-            token,
-            "--discovery-token-ca-cert-hash",
-            hash,
-            "--control-plane",
-            "--certificate-key",
-            key,
-            "--apiserver-advertise-address",
-            &self.address,
-            "--node-name",
-            &self.name,
-            "--config",
-            self.config().to_str().unwrap(),
-            IGNORE,
-        ])
+        self.join_command(endpoint, token, hash, key)
+            .output()
+            .unwrap()
+    }
+
+    /// The same join, started: its output goes to `join.out` beside the root.
+    fn start_join(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Child {
+        let out = std::fs::File::create(self.dir.path().join("join.out")).unwrap();
+        self.join_command(endpoint, token, hash, key)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits for `child` to exit; its status and everything it printed.
+    fn finish(&self, mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let said = std::fs::read_to_string(self.dir.path().join("join.out")).unwrap();
+                return (status, said);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the join did not exit",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the join journal records the learner etcd added.
+    fn wait_learner_added(&self, timeout: Duration) {
+        let journal = self.root().join("var/lib/boot/join-etcd.json");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let read = std::fs::read(&journal).ok();
+            let parsed = read.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if parsed.is_some_and(|j| !j["member"].is_null()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: the join journal never recorded a member: {}",
+                self.name,
+                std::fs::read_to_string(self.dir.path().join("join.out")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn join_command(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.ns, BOOT])
+            .args([
+                "join",
+                endpoint,
+                "--token",
+                token,
+                "--discovery-token-ca-cert-hash",
+                hash,
+                "--control-plane",
+                "--certificate-key",
+                key,
+                "--apiserver-advertise-address",
+                &self.address,
+                "--node-name",
+                &self.name,
+                "--config",
+                self.config().to_str().unwrap(),
+                IGNORE,
+                "--root",
+                self.root().to_str().unwrap(),
+            ])
+            .stdin(Stdio::null());
+        command
     }
 
     /// A command inside this node's namespace.
@@ -398,7 +468,7 @@ fn ha_scenario(components: &Path) {
         .namespaces
         .iter()
         .enumerate()
-        .map(|(i, ns)| Node::new(ns, i + 1, subnet, components, &endpoint))
+        .map(|(i, ns)| Node::new(ns, i + 1, subnet, components, &endpoint, ""))
         .collect();
     let (token, key) = secrets();
 
@@ -422,6 +492,8 @@ fn ha_scenario(components: &Path) {
     let unreachable = format!("10.231.{subnet}.250:6443");
     bad_join_data_changes_nothing(&nodes, &endpoint, &unreachable, (&token, &hash, &key));
 
+    interrupted_joins_roll_back(&nodes, &endpoint, (&token, &hash, &key));
+
     let mut join_took = Vec::new();
     for node in &nodes[1..] {
         let started = Instant::now();
@@ -430,6 +502,13 @@ fn ha_scenario(components: &Path) {
         assert!(out.status.success(), "{} join: {}", node.name, text(&out));
         let said = text(&out);
         assert!(said.contains("promoted"), "{said}");
+        if node.name == "node-2" {
+            // node-2's earlier join was killed after its member add.
+            assert!(
+                said.contains("did not finish") && said.contains("removed etcd member"),
+                "the leftover learner is not said to be removed first: {said}"
+            );
+        }
     }
     eprintln!(
         "NUMBERS: init {:.1}s, join node-2 {:.1}s, join node-3 {:.1}s",
@@ -572,4 +651,399 @@ fn bad_join_data_changes_nothing(
         assert!(left.is_empty(), "{case}: files written: {left:?}");
         nodes[0].wait_members(Duration::from_secs(10), |m| voters(m, &["node-1"]));
     }
+}
+
+/// Joins stopped after their learner was added. SIGINT: the join removes its member and its
+/// files and fails saying so. SIGKILL: the learner stays; on node-2 the next join removes it
+/// first (checked by the caller), on node-3 `boot reset` does.
+fn interrupted_joins_roll_back(
+    nodes: &[Node],
+    endpoint: &str,
+    (token, hash, key): (&str, &str, &str),
+) {
+    let only_first = |m: &[Member]| voters(m, &["node-1"]);
+    let with_learner = |m: &[Member]| m.len() == 2 && m.iter().any(|m| m.learner);
+
+    let node = &nodes[1];
+    let join = node.start_join(endpoint, token, hash, key);
+    node.wait_learner_added(Duration::from_secs(60));
+    signal(&join, nix::sys::signal::Signal::SIGINT);
+    let (status, said) = node.finish(join, Duration::from_secs(60));
+    assert!(!status.success(), "the interrupted join succeeded: {said}");
+    for words in [
+        "join interrupted",
+        "removed etcd member",
+        "files this join wrote",
+    ] {
+        assert!(
+            said.contains(words),
+            "the interrupted join does not say {words:?}: {said}"
+        );
+    }
+    nodes[0].wait_members(Duration::from_secs(10), only_first);
+    node.assert_clean();
+
+    // etcd takes one learner at a time: node-3's goes (reset) before node-2's is left.
+    for node in [&nodes[2], &nodes[1]] {
+        let join = node.start_join(endpoint, token, hash, key);
+        node.wait_learner_added(Duration::from_secs(60));
+        signal(&join, nix::sys::signal::Signal::SIGKILL);
+        node.finish(join, Duration::from_secs(10));
+        nodes[0].wait_members(Duration::from_secs(10), with_learner);
+        if node.name == "node-3" {
+            let reset = node.boot(&["reset", "--force"]);
+            assert!(
+                reset.status.success(),
+                "reset after a killed join: {}",
+                text(&reset)
+            );
+            assert!(
+                text(&reset).contains("removed etcd member"),
+                "{}",
+                text(&reset)
+            );
+            node.assert_clean();
+            nodes[0].wait_members(Duration::from_secs(10), only_first);
+        }
+    }
+}
+
+fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+}
+
+/// Two control-plane nodes on one external etcd (`etcd.external`, TLS with client certificates
+/// from a CA this test makes), in the host namespace on an address of the test's bridge: init with
+/// `--upload-certs` shares the etcd client files, the join writes them where the configuration
+/// says, no node runs etcd of its own, both API servers see each other's writes, resets leave the
+/// external etcd's membership and data alone and nothing behind.
+#[test]
+fn two_nodes_share_an_external_etcd() {
+    if !prerequisites() || require::tool("openssl").is_none() {
+        return;
+    }
+    let Some(dir) = cluster::real_components() else {
+        return;
+    };
+    external_scenario(&dir);
+}
+
+/// Where the nodes find the external etcd's client files (the first node's are the test's).
+const EXTERNAL_CLIENT_DIR: &str = "etc/etcd-client";
+
+fn external_scenario(components: &Path) {
+    // Another bridge and subnet than the stacked test's, which runs in parallel.
+    let tag = format!("e{:03x}", std::process::id() & 0xfff);
+    let subnet = ((std::process::id() + 100) % 200 + 20) as u8;
+    let network = Network::new(&tag, subnet, 2);
+    let host_address = format!("10.231.{subnet}.100");
+    ip(&[
+        "addr",
+        "add",
+        &format!("{host_address}/24"),
+        "dev",
+        &network.bridge,
+    ]);
+    let etcd = ExternalEtcd::start(&host_address);
+    let extra = format!(
+        "etcd:\n  external:\n    endpoints: [{}]\n    caFile: /{EXTERNAL_CLIENT_DIR}/ca.crt\n    certFile: /{EXTERNAL_CLIENT_DIR}/client.crt\n    keyFile: /{EXTERNAL_CLIENT_DIR}/client.key\n",
+        etcd.endpoint
+    );
+    let endpoint = format!("10.231.{subnet}.1:6443");
+    let nodes: Vec<Node> = network
+        .namespaces
+        .iter()
+        .enumerate()
+        .map(|(i, ns)| Node::new(ns, i + 1, subnet, components, &endpoint, &extra))
+        .collect();
+    let client_dir = nodes[0].root().join(EXTERNAL_CLIENT_DIR);
+    std::fs::create_dir_all(&client_dir).unwrap();
+    for name in ["ca.crt", "client.crt", "client.key"] {
+        std::fs::copy(etcd.dir.path().join(name), client_dir.join(name)).unwrap();
+    }
+    let (token, key) = secrets();
+
+    let started = Instant::now();
+    let init = nodes[0].boot(&[
+        "init",
+        "--config",
+        nodes[0].config().to_str().unwrap(),
+        "--upload-certs",
+        "--certificate-key",
+        &key,
+        "--token",
+        &token,
+        IGNORE,
+    ]);
+    let init_took = started.elapsed();
+    assert!(init.status.success(), "init: {}", text(&init));
+    let hash = ca_hash(&text(&init));
+    let started = Instant::now();
+    let join = nodes[1].join(&endpoint, &token, &hash, &key);
+    let join_took = started.elapsed();
+    assert!(join.status.success(), "join: {}", text(&join));
+    assert!(!text(&join).contains("learner"), "{}", text(&join));
+    eprintln!(
+        "NUMBERS: external etcd: init {:.1}s, join {:.1}s",
+        init_took.as_secs_f64(),
+        join_took.as_secs_f64()
+    );
+    // The join wrote the etcd client files where the configuration says, keys 0600.
+    let joined_dir = nodes[1].root().join(EXTERNAL_CLIENT_DIR);
+    for name in ["ca.crt", "client.crt", "client.key"] {
+        assert_eq!(
+            std::fs::read(joined_dir.join(name)).unwrap(),
+            std::fs::read(client_dir.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    let mode = std::fs::metadata(joined_dir.join("client.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    for node in &nodes {
+        let manifests = node.root().join("etc/kubernetes/manifests");
+        assert!(
+            !manifests.join("etcd.yaml").exists(),
+            "{}: a local etcd manifest",
+            node.name
+        );
+        node.wait_readyz(Duration::from_secs(120));
+    }
+    // Each API server sees what the other wrote.
+    for (writer, reader, name) in [(0, 1, "from-node-1"), (1, 0, "from-node-2")] {
+        let created = nodes[writer].kubectl(&[
+            "-n",
+            "default",
+            "create",
+            "configmap",
+            name,
+            "--from-literal=k=v",
+        ]);
+        assert!(created.status.success(), "{name}: {}", text(&created));
+        let read = nodes[reader].kubectl(&[
+            "-n",
+            "default",
+            "get",
+            "configmap",
+            name,
+            "-o",
+            "jsonpath={.data.k}",
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&read.stdout),
+            "v",
+            "{name}: {}",
+            text(&read)
+        );
+    }
+    assert_eq!(etcd.member_names(), ["external"]);
+
+    // A node's reset leaves the external etcd alone: its member and the cluster's data stay.
+    let reset = nodes[1].boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "reset node-2: {}", text(&reset));
+    assert!(!text(&reset).contains("etcd member"), "{}", text(&reset));
+    nodes[1].assert_clean();
+    assert_eq!(etcd.member_names(), ["external"]);
+    let read = nodes[0].kubectl(&[
+        "-n",
+        "default",
+        "get",
+        "configmap",
+        "from-node-2",
+        "-o",
+        "jsonpath={.data.k}",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&read.stdout),
+        "v",
+        "{}",
+        text(&read)
+    );
+    assert!(etcd.has_key("/registry/configmaps/default/from-node-2"));
+
+    let reset = nodes[0].boot(&["reset", "--force"]);
+    assert!(reset.status.success(), "reset node-1: {}", text(&reset));
+    assert!(etcd.has_key("/registry/configmaps/default/from-node-1"));
+    // The client files this test put on node 1 are the test's, as kubeadm leaves an external
+    // etcd's files it did not write; what boot wrote is gone.
+    std::fs::remove_dir_all(&client_dir).unwrap();
+    std::fs::remove_dir(nodes[0].root().join("etc")).unwrap();
+    nodes[0].assert_clean();
+}
+
+/// Debian's etcd with TLS client authentication, listening on `address` in the host namespace;
+/// dropping it kills it (its data is in its temporary directory).
+struct ExternalEtcd {
+    child: Child,
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl ExternalEtcd {
+    fn start(address: &str) -> ExternalEtcd {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &at("ca.key"),
+            "-out",
+            &at("ca.crt"),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=external-etcd-ca",
+        ]);
+        for (name, cn, ext) in [
+            (
+                "server",
+                "external-etcd",
+                format!("subjectAltName=IP:{address}\nextendedKeyUsage=serverAuth,clientAuth\n"),
+            ),
+            (
+                "client",
+                "kube-apiserver-etcd-client",
+                "extendedKeyUsage=clientAuth\n".to_string(),
+            ),
+        ] {
+            std::fs::write(dir.path().join(format!("{name}.ext")), ext).unwrap();
+            openssl(&[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &at(&format!("{name}.key")),
+                "-out",
+                &at(&format!("{name}.csr")),
+                "-subj",
+                &format!("/CN={cn}"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &at(&format!("{name}.csr")),
+                "-CA",
+                &at("ca.crt"),
+                "-CAkey",
+                &at("ca.key"),
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-out",
+                &at(&format!("{name}.crt")),
+                "-extfile",
+                &at(&format!("{name}.ext")),
+            ]);
+        }
+        let (client, peer) = (cluster::ports::free_port(), cluster::ports::free_port());
+        let endpoint = format!("https://{address}:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new("/usr/bin/etcd")
+            .args(["--name", "external", "--data-dir", &at("data")])
+            .args([
+                "--listen-client-urls",
+                &endpoint,
+                "--advertise-client-urls",
+                &endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+            ])
+            .args(["--initial-cluster", &format!("external={peer_url}")])
+            .args([
+                "--cert-file",
+                &at("server.crt"),
+                "--key-file",
+                &at("server.key"),
+            ])
+            .args(["--trusted-ca-file", &at("ca.crt"), "--client-cert-auth"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let etcd = ExternalEtcd {
+            child,
+            dir,
+            endpoint,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = etcd.etcdctl(&["endpoint", "health"]);
+            if health.status.success() {
+                return etcd;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the external etcd is not healthy: {}\n{}",
+                text(&health),
+                std::fs::read_to_string(etcd.dir.path().join("etcd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn etcdctl(&self, args: &[&str]) -> Output {
+        let at = |name: &str| self.dir.path().join(name);
+        Command::new("etcdctl")
+            .arg("--endpoints")
+            .arg(&self.endpoint)
+            .arg("--cacert")
+            .arg(at("ca.crt"))
+            .arg("--cert")
+            .arg(at("client.crt"))
+            .arg("--key")
+            .arg(at("client.key"))
+            .arg("--command-timeout=5s")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn member_names(&self) -> Vec<String> {
+        let out = self.etcdctl(&["member", "list", "-w", "json"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        members_of(&list).into_iter().map(|m| m.name).collect()
+    }
+
+    fn has_key(&self, key: &str) -> bool {
+        let out = self.etcdctl(&["get", key, "--keys-only"]);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).contains(key)
+    }
+}
+
+impl Drop for ExternalEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        text(&out)
+    );
 }

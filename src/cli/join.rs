@@ -1,21 +1,19 @@
 //! `boot join ENDPOINT --token … --discovery-token-ca-cert-hash sha256:… --control-plane
 //! --certificate-key …`: kubeadm's join flags (and `JoinConfiguration` for the same), for
-//! control-plane nodes only. A join that fails or is interrupted (SIGINT, SIGTERM) removes the etcd
-//! member it added before it exits.
-
-use std::time::Duration;
+//! control-plane nodes only. A join that fails or is interrupted (SIGINT, SIGTERM) after it changed
+//! the host removes the etcd member it added and what it wrote before it exits
+//! ([`super::join_rollback`]); so does the next join after one that was killed.
 
 use clap::Args;
 
+use super::join_plan::JoinPlan;
+use super::join_rollback;
 use super::load;
 use super::{CliError, ExitCode, GlobalArgs};
-use crate::config::{
-    self, AgentMode, ClusterConfiguration, Config, InitConfiguration, JoinConfiguration, Overrides,
-};
+use crate::config::{self, AgentMode, ClusterConfiguration, Config, InitConfiguration, Overrides};
+use crate::host::ledger::Ledger;
 use crate::host::{facts, HostRoot};
-use crate::join::etcd_journal::{self, JoinJournal};
 use crate::join::run::{self as join_run, JoinError, JoinRequest};
-use crate::join::{BootstrapToken, CaCertHash, CertificateKey};
 
 #[derive(Debug, Args)]
 pub struct JoinArgs {
@@ -31,6 +29,15 @@ pub struct JoinArgs {
     /// The CA's public key pin, `sha256:<hex>` (repeatable).
     #[arg(long, value_name = "HASH")]
     pub discovery_token_ca_cert_hash: Vec<String>,
+    /// Token discovery without a CA pin (the token's signature is still checked).
+    #[arg(long)]
+    pub discovery_token_unsafe_skip_ca_verification: bool,
+    /// File discovery: a kubeconfig file or an https:// URL with the cluster's server and CA.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub discovery_file: Option<String>,
+    /// The bootstrap token the node authenticates with after discovery (defaults to --token).
+    #[arg(long, value_name = "TOKEN")]
+    pub tls_bootstrap_token: Option<String>,
     /// Join as a control-plane node (the only kind boot runs).
     #[arg(long)]
     pub control_plane: bool,
@@ -132,9 +139,7 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     })?;
     let request = JoinRequest {
         root: &root,
-        endpoint: &plan.endpoint,
-        token: &plan.token,
-        pins: &plan.pins,
+        discovery: &plan.discovery,
         certificate_key: &plan.certificate_key,
         config: &builder,
         timeouts: join.timeouts.clone(),
@@ -145,8 +150,12 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     };
     let runtime = super::async_runtime(2)?;
     runtime.block_on(async {
-        // A journal left by a killed join: its member goes first, so the others keep quorum.
+        // A journal left by a killed join: its member goes first, so the others keep quorum,
+        // then what it wrote.
         roll_back_leftover(&root, &request.timeouts).await?;
+        // A ledger from before this join is not the join's to undo (preflight refuses such a
+        // node, but an interrupt may come before preflight).
+        let had_ledger = Ledger::path(&root).symlink_metadata().is_ok();
         let mut stdout = std::io::stdout();
         let outcome = tokio::select! {
             joined = join_run::run(&request, &mut stdout) => joined.map_err(Failure::Join),
@@ -158,107 +167,16 @@ pub fn run(args: JoinArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
                 Ok(ExitCode::Ok)
             }
             Err(failure) => {
-                let rollback = roll_back(&root, &request.timeouts).await;
-                Err(join_error(failure, rollback, &root))
+                // Described first: a failed wait reports the components' logs, which go next.
+                let described = describe(failure, &root);
+                let undone = match described.nothing_changed {
+                    true => None,
+                    false => Some(join_rollback::undo(&root, &request.timeouts, !had_ledger).await),
+                };
+                Err(described.into_error(undone, &root))
             }
         }
     })
-}
-
-/// The flags, with the JoinConfiguration's values where a flag is not given; validated.
-struct JoinPlan {
-    endpoint: String,
-    token: BootstrapToken,
-    pins: Vec<CaCertHash>,
-    certificate_key: CertificateKey,
-}
-
-impl JoinPlan {
-    fn parse(args: &JoinArgs, join: &JoinConfiguration) -> Result<JoinPlan, CliError> {
-        let control_plane = args.control_plane || join.control_plane.is_some();
-        if !control_plane {
-            return Err(CliError::usage(
-                "boot joins control-plane nodes only (--control-plane)",
-                "a worker node runs a kubelet: join it with `kubeadm join` and the same token and CA hash",
-            ));
-        }
-        let discovery = join.discovery.bootstrap_token.clone().unwrap_or_default();
-        if discovery.unsafe_skip_ca_verification && args.discovery_token_ca_cert_hash.is_empty() {
-            return Err(CliError::usage(
-                "boot does not join without pinning the cluster CA (unsafeSkipCAVerification)",
-                "give --discovery-token-ca-cert-hash sha256:… as `boot init` printed it",
-            ));
-        }
-        if join.discovery.file.is_some() {
-            return Err(CliError::usage(
-                "JoinConfiguration.discovery.file is not supported",
-                "use bootstrap token discovery (discovery.bootstrapToken)",
-            ));
-        }
-        let endpoint = args
-            .endpoint
-            .clone()
-            .or(discovery.api_server_endpoint.clone())
-            .ok_or_else(|| {
-                CliError::usage(
-                    "no API server endpoint to join",
-                    "give it as `boot join HOST:PORT …` (or discovery.bootstrapToken.apiServerEndpoint)",
-                )
-            })?;
-        let token = args
-            .discovery_token
-            .clone()
-            .or(args.token.clone())
-            .or(discovery.token.clone())
-            .or(join.discovery.tls_bootstrap_token.clone())
-            .ok_or_else(|| {
-                CliError::usage(
-                    "no bootstrap token",
-                    "give --token (`boot token create` on a control-plane node makes one)",
-                )
-            })?;
-        let token: BootstrapToken = token.parse().map_err(|e: crate::join::FormatError| {
-            CliError::usage(format!("--token: {e}"), e.hint())
-        })?;
-        let hashes = match args.discovery_token_ca_cert_hash.is_empty() {
-            true => discovery.ca_cert_hashes.clone(),
-            false => args.discovery_token_ca_cert_hash.clone(),
-        };
-        if hashes.is_empty() {
-            return Err(CliError::usage(
-                "no --discovery-token-ca-cert-hash: boot does not trust a cluster CA it cannot pin",
-                "give the `sha256:…` hash `boot init` printed",
-            ));
-        }
-        let pins = hashes
-            .iter()
-            .map(|h| {
-                h.parse::<CaCertHash>().map_err(|e| {
-                    CliError::usage(format!("--discovery-token-ca-cert-hash: {e}"), e.hint())
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let key = args
-            .certificate_key
-            .clone()
-            .or(join.control_plane.as_ref().and_then(|c| c.certificate_key.clone()))
-            .ok_or_else(|| {
-                CliError::usage(
-                    "no --certificate-key: a control-plane node needs the cluster's shared certificates",
-                    "`boot init phase upload-certs --upload-certs` on a control-plane node prints a key",
-                )
-            })?;
-        let certificate_key: CertificateKey =
-            key.parse().map_err(|e: crate::join::FormatError| {
-                CliError::usage(format!("--certificate-key: {e}"), e.hint())
-            })?;
-        Ok(JoinPlan {
-            endpoint,
-            token,
-            pins,
-            certificate_key,
-        })
-    }
 }
 
 enum Failure {
@@ -266,44 +184,26 @@ enum Failure {
     Interrupted,
 }
 
-/// The etcd member of a journal left behind by a join that was killed.
+/// What a join that was killed left (its journal says it never finished): its etcd member and
+/// the files its ledger lists go before this join starts.
 async fn roll_back_leftover(root: &HostRoot, timeouts: &config::Timeouts) -> Result<(), CliError> {
-    let journal = JoinJournal::load(root).map_err(|e| {
-        CliError::new(ExitCode::Files, e.to_string())
+    let journal = join_rollback::unfinished(root).map_err(|e| {
+        CliError::new(ExitCode::Files, e)
             .with_hint("`boot reset` removes what an earlier join left")
     })?;
-    let Some(journal) = journal.filter(|j| !j.promoted) else {
+    if journal.is_none() {
         return Ok(());
-    };
-    println!("[etcd] An earlier join of this node did not finish: removing its etcd member first");
-    match etcd_journal::roll_back(root, &journal, timeouts.etcd_api_call.0.min(ROLLBACK)).await {
-        Ok(removal) => {
-            println!("[etcd] {removal}");
-            Ok(())
-        }
-        Err(e) => Err(CliError::new(ExitCode::Unhealthy, format!("cannot remove the etcd member an earlier join added: {e}"))
-            .with_hint("reach the cluster's etcd, or remove the member with `etcdctl member remove`, then run `boot reset`")),
     }
-}
-
-/// Per call while rolling back: short, the user is waiting (and may have pressed Ctrl-C).
-const ROLLBACK: Duration = Duration::from_secs(10);
-
-/// Removes the member this join added, if it added one; a line for the error message.
-async fn roll_back(root: &HostRoot, timeouts: &config::Timeouts) -> Option<String> {
-    let journal = match JoinJournal::load(root) {
-        Ok(Some(journal)) => journal,
-        Ok(None) => return None,
-        Err(e) => return Some(format!("could not read the join journal to roll back: {e}")),
-    };
-    let timeout = timeouts.etcd_api_call.0.min(ROLLBACK);
-    Some(match etcd_journal::roll_back(root, &journal, timeout).await {
-        Ok(removal) => format!("rolled back: {removal}"),
-        Err(e) => format!(
-            "could NOT remove the etcd member this join added ({e}); remove it with `etcdctl member remove{}` before the cluster loses another member",
-            journal.member.map(|id| format!(" {id}")).unwrap_or_default()
-        ),
-    })
+    println!("[etcd] An earlier join of this node did not finish: removing its etcd member and what it wrote first");
+    let undone = join_rollback::undo(root, timeouts, true).await;
+    for line in &undone.lines {
+        println!("[join] {line}");
+    }
+    if undone.clean {
+        return Ok(());
+    }
+    Err(CliError::new(ExitCode::Unhealthy, "cannot undo what an earlier join of this node left")
+        .with_hint("reach the cluster's etcd, or remove the member with `etcdctl member remove`, then run `boot reset`"))
 }
 
 fn print_joined(root: &HostRoot, joined: &join_run::Joined) {
@@ -332,16 +232,23 @@ fn root_flag(root: &HostRoot) -> String {
     }
 }
 
-fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> CliError {
-    let reset = format!(
-        "`boot reset{}` removes what the join wrote",
-        root_flag(root)
-    );
-    let rolled = rollback.map(|r| format!("\n{r}")).unwrap_or_default();
+/// A failed join as the user is told: exit code, headline, hint, and whether it changed nothing.
+struct Described {
+    code: ExitCode,
+    headline: String,
+    hint: String,
+    nothing_changed: bool,
+}
+
+fn describe(failure: Failure, root: &HostRoot) -> Described {
     let err = match failure {
         Failure::Interrupted => {
-            return CliError::new(ExitCode::Unhealthy, format!("join interrupted{rolled}"))
-                .with_hint(reset)
+            return Described {
+                code: ExitCode::Unhealthy,
+                headline: "join interrupted".into(),
+                hint: String::new(),
+                nothing_changed: false,
+            }
         }
         Failure::Join(err) => err,
     };
@@ -359,8 +266,8 @@ fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> Cl
             "fix the errors above, or make a check non-fatal with --ignore-preflight-errors=NAME".into(),
         ),
         JoinError::Etcd(e) => (ExitCode::Join, e.hint().to_string()),
-        JoinError::Promote(_) => (ExitCode::Timeout, format!("`boot logs etcd-NODE{}` shows why the learner did not catch up", root_flag(root))),
-        JoinError::Wait(_) => (ExitCode::Timeout, format!("`boot status -v{}` shows which component is unhealthy", root_flag(root))),
+        JoinError::Promote(_) => (ExitCode::Timeout, "this node's etcd must reach the other members on their peer port (2380), and they it".into()),
+        JoinError::Wait(_) => (ExitCode::Timeout, "the component's log lines above show why it is unhealthy".into()),
         JoinError::Agent(_) => (ExitCode::AgentDown, String::new()),
         JoinError::NoEncryptionConfig(_) => (
             ExitCode::Join,
@@ -372,21 +279,45 @@ fn join_error(failure: Failure, rollback: Option<String>, root: &HostRoot) -> Cl
         JoinError::Preflight(report) => format!("preflight checks failed\n{report}"),
         // init's report of a wait that failed: which component, why, its last log lines.
         JoinError::Wait(failure) => {
-            let init = super::init::init_error(crate::init::run::InitError::Wait(failure), root);
-            return CliError::new(code, format!("{}{rolled}", init.headline))
-                .with_hint(format!("{hint}; {reset}"));
+            super::init::init_error(crate::init::run::InitError::Wait(failure), root).headline
         }
         other => other.to_string(),
     };
-    let tail = if nothing_changed {
-        "nothing was changed on this node".to_string()
-    } else {
-        reset
-    };
-    let hint = if hint.is_empty() {
-        tail
-    } else {
-        format!("{hint}; {tail}")
-    };
-    CliError::new(code, format!("{headline}{rolled}")).with_hint(hint)
+    Described {
+        code,
+        headline,
+        hint,
+        nothing_changed,
+    }
+}
+
+impl Described {
+    /// The error, with what undoing the join did (`None`: there was nothing to undo).
+    fn into_error(self, undone: Option<join_rollback::Undone>, root: &HostRoot) -> CliError {
+        let mut headline = self.headline;
+        let tail = match &undone {
+            // Interrupted before it wrote anything.
+            Some(undone) if undone.clean && undone.lines.is_empty() => {
+                "nothing was changed on this node".to_string()
+            }
+            None => "nothing was changed on this node".to_string(),
+            Some(undone) => {
+                for line in &undone.lines {
+                    headline.push_str(&format!("\n{line}"));
+                }
+                match undone.clean {
+                    true => "the join was rolled back; run it again once the cause is fixed".into(),
+                    false => format!(
+                        "`boot reset{}` removes what the join wrote",
+                        root_flag(root)
+                    ),
+                }
+            }
+        };
+        let hint = match self.hint.is_empty() {
+            true => tail,
+            false => format!("{}; {tail}", self.hint),
+        };
+        CliError::new(self.code, headline).with_hint(hint)
+    }
 }

@@ -9,6 +9,8 @@ mod images;
 mod init;
 mod join;
 mod join_data;
+mod join_plan;
+mod join_rollback;
 mod load;
 mod logs;
 mod manifests;

@@ -34,11 +34,18 @@ pub struct JoinConfiguration {
 pub struct Discovery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrap_token: Option<BootstrapTokenDiscovery>,
-    /// File discovery (a kubeconfig with the cluster's CA): not supported by boot.
+    /// File discovery: a kubeconfig (file or https URL) with the cluster's server and CA.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<serde_yaml::Value>,
+    pub file: Option<FileDiscovery>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_bootstrap_token: Option<String>,
+}
+
+/// kubeadm's `FileDiscovery`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileDiscovery {
+    pub kube_config_path: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -50,7 +57,11 @@ pub struct BootstrapTokenDiscovery {
     pub api_server_endpoint: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ca_cert_hashes: Vec<String>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    /// kubeadm spells it `unsafeSkipCAVerification`, not camelCase's `…Ca…`.
+    #[serde(
+        rename = "unsafeSkipCAVerification",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub unsafe_skip_ca_verification: bool,
 }
 

@@ -190,6 +190,11 @@ impl EtcdClient {
             match self.call_one(endpoint, path, &json, max_answer).await {
                 Ok(answer) => return Ok(answer),
                 Err(EtcdError::Unreachable { mut tried }) => unreachable.append(&mut tried),
+                // A learner serves no cluster calls (etcd's own client skips learners too): one
+                // that a join left running is not an answer, the next member may be.
+                Err(EtcdError::Refused {
+                    endpoint, message, ..
+                }) if message.contains(LEARNER_REFUSAL) => unreachable.push((endpoint, message)),
                 Err(other) => return Err(other),
             }
         }
@@ -253,6 +258,9 @@ impl EtcdClient {
         })
     }
 }
+
+/// What a learner answers to calls only voting members serve (`rpctypes.ErrGRPCNotSupportedForLearner`).
+const LEARNER_REFUSAL: &str = "rpc not supported for learner";
 
 /// etcd's gateway error (`{"error": …}` on 3.4, `{"message": …}` on 3.5+), else the status.
 fn error_message(body: &[u8], status: http::StatusCode) -> String {

@@ -24,12 +24,12 @@ use super::token::{BootstrapToken, CaCertHash};
 use crate::http::tls::{client_config, ServerTrust};
 
 /// A ConfigMap holds at most 1 MiB of data; its JSON a little more.
-const MAX_ANSWER: usize = 2 * 1024 * 1024;
+pub(super) const MAX_ANSWER: usize = 2 * 1024 * 1024;
 /// Pause between attempts. kubeadm's `DiscoveryRetryInterval` is 5s; a shorter one lets a join
 /// start as soon as the API server answers.
-const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+pub(super) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// One attempt's bound within the overall timeout.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why discovery failed; every message names the endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,14 +121,14 @@ impl DiscoveryError {
 }
 
 /// A `host:port` to dial; IPv6 hosts in brackets.
-struct Target {
-    endpoint: String,
+pub(super) struct Target {
+    pub(super) endpoint: String,
     host: String,
     port: u16,
 }
 
 impl Target {
-    fn parse(endpoint: &str) -> Result<Target, DiscoveryError> {
+    pub(super) fn parse(endpoint: &str) -> Result<Target, DiscoveryError> {
         let bad = |detail: &str| DiscoveryError::Endpoint {
             endpoint: endpoint.to_string(),
             detail: detail.to_string(),
@@ -200,10 +200,13 @@ pub async fn discover(
     Ok(info)
 }
 
-/// How one read failed: worth retrying until the deadline, or final.
-enum Attempt {
+/// How one read failed: worth retrying until the deadline, or final; or the server said the
+/// object is not there or not readable anonymously (404, 403), which token discovery retries
+/// (the API server may still be setting it up) and file discovery accepts, as kubeadm's.
+pub(super) enum Attempt {
     Retry(DiscoveryError),
     Final(DiscoveryError),
+    Absent(DiscoveryError),
 }
 
 /// Reads `cluster-info` until its kubeconfig carries a valid signature for `token`, retrying
@@ -228,7 +231,7 @@ async fn read_signed(
             };
         let error = match outcome {
             Attempt::Final(error) => return Err(error),
-            Attempt::Retry(error) => error,
+            Attempt::Retry(error) | Attempt::Absent(error) => error,
         };
         if Instant::now() + RETRY_INTERVAL >= deadline {
             return Err(with_waited(error, started.elapsed()));
@@ -266,7 +269,7 @@ fn check_signature(
     Ok(kubeconfig.clone())
 }
 
-fn unreachable(target: &Target, detail: String, started: Instant) -> DiscoveryError {
+pub(super) fn unreachable(target: &Target, detail: String, started: Instant) -> DiscoveryError {
     DiscoveryError::Unreachable {
         endpoint: target.endpoint.clone(),
         detail,
@@ -274,7 +277,7 @@ fn unreachable(target: &Target, detail: String, started: Instant) -> DiscoveryEr
     }
 }
 
-fn with_waited(error: DiscoveryError, elapsed: Duration) -> DiscoveryError {
+pub(super) fn with_waited(error: DiscoveryError, elapsed: Duration) -> DiscoveryError {
     match error {
         DiscoveryError::Unreachable {
             endpoint, detail, ..
@@ -294,8 +297,14 @@ fn with_waited(error: DiscoveryError, elapsed: Duration) -> DiscoveryError {
     }
 }
 
-/// One anonymous GET of `cluster-info` over TLS with `trust`.
-async fn read_once(target: &Target, trust: &ServerTrust) -> Result<ConfigMap, Attempt> {
+/// One anonymous GET of `path` on `target` over TLS with `trust`; the answer read up to
+/// [`MAX_ANSWER`] bytes.
+pub(super) async fn tls_get(
+    target: &Target,
+    trust: &ServerTrust,
+    path: &str,
+    accept: &str,
+) -> Result<crate::http::client::BoundedResponse, Attempt> {
     let started = Instant::now();
     let retry = |detail: String| Attempt::Retry(unreachable(target, detail, started));
     let config = client_config(trust).map_err(|e| {
@@ -331,24 +340,36 @@ async fn read_once(target: &Target, trust: &ServerTrust) -> Result<ConfigMap, At
         true => format!("[{}]:{}", target.host, target.port),
         false => format!("{}:{}", target.host, target.port),
     };
-    let request = Request::get(format!(
-        "/api/v1/namespaces/{KUBE_PUBLIC}/configmaps/{CLUSTER_INFO}"
-    ))
-    .header(header::HOST, authority)
-    .header(header::ACCEPT, "application/json")
-    .header(
-        header::USER_AGENT,
-        concat!("boot/", env!("CARGO_PKG_VERSION")),
-    )
-    .body(Empty::<Bytes>::new())
-    .map_err(|e| retry(e.to_string()))?;
-    let response = crate::http::client::send(tls, request, MAX_ANSWER)
+    let request = Request::get(path)
+        .header(header::HOST, authority)
+        .header(header::ACCEPT, accept)
+        .header(
+            header::USER_AGENT,
+            concat!("boot/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| retry(e.to_string()))?;
+    crate::http::client::send(tls, request, MAX_ANSWER)
         .await
-        .map_err(|e| retry(format!("HTTP exchange failed: {e}")))?;
+        .map_err(|e| retry(format!("HTTP exchange failed: {e}")))
+}
+
+/// One anonymous GET of `cluster-info` over TLS with `trust`.
+pub(super) async fn read_once(target: &Target, trust: &ServerTrust) -> Result<ConfigMap, Attempt> {
+    let started = Instant::now();
+    let path = format!("/api/v1/namespaces/{KUBE_PUBLIC}/configmaps/{CLUSTER_INFO}");
+    let response = tls_get(target, trust, &path, "application/json").await?;
     if response.status != StatusCode::OK {
         let body =
             String::from_utf8_lossy(&response.body[..response.body.len().min(300)]).into_owned();
-        return Err(retry(format!("HTTP {}: {}", response.status, body.trim())));
+        let detail = format!("HTTP {}: {}", response.status, body.trim());
+        if matches!(
+            response.status,
+            StatusCode::FORBIDDEN | StatusCode::NOT_FOUND
+        ) {
+            return Err(Attempt::Absent(unreachable(target, detail, started)));
+        }
+        return Err(Attempt::Retry(unreachable(target, detail, started)));
     }
     if response.truncated {
         return Err(Attempt::Final(DiscoveryError::ClusterInfo {

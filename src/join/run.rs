@@ -19,7 +19,7 @@ use kube::api::Api;
 use super::etcd_join::{self, EtcdJoinError};
 use super::etcd_journal::{JoinJournal, JournalError};
 use super::upload_certs::{self, UploadCertsError, SHARED};
-use super::{discover, BootstrapToken, CaCertHash, CertificateKey, DiscoveryError};
+use super::{BootstrapToken, CertificateKey, JoinDiscovery, JoinDiscoveryError};
 use crate::config::{bracket_host, Arg, ClusterConfiguration, Config, ConfigError, Timeouts};
 use crate::etcd::{promote, EtcdClient, EtcdError, Identity};
 use crate::host::ledger::Ledger;
@@ -41,10 +41,7 @@ pub type ConfigBuilder<'a> = dyn Fn(ClusterConfiguration) -> Result<Config, Conf
 
 pub struct JoinRequest<'a> {
     pub root: &'a HostRoot,
-    /// `host:port` of the API server (the control-plane endpoint).
-    pub endpoint: &'a str,
-    pub token: &'a BootstrapToken,
-    pub pins: &'a [CaCertHash],
+    pub discovery: &'a JoinDiscovery,
     pub certificate_key: &'a CertificateKey,
     pub config: &'a ConfigBuilder<'a>,
     pub timeouts: Timeouts,
@@ -57,7 +54,7 @@ pub struct JoinRequest<'a> {
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     #[error(transparent)]
-    Discovery(#[from] DiscoveryError),
+    Discovery(#[from] JoinDiscoveryError),
     #[error("cannot read the cluster's configuration (ConfigMap kube-system/kubeadm-config) from {server}: {detail}")]
     ClusterConfig { server: String, detail: String },
     #[error(transparent)]
@@ -127,29 +124,17 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
 
     say!("[preflight] Running pre-flight checks");
-    say!(
-        "[discovery] Using bootstrap token discovery against {}",
-        request.endpoint
-    );
-    let info = discover(
-        request.endpoint,
-        request.token,
-        request.pins,
-        timeouts.discovery.0,
-    )
-    .await?;
-    say!(
-        "[discovery] Cluster info signature and contents are valid and the CA matches the pinned hash; API server {}",
-        info.server
-    );
+    let (info, token) = request
+        .discovery
+        .discover(timeouts.discovery.0, out)
+        .await?;
     say!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
-    let cluster =
-        cluster_configuration(&info, request.token, timeouts.kubernetes_api_call.0).await?;
+    let cluster = cluster_configuration(&info, &token, timeouts.kubernetes_api_call.0).await?;
     let mut cfg = (request.config)(cluster)?;
     say!(
         "[preflight] Running pre-flight checks before initializing the new control plane instance"
     );
-    let report = preflight::run(&cfg, root, &request.ignore_preflight);
+    let report = preflight::run_for_join(&cfg, root, &request.ignore_preflight);
     if !report.errors.is_empty() {
         return Err(JoinError::Preflight(report));
     }
@@ -159,7 +144,7 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     say!("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
     let shared = upload_certs::download(
         &info,
-        request.token,
+        &token,
         request.certificate_key,
         timeouts.kubernetes_api_call.0,
     )
@@ -178,6 +163,32 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
                 file.mode,
                 bytes.to_vec(),
             ));
+        }
+    }
+    // With external etcd, the API server's client files for it, at the configured paths.
+    if let Some(external) = &cfg.cluster.etcd.external {
+        let wanted = upload_certs::EXTERNAL_ETCD.iter().zip([
+            (&external.ca_file, 0o644),
+            (&external.cert_file, 0o644),
+            (&external.key_file, 0o600),
+        ]);
+        // Empty paths: an etcd without TLS client authentication.
+        for (key, (path, mode)) in wanted.filter(|(_, (path, _))| !path.is_empty()) {
+            let plain = Path::new(path).is_absolute()
+                && !Path::new(path)
+                    .components()
+                    .any(|c| c == std::path::Component::ParentDir);
+            if !plain {
+                return Err(JoinError::Identity(format!(
+                    "etcd.external: {path:?} is not an absolute path without \"..\""
+                )));
+            }
+            let bytes = shared.get(key).filter(|b| !b.is_empty()).ok_or_else(|| {
+                UploadCertsError::Incomplete {
+                    key: key.to_string(),
+                }
+            })?;
+            shared_files.push(RenderedFile::new(root.path(path), mode, bytes.to_vec()));
         }
     }
     let parts = Parts {
@@ -249,13 +260,32 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         })?
         .unwrap_or_default();
     let mut noted: Vec<RenderedFile> = bundle.files.clone();
-    noted.extend(shared_files.iter().cloned());
+    // An external etcd client file directly in a directory reset never touches (`/etc`) stays
+    // out of the ledger: listing it would make reset refuse the whole ledger.
+    let external_dirs = external_etcd_dirs(&cfg, root);
+    noted.extend(
+        shared_files
+            .iter()
+            .filter(|f| {
+                let dir = f.path.parent().unwrap_or(Path::new("/"));
+                !external_dirs.iter().any(|d| d == dir) || !crate::reset::never_removed(root, dir)
+            })
+            .cloned(),
+    );
     if stacked {
         noted.push(RenderedFile::new(etcd_manifest.clone(), 0o600, Vec::new()));
     }
     crate::init::run::note_kubelet_files(&mut ledger, root, &kubelet_file);
     ledger.agent = Some(agent_launch::launch_record(mode, root));
     crate::init::run::note_everything(&mut ledger, &cfg, root, &layout, &noted, &config_file);
+    // The external etcd client files may lie outside the PKI directory: reset removes them
+    // (only them: the ledger lists files) as it does the rest of what the join wrote.
+    for dir in external_dirs
+        .iter()
+        .filter(|d| !crate::reset::never_removed(root, d))
+    {
+        ledger.note_prefix(dir);
+    }
     ledger.save(root).map_err(|source| JoinError::Ledger {
         path: Ledger::path(root),
         source,
@@ -397,6 +427,18 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
         node_name: cfg.node_name.clone(),
         admin_conf: layout.kubernetes_dir.join("admin.conf"),
     })
+}
+
+/// The directories (beneath the root) of the external etcd client files a join writes.
+fn external_etcd_dirs(cfg: &Config, root: &HostRoot) -> Vec<PathBuf> {
+    let Some(external) = &cfg.cluster.etcd.external else {
+        return Vec::new();
+    };
+    [&external.ca_file, &external.cert_file, &external.key_file]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .filter_map(|p| root.path(p).parent().map(Path::to_path_buf))
+        .collect()
 }
 
 /// The ClusterConfiguration the first node uploaded, read as the bootstrap token (kubeadm's

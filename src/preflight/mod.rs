@@ -41,6 +41,21 @@ pub fn run(cfg: &Config, root: &HostRoot, ignored: &[String]) -> PreflightReport
     run_with(cfg, root, ignored, &SystemProbe)
 }
 
+/// [`run`] for a control-plane join that downloads the shared certificates: as kubeadm's
+/// `InitNodeChecks` (`!(isSecondaryControlPlane && downloadCerts)`), the external etcd client
+/// files are not required beforehand; the join writes them from `kubeadm-certs`.
+pub fn run_for_join(cfg: &Config, root: &HostRoot, ignored: &[String]) -> PreflightReport {
+    let ignore = IgnoreList::new(ignored, &cfg.init.node_registration.ignore_preflight_errors);
+    let checks: Vec<Check> = checks(cfg, root, &SystemProbe)
+        .into_iter()
+        .filter(|c| c.name != EXTERNAL_ETCD_FILES)
+        .collect();
+    PreflightReport::evaluate(&checks, &ignore)
+}
+
+/// kubeadm's label of the external etcd client file checks.
+pub(crate) const EXTERNAL_ETCD_FILES: &str = "ExternalEtcdClientCertificates";
+
 /// [`run`] with another view of the host (tests).
 pub fn run_with(
     cfg: &Config,

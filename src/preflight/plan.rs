@@ -88,7 +88,7 @@ pub fn checks(cfg: &Config, root: &HostRoot, probe: &dyn HostProbe) -> Vec<Check
             if !file.is_empty() {
                 let file = Path::new(file);
                 out.push(Check::error(
-                    "ExternalEtcdClientCertificates",
+                    super::EXTERNAL_ETCD_FILES,
                     decide::file_existing(file, probe.exists(&root.path(file))),
                 ));
             }

@@ -38,6 +38,8 @@ pub fn command(binary: &str, defaults: Vec<Flag>, extra: &[Arg]) -> Vec<String> 
 pub struct Paths {
     pub cert_dir: String,
     pub kubernetes_dir: String,
+    /// The host root (`/`, or `--root`): other configured host paths lie beneath it.
+    pub root: HostRoot,
 }
 
 impl Paths {
@@ -45,7 +47,14 @@ impl Paths {
         Paths {
             cert_dir: path_str(&root.path(cfg.cert_dir())),
             kubernetes_dir: path_str(&root.path("/etc/kubernetes")),
+            root: root.clone(),
         }
+    }
+
+    /// A configured host path (e.g. `etcd.external.caFile`) beneath the root, as preflight
+    /// checks it and the upload reads it.
+    pub fn host(&self, path: &str) -> String {
+        path_str(&self.root.path(path))
     }
 
     fn pki(&self, file: &str) -> String {
@@ -119,7 +128,7 @@ pub fn kube_apiserver(cfg: &Config, p: &Paths) -> Vec<Flag> {
                 ("etcd-keyfile", &external.key_file),
             ] {
                 if !file.is_empty() {
-                    flags.push(flag(name, file.clone()));
+                    flags.push(flag(name, p.host(file)));
                 }
             }
         }

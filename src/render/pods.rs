@@ -78,7 +78,8 @@ pub fn kube_apiserver(cfg: &Config, root: &HostRoot) -> PodSpec {
         // The directories of the external etcd's files, unless already mounted.
         let mut index = 0;
         for file in [&external.ca_file, &external.cert_file, &external.key_file] {
-            let Some(dir) = std::path::Path::new(file)
+            let file = paths.host(file);
+            let Some(dir) = std::path::Path::new(&file)
                 .parent()
                 .map(|d| d.display().to_string())
             else {

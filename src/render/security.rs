@@ -252,6 +252,7 @@ mod tests {
         let paths = Paths {
             cert_dir: "/pki".into(),
             kubernetes_dir: "/etc/kubernetes".into(),
+            root: crate::host::HostRoot::system(),
         };
         assert!(apiserver_flags(&cfg, &paths, AUDIT_LOG_DIR).is_empty());
         assert!(apiserver_volumes(&cfg, &paths, AUDIT_LOG_DIR).is_empty());

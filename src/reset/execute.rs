@@ -72,6 +72,7 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
             }),
         }
     }
+    remove_staged(&beneath, &plan.files, out, &mut errors);
     let keep: Vec<&Path> = std::iter::once(plan.ledger.as_path())
         .chain(plan.kept.iter().map(PathBuf::as_path))
         .collect();
@@ -105,6 +106,47 @@ pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -
     }
     remove_dirs(&beneath, &holding_ledger, &mut errors);
     errors
+}
+
+/// Removes the temporary files an interrupted atomic write of a ledger file left beside it
+/// (`.NAME.XXXXXX.boot-tmp`, `crate::host::fs`): a killed init or join leaves them.
+fn remove_staged(
+    beneath: &Beneath,
+    files: &[PathBuf],
+    out: &mut Vec<String>,
+    errors: &mut Vec<StepError>,
+) {
+    let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.parent()).collect();
+    dirs.sort_unstable();
+    dirs.dedup();
+    for dir in dirs {
+        // Names only; the removal itself goes through `beneath`, never through a symlink.
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for name in entries.flatten().map(|e| e.file_name()) {
+            let name = name.to_string_lossy();
+            let staged = files.iter().any(|f| {
+                f.parent() == Some(dir)
+                    && f.file_name().is_some_and(|own| {
+                        name.starts_with(&format!(".{}.", own.to_string_lossy()))
+                            && name.ends_with(".boot-tmp")
+                    })
+            });
+            if !staged {
+                continue;
+            }
+            let path = dir.join(&*name);
+            match beneath.remove_file(&path) {
+                Ok(true) => out.push(format!("[reset] Removed {}", path.display())),
+                Ok(false) => {}
+                Err(e) => errors.push(StepError {
+                    step: format!("remove {}", path.display()),
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
 }
 
 /// Removes each directory that is empty; one that is not holds something that is not boot's and
@@ -159,4 +201,30 @@ async fn stop_pods(
         }
     }
     pods.into_iter().filter_map(|p| p.sandbox).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_leftovers_of_listed_files_go_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifests = dir.path().join("etc/kubernetes/manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let listed = manifests.join("kube-apiserver.yaml");
+        let staged = manifests.join(".kube-apiserver.yaml.Ab12Cd.boot-tmp");
+        let other = manifests.join(".someone-elses.yaml.Ab12Cd.boot-tmp");
+        let unrelated = manifests.join(".kube-apiserver.yaml.swp");
+        for path in [&staged, &other, &unrelated] {
+            std::fs::write(path, "x").unwrap();
+        }
+        let beneath = Beneath::open(dir.path()).unwrap();
+        let (mut out, mut errors) = (Vec::new(), Vec::new());
+        remove_staged(&beneath, &[listed], &mut out, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!staged.exists());
+        assert!(other.exists() && unrelated.exists());
+        assert_eq!(out.len(), 1, "{out:?}");
+    }
 }

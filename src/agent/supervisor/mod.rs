@@ -101,6 +101,9 @@ pub struct Supervisor {
     shutting_down: bool,
 }
 
+/// How long a stopping agent that leaves its pods running waits for starts in flight.
+const START_DRAIN: Duration = Duration::from_secs(10);
+
 impl Supervisor {
     pub fn new(ctx: Context) -> Supervisor {
         let (records, warnings) = super::records::load_all(&ctx.options.records_dir());
@@ -153,13 +156,23 @@ impl Supervisor {
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let mut shutting_down = false;
+        // Leaving the pods running, the agent still waits (this long at most) for the starts in
+        // flight: each reports its process once, and only then is it recorded for the next agent
+        // or `boot reset` to find. Leaving before would orphan it unrecorded.
+        let mut drain_until: Option<Instant> = None;
         loop {
             let deadline = self
                 .next_deadline()
+                .into_iter()
+                .chain(drain_until)
+                .min()
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 _ = &mut shutdown, if !shutting_down => {
                     shutting_down = true;
+                    if !self.ctx.options.stop_pods_on_exit {
+                        drain_until = Some(Instant::now() + START_DRAIN);
+                    }
                     if !self.on_shutdown() {
                         return;
                     }
@@ -180,7 +193,9 @@ impl Supervisor {
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timer(),
             }
             self.publish();
-            if shutting_down && self.pods.is_empty() {
+            let drained = !self.ctx.options.stop_pods_on_exit
+                && (!self.any_starting() || drain_until.is_some_and(|d| Instant::now() >= d));
+            if shutting_down && (self.pods.is_empty() || drained) {
                 return;
             }
         }
@@ -403,13 +418,22 @@ impl Supervisor {
         self.reconcile();
     }
 
-    /// Returns whether the loop must go on (to wait for pods to stop).
+    /// Whether a container start is in flight (its process not yet reported and recorded).
+    fn any_starting(&self) -> bool {
+        self.pods.values().any(|worker| {
+            worker
+                .containers()
+                .any(|c| matches!(c.state, ContainerState::Starting { .. }))
+        })
+    }
+
+    /// Returns whether the loop must go on (to wait for pods to stop, or for starts in flight).
     fn on_shutdown(&mut self) -> bool {
         self.shutting_down = true;
         if !self.ctx.options.stop_pods_on_exit {
             self.ctx
                 .note("stopping; the pods keep running and the next agent adopts them");
-            return false;
+            return self.any_starting();
         }
         self.ctx.note("stopping every pod (--stop-pods-on-exit)");
         for worker in self.pods.values_mut() {

@@ -1,0 +1,99 @@
+//! How `boot join` finds the cluster and why it trusts it, as kubeadm's `discovery.For`:
+//! bootstrap-token discovery against an endpoint (the CA pinned, or with kubeadm's
+//! `unsafeSkipCAVerification` not pinned, the token's JWS checked either way), or file discovery
+//! ([`super::file_discovery`]); and the bootstrap token the join authenticates with afterwards
+//! (the `tlsBootstrapToken`, else for file discovery the kubeconfig user's token). Network only.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::file_discovery::{self, DiscoveryFile, FileDiscoveryError, WebRoots};
+use super::{discover, BootstrapToken, CaCertHash, ClusterInfo, DiscoveryError};
+
+#[derive(Debug, Clone)]
+pub enum JoinDiscovery {
+    /// `pins` empty: the CA is not verified (the CLI allows that only when asked explicitly).
+    Token {
+        endpoint: String,
+        token: BootstrapToken,
+        pins: Vec<CaCertHash>,
+    },
+    File {
+        file: DiscoveryFile,
+        tls_bootstrap_token: Option<BootstrapToken>,
+    },
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JoinDiscoveryError {
+    #[error(transparent)]
+    Token(#[from] DiscoveryError),
+    #[error(transparent)]
+    File(#[from] FileDiscoveryError),
+    #[error("the discovery file {0} has no bootstrap token for its user, and no --tls-bootstrap-token (or --token) was given")]
+    NoCredentials(String),
+}
+
+impl JoinDiscoveryError {
+    pub fn hint(&self) -> String {
+        match self {
+            JoinDiscoveryError::Token(e) => e.hint(),
+            JoinDiscoveryError::File(e) => e.hint(),
+            JoinDiscoveryError::NoCredentials(_) => "give --token (`boot token create` on a control-plane node makes one), or discovery.tlsBootstrapToken".into(),
+        }
+    }
+}
+
+impl JoinDiscovery {
+    /// The cluster's API server and CA, and the token to authenticate with.
+    pub async fn discover(
+        &self,
+        timeout: Duration,
+        out: &mut dyn Write,
+    ) -> Result<(ClusterInfo, BootstrapToken), JoinDiscoveryError> {
+        match self {
+            JoinDiscovery::Token {
+                endpoint,
+                token,
+                pins,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "[discovery] Using bootstrap token discovery against {endpoint}"
+                );
+                let info = discover(endpoint, token, pins, timeout).await?;
+                let checked = match pins.is_empty() {
+                    true => "the CA is NOT verified (unsafe skip of CA verification)",
+                    false => "the CA matches the pinned hash",
+                };
+                let _ = writeln!(out, "[discovery] Cluster info signature and contents are valid and {checked}; API server {}", info.server);
+                Ok((info, token.clone()))
+            }
+            JoinDiscovery::File {
+                file,
+                tls_bootstrap_token,
+            } => {
+                let name = match file {
+                    DiscoveryFile::Path(path) => path.display().to_string(),
+                    DiscoveryFile::Url(url) => url.clone(),
+                };
+                let _ = writeln!(out, "[discovery] Using file discovery with {name}");
+                let found = file_discovery::discover_file(file, WebRoots::system, timeout).await?;
+                let how = match found.refreshed {
+                    true => "its cluster-info, read over TLS verified with the file's CA",
+                    false => "the file's cluster (the server does not let cluster-info be read; its certificate is valid)",
+                };
+                let _ = writeln!(
+                    out,
+                    "[discovery] Using {how}; API server {}",
+                    found.info.server
+                );
+                let token = tls_bootstrap_token
+                    .clone()
+                    .or(found.token)
+                    .ok_or(JoinDiscoveryError::NoCredentials(name))?;
+                Ok((found.info, token))
+            }
+        }
+    }
+}
