@@ -13,5 +13,7 @@ mod cluster;
 mod certs_foreground;
 mod certs_real;
 mod init_real;
+mod join_data_real;
+mod join_ha;
 mod node_api;
 mod secrets_real;

@@ -8,8 +8,7 @@
 //! https:// URL served by the test) against the same API server. Without the binaries the
 //! test says it did not run (in CI it fails instead). The cluster is reset on drop.
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -12,8 +12,7 @@
 //! Runs the real components (`BOOT_K8S_BIN`): the stand-in API server has no bootstrap-token
 //! authentication. Needs root, `ip`, `etcdctl` and `kubectl`.
 
-#[path = "common/cluster.rs"]
-mod cluster;
+use crate::cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
