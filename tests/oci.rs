@@ -342,7 +342,8 @@ fn exec_gets_the_containers_seccomp_profile_capabilities_and_no_new_privs() {
     let env = env();
     // One container as kubeadm's control-plane pods (RuntimeDefault, privilege escalation
     // allowed: the profile must be loaded before the capabilities drop), one locked down
-    // (no_new_privs, fewer capabilities), one without a profile.
+    // (no_new_privs, fewer capabilities), one without a profile, one privileged (no profile
+    // despite the pod's, all capabilities, even where this host's bounding set lacks some).
     let spec = pod_spec(&format!(
         r#"
 securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
@@ -360,6 +361,10 @@ containers:
 - name: unconfined
   image: {IMAGE}
   securityContext: {{seccompProfile: {{type: Unconfined}}}}
+  command: [/bin/sleep, '1000']
+- name: privileged
+  image: {IMAGE}
+  securityContext: {{privileged: true, runAsUser: 0}}
   command: [/bin/sleep, '1000']
 "#
     ));
@@ -386,12 +391,21 @@ containers:
             container.name
         );
         let mode = init.iter().find(|l| l.starts_with("Seccomp:")).unwrap();
-        let expected = if container.name == "unconfined" {
-            "Seccomp: 0"
-        } else {
-            "Seccomp: 2"
+        let expected = match container.name.as_str() {
+            "unconfined" | "privileged" => "Seccomp: 0",
+            _ => "Seccomp: 2",
         };
         assert_eq!(mode, expected, "{}", container.name);
+    }
+    // Privileged: every capability this process (the agent) holds, as containerd grants its own.
+    let own = security_fields(&read(Path::new("/proc/self/status")));
+    let privileged = security_fields(&read(Path::new(&format!(
+        "/proc/{}/status",
+        running.handles[3].pid
+    ))));
+    for field in ["CapEff:", "CapBnd:"] {
+        let value = |fields: &[String]| fields.iter().find(|l| l.starts_with(field)).cloned();
+        assert_eq!(value(&privileged), value(&own), "privileged {field}");
     }
     // The two confined containers differ where the test made them differ.
     let nnp = |i: usize| {

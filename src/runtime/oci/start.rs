@@ -71,6 +71,7 @@ impl OciRuntime {
             cgroups_path,
             cgroup_v2: self.cgroup_v2,
             thermal_throttle_paths: thermal_throttle_paths(),
+            current_capabilities: &self.current_capabilities,
         };
         let config = spec::build(&input)?;
         std::fs::create_dir_all(&dirs.dir)
