@@ -351,7 +351,7 @@ containers:
 - name: default
   image: {IMAGE}
   securityContext: {{runAsUser: 0}}
-  command: [/bin/sleep, '1000']
+  command: [/bin/sh, -c, 'busybox unshare -U true; echo $? >/tmp/unshare; exec sleep 1000']
 - name: locked
   image: {IMAGE}
   securityContext:
@@ -396,7 +396,35 @@ containers:
             _ => "Seccomp: 2",
         };
         assert_eq!(mode, expected, "{}", container.name);
+        // The filter is the profile: RuntimeDefault refuses a user namespace (unshare without
+        // CAP_SYS_ADMIN), which needs no capability and succeeds without a filter.
+        let unshare = ["busybox", "unshare", "-U", "true"].map(String::from);
+        let out = env.rt.block_on(runtime.exec_sync(target, &unshare, LONG));
+        let unconfined = expected == "Seccomp: 0";
+        assert_eq!(
+            out.end == ExecEnd::Exited(0),
+            unconfined,
+            "{}: exec'd unshare -U: {:?} {}",
+            container.name,
+            out.end,
+            String::from_utf8_lossy(&out.output)
+        );
     }
+    // The same in the container's init (the shell that execs sleep), which wrote its status.
+    let default = ExecTarget {
+        pod: names.pod_ref(&spec),
+        sandbox: &running.sandbox,
+        container: &spec.containers[0],
+        handle: &running.handles[0],
+    };
+    let cat = ["cat", "/tmp/unshare"].map(String::from);
+    let mut status = String::new();
+    wait_for(LONG, "the init's unshare status", || {
+        let out = env.rt.block_on(runtime.exec_sync(default, &cat, LONG));
+        status = String::from_utf8_lossy(&out.output).trim().to_string();
+        out.end == ExecEnd::Exited(0) && !status.is_empty()
+    });
+    assert_ne!(status, "0", "unshare -U in the init under RuntimeDefault");
     // Privileged: every capability this process (the agent) holds, as containerd grants its own.
     let own = security_fields(&read(Path::new("/proc/self/status")));
     let privileged = security_fields(&read(Path::new(&format!(

@@ -11,12 +11,13 @@
 //! `<root>/run/boot/oci/{state,pods}/`, `<root>/run/boot/netns/`, hostPath volumes,
 //! `/sys/fs/cgroup/**/<cgroupParent>/pod<uid>/`, the log directory.
 
-mod exec_security;
 pub mod image;
 pub mod launch;
 pub mod podfiles;
 pub mod rootfs;
 pub mod sandbox;
+mod seccomp_bpf;
+mod seccomp_executor;
 pub mod shim;
 pub mod spec;
 mod start;
@@ -72,6 +73,8 @@ pub struct OciRuntime {
     cgroup_v2: bool,
     /// The agent's effective capabilities: what privileged containers get.
     current_capabilities: Vec<String>,
+    /// The seccomp programs compiled so far.
+    seccomp_programs: seccomp_bpf::FilterCache,
     warnings: Vec<String>,
 }
 
@@ -97,6 +100,7 @@ impl OciRuntime {
             images,
             cgroup_v2,
             current_capabilities: own_capabilities(),
+            seccomp_programs: Default::default(),
             warnings,
         }
     }

@@ -23,13 +23,15 @@ use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::exec_security;
 use super::rootfs::{self, ContainerDirs};
+use super::seccomp_bpf;
+use super::seccomp_executor::{self, Filter, SeccompExecutor};
 
 /// The file descriptor `create` reports on.
 pub const REPORT_FD: i32 = 3;
@@ -117,7 +119,8 @@ pub fn run(args: ShimArgs) -> i32 {
 
 fn create(state: &Path, id: &str, dirs: &ContainerDirs, layers: &[PathBuf]) -> Result<i32, String> {
     rootfs::mount_overlay(dirs, layers)?;
-    let result = build_and_start(state, id, &dirs.dir);
+    let result = runtime_bundle(dirs)
+        .and_then(|(bundle, seccomp)| build_and_start(state, id, &bundle, seccomp));
     if result.is_err() {
         if let Ok(mut container) = Container::load(state.join(id)) {
             let _ = container.delete(true);
@@ -127,11 +130,67 @@ fn create(state: &Path, id: &str, dirs: &ContainerDirs, layers: &[PathBuf]) -> R
     result
 }
 
-fn build_and_start(state: &Path, id: &str, bundle: &Path) -> Result<i32, String> {
-    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+/// The bundle libcontainer creates the container from. With a compiled seccomp program next to
+/// the spec, that is the spec without its profile (with the capabilities to install it) in
+/// [`ContainerDirs::runtime_bundle`], and the executor that installs the program; otherwise the
+/// container's own directory, libcontainer compiling any profile itself.
+fn runtime_bundle(dirs: &ContainerDirs) -> Result<(PathBuf, Option<SeccompExecutor>), String> {
+    let Some(program) = read_program(&dirs.seccomp_program())? else {
+        return Ok((dirs.dir.clone(), None));
+    };
+    let config = dirs.config();
+    let mut spec =
+        Spec::load(&config).map_err(|e| format!("{}: {}", config.display(), chain(&e)))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or("the container's config.json has no process")?;
+    let executor = seccomp_executor::prepare(Filter::Program(program), &mut process);
+    spec.set_process(Some(process));
+    if let Some(mut linux) = spec.linux().clone() {
+        linux.set_seccomp(None);
+        spec.set_linux(Some(linux));
+    }
+    let bundle = dirs.runtime_bundle();
+    let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+    crate::host::write_all(&[crate::host::RenderedFile {
+        path: bundle.join("config.json"),
+        mode: 0o600,
+        bytes: json,
+    }])
+    .map_err(|e| e.to_string())?;
+    Ok((bundle, Some(executor)))
+}
+
+/// The container's compiled seccomp program, if the agent wrote one.
+fn read_program(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut program = Vec::new();
+    file.take(seccomp_bpf::MAX_PROGRAM_BYTES + 1)
+        .read_to_end(&mut program)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(program))
+}
+
+fn build_and_start(
+    state: &Path,
+    id: &str,
+    bundle: &Path,
+    seccomp: Option<SeccompExecutor>,
+) -> Result<i32, String> {
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state)
         .and_then(|b| b.validate_id())
-        .map_err(|e| format!("container id {id:?}: {e}"))?
+        .map_err(|e| format!("container id {id:?}: {e}"))?;
+    if let Some(executor) = seccomp {
+        builder = builder.with_executor(executor);
+    }
+    let mut container = builder
         .as_init(bundle)
         .with_systemd(false)
         .with_detach(true)
@@ -160,8 +219,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn exec(state: &Path, id: &str, command: &[String], timeout: Duration) -> Result<i32, String> {
     let container = Container::load(state.join(id)).map_err(|e| chain(&e))?;
-    let config = container.bundle().join("config.json");
-    let spec = libcontainer::oci_spec::runtime::Spec::load(&config).map_err(|e| chain(&e))?;
+    // The container's own spec, not the runtime bundle's copy without the seccomp profile.
+    let dirs = ContainerDirs::of_bundle(container.bundle());
+    let spec = Spec::load(dirs.config()).map_err(|e| chain(&e))?;
     let mut process = spec
         .process()
         .clone()
@@ -170,7 +230,13 @@ fn exec(state: &Path, id: &str, command: &[String], timeout: Duration) -> Result
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(false));
     // libcontainer's tenant exec leaves the container's seccomp profile out; this puts it back.
-    let seccomp = exec_security::prepare(&spec, &mut process);
+    let filter = match read_program(&dirs.seccomp_program())? {
+        Some(program) => Some(Filter::Program(program)),
+        None => seccomp_executor::profile(&spec)
+            .cloned()
+            .map(Filter::Profile),
+    };
+    let seccomp = filter.map(|f| seccomp_executor::prepare(f, &mut process));
     // The exec'd process is described in a file next to libcontainer's state, removed after.
     let process_file = state
         .join(id)
