@@ -151,6 +151,11 @@ fn runtime_bundle(dirs: &ContainerDirs) -> Result<(PathBuf, Option<SeccompExecut
         linux.set_seccomp(None);
         spec.set_linux(Some(linux));
     }
+    // A relative root is the container directory's, not the runtime bundle's.
+    if let Some(mut root) = spec.root().clone() {
+        root.set_path(dirs.dir.join(root.path()));
+        spec.set_root(Some(root));
+    }
     let bundle = dirs.runtime_bundle();
     let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
     crate::host::write_all(&[crate::host::RenderedFile {
