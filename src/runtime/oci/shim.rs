@@ -283,3 +283,71 @@ fn wait_with_deadline(pid: Pid, deadline: Instant) -> Result<i32, String> {
         pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container_dir(seccomp: bool, program: bool) -> (tempfile::TempDir, ContainerDirs) {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = ContainerDirs::new(dir.path().join("c"));
+        std::fs::create_dir_all(&dirs.dir).unwrap();
+        let caps = ["CAP_CHOWN"];
+        let mut spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sleep"],
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+            "linux": {},
+        });
+        if seccomp {
+            spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
+        }
+        std::fs::write(dirs.config(), spec.to_string()).unwrap();
+        if program {
+            std::fs::write(dirs.seccomp_program(), [0u8; 16]).unwrap();
+        }
+        (dir, dirs)
+    }
+
+    #[test]
+    fn without_a_program_libcontainer_runs_the_spec_as_it_is() {
+        let (_dir, dirs) = container_dir(true, false);
+        let (bundle, executor) = runtime_bundle(&dirs).unwrap();
+        assert_eq!(bundle, dirs.dir);
+        assert!(executor.is_none());
+        assert!(!dirs.runtime_bundle().exists());
+    }
+
+    #[test]
+    fn with_a_program_libcontainer_runs_the_spec_without_the_profile() {
+        let (_dir, dirs) = container_dir(true, true);
+        let (bundle, executor) = runtime_bundle(&dirs).unwrap();
+        assert_eq!(bundle, dirs.runtime_bundle());
+        assert!(executor.is_some());
+        let runtime = Spec::load(bundle.join("config.json")).unwrap();
+        assert!(seccomp_executor::profile(&runtime).is_none());
+        assert_eq!(
+            runtime.root().as_ref().unwrap().path(),
+            &dirs.rootfs(),
+            "the root stays the container directory's"
+        );
+        let caps = runtime.process().as_ref().unwrap().capabilities().clone();
+        let effective = caps.unwrap().effective().clone().unwrap();
+        assert!(effective.contains(&libcontainer::oci_spec::runtime::Capability::SysAdmin));
+        // The container's own spec is untouched: exec and the record read it.
+        let own = Spec::load(dirs.config()).unwrap();
+        assert!(seccomp_executor::profile(&own).is_some());
+        assert_eq!(ContainerDirs::of_bundle(&bundle), dirs);
+    }
+
+    #[test]
+    fn an_oversized_program_is_read_no_further_than_the_limit() {
+        let (_dir, dirs) = container_dir(true, false);
+        let big = vec![0u8; seccomp_bpf::MAX_PROGRAM_BYTES as usize * 2];
+        std::fs::write(dirs.seccomp_program(), big).unwrap();
+        let program = read_program(&dirs.seccomp_program()).unwrap().unwrap();
+        assert_eq!(program.len() as u64, seccomp_bpf::MAX_PROGRAM_BYTES + 1);
+        assert!(seccomp_bpf::load(&program).is_err());
+    }
+}
