@@ -343,7 +343,8 @@ fn exec_gets_the_containers_seccomp_profile_capabilities_and_no_new_privs() {
     // One container as kubeadm's control-plane pods (RuntimeDefault, privilege escalation
     // allowed: the profile must be loaded before the capabilities drop), one locked down
     // (no_new_privs, fewer capabilities), one without a profile, one privileged (no profile
-    // despite the pod's, all capabilities, even where this host's bounding set lacks some).
+    // despite the pod's, all capabilities, even where this host's bounding set lacks some), and
+    // one as the image's non-root user with the pod's profile and privilege escalation allowed.
     let spec = pod_spec(&format!(
         r#"
 securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
@@ -365,6 +366,9 @@ containers:
 - name: privileged
   image: {IMAGE}
   securityContext: {{privileged: true, runAsUser: 0}}
+  command: [/bin/sleep, '1000']
+- name: user
+  image: {IMAGE}
   command: [/bin/sleep, '1000']
 "#
     ));
