@@ -302,6 +302,10 @@ fn bench_init_from_images_against_the_process_runtime() {
         "agent RSS with the four pods ready (KiB, per round): oci {:?}, process {:?}",
         rss[0], rss[1]
     );
+    eprintln!(
+        "init per round (sorted): oci {:.2?}, process {:.2?}",
+        times[0], times[1]
+    );
 }
 
 /// The largest `VmRSS` of `pid` in KiB, sampled every 100 ms over `window`.

@@ -342,7 +342,9 @@ fn exec_gets_the_containers_seccomp_profile_capabilities_and_no_new_privs() {
     let env = env();
     // One container as kubeadm's control-plane pods (RuntimeDefault, privilege escalation
     // allowed: the profile must be loaded before the capabilities drop), one locked down
-    // (no_new_privs, fewer capabilities), one without a profile.
+    // (no_new_privs, fewer capabilities), one without a profile, one privileged (no profile
+    // despite the pod's, all capabilities, even where this host's bounding set lacks some), and
+    // one as the image's non-root user with the pod's profile and privilege escalation allowed.
     let spec = pod_spec(&format!(
         r#"
 securityContext: {{seccompProfile: {{type: RuntimeDefault}}}}
@@ -350,7 +352,7 @@ containers:
 - name: default
   image: {IMAGE}
   securityContext: {{runAsUser: 0}}
-  command: [/bin/sleep, '1000']
+  command: [/bin/sh, -c, 'busybox unshare -U true; echo $? >/tmp/unshare; exec sleep 1000']
 - name: locked
   image: {IMAGE}
   securityContext:
@@ -360,6 +362,13 @@ containers:
 - name: unconfined
   image: {IMAGE}
   securityContext: {{seccompProfile: {{type: Unconfined}}}}
+  command: [/bin/sleep, '1000']
+- name: privileged
+  image: {IMAGE}
+  securityContext: {{privileged: true, runAsUser: 0}}
+  command: [/bin/sleep, '1000']
+- name: user
+  image: {IMAGE}
   command: [/bin/sleep, '1000']
 "#
     ));
@@ -386,12 +395,49 @@ containers:
             container.name
         );
         let mode = init.iter().find(|l| l.starts_with("Seccomp:")).unwrap();
-        let expected = if container.name == "unconfined" {
-            "Seccomp: 0"
-        } else {
-            "Seccomp: 2"
+        let expected = match container.name.as_str() {
+            "unconfined" | "privileged" => "Seccomp: 0",
+            _ => "Seccomp: 2",
         };
         assert_eq!(mode, expected, "{}", container.name);
+        // The filter is the profile: RuntimeDefault refuses a user namespace (unshare without
+        // CAP_SYS_ADMIN), which needs no capability and succeeds without a filter.
+        let unshare = ["busybox", "unshare", "-U", "true"].map(String::from);
+        let out = env.rt.block_on(runtime.exec_sync(target, &unshare, LONG));
+        let unconfined = expected == "Seccomp: 0";
+        assert_eq!(
+            out.end == ExecEnd::Exited(0),
+            unconfined,
+            "{}: exec'd unshare -U: {:?} {}",
+            container.name,
+            out.end,
+            String::from_utf8_lossy(&out.output)
+        );
+    }
+    // The same in the container's init (the shell that execs sleep), which wrote its status.
+    let default = ExecTarget {
+        pod: names.pod_ref(&spec),
+        sandbox: &running.sandbox,
+        container: &spec.containers[0],
+        handle: &running.handles[0],
+    };
+    let cat = ["cat", "/tmp/unshare"].map(String::from);
+    let mut status = String::new();
+    wait_for(LONG, "the init's unshare status", || {
+        let out = env.rt.block_on(runtime.exec_sync(default, &cat, LONG));
+        status = String::from_utf8_lossy(&out.output).trim().to_string();
+        out.end == ExecEnd::Exited(0) && !status.is_empty()
+    });
+    assert_ne!(status, "0", "unshare -U in the init under RuntimeDefault");
+    // Privileged: every capability this process (the agent) holds, as containerd grants its own.
+    let own = security_fields(&read(Path::new("/proc/self/status")));
+    let privileged = security_fields(&read(Path::new(&format!(
+        "/proc/{}/status",
+        running.handles[3].pid
+    ))));
+    for field in ["CapEff:", "CapBnd:"] {
+        let value = |fields: &[String]| fields.iter().find(|l| l.starts_with(field)).cloned();
+        assert_eq!(value(&privileged), value(&own), "privileged {field}");
     }
     // The two confined containers differ where the test made them differ.
     let nnp = |i: usize| {

@@ -11,12 +11,13 @@
 //! `<root>/run/boot/oci/{state,pods}/`, `<root>/run/boot/netns/`, hostPath volumes,
 //! `/sys/fs/cgroup/**/<cgroupParent>/pod<uid>/`, the log directory.
 
-mod exec_security;
 pub mod image;
 pub mod launch;
 pub mod podfiles;
 pub mod rootfs;
 pub mod sandbox;
+mod seccomp_bpf;
+mod seccomp_executor;
 pub mod shim;
 pub mod spec;
 mod start;
@@ -70,6 +71,10 @@ pub struct OciRuntime {
     settings: OciSettings,
     images: Arc<dyn ImageSource>,
     cgroup_v2: bool,
+    /// The agent's effective capabilities: what privileged containers get.
+    current_capabilities: Vec<String>,
+    /// The seccomp programs compiled so far.
+    seccomp_programs: seccomp_bpf::FilterCache,
     warnings: Vec<String>,
 }
 
@@ -94,6 +99,8 @@ impl OciRuntime {
             settings,
             images,
             cgroup_v2,
+            current_capabilities: own_capabilities(),
+            seccomp_programs: Default::default(),
             warnings,
         }
     }
@@ -276,6 +283,23 @@ const UNSUPPORTED: Unsupported = Unsupported {
         ContainerField::WindowsOptions,
     ],
 };
+
+/// This process's effective capabilities (`CapEff` in `/proc/self/status`); every capability
+/// the kernel knows when that cannot be read.
+fn own_capabilities() -> Vec<String> {
+    read_bounded(Path::new("/proc/self/status"))
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .map(spec::process::capabilities_in_mask)
+        .unwrap_or_else(|| {
+            spec::process::ALL_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect()
+        })
+}
 
 fn read_bounded(path: &Path) -> Option<String> {
     use std::io::Read;

@@ -33,11 +33,32 @@ impl ContainerDirs {
     pub fn work(&self) -> PathBuf {
         self.dir.join("work")
     }
-    /// The bundle's `config.json`.
+    /// The bundle's `config.json`: the container's complete OCI spec.
     pub fn config(&self) -> PathBuf {
         self.dir.join("config.json")
     }
+    /// The compiled program of the spec's seccomp profile, when the agent compiled it.
+    pub fn seccomp_program(&self) -> PathBuf {
+        self.dir.join("seccomp.bpf")
+    }
+    /// The bundle libcontainer runs when the shim installs the seccomp filter itself: the spec
+    /// without its profile (see `seccomp_executor`).
+    pub fn runtime_bundle(&self) -> PathBuf {
+        self.dir.join(RUNTIME_BUNDLE)
+    }
+    /// The directories of the container libcontainer created from `bundle` (the container's
+    /// directory or its [`runtime_bundle`](Self::runtime_bundle)).
+    pub fn of_bundle(bundle: &Path) -> ContainerDirs {
+        match bundle.parent() {
+            Some(dir) if bundle.file_name() == Some(std::ffi::OsStr::new(RUNTIME_BUNDLE)) => {
+                ContainerDirs::new(dir.to_path_buf())
+            }
+            _ => ContainerDirs::new(bundle.to_path_buf()),
+        }
+    }
 }
+
+const RUNTIME_BUNDLE: &str = "libcontainer";
 
 /// The overlay mount options for `layers` (bottom first): overlayfs wants the top layer first.
 pub fn overlay_options(layers: &[PathBuf], upper: &Path, work: &Path) -> Result<String, String> {
@@ -193,6 +214,13 @@ mod tests {
         assert!(opts("/a:b").is_err());
         assert!(opts("/a,upperdir=/etc").is_err());
         assert!(overlay_options(&[], Path::new("/u"), Path::new("/w")).is_err());
+    }
+
+    #[test]
+    fn a_runtime_bundle_belongs_to_its_container() {
+        let dirs = ContainerDirs::new(PathBuf::from("/state/containers/id"));
+        assert_eq!(ContainerDirs::of_bundle(&dirs.runtime_bundle()), dirs);
+        assert_eq!(ContainerDirs::of_bundle(&dirs.dir), dirs);
     }
 
     #[test]

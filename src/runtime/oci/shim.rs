@@ -23,13 +23,15 @@ use std::time::{Duration, Instant};
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
+use libcontainer::oci_spec::runtime::Spec;
 use libcontainer::syscall::syscall::SyscallType;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::exec_security;
 use super::rootfs::{self, ContainerDirs};
+use super::seccomp_bpf;
+use super::seccomp_executor::{self, Filter, SeccompExecutor};
 
 /// The file descriptor `create` reports on.
 pub const REPORT_FD: i32 = 3;
@@ -117,7 +119,8 @@ pub fn run(args: ShimArgs) -> i32 {
 
 fn create(state: &Path, id: &str, dirs: &ContainerDirs, layers: &[PathBuf]) -> Result<i32, String> {
     rootfs::mount_overlay(dirs, layers)?;
-    let result = build_and_start(state, id, &dirs.dir);
+    let result = runtime_bundle(dirs)
+        .and_then(|(bundle, seccomp)| build_and_start(state, id, &bundle, seccomp));
     if result.is_err() {
         if let Ok(mut container) = Container::load(state.join(id)) {
             let _ = container.delete(true);
@@ -127,11 +130,72 @@ fn create(state: &Path, id: &str, dirs: &ContainerDirs, layers: &[PathBuf]) -> R
     result
 }
 
-fn build_and_start(state: &Path, id: &str, bundle: &Path) -> Result<i32, String> {
-    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+/// The bundle libcontainer creates the container from. With a compiled seccomp program next to
+/// the spec, that is the spec without its profile (with the capabilities to install it) in
+/// [`ContainerDirs::runtime_bundle`], and the executor that installs the program; otherwise the
+/// container's own directory, libcontainer compiling any profile itself.
+fn runtime_bundle(dirs: &ContainerDirs) -> Result<(PathBuf, Option<SeccompExecutor>), String> {
+    let Some(program) = read_program(&dirs.seccomp_program())? else {
+        return Ok((dirs.dir.clone(), None));
+    };
+    let config = dirs.config();
+    let mut spec =
+        Spec::load(&config).map_err(|e| format!("{}: {}", config.display(), chain(&e)))?;
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or("the container's config.json has no process")?;
+    let executor = seccomp_executor::prepare(Filter::Program(program), &mut process);
+    spec.set_process(Some(process));
+    if let Some(mut linux) = spec.linux().clone() {
+        linux.set_seccomp(None);
+        spec.set_linux(Some(linux));
+    }
+    // A relative root is the container directory's, not the runtime bundle's.
+    if let Some(mut root) = spec.root().clone() {
+        root.set_path(dirs.dir.join(root.path()));
+        spec.set_root(Some(root));
+    }
+    let bundle = dirs.runtime_bundle();
+    let json = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+    crate::host::write_all(&[crate::host::RenderedFile {
+        path: bundle.join("config.json"),
+        mode: 0o600,
+        bytes: json,
+    }])
+    .map_err(|e| e.to_string())?;
+    Ok((bundle, Some(executor)))
+}
+
+/// The container's compiled seccomp program, if the agent wrote one.
+fn read_program(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let mut program = Vec::new();
+    file.take(seccomp_bpf::MAX_PROGRAM_BYTES + 1)
+        .read_to_end(&mut program)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(program))
+}
+
+fn build_and_start(
+    state: &Path,
+    id: &str,
+    bundle: &Path,
+    seccomp: Option<SeccompExecutor>,
+) -> Result<i32, String> {
+    let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
         .with_root_path(state)
         .and_then(|b| b.validate_id())
-        .map_err(|e| format!("container id {id:?}: {e}"))?
+        .map_err(|e| format!("container id {id:?}: {e}"))?;
+    if let Some(executor) = seccomp {
+        builder = builder.with_executor(executor);
+    }
+    let mut container = builder
         .as_init(bundle)
         .with_systemd(false)
         .with_detach(true)
@@ -160,8 +224,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 fn exec(state: &Path, id: &str, command: &[String], timeout: Duration) -> Result<i32, String> {
     let container = Container::load(state.join(id)).map_err(|e| chain(&e))?;
-    let config = container.bundle().join("config.json");
-    let spec = libcontainer::oci_spec::runtime::Spec::load(&config).map_err(|e| chain(&e))?;
+    // The container's own spec, not the runtime bundle's copy without the seccomp profile.
+    let dirs = ContainerDirs::of_bundle(container.bundle());
+    let spec = Spec::load(dirs.config()).map_err(|e| chain(&e))?;
     let mut process = spec
         .process()
         .clone()
@@ -170,7 +235,13 @@ fn exec(state: &Path, id: &str, command: &[String], timeout: Duration) -> Result
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(false));
     // libcontainer's tenant exec leaves the container's seccomp profile out; this puts it back.
-    let seccomp = exec_security::prepare(&spec, &mut process);
+    let filter = match read_program(&dirs.seccomp_program())? {
+        Some(program) => Some(Filter::Program(program)),
+        None => seccomp_executor::profile(&spec)
+            .cloned()
+            .map(Filter::Profile),
+    };
+    let seccomp = filter.map(|f| seccomp_executor::prepare(f, &mut process));
     // The exec'd process is described in a file next to libcontainer's state, removed after.
     let process_file = state
         .join(id)
@@ -210,5 +281,73 @@ fn wait_with_deadline(pid: Pid, deadline: Instant) -> Result<i32, String> {
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container_dir(seccomp: bool, program: bool) -> (tempfile::TempDir, ContainerDirs) {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = ContainerDirs::new(dir.path().join("c"));
+        std::fs::create_dir_all(&dirs.dir).unwrap();
+        let caps = ["CAP_CHOWN"];
+        let mut spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sleep"],
+                "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+            "linux": {},
+        });
+        if seccomp {
+            spec["linux"]["seccomp"] = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO"});
+        }
+        std::fs::write(dirs.config(), spec.to_string()).unwrap();
+        if program {
+            std::fs::write(dirs.seccomp_program(), [0u8; 16]).unwrap();
+        }
+        (dir, dirs)
+    }
+
+    #[test]
+    fn without_a_program_libcontainer_runs_the_spec_as_it_is() {
+        let (_dir, dirs) = container_dir(true, false);
+        let (bundle, executor) = runtime_bundle(&dirs).unwrap();
+        assert_eq!(bundle, dirs.dir);
+        assert!(executor.is_none());
+        assert!(!dirs.runtime_bundle().exists());
+    }
+
+    #[test]
+    fn with_a_program_libcontainer_runs_the_spec_without_the_profile() {
+        let (_dir, dirs) = container_dir(true, true);
+        let (bundle, executor) = runtime_bundle(&dirs).unwrap();
+        assert_eq!(bundle, dirs.runtime_bundle());
+        assert!(executor.is_some());
+        let runtime = Spec::load(bundle.join("config.json")).unwrap();
+        assert!(seccomp_executor::profile(&runtime).is_none());
+        assert_eq!(
+            runtime.root().as_ref().unwrap().path(),
+            &dirs.rootfs(),
+            "the root stays the container directory's"
+        );
+        let caps = runtime.process().as_ref().unwrap().capabilities().clone();
+        let effective = caps.unwrap().effective().clone().unwrap();
+        assert!(effective.contains(&libcontainer::oci_spec::runtime::Capability::SysAdmin));
+        // The container's own spec is untouched: exec and the record read it.
+        let own = Spec::load(dirs.config()).unwrap();
+        assert!(seccomp_executor::profile(&own).is_some());
+        assert_eq!(ContainerDirs::of_bundle(&bundle), dirs);
+    }
+
+    #[test]
+    fn an_oversized_program_is_read_no_further_than_the_limit() {
+        let (_dir, dirs) = container_dir(true, false);
+        let big = vec![0u8; seccomp_bpf::MAX_PROGRAM_BYTES as usize * 2];
+        std::fs::write(dirs.seccomp_program(), big).unwrap();
+        let program = read_program(&dirs.seccomp_program()).unwrap().unwrap();
+        assert_eq!(program.len() as u64, seccomp_bpf::MAX_PROGRAM_BYTES + 1);
+        assert!(seccomp_bpf::load(&program).is_err());
     }
 }

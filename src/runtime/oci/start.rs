@@ -71,17 +71,29 @@ impl OciRuntime {
             cgroups_path,
             cgroup_v2: self.cgroup_v2,
             thermal_throttle_paths: thermal_throttle_paths(),
+            current_capabilities: &self.current_capabilities,
         };
         let config = spec::build(&input)?;
         std::fs::create_dir_all(&dirs.dir)
             .map_err(|e| format!("cannot create {}: {e}", dirs.dir.display()))?;
         let json = serde_json::to_vec(&config).map_err(|e| e.to_string())?;
-        crate::host::write_all(&[crate::host::RenderedFile {
+        let mut files = vec![crate::host::RenderedFile {
             path: dirs.config(),
             mode: 0o600,
             bytes: json,
-        }])
-        .map_err(|e| e.to_string())?;
+        }];
+        // The profile compiled once per agent; one it cannot compile, libcontainer compiles in
+        // the container (and reports there what is wrong with it).
+        let program = super::seccomp_executor::profile(&config)
+            .and_then(|profile| self.seccomp_programs.get(profile).ok());
+        if let Some(program) = program {
+            files.push(crate::host::RenderedFile {
+                path: dirs.seccomp_program(),
+                mode: 0o600,
+                bytes: program.to_vec(),
+            });
+        }
+        crate::host::write_all(&files).map_err(|e| e.to_string())?;
 
         let (out_read, out_write) = pipe()?;
         let (err_read, err_write) = pipe()?;

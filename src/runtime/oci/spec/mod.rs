@@ -85,6 +85,8 @@ pub struct SpecInput<'a> {
     /// Whether the host uses the unified cgroup hierarchy (a cgroup namespace only there).
     pub cgroup_v2: bool,
     pub thermal_throttle_paths: Vec<String>,
+    /// The capabilities the agent holds: what `privileged` and `add: [ALL]` grant.
+    pub current_capabilities: &'a [String],
 }
 
 fn namespace(typ: LinuxNamespaceType, path: Option<PathBuf>) -> LinuxNamespace {
@@ -104,8 +106,11 @@ pub fn build(input: &SpecInput<'_>) -> Result<Spec, String> {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     let args = process::args(container, input.image, &vars)?;
-    let capability_names =
-        process::capabilities(privileged, security.and_then(|s| s.capabilities.as_ref()));
+    let capability_names = process::capabilities(
+        privileged,
+        security.and_then(|s| s.capabilities.as_ref()),
+        input.current_capabilities,
+    );
     let capability_set = capability_names
         .iter()
         .map(|name| {

@@ -31,7 +31,7 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability the kernel knows (what `privileged` and `add: [ALL]` grant).
+/// Every capability the kernel knows, in the order of their numbers.
 pub const ALL_CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -167,12 +167,29 @@ pub fn working_dir(container: &Container, image: &ImageConfig) -> String {
         .to_string()
 }
 
-/// The capability set: containerd's defaults (or all of them when privileged), then
-/// `securityContext.capabilities.add` and `drop` (`ALL` allowed in both; Kubernetes names come
-/// without the `CAP_` prefix).
-pub fn capabilities(privileged: bool, requested: Option<&Capabilities>) -> Vec<String> {
+/// The names of the capabilities whose bits `mask` sets (a `CapEff:` line of
+/// `/proc/<pid>/status`); bits of capabilities newer than [`ALL_CAPABILITIES`] are left out.
+pub fn capabilities_in_mask(mask: u64) -> Vec<String> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask >> bit & 1 == 1)
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
+/// The capability set: containerd's defaults, then `securityContext.capabilities.add` and `drop`
+/// (`ALL` allowed in both; Kubernetes names come without the `CAP_` prefix). `privileged` and
+/// `add: [ALL]` grant `current`, the capabilities the agent itself holds, as containerd grants
+/// its own (`cap.Current()`): where the agent runs without some capability (in a container, or
+/// with a reduced bounding set), the container cannot be given it and creating it would fail.
+pub fn capabilities(
+    privileged: bool,
+    requested: Option<&Capabilities>,
+    current: &[String],
+) -> Vec<String> {
     if privileged {
-        return ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+        return current.to_vec();
     }
     let name = |c: &String| {
         let upper = c.to_ascii_uppercase();
@@ -196,7 +213,7 @@ pub fn capabilities(privileged: bool, requested: Option<&Capabilities>) -> Vec<S
         .map(name)
         .collect();
     if add.iter().any(|c| c == "CAP_ALL") {
-        caps = ALL_CAPABILITIES.iter().map(|c| c.to_string()).collect();
+        caps = current.to_vec();
     }
     for cap in add.into_iter().filter(|c| c != "CAP_ALL") {
         if !caps.contains(&cap) {

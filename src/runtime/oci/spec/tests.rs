@@ -67,7 +67,13 @@ fn spec_with(pod: &PodSpec, c: &Container, image: &ImageConfig) -> Result<Spec, 
         cgroups_path: PathBuf::from("/boot/poduid/c-0"),
         cgroup_v2: false,
         thermal_throttle_paths: vec!["/sys/devices/system/cpu/cpu0/thermal_throttle".into()],
+        current_capabilities: &agent_capabilities(),
     })
+}
+
+/// An agent without `CAP_SYS_RESOURCE` (bit 24), as in a container with a reduced bounding set.
+fn agent_capabilities() -> Vec<String> {
+    process::capabilities_in_mask(0x1ff_feff_ffff)
 }
 
 fn spec(c: serde_json::Value) -> Spec {
@@ -185,7 +191,23 @@ fn capabilities_default_add_drop_privileged() {
     .unwrap_err();
     assert!(err.contains("CAP_NOT_A_CAP"), "{err}");
     let s = spec(json!({"securityContext": {"privileged": true}}));
-    assert!(effective(&s).contains(&"CAP_SYS_ADMIN".to_string()));
+    let mut agent = agent_capabilities();
+    agent.sort();
+    assert_eq!(
+        effective(&s),
+        agent,
+        "privileged: the agent's own capabilities"
+    );
+    assert!(!agent.contains(&"CAP_SYS_RESOURCE".to_string()));
+    let s = spec(json!({"securityContext": {"capabilities": {"add": ["ALL"], "drop": ["BPF"]}}}));
+    let names = effective(&s);
+    assert_eq!(
+        names.len(),
+        agent.len() - 1,
+        "add ALL is the agent's, less the dropped"
+    );
+    assert!(!names.contains(&"CAP_BPF".to_string()));
+    let s = spec(json!({"securityContext": {"privileged": true}}));
     assert!(s.linux().as_ref().unwrap().seccomp().is_none());
     assert!(s.linux().as_ref().unwrap().masked_paths().is_none());
 }
@@ -343,4 +365,19 @@ fn seccomp_runtime_default_from_the_pod_and_limits() {
         linux.cgroups_path().as_deref(),
         Some(Path::new("/boot/poduid/c-0"))
     );
+}
+
+#[test]
+fn capability_masks_name_the_bits() {
+    assert_eq!(
+        process::capabilities_in_mask(0b1_0000_0001),
+        ["CAP_CHOWN", "CAP_SETPCAP"]
+    );
+    assert_eq!(
+        process::capabilities_in_mask(1 << 40),
+        ["CAP_CHECKPOINT_RESTORE"]
+    );
+    // A capability newer than boot knows is left out, not misnamed.
+    assert!(process::capabilities_in_mask(1 << 41).is_empty());
+    assert_eq!(process::capabilities_in_mask(u64::MAX).len(), 41);
 }

@@ -1,9 +1,11 @@
-//! The container's seccomp profile for processes `boot oci-shim exec` runs in it, as `runc exec`
-//! applies it. libcontainer 0.7's tenant builder rebuilds the exec'd process's `linux` section from
-//! namespaces and cgroups only and drops `linux.seccomp`; exec'd processes would run unfiltered.
-//! The shim therefore installs the profile itself, from a workload executor that runs in the
-//! exec'd process after it joined the container (namespaces, cgroup, user, capabilities,
-//! no_new_privs) and just before `execve`.
+//! The container's seccomp filter for the processes `boot oci-shim` starts in a container: its
+//! init (`create`) and the processes `exec` runs in it, as runc applies the profile to both. The
+//! shim installs the filter itself, from a workload executor that runs in the process after it
+//! joined the container (namespaces, cgroup, user, capabilities, no_new_privs) and just before
+//! `execve`, for two reasons: libcontainer 0.7's tenant builder rebuilds an exec'd process's
+//! `linux` section from namespaces and cgroups only and drops `linux.seccomp` (exec'd processes
+//! would run unfiltered); and libcontainer compiles the profile with libseccomp in every
+//! container's init, where boot loads the program the agent compiled once ([`seccomp_bpf`]).
 //!
 //! Without no_new_privs, installing a filter needs `CAP_SYS_ADMIN`, which the container's
 //! capabilities normally lack: as runc does (it loads the filter before dropping capabilities
@@ -11,24 +13,34 @@
 //! added, installs the filter, then drops to exactly the container's capabilities. The default
 //! profile allows `capset` and `prctl`, which that drop uses.
 //!
-//! Runs in the shim and in the exec'd process; touches no host path.
+//! Runs in the shim and in the container's processes; touches no host path.
 
 use libcontainer::oci_spec::runtime::{Capability, LinuxCapabilities, LinuxSeccomp, Process, Spec};
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 
-/// Installs the container's seccomp profile (and drops the capabilities raised to install it),
+use super::seccomp_bpf;
+
+/// The filter to install.
+#[derive(Clone)]
+pub enum Filter {
+    /// A program the agent compiled (`seccomp.bpf` in the container's directory).
+    Program(Vec<u8>),
+    /// A profile to compile here (a container created without a program).
+    Profile(LinuxSeccomp),
+}
+
+/// Installs the container's seccomp filter (and drops the capabilities raised to install it),
 /// then runs the workload as libcontainer's default executor does.
 #[derive(Clone)]
 pub struct SeccompExecutor {
-    seccomp: LinuxSeccomp,
+    filter: Filter,
     /// The container's capabilities, when the process was given more to install the filter.
     restore: Option<LinuxCapabilities>,
 }
 
-/// Prepares `process` (the container's own, with the command set) for an exec into a container
-/// whose spec is `spec`: the executor that applies the container's seccomp profile, if it has one.
-pub fn prepare(spec: &Spec, process: &mut Process) -> Option<SeccompExecutor> {
-    let seccomp = spec.linux().as_ref()?.seccomp().clone()?;
+/// Prepares `process` (the container's own, for its init or with an exec's command set) to
+/// install `filter`: the executor that installs it.
+pub fn prepare(filter: Filter, process: &mut Process) -> SeccompExecutor {
     // No capabilities in the process: libcontainer keeps the shim's, CAP_SYS_ADMIN included.
     let restore = match (process.no_new_privileges(), process.capabilities().clone()) {
         (Some(true), _) | (_, None) => None,
@@ -37,7 +49,12 @@ pub fn prepare(spec: &Spec, process: &mut Process) -> Option<SeccompExecutor> {
             Some(container)
         }
     };
-    Some(SeccompExecutor { seccomp, restore })
+    SeccompExecutor { filter, restore }
+}
+
+/// The seccomp profile of a container's spec, if it has one.
+pub fn profile(spec: &Spec) -> Option<&LinuxSeccomp> {
+    spec.linux().as_ref()?.seccomp().as_ref()
 }
 
 /// `caps` with `CAP_SYS_ADMIN` (to install a filter without no_new_privs) and `CAP_SETPCAP` (to
@@ -58,9 +75,15 @@ fn raised(caps: &LinuxCapabilities) -> LinuxCapabilities {
 
 impl Executor for SeccompExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
-        // A notify fd only comes with SCMP_ACT_NOTIFY rules, which boot's profiles never have.
-        libcontainer::seccomp::initialize_seccomp(&self.seccomp)
-            .map_err(|e| ExecutorError::Other(format!("cannot load the seccomp profile: {e}")))?;
+        match &self.filter {
+            Filter::Program(program) => seccomp_bpf::load(program).map_err(ExecutorError::Other)?,
+            // A notify fd only comes with SCMP_ACT_NOTIFY rules, which boot's profiles never have.
+            Filter::Profile(profile) => {
+                libcontainer::seccomp::initialize_seccomp(profile).map_err(|e| {
+                    ExecutorError::Other(format!("cannot load the seccomp profile: {e}"))
+                })?;
+            }
+        }
         if let Some(caps) = &self.restore {
             let syscall = libcontainer::syscall::syscall::create_syscall();
             libcontainer::capabilities::drop_privileges(caps, syscall.as_ref()).map_err(|e| {
@@ -98,19 +121,21 @@ mod tests {
         process
     }
 
+    fn filter() -> Filter {
+        Filter::Profile(profile(&spec(true)).unwrap().clone())
+    }
+
     #[test]
-    fn no_profile_no_executor_and_the_process_unchanged() {
-        let mut p = process(None);
-        let before = p.clone();
-        assert!(prepare(&spec(false), &mut p).is_none());
-        assert_eq!(p, before);
+    fn the_profile_comes_from_the_spec() {
+        assert!(profile(&spec(false)).is_none());
+        assert!(profile(&spec(true)).is_some());
     }
 
     #[test]
     fn with_no_new_privs_the_capabilities_stay_the_containers() {
         let mut p = process(Some(true));
         let before = p.clone();
-        let executor = prepare(&spec(true), &mut p).unwrap();
+        let executor = prepare(filter(), &mut p);
         assert!(executor.restore.is_none());
         assert_eq!(p, before);
     }
@@ -120,7 +145,7 @@ mod tests {
         for nnp in [None, Some(false)] {
             let mut p = process(nnp);
             let container = p.capabilities().clone().unwrap();
-            let executor = prepare(&spec(true), &mut p).unwrap();
+            let executor = prepare(filter(), &mut p);
             assert_eq!(executor.restore.as_ref(), Some(&container));
             let lent = p.capabilities().clone().unwrap();
             for set in [lent.bounding(), lent.effective(), lent.permitted()] {
