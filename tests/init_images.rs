@@ -215,7 +215,12 @@ fn init_from_images(
 #[test]
 #[ignore]
 fn bench_init_from_images_against_the_process_runtime() {
-    const ROUNDS: usize = 5;
+    // BOOT_BENCH_ROUNDS: more rounds steady the medians on a noisy machine.
+    let rounds: usize = std::env::var("BOOT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(5);
     let Some(tools) = prerequisites() else { return };
     let (version, binaries): (&str, Vec<(&str, PathBuf)>) = match real_components() {
         Some(dir) => (
@@ -242,7 +247,7 @@ fn bench_init_from_images_against_the_process_runtime() {
     let mut pushed = false;
     let mut times: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut rss = [Vec::new(), Vec::new()];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for (i, mode) in [Mode::Oci, Mode::Process(bins.path())]
             .into_iter()
             .enumerate()
@@ -294,7 +299,7 @@ fn bench_init_from_images_against_the_process_runtime() {
     let (oci, process) = (median(&mut times[0]), median(&mut times[1]));
     eprintln!(
         "boot init ({version}, {}): images in the store (oci) {oci:.2?}, host binaries (process) \
-         {process:.2?}, median of {ROUNDS} alternating rounds; oci / process = {:.2}",
+         {process:.2?}, median of {rounds} alternating rounds; oci / process = {:.2}",
         exe.display(),
         oci.as_secs_f64() / process.as_secs_f64()
     );
