@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{have_etcd, kubectl_until_ok, real_components, require, text, Cluster, Components};
+use cluster::{kubectl_until_ok, require, text};
 
 /// The serial of the certificate the API server presents, as openssl reads it.
 fn served_serial(openssl: &Path, port: u16) -> String {
@@ -79,20 +79,13 @@ impl Drop for OutageMeter {
 
 #[test]
 fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
-    let Some(components) = real_components() else {
+    let (Some(etcdctl), Some(openssl)) = (require::tool("etcdctl"), require::tool("openssl"))
+    else {
         return;
     };
-    let (Some(kubectl_exe), Some(etcdctl), Some(openssl)) = (
-        require::tool("kubectl"),
-        require::tool("etcdctl"),
-        require::tool("openssl"),
-    ) else {
+    let Some((cluster, kubectl_exe)) = cluster::real_cluster() else {
         return;
     };
-    if !have_etcd() {
-        return;
-    }
-    let cluster = Cluster::with(Components::Real(&components), "3m0s");
     let init = cluster.boot(&["init"]);
     assert!(init.status.success(), "{}", text(&init));
     let root = cluster.root();
@@ -172,16 +165,9 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
 
 #[test]
 fn the_agent_renews_short_lived_certificates_and_restarts_one_pod_at_a_time() {
-    let Some(components) = real_components() else {
+    let Some((cluster, kubectl_exe)) = cluster::real_cluster() else {
         return;
     };
-    let Some(kubectl_exe) = require::tool("kubectl") else {
-        return;
-    };
-    if !have_etcd() {
-        return;
-    }
-    let cluster = Cluster::with(Components::Real(&components), "3m0s");
     // Leaves valid for 4 minutes, renewed once less than 220 s is left: 20 s after they were
     // issued, which leaves init time to finish. The next round follows this one's restarts after
     // the agent's shortest pause (10 s), long after the log below is read.

@@ -7,23 +7,13 @@ use crate::cluster;
 
 use std::time::Duration;
 
-use cluster::{
-    alive, have_etcd, kubectl, kubectl_until_ok, listening, real_components, require, text,
-    Cluster, Components,
-};
+use cluster::{alive, kubectl, kubectl_until_ok, listening, text};
 
 #[test]
 fn init_runs_the_real_control_plane_and_reset_leaves_nothing() {
-    let Some(components) = real_components() else {
+    let Some((cluster, kubectl_exe)) = cluster::real_cluster() else {
         return;
     };
-    let Some(kubectl_exe) = require::tool("kubectl") else {
-        return;
-    };
-    if !have_etcd() {
-        return;
-    }
-    let cluster = Cluster::with(Components::Real(&components), "3m0s");
     let before = cluster.tree();
 
     let init = cluster.boot(&["init"]);

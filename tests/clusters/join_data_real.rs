@@ -18,24 +18,15 @@ use boot::join::{
     discover, discover_file, download, BootstrapToken, CaCertHash, CertificateKey, ClusterInfo,
     DiscoveryError, DiscoveryFile, FileDiscoveryError, UploadCertsError, WebRoots,
 };
-use cluster::{
-    have_etcd, kubectl, kubectl_until_ok, real_components, require, text, Cluster, Components,
-};
+use cluster::{kubectl, kubectl_until_ok, text, Cluster};
 
 const TOKEN: &str = "jdtest.0123456789abcdef";
 
 #[test]
 fn init_publishes_join_data_that_discovery_and_download_accept() {
-    let Some(components) = real_components() else {
+    let Some((cluster, kubectl_exe)) = cluster::real_cluster() else {
         return;
     };
-    let Some(kubectl_exe) = require::tool("kubectl") else {
-        return;
-    };
-    if !have_etcd() {
-        return;
-    }
-    let cluster = Cluster::with(Components::Real(&components), "3m0s");
     let init = cluster.boot(&["init", "--upload-certs", "--token", TOKEN]);
     let output = text(&init);
     assert!(init.status.success(), "{output}");

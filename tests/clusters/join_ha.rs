@@ -193,6 +193,26 @@ agent:
             .unwrap()
     }
 
+    /// `boot init --upload-certs` with this node's config, `token` and certificate `key`: the
+    /// discovery hash it prints, and how long it took.
+    fn init_uploading_certs(&self, token: &str, key: &str) -> (String, Duration) {
+        let started = Instant::now();
+        let init = self.boot(&[
+            "init",
+            "--config",
+            self.config().to_str().unwrap(),
+            "--upload-certs",
+            "--certificate-key",
+            key,
+            "--token",
+            token,
+            IGNORE,
+        ]);
+        let took = started.elapsed();
+        assert!(init.status.success(), "init: {}", text(&init));
+        (ca_hash(&text(&init)), took)
+    }
+
     /// `boot join` through `endpoint` with this node's address and name.
     fn join(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Output {
         self.join_command(endpoint, token, hash, key)
@@ -471,21 +491,7 @@ fn ha_scenario(components: &Path) {
         .collect();
     let (token, key) = secrets();
 
-    let started = Instant::now();
-    let init = nodes[0].boot(&[
-        "init",
-        "--config",
-        nodes[0].config().to_str().unwrap(),
-        "--upload-certs",
-        "--certificate-key",
-        &key,
-        "--token",
-        &token,
-        IGNORE,
-    ]);
-    let init_took = started.elapsed();
-    assert!(init.status.success(), "init: {}", text(&init));
-    let hash = ca_hash(&text(&init));
+    let (hash, init_took) = nodes[0].init_uploading_certs(&token, &key);
     nodes[0].wait_members(Duration::from_secs(30), |m| voters(m, &["node-1"]));
 
     let unreachable = format!("10.231.{subnet}.250:6443");
@@ -762,21 +768,7 @@ fn external_scenario(components: &Path) {
     }
     let (token, key) = secrets();
 
-    let started = Instant::now();
-    let init = nodes[0].boot(&[
-        "init",
-        "--config",
-        nodes[0].config().to_str().unwrap(),
-        "--upload-certs",
-        "--certificate-key",
-        &key,
-        "--token",
-        &token,
-        IGNORE,
-    ]);
-    let init_took = started.elapsed();
-    assert!(init.status.success(), "init: {}", text(&init));
-    let hash = ca_hash(&text(&init));
+    let (hash, init_took) = nodes[0].init_uploading_certs(&token, &key);
     let started = Instant::now();
     let join = nodes[1].join(&endpoint, &token, &hash, &key);
     let join_took = started.elapsed();

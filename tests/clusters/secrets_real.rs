@@ -11,9 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use cluster::{
-    have_etcd, kubectl_until_ok, real_components, require, text, Cluster, Components, BOOT,
-};
+use cluster::{kubectl_until_ok, require, text, Cluster, BOOT};
 
 const SECRETS: usize = 30;
 
@@ -112,15 +110,8 @@ struct Rotation {
 }
 
 fn cluster_with_secrets() -> Option<Rotation> {
-    let components = real_components()?;
-    let (Some(kubectl_exe), Some(etcdctl)) = (require::tool("kubectl"), require::tool("etcdctl"))
-    else {
-        return None;
-    };
-    if !have_etcd() {
-        return None;
-    }
-    let cluster = Cluster::with(Components::Real(&components), "3m0s");
+    let etcdctl = require::tool("etcdctl")?;
+    let (cluster, kubectl_exe) = cluster::real_cluster()?;
     let init = cluster.boot(&["init"]);
     assert!(init.status.success(), "{}", text(&init));
     let manifest: String = (0..SECRETS)

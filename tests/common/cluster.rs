@@ -256,6 +256,21 @@ const BINARIES: [&str; 3] = [
     "kube-scheduler",
 ];
 
+/// A cluster of the real components (`BOOT_K8S_BIN`) and the path of kubectl; `None` (skipped,
+/// or failed in CI) when either, or Debian's etcd, is missing.
+#[allow(dead_code)]
+pub fn real_cluster() -> Option<(Cluster, PathBuf)> {
+    let components = real_components()?;
+    let kubectl = require::tool("kubectl")?;
+    if !have_etcd() {
+        return None;
+    }
+    Some((
+        Cluster::with(Components::Real(&components), "3m0s"),
+        kubectl,
+    ))
+}
+
 /// The directory of the real binaries, or why the test cannot run.
 pub fn real_components() -> Option<PathBuf> {
     let Some(dir) = std::env::var_os("BOOT_K8S_BIN").map(PathBuf::from) else {
