@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cluster::{require, text, walk, BOOT};
+use cluster::{poll_until, require, text, walk, BOOT};
 
 /// This host may not forward IPv4 and may have fewer CPUs than kubeadm wants.
 const IGNORE: &str =
@@ -232,39 +232,36 @@ agent:
 
     /// Waits for `child` to exit; its status and everything it printed.
     fn finish(&self, mut child: Child, timeout: Duration) -> (std::process::ExitStatus, String) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let said = std::fs::read_to_string(self.dir.path().join("join.out")).unwrap();
-                return (status, said);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: the join did not exit",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let status = poll_until(
+            timeout,
+            Duration::from_millis(100),
+            || child.try_wait().unwrap(),
+            || format!("{}: the join did not exit", self.name),
+        );
+        let said = std::fs::read_to_string(self.dir.path().join("join.out")).unwrap();
+        (status, said)
     }
 
     /// Waits until the join journal records the learner etcd added.
     fn wait_learner_added(&self, timeout: Duration) {
         let journal = self.root().join("var/lib/boot/join-etcd.json");
-        let deadline = Instant::now() + timeout;
-        loop {
-            let read = std::fs::read(&journal).ok();
-            let parsed = read.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-            if parsed.is_some_and(|j| !j["member"].is_null()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: the join journal never recorded a member: {}",
-                self.name,
-                std::fs::read_to_string(self.dir.path().join("join.out")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(
+            timeout,
+            Duration::from_millis(20),
+            || {
+                let read = std::fs::read(&journal).ok();
+                let parsed =
+                    read.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+                parsed.is_some_and(|j| !j["member"].is_null()).then_some(())
+            },
+            || {
+                format!(
+                    "{}: the join journal never recorded a member: {}",
+                    self.name,
+                    std::fs::read_to_string(self.dir.path().join("join.out")).unwrap_or_default()
+                )
+            },
+        )
     }
 
     fn join_command(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Command {
@@ -355,34 +352,36 @@ agent:
 
     /// Waits until the member list through this node satisfies `ready`.
     fn wait_members(&self, timeout: Duration, ready: impl Fn(&[Member]) -> bool) -> Vec<Member> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = self.members().map(|v| members_of(&v));
-            if let Ok(members) = &last {
-                if ready(members) {
-                    return members.clone();
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: etcd members not as expected: {last:?}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        poll_until(
+            timeout,
+            Duration::from_millis(500),
+            || {
+                let members = members_of(&self.members().ok()?);
+                ready(&members).then_some(members)
+            },
+            || {
+                format!(
+                    "{}: etcd members not as expected: {:?}",
+                    self.name,
+                    self.members().map(|v| members_of(&v))
+                )
+            },
+        )
     }
 
     fn wait_readyz(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.readyz() {
-            assert!(
-                Instant::now() < deadline,
-                "{}: the API server does not answer /readyz: {}",
-                self.name,
-                text(&self.kubectl(&["get", "--raw", "/readyz"]))
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        poll_until(
+            timeout,
+            Duration::from_millis(500),
+            || self.readyz().then_some(()),
+            || {
+                format!(
+                    "{}: the API server does not answer /readyz: {}",
+                    self.name,
+                    text(&self.kubectl(&["get", "--raw", "/readyz"]))
+                )
+            },
+        )
     }
 
     /// Nothing left under the root, and no process in the namespace.

@@ -45,20 +45,13 @@ fn manifest(cluster: &Cluster, name: &str) -> PathBuf {
 }
 
 /// Polls `check` until it returns `Some`, or panics after `limit` saying what was awaited.
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
-    let deadline = started + limit;
-    loop {
-        if let Some(value) = check() {
-            eprintln!("waited {:.1?} for {what}", started.elapsed());
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let value = cluster::poll_until(limit, Duration::from_millis(300), check, || {
+        format!("timed out after {limit:?} waiting for {what}")
+    });
+    eprintln!("waited {:.1?} for {what}", started.elapsed());
+    value
 }
 
 fn mirror(cluster: &Cluster, component: &str) -> Value {

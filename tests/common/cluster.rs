@@ -308,6 +308,25 @@ pub fn kubectl(kubectl: &Path, cluster: &Cluster, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Calls `check` every `every` until it gives a value; once `limit` has passed, panics with
+/// `failure()`, called only then so that it can describe the state it finds.
+#[allow(dead_code)]
+pub fn poll_until<T>(
+    limit: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+    failure: impl Fn() -> String,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "{}", failure());
+        std::thread::sleep(every);
+    }
+}
+
 /// Runs `kubectl ARGS` until it succeeds, or panics with its last output after `timeout`.
 pub fn kubectl_until_ok(
     kubectl_exe: &Path,
