@@ -119,8 +119,35 @@ pub async fn add_learner(
         peer_urls,
         is_learner: true,
     };
-    let answer: AddAnswer = reconfigure(client, "/v3/cluster/member/add", &request).await?;
-    Ok((answer.member, answer.members))
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match reconfigure(client, "/v3/cluster/member/add", &request).await {
+            // etcd derives a new member's ID from its peer URLs and the current second, and
+            // refuses an ID it has removed ("member not found"). Adding a peer URL again in the
+            // second its earlier member was added (a join re-run right after its rollback) hits
+            // exactly that; the next second gives a new ID.
+            Err(e) if e.is_member_not_found() && attempts < ADD_ATTEMPTS => {
+                tokio::time::sleep(until_next_second()).await;
+            }
+            answer => {
+                let answer: AddAnswer = answer?;
+                return Ok((answer.member, answer.members));
+            }
+        }
+    }
+}
+
+/// Adds tried while etcd's new member ID is one it removed: the server's clock may be behind ours,
+/// so two waits for our next second cover a second of skew.
+const ADD_ATTEMPTS: u32 = 3;
+
+/// The time to the next wall-clock second, plus a margin for the server to be there too.
+fn until_next_second() -> std::time::Duration {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    std::time::Duration::from_millis(1050 - u64::from(since_epoch.subsec_millis()))
 }
 
 /// Makes a learner a voting member. etcd refuses while the learner is behind the leader

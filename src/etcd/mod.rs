@@ -66,7 +66,8 @@ impl EtcdError {
         matches!(self, EtcdError::Refused { message, .. } if message.contains("unhealthy cluster"))
     }
 
-    /// The member is not (or no longer) in the cluster.
+    /// The member is not (or no longer) in the cluster. etcd gives the same answer to an add whose
+    /// new member ID is one it removed (its `ErrIDRemoved`).
     pub fn is_member_not_found(&self) -> bool {
         matches!(self, EtcdError::Refused { message, .. } if message.contains("member not found"))
     }
