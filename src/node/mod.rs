@@ -90,21 +90,21 @@ pub async fn start(options: NodeOptions, subscription: Subscription) -> NodeHand
         }
     }
     let queue = Arc::new(events::Queue::default());
-    let (refs, refs_rx) = tokio::sync::watch::channel(events::MirrorRefs::default());
+    let (api, api_rx) = tokio::sync::watch::channel(None);
     tasks.push(tokio::spawn(events::watch_states(
         subscription.states.clone(),
         queue.clone(),
     )));
     tasks.push(tokio::spawn(events::post(
         queue.clone(),
-        refs_rx,
+        api_rx,
         options.identity.name.clone(),
     )));
     let sync = sync::NodeSync::new(
         options,
         subscription.states,
         subscription.api_sync,
-        sync::EventsLink { refs, queue },
+        sync::EventsLink { api, queue },
     );
     tasks.push(tokio::spawn(sync.run()));
     NodeHandle { tasks }

@@ -102,9 +102,10 @@ pub(in crate::node) async fn bounded<T>(
     }
 }
 
-/// The node sync's side of the event poster: which mirror pods exist, and the counts.
+/// The node sync's side of the event poster: the client while the API server answers, and the
+/// counts.
 pub struct EventsLink {
-    pub refs: watch::Sender<super::events::MirrorRefs>,
+    pub api: watch::Sender<Option<Client>>,
     pub queue: Arc<super::events::Queue>,
 }
 
@@ -187,7 +188,7 @@ impl NodeSync {
                     }
                     self.last_error = Some(error);
                     self.events = None;
-                    self.publish_mirror_refs(None);
+                    self.publish_client(None);
                     self.publish_sync_state(0);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -213,7 +214,7 @@ impl NodeSync {
             self.watch_pods(&client).await?;
         }
         let in_sync = self.reconcile(&client).await?;
-        self.publish_mirror_refs(Some(&client));
+        self.publish_client(Some(&client));
         if self.last_error.take().is_some() && self.options.print_events {
             println!("[agent] API sync: in sync again");
         }
@@ -252,26 +253,12 @@ impl NodeSync {
         Ok(caller.client)
     }
 
-    /// Tells the event poster which mirror pods exist (and whether the API server answers).
-    fn publish_mirror_refs(&self, client: Option<&Client>) {
-        let mirrors: BTreeMap<String, String> = self
-            .pods
-            .values()
-            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-            .filter_map(|pod| {
-                let hash = pod
-                    .metadata
-                    .annotations
-                    .as_ref()?
-                    .get(objects::CONFIG_MIRROR)?;
-                Some((hash.clone(), pod.metadata.uid.clone()?))
-            })
-            .collect();
-        self.events_link.refs.send_if_modified(|refs| {
-            let changed = refs.client.is_some() != client.is_some() || refs.mirrors != mirrors;
+    /// Gives the event poster the client while the API server answers.
+    fn publish_client(&self, client: Option<&Client>) {
+        self.events_link.api.send_if_modified(|current| {
+            let changed = current.is_some() != client.is_some();
             if changed {
-                refs.client = client.cloned();
-                refs.mirrors = mirrors;
+                *current = client.cloned();
             }
             changed
         });

@@ -1,12 +1,14 @@
 //! Events about the static pods, as the kubelet posts them (`Pulled`, `Created`, `Started`,
-//! `Killing`, `Unhealthy`, `BackOff`, `Failed`), tied to their mirror pods so that
-//! `kubectl describe pod` and `kubectl get events` show them.
+//! `Killing`, `Unhealthy`, `BackOff`, `Failed`). Like the kubelet's, they name the static pod:
+//! `involvedObject.uid` is its UID, the mirror pod's `kubernetes.io/config.mirror`, not the mirror
+//! pod's own UID. `kubectl describe pod` looks them up by that annotation; they outlive a deleted
+//! and recreated mirror pod.
 //!
 //! Two tasks beside the node sync: [`watch_states`] turns each state the supervisor publishes
-//! into drafts ([`derive`]) and queues them; [`post`] posts them once the sync knows the mirror
-//! pod (its UID is the event's `involvedObject.uid`) and reaches the API server, deduplicated and
-//! rate-limited ([`correlate`]). The queue is bounded: when the API server stays away, what does
-//! not fit is dropped and counted; nothing here ever waits on supervision or the reverse.
+//! into drafts ([`derive`]) and queues them; [`post`] posts them once the sync reaches the API
+//! server, deduplicated and rate-limited ([`correlate`]). The queue is bounded: when the API
+//! server stays away, what does not fit is dropped and counted; nothing here ever waits on
+//! supervision or the reverse.
 
 pub mod correlate;
 pub mod derive;
@@ -27,14 +29,6 @@ use crate::agent::status::PodStatus;
 /// Drafts waiting for the API server (the kubelet's broadcaster buffers 1000 events per sink;
 /// a control-plane node has four pods).
 pub const QUEUE_CAPACITY: usize = 256;
-
-/// What the node sync tells the poster: the client once the API server answers, and the mirror
-/// pods it keeps, by the static pod they mirror (`config.mirror` → the mirror pod's UID).
-#[derive(Clone, Default)]
-pub struct MirrorRefs {
-    pub client: Option<kube::Client>,
-    pub mirrors: BTreeMap<String, String>,
-}
 
 /// A draft with the moment it happened.
 #[derive(Debug, Clone)]

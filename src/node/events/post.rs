@@ -1,8 +1,7 @@
-//! The poster: takes the queued drafts, ties each to its mirror pod and posts it as a core/v1
-//! Event the way the kubelet's recorder does (`source.component: kubelet`, `source.host: <node>`,
-//! name `<pod>.<unix nanos in hex>`), or raises the count of the identical Event it posted before.
-//! Drafts wait while the API server is away or the mirror pod does not exist yet, up to
-//! [`EXPIRE`]; an Event the API server refuses is dropped.
+//! The poster: takes the queued drafts and posts each as a core/v1 Event the way the kubelet's
+//! recorder does (`source.component: kubelet`, `source.host: <node>`, name `<pod>.<unix nanos in
+//! hex>`), or raises the count of the identical Event it posted before. Drafts wait while the API
+//! server is away, up to [`EXPIRE`]; an Event the API server refuses is dropped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -15,14 +14,14 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::correlate::{Correlator, Decision, Key, Posted};
-use super::{MirrorRefs, Queue, Queued};
+use super::{Queue, Queued};
 use crate::node::objects::trim_nanos;
 use crate::node::sync::bounded;
 use crate::runtime::logs::cri::rfc3339_nano;
 
-/// How long a draft may wait for its mirror pod or the API server: long enough for the API
-/// server's own start at `boot init` on a slow host (the kubelet's broadcaster gives up on an
-/// event after 12 tries 10 s apart, but needs no mirror pod).
+/// How long a draft may wait for the API server: long enough for the API server's own start at
+/// `boot init` on a slow host (the kubelet's broadcaster gives up on an event after 12 tries 10 s
+/// apart).
 pub const EXPIRE: Duration = Duration::from_secs(300);
 /// Between tries while the API server does not answer.
 const RETRY: Duration = Duration::from_secs(5);
@@ -35,11 +34,11 @@ enum Outcome {
     Unreachable,
 }
 
-/// Runs until the node sync is gone.
-pub async fn post(queue: Arc<Queue>, mut refs: watch::Receiver<MirrorRefs>, node: String) {
+/// Runs until the node sync is gone. `api` holds a client while the sync reaches the API server.
+pub async fn post(queue: Arc<Queue>, mut api: watch::Receiver<Option<kube::Client>>, node: String) {
     let mut correlator = Correlator::default();
     loop {
-        let current = refs.borrow_and_update().clone();
+        let client = api.borrow_and_update().clone();
         let mut kept = VecDeque::new();
         let mut unreachable = false;
         for item in queue.take() {
@@ -47,15 +46,11 @@ pub async fn post(queue: Arc<Queue>, mut refs: watch::Receiver<MirrorRefs>, node
                 queue.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            let (Some(client), Some(uid), false) = (
-                &current.client,
-                current.mirrors.get(&item.draft.static_uid),
-                unreachable,
-            ) else {
+            let (Some(client), false) = (&client, unreachable) else {
                 kept.push_back(item);
                 continue;
             };
-            match post_one(client, &mut correlator, &node, &item, uid).await {
+            match post_one(client, &mut correlator, &node, &item).await {
                 Outcome::Posted => queue.posted.fetch_add(1, Ordering::Relaxed),
                 Outcome::Dropped => queue.dropped.fetch_add(1, Ordering::Relaxed),
                 Outcome::Unreachable => {
@@ -69,7 +64,7 @@ pub async fn post(queue: Arc<Queue>, mut refs: watch::Receiver<MirrorRefs>, node
         queue.put_back(kept);
         tokio::select! {
             _ = queue.wake.notified() => {}
-            changed = refs.changed() => if changed.is_err() { return },
+            changed = api.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(RETRY), if waiting => {}
         }
     }
@@ -80,13 +75,12 @@ async fn post_one(
     correlator: &mut Correlator,
     node: &str,
     item: &Queued,
-    uid: &str,
 ) -> Outcome {
     let draft = &item.draft;
     let key = Key {
         namespace: draft.namespace.clone(),
         pod: draft.pod.clone(),
-        uid: uid.to_string(),
+        uid: draft.static_uid.clone(),
         field_path: draft.field_path.clone(),
         kind: draft.kind.as_str(),
         reason: draft.reason,
