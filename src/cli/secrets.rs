@@ -89,6 +89,12 @@ fn secrets_error(err: SecretsError) -> CliError {
             "put the file back as the rotation left it, or remove the journal and check the file \
              decrypts everything in etcd before starting again",
         ),
+        SecretsError::SeveralApiServers { .. } => (
+            ExitCode::Usage,
+            "nothing was changed; with several control-plane nodes, follow Kubernetes' rotation \
+             procedure by hand, each step on every node's encryption configuration before the \
+             next (kubernetes.io/docs/tasks/administer-cluster/encrypt-data/)",
+        ),
         SecretsError::Api(_) | SecretsError::NotLoaded { .. } => (
             ExitCode::Timeout,
             "check `boot status` and `boot logs kube-apiserver`; `boot secrets rotate-key` \

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -60,6 +61,28 @@ pub async fn loaded_hashes(client: &Client) -> Result<Vec<String>, ApiError> {
         .map_err(|_| call("GET /metrics", "timed out".into()))?
         .map_err(|e| call("GET /metrics", e.to_string()))?;
     Ok(config_hashes(&text))
+}
+
+/// The addresses of the cluster's running API servers: each keeps its advertise address in the
+/// `kubernetes` Service's endpoints while it runs (the lease reconciler drops one that stopped once
+/// its lease expires).
+pub async fn api_server_addresses(client: &Client) -> Result<Vec<String>, ApiError> {
+    let action = "the list of the kubernetes Service's EndpointSlices";
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let params = ListParams::default().labels("kubernetes.io/service-name=kubernetes");
+    let list = tokio::time::timeout(CALL_TIMEOUT, slices.list(&params))
+        .await
+        .map_err(|_| call(action, "timed out".into()))?
+        .map_err(|e| call(action, e.to_string()))?;
+    let mut addresses: Vec<String> = list
+        .items
+        .iter()
+        .flat_map(|slice| slice.endpoints.iter().flatten())
+        .flat_map(|endpoint| endpoint.addresses.iter().cloned())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    Ok(addresses)
 }
 
 /// The `hash` labels of [`CONFIG_INFO`] samples in a Prometheus text exposition.

@@ -68,6 +68,11 @@ pub enum SecretsError {
         key: String,
         place: String,
     },
+    #[error(
+        "{} API servers serve this cluster ({}): rotate-key changes the encryption configuration of this node's only",
+        addresses.len(), addresses.join(", ")
+    )]
+    SeveralApiServers { addresses: Vec<String> },
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -284,6 +289,13 @@ impl Rotation {
     ) -> Result<Journal, SecretsError> {
         // An API server that does not answer fails here at once, before anything changes.
         api::loaded_hashes(client).await?;
+        // Another API server would go on with the old file: once this one writes with the new
+        // key, the others could not read what it wrote. (A rotation under way was begun with
+        // one; its re-run goes on, even while the API server restarts.)
+        let addresses = api::api_server_addresses(client).await?;
+        if addresses.len() > 1 {
+            return Err(SecretsError::SeveralApiServers { addresses });
+        }
         self.wait_loaded(client, RELOAD_WAIT, progress).await?;
         let old = config.write_key();
         for resource in config.resources() {

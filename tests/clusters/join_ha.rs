@@ -525,6 +525,7 @@ fn ha_scenario(components: &Path) {
         node.wait_members(Duration::from_secs(60), |m| voters(m, &all));
         node.wait_readyz(Duration::from_secs(120));
     }
+    rotating_the_key_on_one_of_three_is_refused(&nodes[1]);
 
     // node-1's pods stop (its manifests moved away: the agent stops them); 2 of 3 keep serving.
     let manifests = nodes[0].root().join("etc/kubernetes/manifests");
@@ -597,6 +598,30 @@ fn ha_scenario(components: &Path) {
     for node in &nodes {
         node.assert_clean();
     }
+}
+
+/// The encryption configuration is per node: a rotation on one would leave the other API
+/// servers unable to read what this one writes with the new key. Refused, nothing changed.
+fn rotating_the_key_on_one_of_three_is_refused(node: &Node) {
+    let config = node.root().join("etc/kubernetes/encryption/config.yaml");
+    let before = std::fs::read(&config).unwrap();
+    let rotate = node.boot(&[
+        "secrets",
+        "rotate-key",
+        "--config",
+        node.config().to_str().unwrap(),
+    ]);
+    let said = text(&rotate);
+    assert!(
+        !rotate.status.success(),
+        "rotate-key ran on one of three: {said}"
+    );
+    assert!(said.contains("3 API servers"), "{said}");
+    assert_eq!(std::fs::read(&config).unwrap(), before, "{said}");
+    assert!(!node
+        .root()
+        .join("var/lib/boot/encryption-rotation.json")
+        .exists());
 }
 
 /// Each bad join fails with a message naming the problem, adds no etcd member and writes nothing.
