@@ -1,14 +1,15 @@
 //! How `boot join` finds the cluster and why it trusts it, as kubeadm's `discovery.For`:
 //! bootstrap-token discovery against an endpoint (the CA pinned, or with kubeadm's
 //! `unsafeSkipCAVerification` not pinned, the token's JWS checked either way), or file discovery
-//! ([`super::file_discovery`]); and the bootstrap token the join authenticates with afterwards
-//! (the `tlsBootstrapToken`, else for file discovery the kubeconfig user's token). Network only.
+//! ([`super::file_discovery`]); and what the join authenticates with afterwards
+//! ([`JoinCredentials`]: the bootstrap token, else for file discovery the kubeconfig user's token
+//! or client certificate). Network, and the files the discovery kubeconfig names.
 
 use std::io::Write;
 use std::time::Duration;
 
 use super::file_discovery::{self, DiscoveryFile, FileDiscoveryError, WebRoots};
-use super::{discover, BootstrapToken, CaCertHash, ClusterInfo, DiscoveryError};
+use super::{discover, BootstrapToken, CaCertHash, ClusterInfo, DiscoveryError, JoinCredentials};
 
 #[derive(Debug, Clone)]
 pub enum JoinDiscovery {
@@ -30,7 +31,7 @@ pub enum JoinDiscoveryError {
     Token(#[from] DiscoveryError),
     #[error(transparent)]
     File(#[from] FileDiscoveryError),
-    #[error("the discovery file {0} has no bootstrap token for its user, and no --tls-bootstrap-token (or --token) was given")]
+    #[error("the discovery file {0} has no credentials for its user (a token, or a client certificate and key), and no --tls-bootstrap-token (or --token) was given")]
     NoCredentials(String),
 }
 
@@ -45,12 +46,12 @@ impl JoinDiscoveryError {
 }
 
 impl JoinDiscovery {
-    /// The cluster's API server and CA, and the token to authenticate with.
+    /// The cluster's API server and CA, and what to authenticate with.
     pub async fn discover(
         &self,
         timeout: Duration,
         out: &mut dyn Write,
-    ) -> Result<(ClusterInfo, BootstrapToken), JoinDiscoveryError> {
+    ) -> Result<(ClusterInfo, JoinCredentials), JoinDiscoveryError> {
         match self {
             JoinDiscovery::Token {
                 endpoint,
@@ -67,7 +68,7 @@ impl JoinDiscovery {
                     false => "the CA matches the pinned hash",
                 };
                 let _ = writeln!(out, "[discovery] Cluster info signature and contents are valid and {checked}; API server {}", info.server);
-                Ok((info, token.clone()))
+                Ok((info, JoinCredentials::from(token)))
             }
             JoinDiscovery::File {
                 file,
@@ -88,11 +89,20 @@ impl JoinDiscovery {
                     "[discovery] Using {how}; API server {}",
                     found.info.server
                 );
-                let token = tls_bootstrap_token
-                    .clone()
-                    .or(found.token)
-                    .ok_or(JoinDiscoveryError::NoCredentials(name))?;
-                Ok((found.info, token))
+                // kubeadm's order: a given bootstrap token wins over the file's user.
+                let credentials = match (tls_bootstrap_token, found.credentials) {
+                    (Some(token), _) => JoinCredentials::from(token),
+                    (None, Some(user)) => {
+                        let _ = writeln!(
+                            out,
+                            "[discovery] Using {} of the discovery file's user as the join's credentials",
+                            user.describe()
+                        );
+                        user
+                    }
+                    (None, None) => return Err(JoinDiscoveryError::NoCredentials(name)),
+                };
+                Ok((found.info, credentials))
             }
         }
     }

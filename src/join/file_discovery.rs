@@ -3,11 +3,11 @@
 //! server and the CA to trust. That CA is trusted as given; `kube-public/cluster-info` is then
 //! read from the server over TLS verified with it, and its cluster (server and CA) replaces the
 //! file's, as kubeadm refreshes it; a server that does not let it be read anonymously (403, 404)
-//! leaves the file's cluster in use. The token of the kubeconfig's user, when it is a bootstrap
-//! token, is what the join authenticates with if no `tlsBootstrapToken` is given.
+//! leaves the file's cluster in use. The credentials of the kubeconfig's user (a token, or a client
+//! certificate and key) are what the join authenticates with if no `tlsBootstrapToken` is given.
 //!
-//! Reads the kubeconfig (and a `certificate-authority` file it names), bounded; the system CA
-//! bundle for a URL; network to the URL and to the server.
+//! Reads the kubeconfig (and the CA, token, certificate and key files it names beside it),
+//! bounded; the system CA bundle for a URL; network to the URL and to the server.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -17,8 +17,8 @@ use base64::Engine;
 use tokio::time::Instant;
 
 use super::cluster_info::{self, ClusterInfo, KUBECONFIG_KEY};
+use super::credentials::JoinCredentials;
 use super::discovery::{self, Attempt, Target, RETRY_INTERVAL};
-use super::token::BootstrapToken;
 use super::DiscoveryError;
 use crate::http::tls::ServerTrust;
 
@@ -106,11 +106,11 @@ impl WebRoots {
 }
 
 /// What file discovery found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FileDiscovered {
     pub info: ClusterInfo,
-    /// The kubeconfig user's token, when it is a bootstrap token.
-    pub token: Option<BootstrapToken>,
+    /// The kubeconfig user's credentials, when it has a token or a client certificate.
+    pub credentials: Option<JoinCredentials>,
     /// Whether the server's cluster-info replaced the file's cluster.
     pub refreshed: bool,
 }
@@ -159,7 +159,7 @@ pub async fn discover_file(
         detail,
     };
     let text = String::from_utf8(text).map_err(|_| bad("not UTF-8".into()))?;
-    let (info, token) = from_kubeconfig(&text, base.as_deref()).map_err(bad)?;
+    let (info, credentials) = from_kubeconfig(&text, base.as_deref()).map_err(bad)?;
     let server = |error| FileDiscoveryError::Server {
         origin: origin.clone(),
         error,
@@ -191,7 +191,7 @@ pub async fn discover_file(
                 })?;
                 return Ok(FileDiscovered {
                     info: refreshed,
-                    token,
+                    credentials,
                     refreshed: true,
                 });
             }
@@ -199,7 +199,7 @@ pub async fn discover_file(
             Ok(Err(Attempt::Absent(_))) => {
                 return Ok(FileDiscovered {
                     info,
-                    token,
+                    credentials,
                     refreshed: false,
                 })
             }
@@ -214,11 +214,11 @@ pub async fn discover_file(
 }
 
 /// The cluster of the current context (or the only cluster), its CA (inline, or a file relative
-/// to `base`), and the current user's token if it is a bootstrap token.
+/// to `base`), and the current user's credentials.
 fn from_kubeconfig(
     text: &str,
     base: Option<&Path>,
-) -> Result<(ClusterInfo, Option<BootstrapToken>), String> {
+) -> Result<(ClusterInfo, Option<JoinCredentials>), String> {
     let config = kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())?;
     let context = config
         .current_context
@@ -247,33 +247,103 @@ fn from_kubeconfig(
         .filter(|s| !s.is_empty())
         .ok_or("its cluster has no server")?;
     split_https(&server).map_err(|e| format!("server: {e}"))?;
-    let ca_pem = match (
-        &cluster.certificate_authority_data,
-        &cluster.certificate_authority,
-    ) {
-        (Some(data), _) => base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
-            .map_err(|e| format!("certificate-authority-data: {e}"))?,
-        (None, Some(path)) => {
-            let base = base.ok_or("certificate-authority names a file, which a URL cannot")?;
-            read_bounded(&base.join(path)).map_err(|e| e.to_string())?
-        }
-        (None, None) => return Err("its cluster has no certificate authority".into()),
-    };
+    let ca_pem = inline_or_beside(
+        "certificate-authority",
+        cluster.certificate_authority_data.as_deref(),
+        cluster.certificate_authority.as_deref(),
+        base,
+    )?
+    .ok_or("its cluster has no certificate authority")?;
     if certificates(&ca_pem).is_empty() {
         return Err("its certificate authority holds no PEM certificate".into());
     }
     let ca_pem = String::from_utf8(ca_pem).map_err(|_| "its CA is not PEM text")?;
-    let token = context
+    let user = context
         .and_then(|c| c.user.as_deref())
         .and_then(|user| config.auth_infos.iter().find(|a| a.name == user))
-        .and_then(|a| a.auth_info.as_ref())
-        .and_then(|a| a.token.as_ref())
-        .and_then(|t| {
-            use secrecy::ExposeSecret;
-            t.expose_secret().parse::<BootstrapToken>().ok()
-        });
-    Ok((ClusterInfo { server, ca_pem }, token))
+        .and_then(|a| a.auth_info.as_ref());
+    let credentials = match user {
+        Some(user) => user_credentials(user, base)?,
+        None => None,
+    };
+    Ok((ClusterInfo { server, ca_pem }, credentials))
+}
+
+/// A user's client certificate and key, else its token (the API server tries certificates
+/// first); `None` when it has neither (e.g. only an `exec` plugin, which boot does not run).
+fn user_credentials(
+    user: &kube::config::AuthInfo,
+    base: Option<&Path>,
+) -> Result<Option<JoinCredentials>, String> {
+    use secrecy::ExposeSecret;
+    let cert = inline_or_beside(
+        "client-certificate",
+        user.client_certificate_data.as_deref(),
+        user.client_certificate.as_deref(),
+        base,
+    )?;
+    let key = inline_or_beside(
+        "client-key",
+        user.client_key_data.as_ref().map(|k| k.expose_secret()),
+        user.client_key.as_deref(),
+        base,
+    )?;
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            if certificates(&cert).is_empty() {
+                return Err("its user's client certificate holds no PEM certificate".into());
+            }
+            let key = String::from_utf8(key)
+                .ok()
+                .filter(|k| k.contains("PRIVATE KEY-----"))
+                .ok_or("its user's client key is not a PEM private key")?;
+            let cert = String::from_utf8(cert)
+                .map_err(|_| "its user's client certificate is not PEM text")?;
+            return Ok(Some(JoinCredentials::ClientCertificate {
+                cert_pem: cert,
+                key_pem: key.into(),
+            }));
+        }
+        (Some(_), None) => return Err("its user has a client certificate but no client key".into()),
+        (None, Some(_)) => return Err("its user has a client key but no client certificate".into()),
+        (None, None) => {}
+    }
+    let token = match (&user.token, &user.token_file) {
+        (Some(token), _) => Some(token.expose_secret().trim().to_string()),
+        (None, Some(path)) => {
+            let base = base.ok_or("token-file names a file, which a URL cannot")?;
+            let bytes = read_bounded(&base.join(path)).map_err(|e| e.to_string())?;
+            let text = String::from_utf8(bytes).map_err(|_| "its user's token file is not text")?;
+            Some(text.trim().to_string())
+        }
+        (None, None) => None,
+    };
+    Ok(token
+        .filter(|t| !t.is_empty())
+        .map(|t| JoinCredentials::Token(t.into())))
+}
+
+/// A kubeconfig value given inline (`<field>-data`, base64) or as a file relative to `base` (the
+/// kubeconfig's directory; a URL has none).
+fn inline_or_beside(
+    field: &str,
+    data: Option<&str>,
+    file: Option<&str>,
+    base: Option<&Path>,
+) -> Result<Option<Vec<u8>>, String> {
+    match (data, file) {
+        (Some(data), _) => base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map(Some)
+            .map_err(|e| format!("{field}-data: {e}")),
+        (None, Some(path)) => {
+            let base = base.ok_or_else(|| format!("{field} names a file, which a URL cannot"))?;
+            read_bounded(&base.join(path))
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 /// `https://host[:port][/path]` as (`host:port`, `/path`); the port defaults to 443.
@@ -377,27 +447,106 @@ mod tests {
         format!("- name: {name}\n  cluster:\n    server: {server}\n    certificate-authority-data: {data}\n")
     }
 
+    /// The token, or `cert:<PEM>` for a client certificate, to compare.
+    fn shown(credentials: Option<JoinCredentials>) -> Option<String> {
+        use secrecy::ExposeSecret;
+        credentials.map(|c| match c {
+            JoinCredentials::Token(t) => t.expose_secret().to_string(),
+            JoinCredentials::ClientCertificate { cert_pem, key_pem } => {
+                assert!(key_pem.expose_secret().contains("PRIVATE KEY"));
+                format!("cert:{cert_pem}")
+            }
+        })
+    }
+
+    const KEY: &str =
+        "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIA==\n-----END EC PRIVATE KEY-----\n";
+
     #[test]
-    fn the_current_contexts_cluster_and_a_bootstrap_token_user() {
+    fn the_current_contexts_cluster_and_its_users_token() {
         let clusters =
             cluster("a", "https://10.0.0.1:6443") + &cluster("b", "https://10.0.0.2:6443");
         let text = kubeconfig(&clusters, "ctx", "    token: abcdef.0123456789abcdef\n");
-        let (info, token) = from_kubeconfig(&text, None).unwrap();
+        let (info, credentials) = from_kubeconfig(&text, None).unwrap();
         assert_eq!(info.server, "https://10.0.0.2:6443");
         assert_eq!(info.ca_pem, CA);
-        assert_eq!(token.unwrap().to_string(), "abcdef.0123456789abcdef");
+        assert_eq!(shown(credentials).unwrap(), "abcdef.0123456789abcdef");
 
         // Two clusters and no current context: which one is not guessed.
         let err = from_kubeconfig(&kubeconfig(&clusters, "", ""), None).unwrap_err();
         assert!(err.contains("2 clusters"), "{err}");
-        // One cluster is used without a context; a token that is not a bootstrap token is not one.
-        let one = kubeconfig(
+        // One cluster is used without a context, and then there is no user.
+        let one = kubeconfig(&cluster("b", "https://cp:6443"), "", "    token: t\n");
+        let (info, credentials) = from_kubeconfig(&one, None).unwrap();
+        assert_eq!(info.server, "https://cp:6443");
+        assert!(credentials.is_none());
+        // Any token is the user's credentials, as for kubeadm (not only a bootstrap token).
+        let other = kubeconfig(
             &cluster("b", "https://cp:6443"),
-            "",
-            "    token: not-bootstrap\n",
+            "ctx",
+            "    token: sa-token\n",
         );
-        let (info, token) = from_kubeconfig(&one, None).unwrap();
-        assert_eq!((info.server.as_str(), token), ("https://cp:6443", None));
+        assert_eq!(
+            shown(from_kubeconfig(&other, None).unwrap().1).unwrap(),
+            "sa-token"
+        );
+        // A user with nothing boot can use (an exec plugin) has no credentials.
+        let exec = kubeconfig(
+            &cluster("b", "https://cp:6443"),
+            "ctx",
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/true\n",
+        );
+        assert!(from_kubeconfig(&exec, None).unwrap().1.is_none());
+    }
+
+    #[test]
+    fn a_users_client_certificate_inline_or_beside_the_file() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let clusters = cluster("b", "https://cp:6443");
+        let inline = kubeconfig(
+            &clusters,
+            "ctx",
+            &format!(
+                "    client-certificate-data: {}\n    client-key-data: {}\n    token: ignored\n",
+                b64(CA),
+                b64(KEY)
+            ),
+        );
+        let expected = format!("cert:{CA}");
+        assert_eq!(
+            shown(from_kubeconfig(&inline, None).unwrap().1).unwrap(),
+            expected
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("me.crt"), CA).unwrap();
+        std::fs::write(dir.path().join("me.key"), KEY).unwrap();
+        std::fs::write(dir.path().join("token"), "from-a-file\n").unwrap();
+        let files = kubeconfig(
+            &clusters,
+            "ctx",
+            "    client-certificate: me.crt\n    client-key: me.key\n",
+        );
+        let found = from_kubeconfig(&files, Some(dir.path())).unwrap().1;
+        assert_eq!(shown(found).unwrap(), expected);
+        // Files need a directory: a kubeconfig fetched from a URL has none.
+        let err = from_kubeconfig(&files, None).unwrap_err();
+        assert!(err.contains("client-certificate names a file"), "{err}");
+        let token_file = kubeconfig(&clusters, "ctx", "    tokenFile: token\n");
+        let found = from_kubeconfig(&token_file, Some(dir.path())).unwrap().1;
+        assert_eq!(shown(found).unwrap(), "from-a-file");
+
+        // Half a pair, or what is not PEM, is refused rather than ignored.
+        let half = kubeconfig(&clusters, "ctx", "    client-certificate: me.crt\n");
+        let err = from_kubeconfig(&half, Some(dir.path())).unwrap_err();
+        assert!(err.contains("no client key"), "{err}");
+        let not_key = kubeconfig(
+            &clusters,
+            "ctx",
+            "    client-certificate: me.crt\n    client-key: token\n",
+        );
+        let err = from_kubeconfig(&not_key, Some(dir.path())).unwrap_err();
+        assert!(err.contains("not a PEM private key"), "{err}");
     }
 
     #[test]

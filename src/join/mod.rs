@@ -11,6 +11,7 @@
 
 pub mod cipher;
 pub mod cluster_info;
+pub mod credentials;
 pub mod discovery;
 pub mod discovery_mode;
 pub mod etcd_join;
@@ -23,6 +24,7 @@ pub mod token_secret;
 pub mod upload_certs;
 
 pub use cluster_info::ClusterInfo;
+pub use credentials::JoinCredentials;
 pub use discovery::{discover, DiscoveryError};
 pub use discovery_mode::{JoinDiscovery, JoinDiscoveryError};
 pub use file_discovery::{

@@ -19,7 +19,7 @@ use kube::api::Api;
 use super::etcd_join::{self, EtcdJoinError};
 use super::etcd_journal::{JoinJournal, JournalError};
 use super::upload_certs::{self, UploadCertsError, SHARED};
-use super::{BootstrapToken, CertificateKey, JoinDiscovery, JoinDiscoveryError};
+use super::{CertificateKey, JoinCredentials, JoinDiscovery, JoinDiscoveryError};
 use crate::config::{bracket_host, Arg, ClusterConfiguration, Config, ConfigError, Timeouts};
 use crate::etcd::{promote, EtcdClient, EtcdError, Identity};
 use crate::host::ledger::Ledger;
@@ -124,12 +124,13 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     macro_rules! say { ($($t:tt)*) => {{ let _ = writeln!(out, $($t)*); }} }
 
     say!("[preflight] Running pre-flight checks");
-    let (info, token) = request
+    let (info, credentials) = request
         .discovery
         .discover(timeouts.discovery.0, out)
         .await?;
     say!("[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...");
-    let cluster = cluster_configuration(&info, &token, timeouts.kubernetes_api_call.0).await?;
+    let cluster =
+        cluster_configuration(&info, &credentials, timeouts.kubernetes_api_call.0).await?;
     let mut cfg = (request.config)(cluster)?;
     say!(
         "[preflight] Running pre-flight checks before initializing the new control plane instance"
@@ -144,7 +145,7 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     say!("[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace");
     let shared = upload_certs::download(
         &info,
-        &token,
+        &credentials,
         request.certificate_key,
         timeouts.kubernetes_api_call.0,
     )
@@ -441,18 +442,18 @@ fn external_etcd_dirs(cfg: &Config, root: &HostRoot) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The ClusterConfiguration the first node uploaded, read as the bootstrap token (kubeadm's
-/// `kubeadm:nodes-kubeadm-config` Role allows it).
+/// The ClusterConfiguration the first node uploaded, read with the join's credentials (kubeadm's
+/// `kubeadm:nodes-kubeadm-config` Role allows bootstrap tokens).
 async fn cluster_configuration(
     info: &super::ClusterInfo,
-    token: &BootstrapToken,
+    credentials: &JoinCredentials,
     timeout: Duration,
 ) -> Result<ClusterConfiguration, JoinError> {
     let fail = |detail: String| JoinError::ClusterConfig {
         server: info.server.clone(),
         detail,
     };
-    let client = upload_certs::token_client(info, token, timeout).map_err(&fail)?;
+    let client = credentials.client(info, timeout).map_err(&fail)?;
     let api: Api<ConfigMap> = Api::namespaced(client, "kube-system");
     let map = match tokio::time::timeout(timeout, api.get(KUBEADM_CONFIG)).await {
         Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),

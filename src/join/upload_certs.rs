@@ -2,7 +2,7 @@
 //! service-account key pair, each value encrypted with the certificate key ([`super::cipher`]),
 //! under kubeadm's key names (`etcd/ca.crt` becomes `etcd-ca.crt`). [`seal`] builds the values
 //! on the init side (read from the PKI directory); [`download`] reads and decrypts them on a
-//! joining node with the bootstrap token, and [`SharedCertificates::write_into`] writes them to
+//! joining node with its credentials, and [`SharedCertificates::write_into`] writes them to
 //! its PKI directory. Only the names in [`SHARED`] become files: a Secret's key never becomes a
 //! path.
 
@@ -16,7 +16,8 @@ use kube::api::Api;
 
 use super::cipher::{self, DecryptError};
 use super::cluster_info::ClusterInfo;
-use super::token::{BootstrapToken, CertificateKey};
+use super::credentials::JoinCredentials;
+use super::token::CertificateKey;
 use crate::host::{write_all, RenderedFile, WriteError};
 
 /// kubeadm's `KubeadmCertsSecret`.
@@ -121,13 +122,15 @@ impl UploadCertsError {
                 "check that the API server is running and reachable from this machine".into()
             }
             UploadCertsError::Refused { code: 401, .. } => {
-                "the bootstrap token is not valid (expired or deleted); create one with `boot \
-                 token create` on a control-plane node"
+                "the join's credentials are not valid: a bootstrap token expired or was deleted \
+                 (create one with `boot token create` on a control-plane node), or the discovery \
+                 file's user is not one the API server knows"
                     .into()
             }
             UploadCertsError::Refused { .. } => {
-                "the token may not read kubeadm-certs: re-run `boot init phase upload-certs \
-                 --upload-certs` on a control-plane node (it creates the Role)"
+                "the join's credentials may not read kubeadm-certs: re-run `boot init phase \
+                 upload-certs --upload-certs` on a control-plane node (it creates the Role for \
+                 bootstrap tokens), or use a bootstrap token"
                     .into()
             }
             UploadCertsError::Missing { .. } => {
@@ -285,11 +288,12 @@ fn read_bounded(path: &Path) -> Result<Option<Vec<u8>>, UploadCertsError> {
     Ok(Some(bytes))
 }
 
-/// Reads `kube-system/kubeadm-certs` from the discovered API server as the bootstrap token and
-/// decrypts it with `key`. Bounded by `timeout` (kubeadm's `kubernetesAPICall`).
+/// Reads `kube-system/kubeadm-certs` from the discovered API server with the join's credentials
+/// (the bootstrap token, or the discovery file's user) and decrypts it with `key`. Bounded by
+/// `timeout` (kubeadm's `kubernetesAPICall`).
 pub async fn download(
     info: &ClusterInfo,
-    token: &BootstrapToken,
+    credentials: &JoinCredentials,
     key: &CertificateKey,
     timeout: Duration,
 ) -> Result<SharedCertificates, UploadCertsError> {
@@ -298,7 +302,7 @@ pub async fn download(
         server: server.clone(),
         detail,
     };
-    let client = token_client(info, token, timeout).map_err(&unreachable)?;
+    let client = credentials.client(info, timeout).map_err(&unreachable)?;
     let api: Api<Secret> = Api::namespaced(client, KUBE_SYSTEM);
     let secret = match tokio::time::timeout(timeout, api.get(KUBEADM_CERTS)).await {
         Err(_) => {
@@ -323,30 +327,6 @@ pub async fn download(
         Ok(Err(e)) => return Err(unreachable(crate::postboot::describe(&e))),
     };
     SharedCertificates::decrypt(&secret.data.unwrap_or_default(), key)
-}
-
-/// A kube client for the discovered server, trusting only its CA, authenticated by the token.
-pub fn token_client(
-    info: &ClusterInfo,
-    token: &BootstrapToken,
-    timeout: Duration,
-) -> Result<kube::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let url: http::Uri = info
-        .server
-        .parse()
-        .map_err(|e| format!("server {:?} is not a URL: {e}", info.server))?;
-    let mut config = kube::Config::new(url);
-    config.root_cert = Some(info.ca_ders());
-    config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
-    config.write_timeout = Some(timeout);
-    config.default_namespace = KUBE_SYSTEM.into();
-    let mut bearer =
-        http::HeaderValue::try_from(format!("Bearer {token}")).map_err(|e| e.to_string())?;
-    bearer.set_sensitive(true);
-    config.headers.push((http::header::AUTHORIZATION, bearer));
-    kube::Client::try_from(config).map_err(|e| crate::postboot::describe(&e))
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use boot::join::{
     discover, discover_file, download, BootstrapToken, CaCertHash, CertificateKey, ClusterInfo,
-    DiscoveryError, DiscoveryFile, FileDiscoveryError, UploadCertsError, WebRoots,
+    DiscoveryError, DiscoveryFile, FileDiscoveryError, JoinCredentials, UploadCertsError, WebRoots,
 };
 use cluster::{kubectl, kubectl_until_ok, text, Cluster};
 
@@ -104,11 +104,11 @@ fn init_publishes_join_data_that_discovery_and_download_accept() {
         "{err:?}"
     );
 
-    unpinned_and_file_discovery(&runtime, &cluster, &endpoint, &info);
+    unpinned_and_file_discovery(&runtime, &cluster, &endpoint, &info, &key);
 
     // The shared certificates come back identical to the node's files.
     let shared = runtime
-        .block_on(download(&info, &token, &key, timeout))
+        .block_on(download(&info, &(&token).into(), &key, timeout))
         .unwrap_or_else(|e| panic!("{e} (hint: {})", e.hint()));
     let joined = tempfile::tempdir().unwrap();
     let written = shared.write_into(&joined.path().join("pki")).unwrap();
@@ -141,7 +141,7 @@ fn init_publishes_join_data_that_discovery_and_download_accept() {
     let err = runtime
         .block_on(download(
             &info,
-            &token,
+            &(&token).into(),
             &CertificateKey::generate(),
             timeout,
         ))
@@ -149,7 +149,7 @@ fn init_publishes_join_data_that_discovery_and_download_accept() {
     assert!(matches!(err, UploadCertsError::Decrypt { .. }), "{err}");
     assert!(err.hint().contains("--certificate-key"));
     let err = runtime
-        .block_on(download(&info, &unknown, &key, timeout))
+        .block_on(download(&info, &(&unknown).into(), &key, timeout))
         .unwrap_err();
     assert!(
         matches!(err, UploadCertsError::Refused { code: 401, .. }),
@@ -395,13 +395,15 @@ fn token_commands_round_trip(
 }
 
 /// kubeadm's `unsafeSkipCAVerification` (no pin, the signature still checked) and file discovery:
-/// admin.conf as the file (cluster-info refreshed over its CA), a file with another CA (refused,
+/// admin.conf as the file (cluster-info refreshed over its CA; its user's client certificate reads
+/// kubeadm-certs, as a join with that file and no token does), a file with another CA (refused,
 /// naming the file), and the cluster-info kubeconfig with a token user at an https:// URL.
 fn unpinned_and_file_discovery(
     runtime: &tokio::runtime::Runtime,
     cluster: &Cluster,
     endpoint: &str,
     info: &ClusterInfo,
+    key: &CertificateKey,
 ) {
     let timeout = Duration::from_secs(20);
     let token: BootstrapToken = TOKEN.parse().unwrap();
@@ -426,10 +428,14 @@ fn unpinned_and_file_discovery(
         .unwrap_or_else(|e| panic!("{e} (hint: {})", e.hint()));
     assert!(found.refreshed, "cluster-info is readable anonymously");
     assert_eq!(&found.info, info);
-    assert_eq!(
-        found.token, None,
-        "admin.conf authenticates with a certificate"
-    );
+    let admin_user = found
+        .credentials
+        .expect("admin.conf's user has credentials");
+    assert_eq!(admin_user.describe(), "a client certificate");
+    let shared = runtime
+        .block_on(download(&found.info, &admin_user, key, timeout))
+        .unwrap_or_else(|e| panic!("as admin.conf's user: {e} (hint: {})", e.hint()));
+    assert!(shared.get("ca.key").is_some_and(|k| !k.is_empty()));
 
     // The same server with another CA: the TLS check fails at once, naming the file.
     let other_ca = std::fs::read(kubernetes.join("pki/front-proxy-ca.crt")).unwrap();
@@ -478,7 +484,12 @@ fn unpinned_and_file_discovery(
         .unwrap_or_else(|e| panic!("{url}: {e} (hint: {})", e.hint()));
     assert!(found.refreshed);
     assert_eq!(&found.info, info);
-    assert_eq!(found.token.map(|t| t.to_string()).as_deref(), Some(TOKEN));
+    match found.credentials {
+        Some(JoinCredentials::Token(token)) => {
+            assert_eq!(secrecy::ExposeSecret::expose_secret(&token), TOKEN)
+        }
+        other => panic!("the served kubeconfig's token user gave {other:?}"),
+    }
 
     // The same URL, but the roots do not include its CA: nothing is read from it.
     let url = runtime.block_on(serve_once(

@@ -220,6 +220,13 @@ agent:
             .unwrap()
     }
 
+    /// `boot join --discovery-file FILE` without a token: the file's user authenticates the join.
+    fn join_by_file(&self, file: &Path, key: &str) -> Output {
+        self.join_with(&["--discovery-file", file.to_str().unwrap()], key)
+            .output()
+            .unwrap()
+    }
+
     /// The same join, started: its output goes to `join.out` beside the root.
     fn start_join(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Child {
         let out = std::fs::File::create(self.dir.path().join("join.out")).unwrap();
@@ -265,16 +272,23 @@ agent:
     }
 
     fn join_command(&self, endpoint: &str, token: &str, hash: &str, key: &str) -> Command {
+        let discovery = [
+            endpoint,
+            "--token",
+            token,
+            "--discovery-token-ca-cert-hash",
+            hash,
+        ];
+        self.join_with(&discovery, key)
+    }
+
+    /// `boot join` with `discovery` (arguments) and this node's address, name and config.
+    fn join_with(&self, discovery: &[&str], key: &str) -> Command {
         let mut command = Command::new("ip");
         command
-            .args(["netns", "exec", &self.ns, BOOT])
+            .args(["netns", "exec", &self.ns, BOOT, "join"])
+            .args(discovery)
             .args([
-                "join",
-                endpoint,
-                "--token",
-                token,
-                "--discovery-token-ca-cert-hash",
-                hash,
                 "--control-plane",
                 "--certificate-key",
                 key,
@@ -498,14 +512,31 @@ fn ha_scenario(components: &Path) {
 
     interrupted_joins_roll_back(&nodes, &endpoint, (&token, &hash, &key));
 
+    // node-2 joins with the token; node-3 with node-1's admin.conf as the discovery file and no
+    // token (kubeadm's file discovery with embedded credentials: its client certificate).
+    let discovery_file = nodes[2].dir.path().join("discovery.conf");
+    std::fs::copy(
+        nodes[0].root().join("etc/kubernetes/admin.conf"),
+        &discovery_file,
+    )
+    .unwrap();
     let mut join_took = Vec::new();
     for node in &nodes[1..] {
         let started = Instant::now();
-        let out = node.join(&endpoint, &token, &hash, &key);
+        let out = match node.name.as_str() {
+            "node-3" => node.join_by_file(&discovery_file, &key),
+            _ => node.join(&endpoint, &token, &hash, &key),
+        };
         join_took.push(started.elapsed());
         assert!(out.status.success(), "{} join: {}", node.name, text(&out));
         let said = text(&out);
         assert!(said.contains("promoted"), "{said}");
+        if node.name == "node-3" {
+            assert!(
+                said.contains("Using a client certificate of the discovery file's user"),
+                "{said}"
+            );
+        }
         if node.name == "node-2" {
             // node-2's earlier join was killed after its member add.
             assert!(
