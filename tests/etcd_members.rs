@@ -97,11 +97,13 @@ async fn learner_is_added_promoted_once_caught_up_and_removed() {
     if require::file("/usr/bin/etcd").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let first = start(dir.path(), &pki, "m1");
-    let cluster = client(&pki, &[&first.client_url]);
-    let one = wait_members(&cluster, Duration::from_secs(30), |m| m.len() == 1).await;
+    let OneMember {
+        first,
+        cluster,
+        members: one,
+        pki,
+        dir,
+    } = one_member().await;
     assert_eq!(one[0].name, "m1");
     assert_eq!(one[0].client_urls, std::slice::from_ref(&first.client_url));
 
@@ -150,6 +152,31 @@ async fn learner_is_added_promoted_once_caught_up_and_removed() {
     assert_eq!(left[0].name, "m1");
     let again = members::remove(&cluster, learner.id).await.unwrap_err();
     assert!(again.is_member_not_found(), "{again}");
+}
+
+/// A cluster of one member, `m1`, in a temporary directory, once it answers. The etcd is
+/// declared first so that it is killed before its directory is removed.
+struct OneMember {
+    first: Etcd,
+    cluster: EtcdClient,
+    members: Vec<members::Member>,
+    pki: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+async fn one_member() -> OneMember {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let first = start(dir.path(), &pki, "m1");
+    let cluster = client(&pki, &[&first.client_url]);
+    let members = wait_members(&cluster, Duration::from_secs(30), |m| m.len() == 1).await;
+    OneMember {
+        first,
+        cluster,
+        members,
+        pki,
+        dir,
+    }
 }
 
 /// Adds a learner for a new etcd and starts that etcd with the membership the add returned.
@@ -228,18 +255,16 @@ async fn a_peer_url_removed_and_added_again_at_once_gets_a_new_member() {
     if require::file("/usr/bin/etcd").is_none() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let pki = pki(dir.path());
-    let first = start(dir.path(), &pki, "m1");
-    let cluster = client(&pki, &[&first.client_url]);
-    wait_members(&cluster, Duration::from_secs(30), |m| m.len() == 1).await;
+    // Bound whole: a pattern with `..` would drop (kill) the etcd at once.
+    let one = one_member().await;
+    let cluster = &one.cluster;
     let peer_url = vec![format!("https://127.0.0.1:{}", ports::free_port())];
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let (member, _) = members::add_learner(&cluster, &peer_url)
+        let (member, _) = members::add_learner(cluster, &peer_url)
             .await
             .unwrap_or_else(|e| panic!("add after {} removals: {e}", ids.len()));
-        members::remove(&cluster, member.id).await.unwrap();
+        members::remove(cluster, member.id).await.unwrap();
         ids.push(member.id);
     }
     ids.dedup();
