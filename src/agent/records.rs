@@ -88,7 +88,7 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
         {
             continue;
         }
-        match read_bounded(&path)
+        match crate::host::read_bounded(&path, MAX_RECORD_BYTES, crate::host::Links::Refuse)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         {
@@ -100,24 +100,6 @@ pub fn load_all(dir: &Path) -> (Vec<PodRecord>, Vec<String>) {
         }
     }
     (records, problems)
-}
-
-/// A regular file (not followed if a symlink) of at most [`MAX_RECORD_BYTES`].
-fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_RECORD_BYTES + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_RECORD_BYTES {
-        return Err(std::io::Error::other("larger than any record boot writes"));
-    }
-    Ok(bytes)
 }
 
 /// Writes a record atomically (dot-named temporary file, then rename) but without fsync: records

@@ -318,29 +318,12 @@ fn read_cert(layout: &CertsLayout, item: &Renewable) -> Result<CertFacts, CertsE
 
 /// Reads a regular file (no symlink followed) of at most [`MAX_FILE`] bytes.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, CertsError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let bad = |reason: String| CertsError::File {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| bad(format!("cannot open: {e}")))?;
-    let meta = file.metadata().map_err(|e| bad(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(bad("not a regular file".into()));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| bad(e.to_string()))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(bad(format!("larger than {MAX_FILE} bytes")));
-    }
-    Ok(bytes)
+    crate::host::read_bounded(path, MAX_FILE, crate::host::Links::Refuse).map_err(|e| {
+        CertsError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })
 }
 
 fn read_kubeconfig(path: &Path) -> Result<serde_yaml::Value, CertsError> {

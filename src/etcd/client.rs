@@ -274,21 +274,15 @@ fn error_message(body: &[u8], status: http::StatusCode) -> String {
         .unwrap_or_else(|| format!("HTTP {status}"))
 }
 
+/// The files may be the configuration's (`etcd.external`): links are followed, as the API server
+/// follows them.
 fn read_pem(path: &Path) -> Result<Vec<u8>, EtcdError> {
-    use std::io::Read;
-    let credentials = |reason: String| EtcdError::Credentials {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let file = std::fs::File::open(path).map_err(|e| credentials(e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PEM + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| credentials(e.to_string()))?;
-    if bytes.len() as u64 > MAX_PEM {
-        return Err(credentials(format!("larger than {MAX_PEM} bytes")));
-    }
-    Ok(bytes)
+    crate::host::read_bounded(path, MAX_PEM, crate::host::Links::Follow).map_err(|e| {
+        EtcdError::Credentials {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    })
 }
 
 /// An etcd client identity in memory: the CA to trust, the client certificate and its key (PEM),

@@ -60,27 +60,11 @@ impl Ledger {
     /// The ledger of an earlier init, if there is one: a regular file (a symlink is refused),
     /// read up to [`LEDGER_LIMIT`] bytes.
     pub fn load(root: &HostRoot) -> io::Result<Option<Ledger>> {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(Self::path(root));
-        let file = match file {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let bytes =
+            super::read_bounded_if_exists(&Self::path(root), LEDGER_LIMIT, super::Links::Refuse)?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
         };
-        if !file.metadata()?.is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
-        let mut bytes = Vec::new();
-        file.take(LEDGER_LIMIT + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > LEDGER_LIMIT {
-            return Err(io::Error::other(format!(
-                "larger than {LEDGER_LIMIT} bytes"
-            )));
-        }
         serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(io::Error::other)

@@ -6,9 +6,11 @@ mod fs;
 pub mod ledger;
 pub mod limits;
 pub mod lookup;
+mod read;
 mod root;
 
 pub use fs::{write_all, WriteError};
+pub use read::{read_bounded, read_bounded_if_exists, Links, ReadError};
 pub use root::HostRoot;
 
 use std::path::PathBuf;

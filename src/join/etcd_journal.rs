@@ -4,7 +4,6 @@
 //! by `boot reset` — and never leaves a dead member that costs the others their quorum (kubeadm's
 //! classic HA outage). The file is under `/var/lib/boot`, which reset empties.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -63,28 +62,17 @@ impl JoinJournal {
     /// The journal, if a join left one. Read without following a symlink, bounded, and
     /// validated: URLs parse, credential paths lie beneath the root.
     pub fn load(root: &HostRoot) -> Result<Option<JoinJournal>, JournalError> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = Self::path(root);
         let fail = |reason: String| JournalError::Read {
             path: path.clone(),
             reason,
         };
-        let file = match std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
-        {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(fail(e.to_string())),
+        let bytes =
+            crate::host::read_bounded_if_exists(&path, MAX_JOURNAL, crate::host::Links::Refuse)
+                .map_err(|e| fail(e.to_string()))?;
+        let Some(bytes) = bytes else {
+            return Ok(None);
         };
-        let mut bytes = Vec::new();
-        file.take(MAX_JOURNAL + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| fail(e.to_string()))?;
-        if bytes.len() as u64 > MAX_JOURNAL {
-            return Err(fail(format!("larger than {MAX_JOURNAL} bytes")));
-        }
         let journal: JoinJournal =
             serde_json::from_slice(&bytes).map_err(|e| fail(e.to_string()))?;
         journal.validate(root.prefix()).map_err(fail)?;

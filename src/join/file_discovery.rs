@@ -9,7 +9,6 @@
 //! Reads the kubeconfig (and the CA, token, certificate and key files it names beside it),
 //! bounded; the system CA bundle for a URL; network to the URL and to the server.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -401,20 +400,14 @@ async fn fetch(
     Ok(response.body.to_vec())
 }
 
+/// A file the user names (or the kubeconfig names beside it): links are followed, as kubeadm does.
 fn read_bounded(path: &Path) -> Result<Vec<u8>, FileDiscoveryError> {
-    let fail = |detail: String| FileDiscoveryError::Read {
-        origin: path.display().to_string(),
-        detail,
-    };
-    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(fail(format!("larger than {MAX_FILE} bytes")));
-    }
-    Ok(bytes)
+    crate::host::read_bounded(path, MAX_FILE, crate::host::Links::Follow).map_err(|e| {
+        FileDiscoveryError::Read {
+            origin: path.display().to_string(),
+            detail: e.to_string(),
+        }
+    })
 }
 
 fn certificates(pem: &[u8]) -> Vec<Vec<u8>> {

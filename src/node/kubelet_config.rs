@@ -5,7 +5,6 @@
 //!
 //! Pure apart from [`read`], which reads the file (bounded).
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,28 +187,27 @@ impl KubeletConfiguration {
 
 /// Reads `path` if it exists (`None` when it does not).
 pub fn read(path: &Path) -> Result<Option<KubeletConfiguration>, KubeletConfigError> {
-    let file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(KubeletConfigError::Read {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut text = String::new();
-    file.take(MAX_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(|source| KubeletConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    if text.len() as u64 > MAX_BYTES {
-        return Err(KubeletConfigError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
+    // `--kubelet-config` may name any file: links are followed, as the kubelet follows them.
+    let bytes =
+        match crate::host::read_bounded_if_exists(path, MAX_BYTES, crate::host::Links::Follow) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(None),
+            Err(crate::host::ReadError::TooLarge { .. }) => {
+                return Err(KubeletConfigError::TooLarge {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => {
+                return Err(KubeletConfigError::Read {
+                    path: path.to_path_buf(),
+                    source: e.into(),
+                })
+            }
+        };
+    let text = String::from_utf8(bytes).map_err(|e| KubeletConfigError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+    })?;
     KubeletConfiguration::parse(path, &text).map(Some)
 }
 

@@ -138,32 +138,17 @@ pub fn files(
 /// `true` when a usable encryption configuration is already there; an error when something is
 /// there that is not one (it may hold the only key to data in etcd: never overwrite it).
 fn existing_encryption_config(path: &Path) -> Result<bool, RenderError> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
     let invalid = |why: String| RenderError::EncryptionConfigInvalid {
         path: path.to_path_buf(),
         why,
     };
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(invalid(format!("cannot open it: {e}"))),
-    };
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(invalid("not a regular file".into()));
-    }
-    let mut text = String::new();
-    file.take(MAX_EXISTING + 1)
-        .read_to_string(&mut text)
+    let bytes = crate::host::read_bounded_if_exists(path, MAX_EXISTING, crate::host::Links::Refuse)
         .map_err(|e| invalid(e.to_string()))?;
-    if text.len() as u64 > MAX_EXISTING {
-        return Err(invalid(format!("larger than {MAX_EXISTING} bytes")));
-    }
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let Some(bytes) = bytes else {
+        return Ok(false);
+    };
+    let doc: serde_yaml::Value =
+        serde_yaml::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
     if doc.get("kind").and_then(|k| k.as_str()) != Some("EncryptionConfiguration") {
         return Err(invalid("kind is not EncryptionConfiguration".into()));
     }
@@ -235,7 +220,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
         let err = files_err(dir.path());
-        assert!(err.contains("cannot open it"), "{err}");
+        assert!(err.contains("cannot open"), "{err}");
     }
 
     fn files_err(dir: &Path) -> String {

@@ -5,7 +5,6 @@
 //! journal recorded; the cluster is reached through this member and the members the journal
 //! recorded. Reads the manifest, the journal and the etcd client certificate.
 
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -75,26 +74,13 @@ pub async fn remove_own_member(
 
 /// The local member, if the manifest exists; read without following a symlink, bounded.
 fn read_manifest(path: &Path, root: &HostRoot) -> Result<Option<LocalMember>, ManifestError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |reason: String| ManifestError {
-        path: path.to_path_buf(),
-        reason,
+    let bytes = crate::host::read_bounded_if_exists(path, MAX_MANIFEST, crate::host::Links::Refuse)
+        .map_err(|e| ManifestError {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let Some(bytes) = bytes else {
+        return Ok(None);
     };
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(fail(e.to_string())),
-    };
-    let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(e.to_string()))?;
-    if bytes.len() as u64 > MAX_MANIFEST {
-        return Err(fail(format!("larger than {MAX_MANIFEST} bytes")));
-    }
     LocalMember::from_manifest(path, &bytes, root.prefix()).map(Some)
 }

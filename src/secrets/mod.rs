@@ -18,24 +18,7 @@ pub use rotate::{Reload, Rotation, SecretsError, LOADED_ANNOTATION};
 
 use std::path::Path;
 
-/// Reads a regular file (no symlink followed) of at most `max` bytes.
+/// Reads one of boot's own files (no symlink followed) of at most `max` bytes.
 fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| format!("cannot open: {e}"))?;
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(format!("larger than {max} bytes"));
-    }
-    Ok(bytes)
+    crate::host::read_bounded(path, max, crate::host::Links::Refuse).map_err(|e| e.to_string())
 }

@@ -7,7 +7,6 @@
 //! Touches: `<root>/var/lib/boot/cni/results/`.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -132,19 +131,8 @@ fn is_temporary(path: &Path) -> bool {
 }
 
 fn load(path: &Path) -> Result<CachedAttachment, String> {
-    let meta = fs::symlink_metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    fs::File::open(path)
-        .map_err(|e| e.to_string())?
-        .take(MAX_CACHE_BYTES + 1)
-        .read_to_end(&mut bytes)
+    let bytes = crate::host::read_bounded(path, MAX_CACHE_BYTES, crate::host::Links::Refuse)
         .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_CACHE_BYTES {
-        return Err(format!("larger than {MAX_CACHE_BYTES} bytes"));
-    }
     let entry: CachedAttachment = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
     entry.validate()?;
     let expected =

@@ -7,7 +7,6 @@
 //! Touches: reads the conf dir (`/etc/cni/net.d`).
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -152,14 +151,9 @@ fn read_json(path: &Path) -> Result<Value, ConfigError> {
         path: path.to_path_buf(),
         problem,
     };
-    let file = fs::File::open(path).map_err(|e| read(e.to_string()))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_CONFIG_BYTES + 1)
-        .read_to_end(&mut bytes)
+    // The administrator's network configuration: links are followed, as the kubelet's libcni does.
+    let bytes = crate::host::read_bounded(path, MAX_CONFIG_BYTES, crate::host::Links::Follow)
         .map_err(|e| read(e.to_string()))?;
-    if bytes.len() as u64 > MAX_CONFIG_BYTES {
-        return Err(read(format!("larger than {MAX_CONFIG_BYTES} bytes")));
-    }
     serde_json::from_slice(&bytes).map_err(|e| ConfigError::Invalid {
         path: path.to_path_buf(),
         problem: format!("not valid JSON: {e}"),
