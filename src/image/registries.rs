@@ -6,7 +6,6 @@
 //! Reads: the credentials file (`/var/lib/kubelet/config.json` by default), at most 1 MiB.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -45,20 +44,20 @@ impl Registries {
         root: &HostRoot,
     ) -> Result<Registries, ImageError> {
         let path = root.path(&config.credentials_file);
-        let file_credentials = match std::fs::File::open(&path) {
-            Ok(file) => {
-                let mut bytes = Vec::new();
-                file.take(MAX_CREDENTIALS_BYTES)
-                    .read_to_end(&mut bytes)
-                    .map_err(|source| ImageError::Store {
-                        path: path.clone(),
-                        source,
-                    })?;
-                parse_docker_config(&bytes)
-                    .map_err(|reason| ImageError::Corrupt { path, reason })?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(source) => return Err(ImageError::Store { path, source }),
+        // The administrator's file (`docker login` writes it): links are followed, as docker's.
+        let bytes = crate::host::read_bounded_if_exists(
+            &path,
+            MAX_CREDENTIALS_BYTES,
+            crate::host::Links::Follow,
+        )
+        .map_err(|e| ImageError::Store {
+            path: path.clone(),
+            source: e.into(),
+        })?;
+        let file_credentials = match bytes {
+            Some(bytes) => parse_docker_config(&bytes)
+                .map_err(|reason| ImageError::Corrupt { path, reason })?,
+            None => BTreeMap::new(),
         };
         let mut configs = config.configs.clone();
         let mut mirrors = BTreeMap::new();

@@ -288,16 +288,14 @@ impl Store {
 
     pub fn read_index(&self) -> Result<ImageIndex, ImageError> {
         let path = self.dir.join("images.json");
-        let bytes = match File::open(&path) {
-            Ok(file) => {
-                let mut bytes = Vec::new();
-                file.take(MAX_INDEX_FILE_BYTES)
-                    .read_to_end(&mut bytes)
-                    .map_err(self.io(path.clone()))?;
-                bytes
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ImageIndex::default()),
-            Err(e) => return Err((self.io(path))(e)),
+        let bytes = crate::host::read_bounded_if_exists(
+            &path,
+            MAX_INDEX_FILE_BYTES,
+            crate::host::Links::Refuse,
+        )
+        .map_err(|e| (self.io(path.clone()))(e.into()))?;
+        let Some(bytes) = bytes else {
+            return Ok(ImageIndex::default());
         };
         serde_json::from_slice(&bytes).map_err(|e| ImageError::Corrupt {
             path,
