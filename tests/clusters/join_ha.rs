@@ -647,7 +647,13 @@ fn rotating_the_key_on_one_of_three_is_refused(node: &Node) {
         !rotate.status.success(),
         "rotate-key ran on one of three: {said}"
     );
-    assert!(said.contains("3 API servers"), "{said}");
+    // Each API server adds its address to the kubernetes Service's endpoints itself, at start and
+    // every 10 s: node 3's may not be there yet, the others are.
+    assert!(
+        said.contains("3 API servers serve this cluster")
+            || said.contains("2 API servers serve this cluster"),
+        "{said}"
+    );
     assert_eq!(std::fs::read(&config).unwrap(), before, "{said}");
     assert!(!node
         .root()
