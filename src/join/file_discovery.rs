@@ -307,17 +307,16 @@ fn user_credentials(
         (None, Some(_)) => return Err("its user has a client key but no client certificate".into()),
         (None, None) => {}
     }
-    let token = match (&user.token, &user.token_file) {
-        (Some(token), _) => Some(token.expose_secret().trim().to_string()),
-        (None, Some(path)) => {
-            let base = base.ok_or("token-file names a file, which a URL cannot")?;
-            let bytes = read_bounded(&base.join(path)).map_err(|e| e.to_string())?;
-            let text = String::from_utf8(bytes).map_err(|_| "its user's token file is not text")?;
-            Some(text.trim().to_string())
-        }
-        (None, None) => None,
+    let token = match &user.token {
+        Some(token) => Some(token.expose_secret().as_bytes().to_vec()),
+        None => inline_or_beside("tokenFile", None, user.token_file.as_deref(), base)?,
     };
+    let token = token
+        .map(String::from_utf8)
+        .transpose()
+        .map_err(|_| "its user's token is not text")?;
     Ok(token
+        .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .map(|t| JoinCredentials::Token(t.into())))
 }
