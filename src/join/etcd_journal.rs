@@ -140,11 +140,29 @@ pub async fn remove_member(
     if list.len() == 1 {
         return Ok(Removal::LastMember(mine.id));
     }
-    match members::remove(client, mine.id).await {
+    // Asked through the other members first: a member that removes itself stops serving, and the
+    // answer to the request can be lost with it.
+    let mut endpoints: Vec<String> = list
+        .iter()
+        .filter(|m| m.id != mine.id)
+        .flat_map(|m| m.client_urls.iter().cloned())
+        // What a member advertises is not trusted to be usable.
+        .filter(|url| crate::etcd::ClientUrl::parse(url).is_ok())
+        .chain(client.endpoints().iter().map(|e| e.to_string()))
+        .collect();
+    dedup_in_order(&mut endpoints);
+    let through_others = client.with_endpoints(&endpoints)?;
+    match members::remove(&through_others, mine.id).await {
         Ok(()) => Ok(Removal::Removed(mine.id)),
-        Err(e) if e.is_member_not_found() => Ok(Removal::NotAMember),
+        // Listed a moment ago: the attempt whose answer was lost on the way removed it.
+        Err(e) if e.is_member_not_found() => Ok(Removal::Removed(mine.id)),
         Err(e) => Err(e),
     }
+}
+
+fn dedup_in_order(items: &mut Vec<String>) {
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|item| seen.insert(item.clone()));
 }
 
 /// Undoes the etcd part of a join the journal describes, then deletes the journal. Reaches the
