@@ -31,13 +31,28 @@ pub fn remove_old_logs(container_dir: &Path, restart_count: u32) {
     }
 }
 
-/// Removes a pod's whole log directory.
+/// Tries at removing a pod's log directory, and the pause between them.
+const REMOVE_ATTEMPTS: u32 = 5;
+const REMOVE_PAUSE: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// Removes a pod's whole log directory. The log relay of the pod's last container may still add a
+/// file while the directory goes, and the removal then fails (ENOTEMPTY): it is tried again after
+/// a pause, a few times.
 pub fn remove_pod_logs(pod_log_dir: &Path) {
-    let is_dir = fs::symlink_metadata(pod_log_dir).is_ok_and(|m| m.is_dir());
-    if is_dir {
-        let _ = fs::remove_dir_all(pod_log_dir);
-    } else {
-        let _ = fs::remove_file(pod_log_dir);
+    for attempt in 0..REMOVE_ATTEMPTS {
+        let Ok(meta) = fs::symlink_metadata(pod_log_dir) else {
+            return;
+        };
+        if attempt > 0 {
+            std::thread::sleep(REMOVE_PAUSE);
+        }
+        let removed = match meta.is_dir() {
+            true => fs::remove_dir_all(pod_log_dir),
+            false => fs::remove_file(pod_log_dir),
+        };
+        if removed.is_ok() {
+            return;
+        }
     }
 }
 
