@@ -18,7 +18,7 @@ use boot::join::{
     discover, discover_file, download, BootstrapToken, CaCertHash, CertificateKey, ClusterInfo,
     DiscoveryError, DiscoveryFile, FileDiscoveryError, JoinCredentials, UploadCertsError, WebRoots,
 };
-use cluster::{kubectl, kubectl_until_ok, text, Cluster};
+use cluster::{kubectl, kubectl_until_ok, poll_until, text, Cluster};
 
 const TOKEN: &str = "jdtest.0123456789abcdef";
 
@@ -236,42 +236,27 @@ fn csr_with_token_is_approved(kubectl_exe: &Path, cluster: &Cluster, endpoint: &
         "kubeadm:get-nodes: {}",
         text(&can)
     );
-    let approved = kubectl_until_ok(
+    let approval = [
+        "get",
+        "csr",
+        "jd-worker",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Approved\")].status}",
+    ];
+    let read =
+        || String::from_utf8_lossy(&kubectl(kubectl_exe, cluster, &approval).stdout).into_owned();
+    let mut first = Some(kubectl_until_ok(
         kubectl_exe,
         cluster,
-        &[
-            "get",
-            "csr",
-            "jd-worker",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Approved\")].status}",
-        ],
+        &approval,
         Duration::from_secs(10),
+    ));
+    poll_until(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || (first.take().unwrap_or_else(read).trim() == "True").then_some(()),
+        || format!("the CSR was not auto-approved: {:?}", read()),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut approved = approved;
-    while approved.trim() != "True" {
-        assert!(
-            Instant::now() < deadline,
-            "the CSR was not auto-approved: {approved:?}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-        approved = String::from_utf8_lossy(
-            &kubectl(
-                kubectl_exe,
-                cluster,
-                &[
-                    "get",
-                    "csr",
-                    "jd-worker",
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type==\"Approved\")].status}",
-                ],
-            )
-            .stdout,
-        )
-        .into_owned();
-    }
 }
 
 /// Removing boot's signature from cluster-info: the bootstrapsigner puts back the same value.

@@ -91,10 +91,15 @@ impl Drop for Network {
 }
 
 fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().unwrap();
+    run_ok("ip", args);
+}
+
+/// Runs `program` with `args`; its failure fails the test, saying what it printed.
+fn run_ok(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
     assert!(
         out.status.success(),
-        "ip {}: {}",
+        "{program} {}: {}",
         args.join(" "),
         text(&out)
     );
@@ -1091,11 +1096,5 @@ impl Drop for ExternalEtcd {
 }
 
 fn openssl(args: &[&str]) {
-    let out = Command::new("openssl").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {}: {}",
-        args.join(" "),
-        text(&out)
-    );
+    run_ok("openssl", args);
 }
