@@ -16,6 +16,7 @@ pub mod image;
 pub mod init;
 pub mod join;
 pub mod node;
+pub mod phases;
 pub mod pki;
 pub mod postboot;
 pub mod preflight;
