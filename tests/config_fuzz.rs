@@ -2,7 +2,7 @@
 //! what it accepts) and the pod manifest parser (`StaticPod::parse`) never panic, whatever the
 //! input. Inputs are valid files with one field replaced by a hostile value (huge, negative,
 //! overflowing, oddly typed, aliased, nested), and token soup that is barely YAML. An error names
-//! the file, and for a replaced field the field. Case counts are in `CASES`; the README states
+//! the file, and for a replaced field the field. Case counts are in `CASES`; docs/src/testing.md states
 //! the total per run.
 
 use std::net::IpAddr;

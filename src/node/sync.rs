@@ -85,8 +85,8 @@ fn failed(what: &str) -> impl Fn(kube::Error) -> Failed + '_ {
     }
 }
 
-/// API requests made by this process's node sync (for `boot status -o json` and the README's
-/// requests-per-minute figure).
+/// API requests made by this process's node sync (for `boot status -o json` and the
+/// requests-per-minute figure in docs/src/performance.md).
 static REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 pub(in crate::node) async fn bounded<T>(

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks the static pod agent (issue 3). Not a test: prints numbers for the README.
+# Benchmarks the static pod agent (issue 3). Not a test: prints numbers for docs/src/performance.md.
 #
 #   tests/bench/agent.sh            # uses target/release/boot if built, else target/debug/boot
 #   BOOT=path/to/boot tests/bench/agent.sh

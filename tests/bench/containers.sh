@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks the OCI runtime (issue 8). Not a test: prints numbers for the README.
+# Benchmarks the OCI runtime (issue 8). Not a test: prints numbers for docs/src/performance.md.
 #
 #   tests/bench/containers.sh            # release build of the benchmark
 #   PROFILE=dev tests/bench/containers.sh

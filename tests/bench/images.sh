@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks image pulls (issue 7). Not a test: prints numbers for the README.
+# Benchmarks image pulls (issue 7). Not a test: prints numbers for docs/src/performance.md.
 #
 #   tests/bench/images.sh [ROUNDS]   # uses target/release/boot if built, else target/debug/boot
 #   K8S_BIN=/work/k8s-bin tests/bench/images.sh

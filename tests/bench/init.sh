@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks `boot init` (issue 4). Not a test: prints numbers for the README.
+# Benchmarks `boot init` (issue 4). Not a test: prints numbers for docs/src/performance.md.
 #
 #   tests/bench/init.sh [ROUNDS]     # uses target/release/boot if built, else target/debug/boot
 #

@@ -159,8 +159,8 @@ fn secrets_are_encrypted_audited_and_apiserver_renewal_keeps_kubectl_working() {
     eprintln!(
         "MEASURED: longest API server outage during `boot certs renew apiserver`: {outage:?}"
     );
-    // The no-restart checks above are the assertion; the outage is a figure for the README, not
-    // a timed pass/fail on a shared machine.
+    // The no-restart checks above are the assertion; the outage is a figure for docs/src/pki.md,
+    // not a timed pass/fail on a shared machine.
 }
 
 #[test]
