@@ -15,6 +15,7 @@ pub mod http;
 pub mod image;
 pub mod init;
 pub mod join;
+pub mod kubeapi;
 pub mod node;
 pub mod phases;
 pub mod pki;

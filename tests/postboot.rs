@@ -15,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use boot::config::{parse, ClusterConfiguration, Config, HostFacts, Overrides};
+use boot::kubeapi::ApiError;
 use boot::postboot::{self, PostBootError};
 use serde_json::Value;
 use testkit::{free_port, standin, wait_for, Proc};
@@ -410,7 +411,10 @@ fn an_api_server_that_never_answers_fails_within_the_api_call_timeout() {
     let (result, took) = run_within(&cluster, &cluster.config.cluster, timeout);
     let err = result.expect_err("no answer");
     eprintln!("post-boot against a hung API server failed after {took:?}: {err}");
-    assert!(matches!(err, PostBootError::Timeout { .. }), "{err}");
+    assert!(
+        matches!(err, PostBootError::Api(ApiError::Timeout { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("no answer within 0.5s"), "{err}");
     assert!(took >= timeout && took < timeout * 4, "{took:?}");
 }

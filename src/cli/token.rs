@@ -14,7 +14,8 @@ use crate::join::cluster_info;
 use crate::join::token::parse_token_id;
 use crate::join::token_secret::{expiry, rfc3339, valid_group, DEFAULT_GROUP, KNOWN_USAGES};
 use crate::join::{BootstrapToken, CaCertHash, TokenSpec};
-use crate::postboot::{self, Caller, PostBootError};
+use crate::kubeapi::Caller;
+use crate::postboot::{self, PostBootError};
 
 /// kubeadm's `kubernetesAPICall` default.
 const API_TIMEOUT: Duration = Duration::from_secs(60);
@@ -127,7 +128,7 @@ async fn create(args: &CreateArgs, kubeconfig: PathBuf) -> Result<ExitCode, CliE
     };
     let caller = Caller::from_file(&kubeconfig, API_TIMEOUT)
         .await
-        .map_err(api_error)?;
+        .map_err(|e| api_error(e.into()))?;
     postboot::tokens::store_token(&caller, &spec, true)
         .await
         .map_err(api_error)?;
@@ -171,7 +172,7 @@ async fn create(args: &CreateArgs, kubeconfig: PathBuf) -> Result<ExitCode, CliE
 async fn list(kubeconfig: PathBuf) -> Result<ExitCode, CliError> {
     let caller = Caller::from_file(&kubeconfig, API_TIMEOUT)
         .await
-        .map_err(api_error)?;
+        .map_err(|e| api_error(e.into()))?;
     let tokens = postboot::tokens::list_tokens(&caller)
         .await
         .map_err(api_error)?;
@@ -264,7 +265,7 @@ async fn delete(args: &DeleteArgs, kubeconfig: PathBuf) -> Result<ExitCode, CliE
         .map_err(|e| CliError::usage(e.to_string(), e.hint()))?;
     let caller = Caller::from_file(&kubeconfig, API_TIMEOUT)
         .await
-        .map_err(api_error)?;
+        .map_err(|e| api_error(e.into()))?;
     for id in ids {
         postboot::tokens::delete_token(&caller, &id)
             .await

@@ -10,6 +10,7 @@ use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{BootstrapToken, ClusterInfo};
+use crate::kubeapi::Caller;
 
 #[derive(Clone)]
 pub enum JoinCredentials {
@@ -43,19 +44,15 @@ impl JoinCredentials {
         }
     }
 
-    /// A kube client for the discovered server, trusting only its CA, authenticated with these
+    /// A client for the discovered server, trusting only its CA, authenticated with these
     /// credentials; every call bounded by `timeout`.
-    pub fn client(&self, info: &ClusterInfo, timeout: Duration) -> Result<kube::Client, String> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    pub fn caller(&self, info: &ClusterInfo, timeout: Duration) -> Result<Caller, String> {
         let url: http::Uri = info
             .server
             .parse()
             .map_err(|e| format!("server {:?} is not a URL: {e}", info.server))?;
         let mut config = kube::Config::new(url);
         config.root_cert = Some(info.ca_ders());
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        config.write_timeout = Some(timeout);
         config.default_namespace = "kube-system".into();
         match self {
             JoinCredentials::Token(token) => {
@@ -68,6 +65,7 @@ impl JoinCredentials {
                     Some(base64.encode(key_pem.expose_secret()).into());
             }
         }
-        kube::Client::try_from(config).map_err(|e| crate::postboot::describe(&e))
+        let identity = format!("the join's {}", self.describe().trim_start_matches("a "));
+        Caller::from_config(config, identity, timeout)
     }
 }

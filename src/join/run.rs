@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::Api;
 
 use super::etcd_join::{self, EtcdJoinError};
 use super::etcd_journal::{JoinJournal, JournalError};
@@ -27,6 +26,7 @@ use crate::host::{write_all, HostRoot, RenderedFile, WriteError};
 use crate::init::agent_launch;
 use crate::init::run::{effective_config, EFFECTIVE_CONFIG};
 use crate::init::wait::{self, WaitFailure};
+use crate::kubeapi::{kube_system, Caller};
 use crate::pki::ExistingPki;
 use crate::preflight::{self, PreflightReport};
 use crate::render::{self, OutputLayout, Parts, RenderError, Templates, COMPONENTS};
@@ -453,13 +453,11 @@ async fn cluster_configuration(
         server: info.server.clone(),
         detail,
     };
-    let client = credentials.client(info, timeout).map_err(&fail)?;
-    let api: Api<ConfigMap> = Api::namespaced(client, "kube-system");
-    let map = match tokio::time::timeout(timeout, api.get(KUBEADM_CONFIG)).await {
-        Err(_) => return Err(fail(format!("no answer within {}s", timeout.as_secs()))),
-        Ok(Err(e)) => return Err(fail(crate::postboot::describe(&e))),
-        Ok(Ok(map)) => map,
-    };
+    let caller = credentials.caller(info, timeout).map_err(&fail)?;
+    let map = caller
+        .call(|client| async move { kube_system::<ConfigMap>(client).get(KUBEADM_CONFIG).await })
+        .await
+        .map_err(|failure| fail(failure.detail(timeout)))?;
     let text = map
         .data
         .and_then(|mut d| d.remove(CLUSTER_CONFIGURATION_KEY))
@@ -495,8 +493,9 @@ async fn etcd_client(
     let admin = find(files, &layout.kubernetes_dir.join("admin.conf"))?;
     let timeout = cfg.init.timeouts.kubernetes_api_call.0;
     let host = api_host(server);
-    let urls = match admin_client(&admin).await {
-        Ok(client) => etcd_join::client_urls(client, &host, timeout).await,
+    let admin_path = layout.kubernetes_dir.join("admin.conf");
+    let urls = match Caller::from_bytes(&admin_path, &admin, timeout).await {
+        Ok(caller) => etcd_join::client_urls(caller.client, &host, timeout).await,
         Err(_) => etcd_join::client_urls_fallback(&host),
     };
     let identity = Identity {
@@ -506,16 +505,6 @@ async fn etcd_client(
     };
     EtcdClient::with_identity(&urls, &identity, Duration::from_secs(10))
         .map_err(|e| JoinError::Etcd(EtcdJoinError::Etcd(e)))
-}
-
-async fn admin_client(kubeconfig: &[u8]) -> Result<kube::Client, String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = std::str::from_utf8(kubeconfig).map_err(|e| e.to_string())?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(text).map_err(|e| e.to_string())?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .map_err(|e| e.to_string())?;
-    kube::Client::try_from(config).map_err(|e| e.to_string())
 }
 
 /// The host of `https://host:port`.

@@ -12,19 +12,18 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::Api;
 
 use super::cipher::{self, DecryptError};
 use super::cluster_info::ClusterInfo;
 use super::credentials::JoinCredentials;
 use super::token::CertificateKey;
 use crate::host::{write_all, RenderedFile, WriteError};
+use crate::kubeapi::{describe, kube_system, Failure};
 
 /// kubeadm's `KubeadmCertsSecret`.
 pub const KUBEADM_CERTS: &str = "kubeadm-certs";
 /// kubeadm's `KubeadmCertsClusterRoleName` (a Role and a RoleBinding in kube-system).
 pub const KUBEADM_CERTS_ROLE: &str = "kubeadm:kubeadm-certs";
-const KUBE_SYSTEM: &str = "kube-system";
 /// A shared file is a few kilobytes; anything larger is not one.
 pub const MAX_FILE: usize = 1024 * 1024;
 
@@ -302,29 +301,31 @@ pub async fn download(
         server: server.clone(),
         detail,
     };
-    let client = credentials.client(info, timeout).map_err(&unreachable)?;
-    let api: Api<Secret> = Api::namespaced(client, KUBE_SYSTEM);
-    let secret = match tokio::time::timeout(timeout, api.get(KUBEADM_CERTS)).await {
-        Err(_) => {
+    let caller = credentials.caller(info, timeout).map_err(&unreachable)?;
+    let fetched = caller
+        .call(|client| async move { kube_system::<Secret>(client).get(KUBEADM_CERTS).await })
+        .await;
+    let secret = match fetched {
+        Ok(secret) => secret,
+        Err(Failure::TimedOut(_)) => {
             return Err(unreachable(format!(
                 "no answer within {}s",
                 timeout.as_secs()
             )))
         }
-        Ok(Ok(secret)) => secret,
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+        Err(Failure::Kube(kube::Error::Api(status))) if status.code == 404 => {
             return Err(UploadCertsError::Missing {
                 server: server.clone(),
             })
         }
-        Ok(Err(kube::Error::Api(status))) => {
+        Err(Failure::Kube(kube::Error::Api(status))) => {
             return Err(UploadCertsError::Refused {
                 server: server.clone(),
                 code: status.code,
                 detail: status.message.clone(),
             })
         }
-        Ok(Err(e)) => return Err(unreachable(crate::postboot::describe(&e))),
+        Err(Failure::Kube(e)) => return Err(unreachable(describe(&e))),
     };
     SharedCertificates::decrypt(&secret.data.unwrap_or_default(), key)
 }

@@ -131,7 +131,7 @@ impl Auth {
                 .await
                 .map_err(|_| Denied::ReviewFailed("TokenReview: no answer".into()))?
                 .map_err(|e| {
-                    Denied::ReviewFailed(format!("TokenReview: {}", crate::postboot::describe(&e)))
+                    Denied::ReviewFailed(format!("TokenReview: {}", crate::kubeapi::describe(&e)))
                 })?;
         let status = answer.status.unwrap_or_default();
         let user = status
@@ -212,7 +212,7 @@ impl Auth {
                 .map_err(|e| {
                     Denied::ReviewFailed(format!(
                         "SubjectAccessReview: {}",
-                        crate::postboot::describe(&e)
+                        crate::kubeapi::describe(&e)
                     ))
                 })?;
         let allowed = answer.status.is_some_and(|s| s.allowed);

@@ -11,7 +11,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
 use super::objects::{control_plane_taint, CONTROL_PLANE_LABEL, EXCLUDE_LB_LABEL};
-use crate::postboot::{Caller, PostBootError};
+use crate::kubeapi::{ApiError, Caller};
 
 /// kubeadm's `APICallRetryInterval`.
 const POLL: Duration = Duration::from_millis(500);
@@ -19,7 +19,7 @@ const POLL: Duration = Duration::from_millis(500);
 #[derive(Debug, thiserror::Error)]
 pub enum MarkError {
     #[error(transparent)]
-    Client(#[from] PostBootError),
+    Client(#[from] ApiError),
     #[error("the Node {node} did not appear within {after:?} (last: {last})")]
     NoNode {
         node: String,
@@ -66,7 +66,7 @@ pub async fn mark_control_plane(
         let last = match tokio::time::timeout(POLL * 4, nodes.get_opt(node)).await {
             Ok(Ok(Some(found))) => break found,
             Ok(Ok(None)) => "not registered yet".to_string(),
-            Ok(Err(e)) => crate::postboot::describe(&e),
+            Ok(Err(e)) => crate::kubeapi::describe(&e),
             Err(_) => "no answer".to_string(),
         };
         if tokio::time::Instant::now() + POLL > deadline {
@@ -95,12 +95,17 @@ pub async fn mark_control_plane(
         "metadata": {"labels": {CONTROL_PLANE_LABEL: "", EXCLUDE_LB_LABEL: ""}},
         "spec": {"taints": taints},
     });
-    nodes
-        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+    let patch = &patch;
+    admin
+        .call(|client| async move {
+            Api::<Node>::all(client)
+                .patch(node, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+        })
         .await
-        .map_err(|e| MarkError::Patch {
+        .map_err(|failure| MarkError::Patch {
             node: node.to_string(),
-            detail: crate::postboot::describe(&e),
+            detail: failure.detail(admin.timeout),
         })?;
     Ok(vec![
         format!("[mark-control-plane] Marking the node {node} as control-plane by adding the labels: [{CONTROL_PLANE_LABEL} {EXCLUDE_LB_LABEL}]"),

@@ -94,7 +94,7 @@ impl Shared {
     async fn client(&self) -> Result<Client, Denied> {
         self.client
             .get_or_try_init(|| async {
-                crate::postboot::Caller::from_file(
+                crate::kubeapi::Caller::from_file(
                     &self.options.kubeconfig,
                     std::time::Duration::from_secs(10),
                 )

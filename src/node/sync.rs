@@ -77,7 +77,7 @@ impl Failed {
 
 fn failed(what: &str) -> impl Fn(kube::Error) -> Failed + '_ {
     move |e| Failed {
-        message: format!("{what}: {}", crate::postboot::describe(&e)),
+        message: format!("{what}: {}", crate::kubeapi::describe(&e)),
         code: match &e {
             kube::Error::Api(response) => Some(response.code),
             _ => None,
@@ -242,7 +242,7 @@ impl NodeSync {
             return Ok(client.clone());
         }
         // The read timeout must outlast a watch; every other call is bounded by CALL_TIMEOUT.
-        let caller = crate::postboot::Caller::from_file(
+        let caller = crate::kubeapi::Caller::from_file(
             &self.options.kubeconfig,
             Duration::from_secs(u64::from(WATCH_SECONDS) + 30),
         )

@@ -14,13 +14,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::config::Kubeconfig;
 
 use super::bootstrap_objects as objects;
-use super::client::Caller;
 use super::error::PostBootError;
-use super::tokens::{kube_public, store_token, update_cluster_info};
-use super::{cluster_scoped, namespaced, put, ADMIN_CONF};
+use super::tokens::{store_token, update_cluster_info};
+use super::ADMIN_CONF;
 use crate::config::Config;
 use crate::join::cluster_info;
 use crate::join::TokenSpec;
+use crate::kubeapi::{cluster_scoped, kube_public, kube_system, put, ApiError, Caller};
 
 /// What the phase creates tokens from.
 #[derive(Debug, Clone)]
@@ -66,9 +66,9 @@ pub async fn bootstrap_token(
     lines.push("[bootstrap-token] Configured RBAC rules to allow certificate rotation for all node client certificates in the cluster".into());
 
     let (kubelet_config, role, binding) = objects::kubelet_config(cfg);
-    put(&admin, namespaced, &kubelet_config).await?;
-    put(&admin, namespaced, &role).await?;
-    put(&admin, namespaced, &binding).await?;
+    put(&admin, kube_system, &kubelet_config).await?;
+    put(&admin, kube_system, &role).await?;
+    put(&admin, kube_system, &binding).await?;
     lines.push("[kubelet] Creating a ConfigMap \"kubelet-config\" in namespace kube-system with the configuration for the kubelets in the cluster".into());
 
     lines.push(
@@ -90,7 +90,7 @@ pub async fn bootstrap_token(
 
 /// The `cluster-info` kubeconfig from admin.conf's current cluster: its server and CA data.
 pub fn published_kubeconfig(admin: &Path) -> Result<String, PostBootError> {
-    let bad = |detail: String| PostBootError::Kubeconfig {
+    let bad = |detail: String| ApiError::Kubeconfig {
         path: admin.to_path_buf(),
         detail,
         hint: "run `boot init phase kubeconfig` to write it".into(),

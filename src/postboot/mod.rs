@@ -11,31 +11,29 @@
 //!
 //! Host paths: reads `<kubernetes dir>/admin.conf` and, only when needed,
 //! `<kubernetes dir>/super-admin.conf`; writes nothing on the host. Every API call is bounded by
-//! `timeouts.kubernetesAPICall` and transient failures are retried a few times (`client`).
+//! `timeouts.kubernetesAPICall` and transient failures are retried a few times
+//! ([`crate::kubeapi`]).
 
 mod bootstrap;
 pub mod bootstrap_objects;
-mod client;
 mod error;
 pub mod objects;
 pub mod tokens;
 mod upload;
 
-use std::fmt::Debug;
 use std::path::Path;
 use std::time::Duration;
 
 use kube::api::{Api, PostParams};
-use kube::Client;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 pub use bootstrap::{bootstrap_token, published_kubeconfig, BootstrapTokens};
-pub use client::{is_transient, Caller, Failure};
-pub use error::{describe, PostBootError};
+pub use error::PostBootError;
 pub use upload::upload_certs;
 
 use crate::config::ClusterConfiguration;
+use crate::kubeapi::{
+    cluster_scoped, create, kube_system, put, ApiError, Caller, Failure, Outcome,
+};
 use objects::{
     CLUSTER_ADMINS, CLUSTER_ADMIN_ROLE, KUBEADM_CONFIG, KUBE_SYSTEM, NODES_KUBEADM_CONFIG,
 };
@@ -59,13 +57,18 @@ pub async fn run(
     let admin = Caller::from_file(&kubernetes_dir.join(ADMIN_CONF), timeout).await?;
     let mut lines = vec![ensure_cluster_admins(&admin, kubernetes_dir).await?];
     // Like kubeadm, everything after the binding is done as admin.conf, which now works.
-    let stored = create_or_update(&admin, &config_map).await?;
+    let stored = put(&admin, kube_system, &config_map).await?;
     lines.push(format!(
         "[upload-config] Stored the ClusterConfiguration in ConfigMap {KUBE_SYSTEM}/{KUBEADM_CONFIG} ({})",
         stored.word()
     ));
-    create_or_update(&admin, &objects::nodes_kubeadm_config_role()).await?;
-    create_or_update(&admin, &objects::nodes_kubeadm_config_binding()).await?;
+    put(&admin, kube_system, &objects::nodes_kubeadm_config_role()).await?;
+    put(
+        &admin,
+        kube_system,
+        &objects::nodes_kubeadm_config_binding(),
+    )
+    .await?;
     lines.push(format!(
         "[upload-config] Role and RoleBinding {KUBE_SYSTEM}/{NODES_KUBEADM_CONFIG} let nodes and \
          bootstrap tokens read it"
@@ -92,12 +95,12 @@ async fn ensure_cluster_admins(
         // The API server was reached but admin.conf has no rights yet: expected on a real
         // RBAC-enabled cluster, where only system:masters may create the binding.
         Err(Failure::Kube(kube::Error::Api(status))) if status.code == 403 => {}
-        Err(failure) => return Err(admin.error("create", &object, failure)),
+        Err(failure) => return Err(admin.error("create", &object, failure).into()),
     }
     let super_admin_path = kubernetes_dir.join(SUPER_ADMIN_CONF);
     if !super_admin_path.exists() {
         return Err(PostBootError::NoSuperAdmin {
-            admin: admin.kubeconfig.clone(),
+            admin: kubernetes_dir.join(ADMIN_CONF),
             super_admin: super_admin_path,
         });
     }
@@ -118,7 +121,7 @@ async fn ensure_cluster_admins(
 /// stored, so the first call right after it may still be Forbidden (seen on a loaded machine).
 /// Asked with a SelfSubjectAccessReview, which every authenticated user may create; within the
 /// API-call timeout, as kubeadm's calls retry until theirs.
-async fn until_authorized(admin: &Caller) -> Result<(), PostBootError> {
+async fn until_authorized(admin: &Caller) -> Result<(), ApiError> {
     use k8s_openapi::api::authorization::v1::{
         ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     };
@@ -152,116 +155,14 @@ async fn until_authorized(admin: &Caller) -> Result<(), PostBootError> {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(PostBootError::Timeout {
+            return Err(ApiError::Timeout {
                 action: "wait for",
                 object: format!("{CLUSTER_ADMINS} to take effect for admin.conf"),
-                kubeconfig: admin.kubeconfig.clone(),
+                identity: admin.identity.clone(),
                 after: admin.timeout,
                 last: Some("admin.conf is still not allowed to create ConfigMaps".into()),
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Created,
-    Existed,
-    Updated,
-}
-
-impl Outcome {
-    pub(crate) fn word(self) -> &'static str {
-        match self {
-            Outcome::Created => "created",
-            Outcome::Existed => "already there",
-            Outcome::Updated => "updated",
-        }
-    }
-}
-
-pub(crate) fn cluster_scoped<K>(client: Client) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope>,
-    K::DynamicType: Default,
-{
-    Api::all(client)
-}
-
-pub(crate) fn namespaced<K>(client: Client) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    Api::namespaced(client, KUBE_SYSTEM)
-}
-
-/// Creates `object`; AlreadyExists is [`Outcome::Existed`].
-pub(crate) async fn create<K>(
-    caller: &Caller,
-    api: fn(Client) -> Api<K>,
-    object: &K,
-) -> Result<Outcome, Failure>
-where
-    K: kube::Resource + Clone + Serialize + DeserializeOwned + Debug,
-{
-    let created = caller
-        .call(|client| async move { api(client).create(&PostParams::default(), object).await })
-        .await;
-    match created {
-        Ok(_) => Ok(Outcome::Created),
-        Err(Failure::Kube(kube::Error::Api(status)))
-            if status.code == 409 && status.reason == "AlreadyExists" =>
-        {
-            Ok(Outcome::Existed)
-        }
-        Err(failure) => Err(failure),
-    }
-}
-
-/// kubeadm's `apiclient.CreateOrUpdate` in `kube-system`.
-async fn create_or_update<K>(caller: &Caller, object: &K) -> Result<Outcome, PostBootError>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + Debug,
-    K::DynamicType: Default,
-{
-    put(caller, namespaced::<K>, object).await
-}
-
-/// kubeadm's `apiclient.CreateOrUpdate`: create, and on AlreadyExists replace the stored object
-/// unconditionally (no resourceVersion, so the last writer wins as in kubeadm).
-pub(crate) async fn put<K>(
-    caller: &Caller,
-    api: fn(Client) -> Api<K>,
-    object: &K,
-) -> Result<Outcome, PostBootError>
-where
-    K: kube::Resource + Clone + Serialize + DeserializeOwned + Debug,
-    K::DynamicType: Default,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    let what = match &object.meta().namespace {
-        Some(namespace) => format!("{} {namespace}/{name}", K::kind(&K::DynamicType::default())),
-        None => format!("{} {name}", K::kind(&K::DynamicType::default())),
-    };
-    match create(caller, api, object).await {
-        Ok(Outcome::Existed) => {}
-        Ok(outcome) => return Ok(outcome),
-        Err(failure) => return Err(caller.error("create", &what, failure)),
-    }
-    let name = name.as_str();
-    caller
-        .call(|client| async move {
-            api(client)
-                .replace(name, &PostParams::default(), object)
-                .await
-        })
-        .await
-        .map(|_| Outcome::Updated)
-        .map_err(|failure| caller.error("update", &what, failure))
 }

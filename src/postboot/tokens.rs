@@ -4,36 +4,19 @@
 //! bootstrapsigner (it computes the same value, and removes a deleted token's too).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::Client;
+use kube::api::{DeleteParams, ListParams, PostParams};
 
-use super::client::{Caller, Failure};
 use super::error::PostBootError;
-use super::{create, put, Outcome};
 use crate::join::cluster_info::{self, CLUSTER_INFO, KUBECONFIG_KEY, KUBE_PUBLIC};
 use crate::join::token::TOKEN_SECRET_PREFIX;
 use crate::join::token_secret::{TokenSpecError, TOKEN_SECRET_TYPE};
 use crate::join::{BootstrapToken, TokenSpec};
+use crate::kubeapi::{
+    create, kube_public, kube_system, put, Caller, Failure, Outcome, KUBE_SYSTEM,
+};
 
-const KUBE_SYSTEM: &str = "kube-system";
 /// Read-modify-write attempts of `cluster-info` against concurrent writers (the bootstrapsigner).
 const CONFLICT_ATTEMPTS: u32 = 5;
-
-pub(crate) fn kube_public<K>(client: Client) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    Api::namespaced(client, KUBE_PUBLIC)
-}
-
-fn kube_system<K>(client: Client) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
-    K::DynamicType: Default,
-{
-    Api::namespaced(client, KUBE_SYSTEM)
-}
 
 /// Stores `spec`'s Secret. `fail_if_exists` is `kubeadm token create`'s rule (a token ID is
 /// never reused); otherwise an existing one is replaced, as init's `UpdateOrCreateTokens`.
@@ -61,7 +44,7 @@ pub async fn store_token(
     caller
         .call(|client| async move { kube_system::<Secret>(client).get(name).await })
         .await
-        .map_err(|failure| caller.error("get", &what, failure))
+        .map_err(|failure| caller.error("get", &what, failure).into())
 }
 
 /// Every bootstrap token Secret in kube-system, parsed; one that does not parse is reported as
@@ -107,7 +90,7 @@ pub async fn delete_token(caller: &Caller, id: &str) -> Result<(), PostBootError
         Err(Failure::Kube(kube::Error::Api(status))) if status.code == 404 => {
             return Err(PostBootError::TokenNotFound { id: id.to_string() })
         }
-        Err(failure) => return Err(caller.error("delete", &what, failure)),
+        Err(failure) => return Err(caller.error("delete", &what, failure).into()),
     }
     update_cluster_info(caller, None, &[], &[id])
         .await
@@ -140,7 +123,7 @@ pub async fn update_cluster_info(
             match create(caller, kube_public::<ConfigMap>, &fresh).await {
                 Ok(Outcome::Existed) => continue, // created meanwhile: read it again
                 Ok(_) => return Ok(kubeconfig.to_string()),
-                Err(failure) => return Err(caller.error("create", &what, failure)),
+                Err(failure) => return Err(caller.error("create", &what, failure).into()),
             }
         };
         let data = config_map.data.get_or_insert_with(Default::default);
@@ -166,7 +149,7 @@ pub async fn update_cluster_info(
         match replaced {
             Ok(_) => return Ok(stored),
             Err(Failure::Kube(kube::Error::Api(status))) if status.code == 409 => continue,
-            Err(failure) => return Err(caller.error("update", &what, failure)),
+            Err(failure) => return Err(caller.error("update", &what, failure).into()),
         }
     }
     Err(PostBootError::Conflict { object: what })

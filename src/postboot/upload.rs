@@ -15,15 +15,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::jiff::Timestamp;
 
 use super::bootstrap_objects as objects;
-use super::client::Caller;
 use super::error::PostBootError;
 use super::tokens::store_token;
-use super::{namespaced, put, ADMIN_CONF};
+use super::ADMIN_CONF;
 use crate::config::Config;
 use crate::host::HostRoot;
 use crate::join::token_secret::{expiry, CERT_TOKEN_TTL};
 use crate::join::upload_certs::{seal, ENCRYPTION_CONFIG_KEY, EXTERNAL_ETCD, KUBEADM_CERTS};
 use crate::join::{BootstrapToken, CertificateKey, TokenSpec};
+use crate::kubeapi::{kube_system, put, Caller};
 
 /// kubeadm's description of the token that carries the Secret's TTL.
 const CERT_TOKEN_DESCRIPTION: &str = "Proxy for managing TTL for the kubeadm-certs secret";
@@ -82,10 +82,10 @@ pub async fn upload_certs(
         data: Some(data),
         ..Secret::default()
     };
-    put(&admin, namespaced, &secret).await?;
+    put(&admin, kube_system, &secret).await?;
     let (role, binding) = objects::kubeadm_certs_rbac();
-    put(&admin, namespaced, &role).await?;
-    put(&admin, namespaced, &binding).await?;
+    put(&admin, kube_system, &role).await?;
+    put(&admin, kube_system, &binding).await?;
     Ok(vec![
         "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace".into(),
     ])

@@ -15,8 +15,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, ListParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
+
+use crate::kubeapi::{describe, Caller};
 
 /// The metric whose `hash` label names the loaded configuration.
 const CONFIG_INFO: &str = "apiserver_encryption_config_controller_last_config_info{";
@@ -29,26 +30,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{kubeconfig}: {reason}")]
-    Kubeconfig { kubeconfig: String, reason: String },
+    #[error(transparent)]
+    Client(#[from] crate::kubeapi::ApiError),
     #[error("the API server did not answer {action}: {reason}")]
     Call { action: String, reason: String },
 }
 
 /// A client with the identity of `kubeconfig` (admin.conf).
 pub async fn client(kubeconfig: &Path) -> Result<Client, ApiError> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let bad = |reason: String| ApiError::Kubeconfig {
-        kubeconfig: kubeconfig.display().to_string(),
-        reason,
-    };
-    let file = Kubeconfig::read_from(kubeconfig).map_err(|e| bad(e.to_string()))?;
-    let mut config = Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-        .await
-        .map_err(|e| bad(e.to_string()))?;
-    config.read_timeout = Some(CALL_TIMEOUT);
-    config.connect_timeout = Some(Duration::from_secs(5));
-    Client::try_from(config).map_err(|e| bad(e.to_string()))
+    Ok(Caller::from_file(kubeconfig, CALL_TIMEOUT).await?.client)
 }
 
 /// The hashes (`sha256:<hex>`) of the encryption configurations the API server reports loaded.
@@ -59,7 +49,7 @@ pub async fn loaded_hashes(client: &Client) -> Result<Vec<String>, ApiError> {
     let text = tokio::time::timeout(CALL_TIMEOUT, client.request_text(request))
         .await
         .map_err(|_| call("GET /metrics", "timed out".into()))?
-        .map_err(|e| call("GET /metrics", e.to_string()))?;
+        .map_err(|e| call("GET /metrics", describe(&e)))?;
     Ok(config_hashes(&text))
 }
 
@@ -73,7 +63,7 @@ pub async fn api_server_addresses(client: &Client) -> Result<Vec<String>, ApiErr
     let list = tokio::time::timeout(CALL_TIMEOUT, slices.list(&params))
         .await
         .map_err(|_| call(action, "timed out".into()))?
-        .map_err(|e| call(action, e.to_string()))?;
+        .map_err(|e| call(action, describe(&e)))?;
     let mut addresses: Vec<String> = list
         .items
         .iter()
@@ -152,7 +142,7 @@ where
         let page = all
             .list(&params)
             .await
-            .map_err(|e| call(&format!("LIST {resource}"), e.to_string()))?;
+            .map_err(|e| call(&format!("LIST {resource}"), describe(&e)))?;
         done.listed += page.items.len() as u64;
         let puts = futures::stream::iter(page.items.into_iter().map(|object| {
             let client = client.clone();
@@ -198,7 +188,7 @@ where
     match api.replace(&name, &PostParams::default(), &object).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => Ok(false),
-        Err(e) => Err(format!("{namespace}/{name}: {e}")),
+        Err(e) => Err(format!("{namespace}/{name}: {}", describe(&e))),
     }
 }
 
