@@ -188,10 +188,7 @@ async fn sigterm_ignoring_group_is_killed_after_the_grace_period() {
         ),
     );
     let pid = agent.wait_ready("stubborn", T).await;
-    wait_until("both children", T, || async {
-        (group_members(pid).len() == 3).then_some(())
-    })
-    .await;
+    wait_for_async("both children", T, || group_members(pid).len() == 3).await;
     let cgroup_dirs = boot::agent::records::load_all(&agent.options.records_dir()).0[0].containers
         [0]
     .process
@@ -200,10 +197,7 @@ async fn sigterm_ignoring_group_is_killed_after_the_grace_period() {
     .cgroups;
     let removed = Instant::now();
     agent.remove_manifest("stubborn.yaml");
-    wait_until("the group to die", T, || async {
-        group_members(pid).is_empty().then_some(())
-    })
-    .await;
+    wait_for_async("the group to die", T, || group_members(pid).is_empty()).await;
     let took = removed.elapsed();
     assert!(
         took >= Duration::from_millis(1900),

@@ -150,9 +150,6 @@ async fn memory_limit_is_in_the_cgroup() {
     agent
         .wait_for("the pod to leave", T, |s| s.pods.is_empty().then_some(()))
         .await;
-    wait_until("the cgroup to be removed", T, || {
-        let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory{memory}"));
-        async move { (!dir.exists()).then_some(()) }
-    })
-    .await;
+    let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory{memory}"));
+    wait_for_async("the cgroup to be removed", T, || !dir.exists()).await;
 }

@@ -161,11 +161,7 @@ async fn a_hung_host_path_holds_neither_status_nor_other_pods_probes() {
     };
     agent.start_with_runtime(std::sync::Arc::new(runtime)).await;
     agent.write_manifest("hung.yaml", &sh_pod("hung", "exec sleep 1013", "", ""));
-    wait_until("the hung sandbox", T, || {
-        let entered = gate.entered();
-        async move { entered.then_some(()) }
-    })
-    .await;
+    wait_for_async("the hung sandbox", T, || gate.entered()).await;
     // While one pod's runtime call hangs, another pod starts and its exec probe runs.
     let probe =
         "    readinessProbe:\n      exec:\n        command: ['true']\n      periodSeconds: 1\n";

@@ -167,20 +167,26 @@ fn pod(status: &AgentStatus) -> Option<&PodStatus> {
         .find(|p| p.name == format!("static-web-{NODE}"))
 }
 
-/// Polls until `check` returns a value or the deadline passes (then panics with the last status).
+/// Polls `boot status` until `check` returns a value or the deadline passes (then panics with
+/// the last status).
 fn wait_for<T>(root: &Path, what: &str, mut check: impl FnMut(&AgentStatus) -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    let mut last = None;
-    while Instant::now() < deadline {
-        if let Some(status) = status(root) {
-            if let Some(value) = check(&status) {
-                return value;
-            }
-            last = Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}; last status: {last:#?}");
+    let last = std::cell::RefCell::new(None);
+    images::wait::poll_until(
+        DEADLINE,
+        Duration::from_millis(100), // each poll runs `boot status`
+        || {
+            let status = status(root)?;
+            let found = check(&status);
+            *last.borrow_mut() = Some(status);
+            found
+        },
+        || {
+            format!(
+                "timed out waiting for {what}; last status: {:#?}",
+                last.borrow()
+            )
+        },
+    )
 }
 
 /// One HTTP/1.1 GET of `/` on `ip:80`; the body, or None when nothing answers.

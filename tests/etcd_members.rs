@@ -6,10 +6,12 @@
 mod ports;
 #[path = "common/require.rs"]
 mod require;
+#[path = "common/wait.rs"]
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use boot::etcd::{members, promote, ClientFiles, EtcdClient, EtcdError};
 use boot::join::etcd_journal::{remove_member, Removal};
@@ -77,20 +79,20 @@ async fn wait_members(
     timeout: Duration,
     ready: impl Fn(&[members::Member]) -> bool,
 ) -> Vec<members::Member> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let last = members::list(client).await;
-        if let Ok(list) = &last {
-            if ready(list) {
-                return list.clone();
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members not as expected: {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let last = std::cell::RefCell::new(None);
+    let (ready, seen) = (&ready, &last);
+    wait::poll_until_async(
+        timeout,
+        Duration::from_millis(200),
+        || async move {
+            let list = members::list(client).await;
+            let found = list.as_ref().ok().filter(|l| ready(l)).cloned();
+            *seen.borrow_mut() = Some(list);
+            found
+        },
+        || format!("members not as expected: {:?}", last.borrow()),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

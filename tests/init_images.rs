@@ -547,42 +547,44 @@ agent:
     }
 
     fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&AgentStatus) -> Option<T>) -> T {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut last = None;
-        while Instant::now() < deadline {
-            if let Some(status) = self.status() {
-                if let Some(value) = check(&status) {
-                    return value;
-                }
-                last = Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        panic!("timed out waiting for {what}; last status: {last:#?}");
+        let last = std::cell::RefCell::new(None);
+        cluster::poll_until(
+            Duration::from_secs(90),
+            Duration::from_millis(200), // each poll runs `boot status`
+            || {
+                let status = self.status()?;
+                let found = check(&status);
+                *last.borrow_mut() = Some(status);
+                found
+            },
+            || {
+                format!(
+                    "timed out waiting for {what}; last status: {:#?}",
+                    last.borrow()
+                )
+            },
+        )
     }
 
     fn kubectl_until(&self, kubectl: &Path, args: &[&str], done: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let out = Command::new(kubectl)
-                .arg("--kubeconfig")
-                .arg(self.root.join("etc/kubernetes/admin.conf"))
-                .args(["--request-timeout", "10s"])
-                .args(args)
-                .output()
-                .unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if out.status.success() && done(stdout.trim()) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kubectl {}: {}",
-                args.join(" "),
-                images::text(&out)
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let last = std::cell::RefCell::new(String::new());
+        cluster::poll_until(
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                let out = Command::new(kubectl)
+                    .arg("--kubeconfig")
+                    .arg(self.root.join("etc/kubernetes/admin.conf"))
+                    .args(["--request-timeout", "10s"])
+                    .args(args)
+                    .output()
+                    .unwrap();
+                *last.borrow_mut() = images::text(&out);
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                (out.status.success() && done(stdout.trim())).then_some(())
+            },
+            || format!("kubectl {}: {}", args.join(" "), last.borrow()),
+        )
     }
 
     fn web_pod(&self, registry: &Registry) -> String {

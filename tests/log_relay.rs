@@ -4,6 +4,9 @@
 
 #[path = "common/require.rs"]
 mod require;
+#[path = "common/wait.rs"]
+mod wait;
+use wait::wait_for;
 
 use std::fs;
 use std::io::Write;
@@ -103,14 +106,6 @@ fn within<T: Send + 'static>(
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}: the pipe blocked"))
-}
-
-fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

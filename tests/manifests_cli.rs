@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 
@@ -12,6 +12,8 @@ use base64::Engine;
 mod ports;
 #[path = "common/require.rs"]
 mod require;
+#[path = "common/wait.rs"]
+mod wait;
 
 use ports::free_port;
 
@@ -169,17 +171,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn wait_for(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
-    let until = Instant::now() + deadline;
-    while Instant::now() < until {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[test]
 fn real_etcd_runs_from_the_rendered_manifest_with_the_generated_certificates() {
     let (Some(_), Some(_)) = (require::tool("etcd"), require::tool("etcdctl")) else {
@@ -243,11 +234,18 @@ fn real_etcd_runs_from_the_rendered_manifest_with_the_generated_certificates() {
             .output()
             .unwrap()
     };
-    wait_for("etcd health over mTLS", Duration::from_secs(30), || {
-        etcdctl("etcd/healthcheck-client", &["endpoint", "health"])
-            .status
-            .success()
-    });
+    let limit = Duration::from_secs(30);
+    wait::poll_until(
+        limit,
+        Duration::from_millis(100), // each poll runs etcdctl
+        || {
+            etcdctl("etcd/healthcheck-client", &["endpoint", "health"])
+                .status
+                .success()
+                .then_some(())
+        },
+        || format!("timed out after {limit:?} waiting for etcd health over mTLS"),
+    );
     let put = etcdctl(
         "apiserver-etcd-client",
         &["put", "/registry/boot-test", "hello"],

@@ -6,10 +6,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use x509_parser::prelude::FromDer;
+
+#[path = "common/wait.rs"]
+mod wait;
 
 const BOOT: &str = env!("CARGO_BIN_EXE_boot");
 
@@ -153,19 +156,19 @@ fn the_agent_watches_the_static_pod_path_of_the_kubelet_config() {
 }
 
 fn wait_for_status(root: &Path) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new(BOOT)
-            .args(["status", "-o", "json", "--root"])
-            .arg(root)
-            .output()
-            .unwrap();
-        if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-            if status["manifestDir"].is_string() {
-                return status;
-            }
-        }
-        assert!(Instant::now() < deadline, "the agent never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100), // each poll runs `boot status`
+        || {
+            let out = Command::new(BOOT)
+                .args(["status", "-o", "json", "--root"])
+                .arg(root)
+                .output()
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .filter(|status| status["manifestDir"].is_string())
+        },
+        || "the agent never answered".to_string(),
+    )
 }

@@ -423,7 +423,7 @@ containers:
     };
     let cat = ["cat", "/tmp/unshare"].map(String::from);
     let mut status = String::new();
-    wait_for(LONG, "the init's unshare status", || {
+    wait_for("the init's unshare status", LONG, || {
         let out = env.rt.block_on(runtime.exec_sync(default, &cat, LONG));
         status = String::from_utf8_lossy(&out.output).trim().to_string();
         out.end == ExecEnd::Exited(0) && !status.is_empty()

@@ -77,8 +77,8 @@ async fn a_manifest_runs_as_a_container_from_its_image() {
     assert!(std::path::Path::new(&format!("/proc/{pid}/root/layer-marker")).exists());
     assert!(!std::path::Path::new(&format!("/proc/{pid}/root/usr")).exists());
     wait_for(
-        Duration::from_secs(10),
         "the container's output in its log",
+        Duration::from_secs(10),
         || {
             std::fs::read_to_string(&log_path)
                 .is_ok_and(|t| t.contains("stdout F hello from the image"))
@@ -100,8 +100,8 @@ async fn a_manifest_runs_as_a_container_from_its_image() {
     // when the agent returns.
     let containers = root_dir.join("var/lib/boot/oci");
     wait_for(
-        Duration::from_secs(10),
         "the overlay to be unmounted",
+        Duration::from_secs(10),
         || mounts_under(&containers).is_empty(),
     );
     assert_eq!(

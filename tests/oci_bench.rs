@@ -24,7 +24,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 /// Until `/proc/<pid>/comm` is `sleep`: the workload itself runs, not the runtime's init.
 fn wait_running(pid: i32) {
-    wait_for(Duration::from_secs(10), "the workload to run", || {
+    wait_for("the workload to run", Duration::from_secs(10), || {
         std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
     });
 }

@@ -18,7 +18,7 @@ use boot::config::{parse, ClusterConfiguration, Config, HostFacts, Overrides};
 use boot::kubeapi::ApiError;
 use boot::postboot::{self, PostBootError};
 use serde_json::Value;
-use testkit::{free_port, standin, wait_for, Proc};
+use testkit::{free_port, standin, wait_for, Proc, DEADLINE};
 
 /// `timeouts.kubernetesAPICall`'s kubeadm default.
 const API_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -145,7 +145,7 @@ fn start_apiserver_with(cluster: &Cluster, faults: &str, control: &Path) -> Proc
         .env("BOOT_STANDIN_FAULTS", faults)
         .env("BOOT_STANDIN_CONTROL", control);
     let mut proc = Proc::start(command, cluster.dir.path(), "kube-apiserver");
-    wait_for("the stand-in API server to listen", || {
+    wait_for("the stand-in API server to listen", DEADLINE, || {
         if let Some(status) = proc.child.try_wait().unwrap() {
             panic!("kube-apiserver stand-in exited {status}: {}", proc.stderr());
         }

@@ -96,7 +96,7 @@ fn apiserver_serves_health_api_and_faults_without_etcd() {
         .env("BOOT_STANDIN_RECORD", &record);
     let mut apiserver = Proc::start(command, dir.path(), "apiserver");
     let admin = client(dir.path(), true);
-    wait_for("apiserver /livez", || {
+    wait_for("apiserver /livez", DEADLINE, || {
         request(port, Some(&admin), "GET", "/livez", "").is_ok_and(|r| r == (200, "ok".into()))
     });
 
@@ -183,7 +183,7 @@ fn scheduler_self_signed_and_kubeconfig_check() {
     ]);
     let _scheduler = Proc::start(command, dir.path(), "scheduler");
     let any = insecure_client();
-    wait_for("scheduler /healthz", || {
+    wait_for("scheduler /healthz", DEADLINE, || {
         request(port, Some(&any), "GET", "/healthz", "").is_ok_and(|(code, _)| code == 200)
     });
     assert!(get(port, &any, "/readyz?verbose")
@@ -200,11 +200,11 @@ fn faults_crash_ignore_sigterm_and_generic_http() {
         .args([format!("--listen=127.0.0.1:{port}"), "--http".into()])
         .env("BOOT_STANDIN_FAULTS", "ignore-sigterm");
     let mut generic = Proc::start(command, dir.path(), "generic");
-    wait_for("generic /healthz", || {
+    wait_for("generic /healthz", DEADLINE, || {
         request(port, None, "GET", "/healthz", "").is_ok_and(|(code, _)| code == 200)
     });
     generic.signal(nix::sys::signal::Signal::SIGTERM);
-    wait_for("SIGTERM to be ignored", || {
+    wait_for("SIGTERM to be ignored", DEADLINE, || {
         generic.stderr().contains("ignoring it")
     });
     assert!(generic.child.try_wait().unwrap().is_none());
@@ -230,7 +230,7 @@ fn faults_crash_ignore_sigterm_and_generic_http() {
         .env("BOOT_STANDIN_FAULTS", "hang")
         .env("BOOT_STANDIN_CONTROL", &control);
     let mut hung = Proc::start(command, dir.path(), "hung");
-    wait_for("the hang log line", || {
+    wait_for("the hang log line", DEADLINE, || {
         hung.stderr().contains("never listening")
     });
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());

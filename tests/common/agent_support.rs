@@ -3,7 +3,6 @@
 //! writes, status polling with deadlines, and `/proc` checks.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,16 @@ use boot::runtime::process::{cgroup, netns, proc};
 mod ports;
 #[path = "standin_exe.rs"]
 mod standin_exe;
+// A test crate may include two support modules that both bring `wait`: two copies, no harm.
+#[allow(clippy::duplicate_mod)]
+#[path = "wait.rs"]
+pub mod wait;
 #[allow(unused_imports)] // each test crate uses a different part
 pub use ports::{free_port, free_ports};
 #[allow(unused_imports)]
 pub use standin_exe::standin_exe;
+#[allow(unused_imports)]
+pub use wait::{poll_until, poll_until_async, wait_for, wait_for_async};
 
 pub const NODE: &str = "node1";
 
@@ -91,11 +96,14 @@ impl TestAgent {
             },
         )));
         self.shutdown = Some(tx);
-        let socket = self.options.status_socket.clone();
-        wait_until("the agent's status socket", Duration::from_secs(10), || {
-            let socket = socket.clone();
-            async move { status::fetch(&socket).await.ok() }
-        })
+        let socket = &self.options.status_socket;
+        let limit = Duration::from_secs(10);
+        poll_until_async(
+            limit,
+            wait::EVERY,
+            || async move { status::fetch(socket).await.ok() },
+            || format!("timed out after {limit:?} waiting for the agent's status socket"),
+        )
         .await;
     }
 
@@ -137,31 +145,33 @@ impl TestAgent {
         status::fetch_blocking(&self.options.status_socket).expect("agent status")
     }
 
-    /// Polls the status until `check` returns `Some`.
+    /// Polls the status until `check` returns `Some`; on timeout the panic shows the last status.
     pub async fn wait_for<T>(
         &self,
         what: &str,
         timeout: Duration,
         check: impl Fn(&AgentStatus) -> Option<T>,
     ) -> T {
-        let socket = self.options.status_socket.clone();
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            if let Ok(status) = status::fetch(&socket).await {
-                if let Some(found) = check(&status) {
-                    return found;
-                }
-                last = Some(status);
-            }
-            if Instant::now() > deadline {
-                panic!(
+        let socket = &self.options.status_socket;
+        let last = std::cell::RefCell::new(None);
+        let (check, seen) = (&check, &last);
+        poll_until_async(
+            timeout,
+            Duration::from_millis(50),
+            || async move {
+                let status = status::fetch(socket).await.ok()?;
+                let found = check(&status);
+                *seen.borrow_mut() = Some(status);
+                found
+            },
+            || {
+                format!(
                     "timed out waiting for {what}; last status: {}",
-                    serde_json::to_string_pretty(&last).unwrap()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+                    serde_json::to_string_pretty(&*last.borrow()).unwrap()
+                )
+            },
+        )
+        .await
     }
 
     /// Waits for the pod `<name>-node1` to satisfy `check`.
@@ -245,22 +255,6 @@ impl Drop for TestAgent {
             task.abort();
         }
         self.kill_everything();
-    }
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or panics naming `what`.
-pub async fn wait_until<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    check: impl Fn() -> F,
-) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check().await {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

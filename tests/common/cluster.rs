@@ -1,13 +1,14 @@
 //! A `boot init` cluster on a temporary root for end-to-end tests: the real `boot` binary,
 //! Debian's etcd, and either the stand-in components or the real ones (`BOOT_K8S_BIN`), on ports
 //! of its own; dropping it runs `boot reset --force`. Include with
-//! `#[path = "common/cluster.rs"] mod cluster;` (it brings `require`, `ports` and `standin_exe`).
+//! `#[path = "common/cluster.rs"] mod cluster;` (it brings `require`, `ports`, `standin_exe` and
+//! `wait`).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "ports.rs"]
 pub mod ports;
@@ -15,6 +16,12 @@ pub mod ports;
 pub mod require;
 #[path = "standin_exe.rs"]
 pub mod standin_exe;
+// A test crate may include two support modules that both bring `wait`: two copies, no harm.
+#[allow(clippy::duplicate_mod)]
+#[path = "wait.rs"]
+pub mod wait;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use wait::{poll_until, wait_for};
 
 pub const BOOT: &str = env!("CARGO_BIN_EXE_boot");
 /// This host may not forward IPv4 and may have fewer CPUs than kubeadm wants; neither matters here.
@@ -308,25 +315,6 @@ pub fn kubectl(kubectl: &Path, cluster: &Cluster, args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Calls `check` every `every` until it gives a value; once `limit` has passed, panics with
-/// `failure()`, called only then so that it can describe the state it finds.
-#[allow(dead_code)]
-pub fn poll_until<T>(
-    limit: Duration,
-    every: Duration,
-    mut check: impl FnMut() -> Option<T>,
-    failure: impl Fn() -> String,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{}", failure());
-        std::thread::sleep(every);
-    }
-}
-
 /// Runs `kubectl ARGS` until it succeeds, or panics with its last output after `timeout`.
 pub fn kubectl_until_ok(
     kubectl_exe: &Path,
@@ -334,18 +322,17 @@ pub fn kubectl_until_ok(
     args: &[&str],
     timeout: Duration,
 ) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = kubectl(kubectl_exe, cluster, args);
-        if out.status.success() {
-            return String::from_utf8_lossy(&out.stdout).into_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kubectl {} kept failing: {}",
-            args.join(" "),
-            text(&out)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let last = std::cell::RefCell::new(String::new());
+    poll_until(
+        timeout,
+        Duration::from_millis(500),
+        || {
+            let out = kubectl(kubectl_exe, cluster, args);
+            *last.borrow_mut() = text(&out);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        },
+        || format!("kubectl {} kept failing: {}", args.join(" "), last.borrow()),
+    )
 }

@@ -10,9 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
+
+// A test crate may include two support modules that both bring `wait`: two copies, no harm.
+#[allow(clippy::duplicate_mod)]
+#[path = "wait.rs"]
+pub mod wait;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use wait::wait_for;
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -27,15 +34,6 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// Waits for `condition` until `deadline`, panicking with `what` on timeout.
-pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A `docker-registry serve` process; killed on drop.

@@ -4,11 +4,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use boot::runtime::oci::image::{ImageConfig, ImageRootfs, StaticImages};
 use boot::runtime::oci::{OciRuntime, OciSettings};
 use k8s_openapi::api::core::v1::PodSpec;
+
+// A test crate may include two support modules that both bring `wait`: two copies, no harm.
+#[allow(clippy::duplicate_mod)]
+#[path = "wait.rs"]
+pub mod wait;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use wait::wait_for;
 
 pub const IMAGE: &str = "test.local/busybox:1";
 pub const APPLETS: &[&str] = &[
@@ -117,15 +123,6 @@ pub fn runtime(root: &Path, layers: &[PathBuf]) -> OciRuntime {
 
 pub fn pod_spec(yaml: &str) -> PodSpec {
     serde_yaml::from_str(yaml).unwrap()
-}
-
-/// Waits until `check` holds, up to `limit`.
-pub fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Lines of `/proc/self/mountinfo` that mention `path`.

@@ -13,7 +13,7 @@ pub use standin_exe::standin_exe;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long any awaited condition may take.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -48,7 +48,7 @@ impl Proc {
 
     pub fn wait_exit(&mut self) -> ExitStatus {
         let mut status = None;
-        wait_for("process exit", || {
+        wait_for("process exit", DEADLINE, || {
             status = self.child.try_wait().unwrap();
             status.is_some()
         });
@@ -67,14 +67,10 @@ impl Drop for Proc {
     }
 }
 
-/// Polls `condition` every 20 ms until it holds; panics after `DEADLINE`.
-pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+#[path = "../../common/wait.rs"]
+mod wait;
+#[allow(unused_imports)] // each test crate uses a different part
+pub use wait::wait_for;
 
 #[path = "../../common/ports.rs"]
 mod ports;
