@@ -13,8 +13,7 @@ mod images;
 #[path = "common/require.rs"]
 mod require;
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -189,20 +188,6 @@ fn wait_for<T>(root: &Path, what: &str, mut check: impl FnMut(&AgentStatus) -> O
     )
 }
 
-/// One HTTP/1.1 GET of `/` on `ip:80`; the body, or None when nothing answers.
-fn http_get(ip: IpAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&(ip, 80).into(), Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
 /// The pod, running from `image` with its image digest, and answering `page` on its pod IP.
 fn serving(root: &Path, image: &str, page: &str) -> (String, String, IpAddr) {
     let (uid, image_id, ip) = wait_for(root, &format!("static-web running {image}"), |s| {
@@ -214,14 +199,18 @@ fn serving(root: &Path, image: &str, page: &str) -> (String, String, IpAddr) {
         let ip: IpAddr = pod.pod_ip.as_deref()?.parse().ok()?;
         Some((pod.uid.clone(), web.image_id.clone()?, ip))
     });
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        match http_get(ip) {
-            Some(body) if body == page => break,
-            other if Instant::now() > deadline => panic!("GET http://{ip}/ answered {other:?}"),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
+    let last = std::cell::RefCell::new(None);
+    images::wait::poll_until(
+        DEADLINE,
+        Duration::from_millis(100),
+        || {
+            let body = images::http::get((ip, 80).into(), "/").map(|a| a.body);
+            let served = (body.as_deref() == Some(page)).then_some(());
+            *last.borrow_mut() = body;
+            served
+        },
+        || format!("GET http://{ip}/ answered {:?}", last.borrow()),
+    );
     (uid, image_id, ip)
 }
 

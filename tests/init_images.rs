@@ -17,8 +17,7 @@ mod cluster;
 mod images;
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -173,7 +172,8 @@ fn init_from_images(
     let (web_uid, ip) = test.wait_for("the web pod serving on its pod IP", |s| {
         let pod = s.pods.iter().find(|p| p.name == format!("web-{NODE}"))?;
         let ip: IpAddr = pod.pod_ip.as_deref()?.parse().ok()?;
-        (pod.ready && http_get(ip).as_deref() == Some("web\n")).then(|| (pod.uid.clone(), ip))
+        (pod.ready && images::http::get((ip, 80).into(), "/").is_some_and(|a| a.body == "web\n"))
+            .then(|| (pod.uid.clone(), ip))
     });
     uids.push(web_uid);
     let network = test.network();
@@ -742,18 +742,4 @@ fn nat_rules_of(network: &str) -> Vec<String> {
         .filter(|l| l.contains(network))
         .map(str::to_string)
         .collect()
-}
-
-/// One HTTP/1.1 GET of `/` on `ip:80`; the body, or None when nothing answers.
-fn http_get(ip: IpAddr) -> Option<String> {
-    let mut stream = TcpStream::connect_timeout(&(ip, 80).into(), Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).ok()?;
-    out.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
 }

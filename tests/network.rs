@@ -11,10 +11,11 @@
 
 #[path = "common/agent_support.rs"]
 mod agent_support;
+#[path = "common/http.rs"]
+mod http;
 #[path = "common/require.rs"]
 mod require;
 
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -111,27 +112,14 @@ fn site(agent: &TestAgent, text: &str) -> PathBuf {
     dir
 }
 
-/// `GET /index.html` on `addr`, retried until it answers or the deadline passes.
+/// `GET /index.html` on `addr`, retried until it answers or the deadline passes; the body.
 fn http_get(addr: SocketAddr) -> String {
-    let deadline = Instant::now() + T;
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET /index.html HTTP/1.0\r\nHost: pod\r\n\r\n")?;
-            let mut answer = String::new();
-            stream.read_to_string(&mut answer)?;
-            Ok(answer)
-        })();
-        match attempt {
-            Ok(answer) if answer.starts_with("HTTP/1.") => return answer,
-            other => assert!(
-                Instant::now() < deadline,
-                "no HTTP answer from {addr}: {other:?}"
-            ),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait::poll_until(
+        T,
+        Duration::from_millis(100),
+        || http::get(addr, "/index.html").map(|a| a.body),
+        || format!("no HTTP answer from {addr}"),
+    )
 }
 
 fn nat_chains() -> String {

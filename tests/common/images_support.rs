@@ -15,6 +15,8 @@ use std::time::Duration;
 use sha2::{Digest as _, Sha256};
 
 // A test crate may include two support modules that both bring `wait`: two copies, no harm.
+#[path = "http.rs"]
+pub mod http;
 #[allow(clippy::duplicate_mod)]
 #[path = "wait.rs"]
 pub mod wait;
@@ -78,7 +80,7 @@ impl Registry {
         wait_for(
             "the registry to answer /v2/",
             Duration::from_secs(20),
-            || http_get(port, "/v2/").is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+            || http::get(http::loopback(port), "/v2/").is_some_and(|a| a.status == 200),
         );
         registry
     }
@@ -110,20 +112,6 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One HTTP/1.1 GET over loopback; the raw response, or None when nothing answers.
-pub fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    stream.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 /// A layer under construction: entries in order, written as a tar by the `tar` crate (or with
