@@ -172,18 +172,21 @@ async fn logs_and_status_commands() {
         ),
     );
     agent.wait_ready("talk", T).await;
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let (_, text) = boot(&agent, &["logs", "talk"]);
-        if text.contains("oops") && text.contains("three") {
-            // stdout and stderr are relayed separately: only each stream's own order is fixed.
-            let stdout: Vec<&str> = text.lines().filter(|l| *l != "oops").collect();
-            assert_eq!(stdout, ["one", "two", "three"], "{text}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "logs: {text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let last = std::cell::RefCell::new(String::new());
+    let text = poll_until_async(
+        T,
+        Duration::from_millis(50),
+        || {
+            let (_, text) = boot(&agent, &["logs", "talk"]);
+            *last.borrow_mut() = text.clone();
+            std::future::ready((text.contains("oops") && text.contains("three")).then_some(text))
+        },
+        || format!("logs: {}", last.borrow()),
+    )
+    .await;
+    // stdout and stderr are relayed separately: only each stream's own order is fixed.
+    let stdout: Vec<&str> = text.lines().filter(|l| *l != "oops").collect();
+    assert_eq!(stdout, ["one", "two", "three"], "{text}");
     let (code, text) = boot(&agent, &["logs", "talk-node1", "-c", "main", "--tail", "1"]);
     assert_eq!((code, text.lines().count()), (0, 1), "{text}");
     let (code, text) = boot(&agent, &["logs", "talk", "-c", "nope"]);

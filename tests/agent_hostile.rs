@@ -190,16 +190,16 @@ async fn no_new_privs_read_only_mounts_and_ignored_fields() {
     agent.wait_ready("sec", T).await;
     let read = |suffix: &str| {
         let path = format!("{}.{suffix}", out.display());
-        let deadline = std::time::Instant::now() + T;
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                if !text.is_empty() {
-                    return text;
-                }
-            }
-            assert!(std::time::Instant::now() < deadline, "no {path}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll_until(
+            T,
+            wait::EVERY,
+            || {
+                std::fs::read_to_string(&path)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+            },
+            || format!("no {path}"),
+        )
     };
     assert_eq!(read("nnp").split_whitespace().last(), Some("1"));
     assert_eq!(read("ro").trim(), "read-only");
@@ -322,15 +322,17 @@ async fn old_logs_and_a_removed_pods_directories_are_collected() {
     let container_dir = log_dir.join("main");
     let logs = || boot::runtime::logs::files::restart_counts(&container_dir);
     // Collection runs in the background after each start: wait for it.
-    let deadline = std::time::Instant::now() + T;
-    while logs().len() > 2 || logs().first().is_some_and(|n| *n + 2 < pod.restarts) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "logs kept: {:?}",
-            logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let collected = || {
+        let kept = logs();
+        kept.len() <= 2 && kept.first().is_none_or(|n| *n + 2 >= pod.restarts)
+    };
+    poll_until_async(
+        T,
+        wait::EVERY,
+        || std::future::ready(collected().then_some(())),
+        || format!("logs kept: {:?}", logs()),
+    )
+    .await;
     assert!(!logs().is_empty());
     let empty_dir = agent.options.state_dir.join("pods").join(&pod.uid);
     assert!(empty_dir.join("volumes/scratch").is_dir());
@@ -340,16 +342,19 @@ async fn old_logs_and_a_removed_pods_directories_are_collected() {
             s.pod("churn").is_none().then_some(())
         })
         .await;
-    let deadline = std::time::Instant::now() + T;
-    while log_dir.exists() || empty_dir.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left behind: logs {}, emptyDir {}",
-            log_dir.exists(),
-            empty_dir.exists()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    poll_until_async(
+        T,
+        wait::EVERY,
+        || std::future::ready((!log_dir.exists() && !empty_dir.exists()).then_some(())),
+        || {
+            format!(
+                "left behind: logs {}, emptyDir {}",
+                log_dir.exists(),
+                empty_dir.exists()
+            )
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

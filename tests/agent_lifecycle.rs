@@ -55,15 +55,13 @@ async fn runs(
     ends: &std::path::Path,
     n: usize,
 ) -> (Vec<u128>, Vec<u128>) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while stamps(ends).len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} runs ended",
-            stamps(ends).len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until_async(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || std::future::ready((stamps(ends).len() >= n).then_some(())),
+        || format!("only {} runs ended", stamps(ends).len()),
+    )
+    .await;
     (stamps(starts), stamps(ends))
 }
 
@@ -277,16 +275,14 @@ async fn init_containers_run_in_order_and_duplicates_are_refused() {
     agent.write_manifest("a.yaml", &manifest);
     agent.wait_ready("ordered", T).await;
     // Ready means running (no readiness probe); the shell may not have written its line yet.
-    let deadline = Instant::now() + T;
-    while std::fs::read_to_string(&order)
-        .unwrap_or_default()
-        .lines()
-        .count()
-        < 3
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let lines = || std::fs::read_to_string(&order).unwrap_or_default();
+    poll_until_async(
+        T,
+        wait::EVERY,
+        || std::future::ready((lines().lines().count() >= 3).then_some(())),
+        || format!("not three lines in {}: {:?}", order.display(), lines()),
+    )
+    .await;
     assert_eq!(std::fs::read_to_string(&order).unwrap(), "one\ntwo\napp\n");
     agent.write_manifest("b.yaml", &manifest.replace("1005", "1006"));
     let problem = agent

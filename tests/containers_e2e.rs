@@ -318,10 +318,21 @@ fn static_web_runs_from_its_image_on_the_pod_network_and_leaves_nothing() {
     eprintln!("manifest removed → pod gone: {:?}", removed.elapsed());
     // The containers' cleanup (overlay unmount, directories) may end just after the pod left
     // the status.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !leftovers(&root, &bridge, &[&uid_v1, &uid_v2]).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    images::wait::poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            leftovers(&root, &bridge, &[&uid_v1, &uid_v2])
+                .is_empty()
+                .then_some(())
+        },
+        || {
+            format!(
+                "left behind: {:?}",
+                leftovers(&root, &bridge, &[&uid_v1, &uid_v2])
+            )
+        },
+    );
     eprintln!("manifest removed → nothing left: {:?}", removed.elapsed());
     assert_eq!(
         leftovers(&root, &bridge, &[&uid_v1, &uid_v2]),

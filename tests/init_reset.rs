@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 #[path = "common/cluster.rs"]
 mod cluster;
 
-use cluster::{alive, have_etcd, listening, require, text, walk, Cluster, BOOT, IGNORE};
+use cluster::{
+    alive, have_etcd, listening, poll_until, require, text, wait_for, walk, Cluster, BOOT, IGNORE,
+};
 
 #[test]
 fn init_serves_kubectl_and_reset_leaves_nothing() {
@@ -43,14 +45,12 @@ fn init_serves_kubectl_and_reset_leaves_nothing() {
     let agent_pid = json["agentPid"].as_i64().unwrap() as i32;
 
     // The status may still wait for readiness probes (initialDelaySeconds 10); wait for it.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !cluster.boot(&["status"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "boot status never reported all healthy"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll_until(
+        Duration::from_secs(40),
+        Duration::from_millis(200), // each poll runs `boot status`
+        || cluster.boot(&["status"]).status.success().then_some(()),
+        || "boot status never reported all healthy".to_string(),
+    );
 
     if let Some(kubectl) = require::tool("kubectl") {
         let admin = cluster.root().join("etc/kubernetes/admin.conf");
@@ -223,13 +223,11 @@ fn reset_finishes_after_an_init_killed_halfway() {
         .unwrap();
     // Kill it once the agent is up, while it waits for the control plane.
     let pid_file = cluster.root().join("run/boot/agent.pid");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pid_file.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for("init to start the agent", Duration::from_secs(30), || {
+        pid_file.exists()
+    });
     let _ = init.kill();
     let _ = init.wait();
-    assert!(pid_file.exists(), "init never started the agent");
     let reset = cluster.boot(&["reset", "--force"]);
     assert!(reset.status.success(), "{}", text(&reset));
     assert_eq!(cluster.tree(), before);
@@ -364,21 +362,20 @@ fn a_foreground_agent_starts_after_preflight_and_reset_stops_it() {
         .unwrap();
     let mut init = Foreground(Some(init));
     let socket = cluster.root().join("run/boot/agent.sock");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
-        if let Some(status) = init.child().try_wait().unwrap() {
-            let out = init.0.take().unwrap().wait_with_output().unwrap();
-            panic!(
-                "init exited ({status}) before its agent ran: {}",
-                text(&out)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the foreground agent never started"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(
+        "the foreground agent to start",
+        Duration::from_secs(60),
+        || {
+            if let Some(status) = init.child().try_wait().unwrap() {
+                let out = init.0.take().unwrap().wait_with_output().unwrap();
+                panic!(
+                    "init exited ({status}) before its agent ran: {}",
+                    text(&out)
+                );
+            }
+            socket.exists()
+        },
+    );
     let ledger = std::fs::read_to_string(cluster.root().join("var/lib/boot/ledger.json")).unwrap();
     assert!(
         ledger.contains(&cluster.root().join("run/boot").display().to_string()),
@@ -391,14 +388,12 @@ fn a_foreground_agent_starts_after_preflight_and_reset_stops_it() {
         "{}",
         text(&reset)
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while init.child().try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "boot init --agent=foreground still runs after reset"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || init.child().try_wait().unwrap(),
+        || "boot init --agent=foreground still runs after reset".to_string(),
+    );
     let out = init.0.take().unwrap().wait_with_output().unwrap();
     let status_port = cluster.ports[6];
     assert!(

@@ -91,16 +91,22 @@ fn agent_at_rest_with_the_api_sync_on() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{}", text(&init));
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let pid = loop {
-        let status = status(&exe, &cluster);
-        let api = &status["api"];
-        if api["nodeRegistered"] == true && api["mirrorPods"] == 4 && api["lastError"].is_null() {
-            break status["agentPid"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "never in sync: {status}");
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let last = std::cell::RefCell::new(Value::Null);
+    let pid = cluster::poll_until(
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        || {
+            let status = status(&exe, &cluster);
+            let api = &status["api"];
+            let synced = api["nodeRegistered"] == true
+                && api["mirrorPods"] == 4
+                && api["lastError"].is_null();
+            let pid = synced.then(|| status["agentPid"].as_u64().unwrap());
+            *last.borrow_mut() = status;
+            pid
+        },
+        || format!("never in sync: {}", last.borrow()),
+    );
     // Let start-up settle (the Started events, the first status posts), then measure.
     std::thread::sleep(Duration::from_secs(20));
     let requests = |s: &Value| s["api"]["requests"].as_u64().unwrap_or(0);

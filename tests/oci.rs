@@ -217,15 +217,17 @@ volumes:
     let runtime = runtime(&env.root, &env.layers);
     let running = start(&env, &runtime, "0123456789abcdef0123456789abcde1", &spec);
     let reported = || out.join("root-done").exists() && out.join("user-done").exists();
-    let deadline = std::time::Instant::now() + LONG;
-    while !reported() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the containers did not report; their logs:\n{}",
-            logs(&env.root)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::poll_until(
+        LONG,
+        wait::EVERY,
+        || reported().then_some(()),
+        || {
+            format!(
+                "the containers did not report; their logs:\n{}",
+                logs(&env.root)
+            )
+        },
+    );
 
     // Its own pid namespace and root file system.
     assert_eq!(read(&out.join("pid")), "1");

@@ -51,28 +51,25 @@ async fn a_manifest_runs_as_a_container_from_its_image() {
     std::fs::write(options.manifest_dir.join("web.yaml"), manifest).unwrap();
 
     let socket = options.status_socket.clone();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let (pid, log_path) = loop {
-        let found = status::fetch(&socket).await.ok().and_then(|s| {
-            s.pods
-                .iter()
-                .find_map(|p| match &p.containers.first()?.state {
-                    ContainerState::Running { pid, .. } => {
-                        Some((*pid, p.containers[0].log_path.clone()))
-                    }
-                    _ => None,
-                })
-        });
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pod did not run; logs:\n{}",
-            logs(&root_dir)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let socket = &socket;
+    let (pid, log_path) = wait::poll_until_async(
+        Duration::from_secs(30),
+        Duration::from_millis(50),
+        || async move {
+            status::fetch(socket).await.ok().and_then(|s| {
+                s.pods
+                    .iter()
+                    .find_map(|p| match &p.containers.first()?.state {
+                        ContainerState::Running { pid, .. } => {
+                            Some((*pid, p.containers[0].log_path.clone()))
+                        }
+                        _ => None,
+                    })
+            })
+        },
+        || format!("the pod did not run; logs:\n{}", logs(&root_dir)),
+    )
+    .await;
     // The container's process runs from the image's root file system, not the host's.
     assert!(std::path::Path::new(&format!("/proc/{pid}/root/layer-marker")).exists());
     assert!(!std::path::Path::new(&format!("/proc/{pid}/root/usr")).exists());

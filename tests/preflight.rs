@@ -7,12 +7,14 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "common/ports.rs"]
 mod ports;
 #[path = "common/require.rs"]
 mod require;
+#[path = "common/wait.rs"]
+mod wait;
 
 use ports::free_port;
 
@@ -80,11 +82,12 @@ impl Setup {
         let path = self.bin_dir.join(name);
         std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Command::new(&path).arg("--version").output().is_err() {
-            assert!(Instant::now() < deadline, "{} never ran", path.display());
-            std::thread::yield_now();
-        }
+        wait::poll_until(
+            Duration::from_secs(10),
+            Duration::ZERO, // ETXTBSY lasts as long as a fork: retry at once
+            || Command::new(&path).arg("--version").output().ok(),
+            || format!("{} never ran", path.display()),
+        );
         path
     }
 }
