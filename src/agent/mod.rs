@@ -19,6 +19,7 @@ pub mod server;
 pub mod source;
 pub mod status;
 pub mod supervisor;
+pub mod watch;
 
 pub use backoff::BackoffSettings;
 pub use options::AgentOptions;

@@ -262,11 +262,15 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
         .as_ref()
         .map(|cfg| auto_renewal(cfg, &options.root, &options.status_socket));
     // One thread is plenty for a supervisor and keeps the agent small.
+    let snapshots = config
+        .as_ref()
+        .and_then(|cfg| scheduled_snapshots(cfg, &options));
     let runtime = super::async_runtime(0)?;
     let result = runtime.block_on(async {
         let renewal = renewal.map(|auto| tokio::spawn(certs::auto::run(auto)));
+        let snapshots = snapshots.map(|s| tokio::spawn(crate::etcd::snapshot::scheduled::run(s)));
         let result = agent::run(options, super::shutdown_signal()).await;
-        if let Some(task) = renewal {
+        for task in [renewal, snapshots].into_iter().flatten() {
             task.abort();
         }
         result
@@ -283,6 +287,27 @@ pub fn run(args: AgentArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             "check /var/lib/boot/images under --root, or set BootConfiguration.runtime: process",
         ),
         other => CliError::new(ExitCode::Files, "the agent could not start").with_cause(other),
+    })
+}
+
+/// Scheduled etcd snapshots beside the agent, when the configuration turns them on and names a
+/// local etcd.
+fn scheduled_snapshots(
+    cfg: &crate::config::Config,
+    options: &AgentOptions,
+) -> Option<crate::etcd::snapshot::scheduled::Scheduled> {
+    let snapshots = &cfg.boot.etcd_snapshots;
+    if !snapshots.enabled || cfg.local_etcd().is_none() {
+        return None;
+    }
+    Some(crate::etcd::snapshot::scheduled::Scheduled {
+        // Validated when the configuration was loaded.
+        schedule: snapshots.schedule.parse().ok()?,
+        retention: snapshots.retention as usize,
+        directory: options.root.path(&snapshots.directory),
+        node_name: cfg.node_name.clone(),
+        manifest_dir: options.manifest_dir.clone(),
+        root: options.root.clone(),
     })
 }
 

@@ -97,6 +97,23 @@ pub fn load(global: &GlobalArgs, flags: &ConfigFlags) -> Result<Config, CliError
     Ok(config)
 }
 
+/// The configuration the node runs with, for day-two commands: `--config` when given, else the
+/// effective configuration `boot init` or `boot join` recorded (`/var/lib/boot/config.yaml`
+/// under the root), else the defaults.
+pub fn load_effective(
+    global: &GlobalArgs,
+    root: &crate::host::HostRoot,
+    flags: &ConfigFlags,
+) -> Result<Config, CliError> {
+    let recorded = root.path(crate::init::run::EFFECTIVE_CONFIG);
+    if global.config.is_none() && recorded.is_file() {
+        let mut global = global.clone();
+        global.config = Some(recorded);
+        return load(&global, flags);
+    }
+    load(global, flags)
+}
+
 /// Parses a configuration file without resolving it against the host.
 pub fn parse_file(path: &std::path::Path) -> Result<config::Documents, CliError> {
     let text = std::fs::read_to_string(path).map_err(|e| {

@@ -5,6 +5,7 @@ mod agent;
 mod certs;
 mod config_cmd;
 mod error;
+mod etcd;
 mod images;
 mod init;
 mod join;
@@ -92,6 +93,9 @@ pub enum Command {
     /// Encryption at rest: `rotate-key` replaces the key without losing access to any Secret.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// etcd snapshots of this node's member: save, list, prune, restore.
+    #[command(subcommand)]
+    Etcd(etcd::EtcdCommand),
     /// The images init uses, pulling and importing them, and the local image store.
     #[command(subcommand)]
     Images(images::ImagesCommand),
@@ -153,6 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Token(command) => token::run(command, global),
         Command::Certs(command) => certs::run(command, global),
         Command::Images(command) => images::run(command, global),
+        Command::Etcd(command) => etcd::run(command, global),
         Command::Secrets(command) => secrets::run(command, global),
         Command::LogRelay(args) => agent::run_log_relay(args),
         Command::OciShim(args) => std::process::exit(crate::runtime::oci::shim::run(args)),

@@ -22,6 +22,10 @@ pub struct ResetArgs {
     /// Keep the image store (/var/lib/boot/images), so a new init pulls nothing.
     #[arg(long)]
     pub keep_images: bool,
+    /// Keep the etcd snapshots (BootConfiguration.etcdSnapshots.directory,
+    /// /var/lib/boot/snapshots by default), to restore one after a new init.
+    #[arg(long)]
+    pub keep_snapshots: bool,
 }
 
 pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
@@ -50,6 +54,12 @@ pub fn run(args: ResetArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
     }
     if args.keep_images {
         plan = plan.keep_images(&root);
+    }
+    if args.keep_snapshots {
+        let directory = super::load::load_effective(global, &root, &Default::default())
+            .map(|cfg| cfg.boot.etcd_snapshots.directory)
+            .unwrap_or_else(|_| crate::etcd::snapshot::DEFAULT_DIR.into());
+        plan = plan.keep_snapshots(root.path(directory));
     }
     if args.dry_run {
         println!("{plan}");

@@ -38,6 +38,8 @@ pub struct BootConfiguration {
     pub audit: Audit,
     /// Registry mirrors, credentials and plain-HTTP registries for image pulls.
     pub registries: RegistriesConfiguration,
+    /// The agent's scheduled etcd snapshots.
+    pub etcd_snapshots: EtcdSnapshots,
 }
 
 /// `BootConfiguration.runtime` (and `boot agent --runtime`).
@@ -67,6 +69,38 @@ impl Default for BootConfiguration {
             encryption_at_rest: EncryptionAtRest::default(),
             audit: Audit::default(),
             registries: RegistriesConfiguration::default(),
+            etcd_snapshots: EtcdSnapshots::default(),
+        }
+    }
+}
+
+/// Scheduled etcd snapshots, taken by the agent from this node's member (stacked etcd only).
+///
+/// On by default, twice a day, the five newest kept: the default of k3s and RKE2, where a
+/// snapshot is what turns a lost or corrupted etcd into a restore instead of a rebuild. Five
+/// snapshots of a small cluster's store cost tens of megabytes; a node that cannot spare that, or
+/// that is backed up otherwise, sets `enabled: false`. Snapshots on the node do not survive the
+/// node's disk: copy them off (`boot etcd snapshot ls` lists them).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct EtcdSnapshots {
+    pub enabled: bool,
+    /// A five-field cron schedule in UTC (k3s's default `0 */12 * * *`).
+    pub schedule: String,
+    /// Scheduled snapshots kept; older ones are removed after each new one. Snapshots saved by
+    /// hand or before an upgrade are never removed by the schedule.
+    pub retention: u32,
+    /// Where snapshots go (0700); under `--root`.
+    pub directory: PathBuf,
+}
+
+impl Default for EtcdSnapshots {
+    fn default() -> Self {
+        EtcdSnapshots {
+            enabled: true,
+            schedule: "0 */12 * * *".into(),
+            retention: 5,
+            directory: crate::etcd::snapshot::DEFAULT_DIR.into(),
         }
     }
 }

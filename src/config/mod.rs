@@ -12,7 +12,7 @@ mod types;
 mod validate;
 
 pub use boot::{
-    AgentConfiguration, AgentMode, Backoff, BootConfiguration, NetworkConfiguration,
+    AgentConfiguration, AgentMode, Backoff, BootConfiguration, EtcdSnapshots, NetworkConfiguration,
     RegistriesConfiguration, RegistryHostConfig, RegistryMirror, RuntimeKind, BOOT_API_VERSION,
 };
 pub use error::ConfigError;

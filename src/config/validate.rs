@@ -264,6 +264,27 @@ pub fn boot(boot: &BootConfiguration, sources: &[DocumentSource]) -> Result<(), 
             "must be longer than 0s".into(),
         ));
     }
+    let snapshots = &boot.etcd_snapshots;
+    if let Err(e) = snapshots
+        .schedule
+        .parse::<crate::etcd::snapshot::Schedule>()
+    {
+        return Err(at(&["etcdSnapshots", "schedule"], e.to_string())
+            .with_hint("five fields in UTC, e.g. \"0 */12 * * *\", or @daily"));
+    }
+    if snapshots.enabled && snapshots.retention == 0 {
+        return Err(at(
+            &["etcdSnapshots", "retention"],
+            "0 would remove every snapshot as soon as it is taken".into(),
+        )
+        .with_hint("keep at least 1, or set etcdSnapshots.enabled: false"));
+    }
+    if !snapshots.directory.is_absolute() {
+        return Err(at(
+            &["etcdSnapshots", "directory"],
+            format!("{} is not an absolute path", snapshots.directory.display()),
+        ));
+    }
     Ok(())
 }
 

@@ -213,24 +213,8 @@ impl EtcdClient {
             tried: vec![(endpoint.to_string(), reason)],
         };
         let exchange = async {
-            let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
-                .await
-                .map_err(|e| format!("dial tcp {}: {e}", endpoint.authority()))?;
-            let name = ServerName::try_from(endpoint.host.clone())
-                .map_err(|e| format!("invalid server name: {e}"))?;
-            let tls = TlsConnector::from(self.tls.clone())
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("tls: {e}"))?;
-            let request = Request::builder()
-                .method(Method::POST)
-                .uri(path)
-                .header(header::HOST, endpoint.authority())
-                .header(header::CONTENT_TYPE, "application/json")
-                .header(header::CONNECTION, "close")
-                .body(Full::new(Bytes::copy_from_slice(json)))
-                .expect("a valid request");
-            client::send(tls, request, max_answer)
+            let tls = self.connect(endpoint).await?;
+            client::send(tls, post(endpoint, path, json), max_answer)
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -257,6 +241,92 @@ impl EtcdClient {
             reason: format!("{path}: {e}"),
         })
     }
+}
+
+impl EtcdClient {
+    /// A TLS connection to `endpoint`, or why there is none.
+    async fn connect(
+        &self,
+        endpoint: &ClientUrl,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
+            .await
+            .map_err(|e| format!("dial tcp {}: {e}", endpoint.authority()))?;
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|e| format!("invalid server name: {e}"))?;
+        TlsConnector::from(self.tls.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls: {e}"))
+    }
+
+    /// `POST path` with `body` as JSON to the first endpoint that accepts a connection, the
+    /// answer handed to `sink` as it arrives (a server-streaming call such as
+    /// `/v3/maintenance/snapshot`, whose answer is one JSON object per message). The whole
+    /// exchange is bounded by `timeout`, not the client's per-call timeout.
+    pub async fn stream<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+        sink: &mut (dyn FnMut(&[u8]) -> Result<(), String> + Send),
+    ) -> Result<(), EtcdError> {
+        let json = serde_json::to_vec(body).expect("etcd requests serialize");
+        let mut unreachable = Vec::new();
+        for endpoint in &self.endpoints {
+            let tls = match tokio::time::timeout(self.timeout, self.connect(endpoint)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(reason)) => {
+                    unreachable.push((endpoint.to_string(), reason));
+                    continue;
+                }
+                Err(_) => {
+                    unreachable.push((
+                        endpoint.to_string(),
+                        format!("no connection within {:?}", self.timeout),
+                    ));
+                    continue;
+                }
+            };
+            let exchange =
+                client::send_streaming(tls, post(endpoint, path, &json), MAX_ANSWER, sink);
+            let answer = match tokio::time::timeout(timeout, exchange).await {
+                Err(_) => {
+                    return Err(EtcdError::BadAnswer {
+                        endpoint: endpoint.to_string(),
+                        reason: format!("{path} did not finish within {timeout:?}"),
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(EtcdError::BadAnswer {
+                        endpoint: endpoint.to_string(),
+                        reason: format!("{path}: {e}"),
+                    })
+                }
+                Ok(Ok(answer)) => answer,
+            };
+            if !answer.status.is_success() {
+                return Err(EtcdError::Refused {
+                    endpoint: endpoint.to_string(),
+                    call: path.to_string(),
+                    message: error_message(&answer.body, answer.status),
+                });
+            }
+            return Ok(());
+        }
+        Err(EtcdError::Unreachable { tried: unreachable })
+    }
+}
+
+fn post(endpoint: &ClientUrl, path: &str, json: &[u8]) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::HOST, endpoint.authority())
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONNECTION, "close")
+        .body(Full::new(Bytes::copy_from_slice(json)))
+        .expect("a valid request")
 }
 
 /// What a learner answers to calls only voting members serve (`rpctypes.ErrGRPCNotSupportedForLearner`).

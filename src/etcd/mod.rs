@@ -9,6 +9,7 @@ pub mod kv;
 pub mod local;
 pub mod members;
 pub mod promote;
+pub mod snapshot;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -88,6 +88,72 @@ where
     }
 }
 
+/// Why a streamed exchange stopped: the exchange itself, or the sink refused a chunk.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError<E: std::fmt::Display + std::fmt::Debug> {
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("{0}")]
+    Sink(E),
+}
+
+/// [`send`] for answers too large to hold: the body of a successful (2xx) response goes to
+/// `sink` chunk by chunk as it arrives, and the returned response's body is empty; any other
+/// response is read up to `max_error_body` as [`send`] reads it. A sink error ends the exchange.
+pub async fn send_streaming<IO, B, E>(
+    io: IO,
+    request: Request<B>,
+    max_error_body: usize,
+    sink: &mut (dyn FnMut(&[u8]) -> Result<(), E> + Send),
+) -> Result<BoundedResponse, StreamError<E>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: std::fmt::Display + std::fmt::Debug,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .max_buf_size(MAX_HEAD)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(ExchangeError)?;
+    let exchange = async {
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| StreamError::Exchange(ExchangeError(e)))?;
+        if !response.status().is_success() {
+            return read_bounded(response, max_error_body)
+                .await
+                .map_err(|e| StreamError::Exchange(ExchangeError(e)));
+        }
+        let (parts, mut body) = response.into_parts();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| StreamError::Exchange(ExchangeError(e)))?;
+            if let Ok(chunk) = frame.into_data() {
+                sink(&chunk).map_err(StreamError::Sink)?;
+            }
+        }
+        Ok(BoundedResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body: Bytes::new(),
+            truncated: false,
+        })
+    };
+    tokio::pin!(connection, exchange);
+    tokio::select! {
+        biased;
+        result = &mut exchange => result,
+        ended = &mut connection => {
+            ended.map_err(ExchangeError)?;
+            exchange.await
+        }
+    }
+}
+
 async fn read_bounded(
     response: hyper::Response<hyper::body::Incoming>,
     max_body: usize,

@@ -56,6 +56,16 @@ impl ResetPlan {
         self.kept.push(store);
         self
     }
+
+    /// Keeps the etcd snapshot directory (`boot reset --keep-snapshots`): a node reset to be
+    /// initialised again can restore from them.
+    pub fn keep_snapshots(mut self, directory: std::path::PathBuf) -> Self {
+        self.trees.retain(|t| *t != directory);
+        self.dirs.retain(|d| !directory.starts_with(d));
+        // Inside a tree that is emptied: kept as the image store is.
+        self.kept.push(directory);
+        self
+    }
 }
 
 /// The plan for `root`; a ledger naming anything that is not boot's is refused as a whole.

@@ -17,3 +17,4 @@ mod join_data_real;
 mod join_ha;
 mod node_api;
 mod secrets_real;
+mod snapshot_real;
