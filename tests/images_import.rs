@@ -1,6 +1,7 @@
 //! `boot images import`: an OCI layout directory, an `oci-archive` tar written by skopeo, a
 //! legacy `docker save` tar; and hostile layers (a `..` entry, a write through an absolute
-//! symlink, a hard link out of the layer), which are refused without writing outside the store.
+//! symlink, a hard link out of the layer, a whiteout of `.` or `..`), which are refused without
+//! writing or removing anything outside the layer being unpacked.
 
 #[path = "common/require.rs"]
 mod require;
@@ -220,6 +221,44 @@ fn a_hard_link_out_of_the_layer_is_refused() {
 #[test]
 fn a_relative_symlink_climbing_out_is_refused() {
     assert_refused(Layer::new().symlink("a/up", "../../etc").tar(), "a/up");
+}
+
+/// A whiteout of `.` or `..` names the layer's own directory or the store's `tmp/` holding it
+/// (other pulls' partial downloads): refused before anything is removed, at the root and below.
+#[test]
+fn a_whiteout_of_the_current_or_parent_directory_is_refused() {
+    for entry in [".wh...", ".wh..", "app/.wh...", "app/.wh.."] {
+        let layout = tempfile::tempdir().unwrap();
+        let layer = Layer::new()
+            .dir("app/", 0o755)
+            .file("app/run", 0o755, b"x")
+            .file(entry, 0o644, b"")
+            .tar();
+        write_layout(layout.path(), "evil.example/x:1", &[layer], &["/x"]);
+        let root = tempfile::tempdir().unwrap();
+        // Another pull's partial download, as the store keeps it while it runs.
+        let store = Store::open(&HostRoot::under(root.path()).unwrap()).unwrap();
+        let other = store.dir().join("tmp/blob-0123.4242.0");
+        std::fs::write(&other, b"half a layer").unwrap();
+        let out = boot(
+            root.path(),
+            &["images", "import", layout.path().to_str().unwrap()],
+        );
+        assert_eq!(out.status.code(), Some(7), "{entry}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("refused") && stderr.contains(entry),
+            "{entry}: {}",
+            text(&out)
+        );
+        assert!(other.is_file(), "{entry} removed another pull's download");
+        assert_eq!(
+            std::fs::read_dir(store.dir().join("tmp")).unwrap().count(),
+            1,
+            "{entry}: the partial layer stayed behind"
+        );
+        assert!(resolve(root.path(), "evil.example/x:1").is_none());
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! modes, owners, xattrs and mtimes the tar gives them.
 //!
 //! The tar is untrusted. Every entry path is cleaned (a leading `/` or `./` is dropped) and a `..`
-//! component is an error; nothing is ever written through a symlink (an entry below a symlink the
+//! component is an error, as is a whiteout of `.` or `..` (`.wh..`, `.wh...`); nothing is ever written through a symlink (an entry below a symlink the
 //! layer made, `evil -> /etc` then `evil/passwd`, is refused); a hard link's target must be a
 //! file of this layer. The directory must be new and empty: the store unpacks into a temporary
 //! directory and renames it into place only when the whole layer and its diff_id checked out.
@@ -270,15 +270,22 @@ impl<'a> Unpacker<'a> {
     }
 
     fn whiteout(&mut self, rel: &Path, hidden: &str) -> Result<(), WhiteoutError> {
+        if hidden.is_empty() {
+            return Err(WhiteoutError::Invalid("a bare .wh. whiteout"));
+        }
+        // `.wh..` and `.wh...` would delete the directory itself or its parent: at the layer
+        // root, the store's tmp/ with every other pull's partial download in it.
+        if hidden == "." || hidden == ".." {
+            return Err(WhiteoutError::Invalid(
+                "it whites out '.' or '..', not an entry",
+            ));
+        }
         let parent_rel = rel.parent().unwrap_or(Path::new(""));
         let parent = self.dest.join(parent_rel);
         fs::create_dir_all(&parent).map_err(WhiteoutError::Io)?;
         self.stats.whiteouts += 1;
         if format!("{WHITEOUT_PREFIX}{hidden}") == OPAQUE_MARKER {
             return lsetxattr(&parent, OPAQUE_XATTR, b"y").map_err(WhiteoutError::Io);
-        }
-        if hidden.is_empty() {
-            return Err(WhiteoutError::Invalid("a bare .wh. whiteout"));
         }
         if hidden.starts_with(WHITEOUT_PREFIX) {
             return Ok(()); // aufs metadata (.wh..wh.plnk, .wh..wh.aufs): not part of the image
