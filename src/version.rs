@@ -87,7 +87,7 @@ impl fmt::Display for Version {
 
 /// The Kubernetes version `boot` renders for when neither the configuration nor a binary on the
 /// host says otherwise (kubeadm resolves `stable-1` online; `boot` works offline).
-pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.2";
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.36.2";
 
 /// The etcd image tag kubeadm pairs with each Kubernetes minor (`SupportedEtcdVersion` in
 /// kubeadm's `constants.go`); the nearest entry is used for minors outside the table.
@@ -164,6 +164,13 @@ mod tests {
         assert_eq!(etcd_tag_for(&Version::new(1, 40, 0)), "3.6.6-0");
         assert!(Version::new(3, 5, 11) > "3.5.10-0".parse().unwrap());
         assert!("3.5.11-0".parse::<Version>().unwrap().at_least(3, 5, 11));
+    }
+
+    #[test]
+    fn the_default_is_the_newest_minor_boot_knows() {
+        let default: Version = DEFAULT_KUBERNETES_VERSION.parse().unwrap();
+        let newest = SUPPORTED_ETCD.iter().map(|(minor, _)| *minor).max();
+        assert_eq!((default.major, Some(default.minor)), (1, newest));
     }
 
     #[test]

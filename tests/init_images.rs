@@ -63,7 +63,7 @@ fn init_runs_the_standin_control_plane_from_images_and_reset_leaves_nothing() {
     let Some(tools) = prerequisites() else { return };
     let standin = standin_exe::standin_exe().to_path_buf();
     let binaries = COMPONENTS.map(|c| (c, standin.clone()));
-    init_from_images(&tools, "v1.34.2", &binaries, None);
+    init_from_images(&tools, "v1.36.2", &binaries, None);
 }
 
 #[test]
@@ -230,7 +230,7 @@ fn bench_init_from_images_against_the_process_runtime() {
         None => {
             let standin = standin_exe::standin_exe().to_path_buf();
             (
-                "v1.34.2",
+                "v1.36.2",
                 COMPONENTS.iter().map(|c| (*c, standin.clone())).collect(),
             )
         }

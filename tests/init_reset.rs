@@ -132,7 +132,7 @@ fn post_boot_binds_cluster_admins_and_uploads_the_configuration() {
     let parsed = boot::config::parse("uploaded", uploaded).unwrap();
     assert_eq!(
         parsed.cluster.unwrap().kubernetes_version.as_deref(),
-        Some("v1.34.2")
+        Some("v1.36.2")
     );
     let output = text(&init);
     assert!(

@@ -65,7 +65,7 @@ fn flags_are_checked_like_the_real_binaries() {
             out.status.code(),
             String::from_utf8_lossy(&out.stdout).trim()
         ),
-        (Some(0), "Kubernetes v1.34.2")
+        (Some(0), "Kubernetes v1.36.2")
     );
     let out = standin(dir.path(), "kube-controller-manager")
         .arg("--version=true")
@@ -106,7 +106,7 @@ fn apiserver_serves_health_api_and_faults_without_etcd() {
     assert!(get(port, &admin, "/livez?verbose").1.contains("[+]ping ok"));
     assert!(get(port, &admin, "/version")
         .1
-        .contains("\"gitVersion\":\"v1.34.2\""));
+        .contains("\"gitVersion\":\"v1.36.2\""));
 
     let path = "/api/v1/namespaces/kube-system/configmaps";
     let cm = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"kubeadm-config"},"data":{"k":"v"}}"#;

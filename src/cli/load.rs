@@ -21,7 +21,7 @@ pub struct ConfigFlags {
     /// A stable IP or DNS name (with optional port) for the control plane.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub control_plane_endpoint: Option<String>,
-    /// The Kubernetes version to render for (default: the kube-apiserver binary's, else v1.34.2).
+    /// The Kubernetes version to render for (default: the kube-apiserver binary's, else v1.36.2).
     #[arg(long, value_name = "VERSION")]
     pub kubernetes_version: Option<String>,
     /// The pod network; the controller-manager then allocates node CIDRs.

@@ -28,9 +28,9 @@ impl FakeHost {
     fn healthy() -> Self {
         let binaries = [
             ("etcd", "3.6.5"),
-            ("kube-apiserver", "v1.34.2"),
-            ("kube-controller-manager", "v1.34.2"),
-            ("kube-scheduler", "v1.34.2"),
+            ("kube-apiserver", "v1.36.2"),
+            ("kube-controller-manager", "v1.36.2"),
+            ("kube-scheduler", "v1.36.2"),
         ]
         .into_iter()
         .map(|(b, v)| (b.to_string(), Some(v.parse().unwrap())))

@@ -43,7 +43,7 @@ nodeRegistration: {{name: bench}}
 ---
 apiVersion: kubeadm.k8s.io/v1beta4
 kind: ClusterConfiguration
-kubernetesVersion: v1.34.2
+kubernetesVersion: v1.36.2
 encryptionAlgorithm: ECDSA-P256
 etcd:
   local:

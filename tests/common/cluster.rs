@@ -59,7 +59,7 @@ impl Cluster {
         std::fs::create_dir_all(&bin).unwrap();
         let (scheduler_faults, version) = match components {
             Components::Standin { scheduler_faults } => {
-                (scheduler_faults, "kubernetesVersion: v1.34.2\n")
+                (scheduler_faults, "kubernetesVersion: v1.36.2\n")
             }
             // The version is detected from the binary, as on a real host.
             Components::Real(_) => ("", ""),

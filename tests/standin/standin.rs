@@ -15,7 +15,7 @@
 //!   `--http` answers the health endpoints over plain HTTP instead.
 //!
 //! An unknown flag exits 1 with `Error: unknown flag: --foo`; `--version` prints
-//! `Kubernetes v1.34.2` (or `$BOOT_STANDIN_VERSION`). SIGTERM exits 0 promptly.
+//! `Kubernetes v1.36.2` (or `$BOOT_STANDIN_VERSION`). SIGTERM exits 0 promptly.
 //!
 //! Faults: words in `BOOT_STANDIN_FAULTS` (read at start) and in the file named by
 //! `BOOT_STANDIN_CONTROL` (re-read on every request and every 100 ms, so a test can flip a
@@ -45,7 +45,7 @@ use faults::FaultSource;
 use flags::{Component, Flags, Invocation};
 
 /// The version `--version` and `/version` report unless `BOOT_STANDIN_VERSION` overrides it.
-const DEFAULT_VERSION: &str = "v1.34.2";
+const DEFAULT_VERSION: &str = "v1.36.2";
 const VERSION_ENV: &str = "BOOT_STANDIN_VERSION";
 
 static COMPONENT: OnceLock<&'static str> = OnceLock::new();
