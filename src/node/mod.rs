@@ -104,6 +104,7 @@ pub async fn start(options: NodeOptions, subscription: Subscription) -> NodeHand
         options,
         subscription.states,
         subscription.api_sync,
+        subscription.heartbeat,
         sync::EventsLink { api, queue },
     );
     tasks.push(tokio::spawn(sync.run()));

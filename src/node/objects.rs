@@ -2,6 +2,8 @@
 //! host): the Node (reference §16), its Lease (§17), a static pod's mirror pod (§14) and its status
 //! (§21), and the status of a pod the node refuses (§20).
 
+use std::time::Duration;
+
 use serde_json::{json, Value};
 
 use super::host_info::HostInfo;
@@ -72,21 +74,36 @@ struct Condition {
     message: (String, String),
 }
 
+/// The kubelet's PLEG `relistThreshold`: a supervisor loop silent this long makes the node
+/// NotReady.
+pub const PLEG_THRESHOLD: Duration = Duration::from_secs(180);
+
+/// Why the node is not ready, in the kubelet's words; empty when it is. As the kubelet's `Ready`,
+/// this is about the node (its runtime's loop), never about its pods: a static pod that is not
+/// ready (startup probes after every init) shows in its mirror pod, not as a `not-ready` taint.
+pub fn node_problems(supervisor_last_turn: Duration) -> Vec<String> {
+    let mut problems = Vec::new();
+    if supervisor_last_turn >= PLEG_THRESHOLD {
+        problems.push(format!(
+            "PLEG is not healthy: pleg was last seen active {}s ago; threshold is {}s",
+            supervisor_last_turn.as_secs(),
+            PLEG_THRESHOLD.as_secs()
+        ));
+    }
+    problems
+}
+
 /// `status` of the Node: conditions (transition times kept from `previous` while a condition's
-/// status stays), addresses, capacity and allocatable, nodeInfo, the kubelet endpoint.
+/// status stays; `Ready` from `problems`, see [`node_problems`]), addresses, capacity and
+/// allocatable, nodeInfo, the kubelet endpoint.
 pub fn node_status(
     identity: &NodeIdentity,
     host: &HostInfo,
     agent: &AgentStatus,
+    problems: &[String],
     previous: Option<&Value>,
     now: &str,
 ) -> Value {
-    let unhealthy: Vec<String> = agent
-        .pods
-        .iter()
-        .filter(|p| !p.healthy())
-        .map(|p| format!("{}: {}", p.name, p.reason.as_deref().unwrap_or("not ready")))
-        .collect();
     let conditions = [
         Condition {
             kind: "MemoryPressure",
@@ -120,13 +137,10 @@ pub fn node_status(
         },
         Condition {
             kind: "Ready",
-            ok: unhealthy.is_empty(),
+            ok: problems.is_empty(),
             healthy: "True",
             reason: ("KubeletReady", "KubeletNotReady"),
-            message: (
-                "kubelet is posting ready status".into(),
-                format!("static pods not ready: {}", unhealthy.join("; ")),
-            ),
+            message: ("kubelet is posting ready status".into(), problems.join(",")),
         },
     ];
     let conditions: Vec<Value> = conditions

@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use super::host_info::{self, HostInfo};
 use super::objects::{self, NODE_LEASE_NAMESPACE};
 use super::NodeOptions;
-use crate::agent::published::Published;
+use crate::agent::published::{Heartbeat, Published};
 use crate::agent::status::ApiSyncStatus;
 use crate::runtime::logs::cri::rfc3339_nano;
 
@@ -114,6 +114,8 @@ pub struct NodeSync {
     events_link: EventsLink,
     states: watch::Receiver<Arc<Published>>,
     api_sync: watch::Sender<ApiSyncStatus>,
+    /// The supervisor loop's last turn: the node's PLEG health.
+    heartbeat: Heartbeat,
     client: Option<Client>,
     /// `kubelet.conf`'s `server:`, for `boot status`.
     server: String,
@@ -143,6 +145,7 @@ impl NodeSync {
         options: Arc<NodeOptions>,
         states: watch::Receiver<Arc<Published>>,
         api_sync: watch::Sender<ApiSyncStatus>,
+        heartbeat: Heartbeat,
         events_link: EventsLink,
     ) -> NodeSync {
         NodeSync {
@@ -151,6 +154,7 @@ impl NodeSync {
             options,
             states,
             api_sync,
+            heartbeat,
             client: None,
             server: String::new(),
             node_uid: None,
@@ -332,10 +336,12 @@ impl NodeSync {
         let now = rfc3339_nano(SystemTime::now());
         let now = objects::trim_nanos(&now);
         let published = self.states.borrow().clone();
+        let problems = objects::node_problems(self.heartbeat.since());
         let status = objects::node_status(
             &self.options.identity,
             &self.host,
             &published.status,
+            &problems,
             self.posted_node_status.as_ref(),
             &now,
         );
