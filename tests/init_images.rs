@@ -222,7 +222,7 @@ fn bench_init_from_images_against_the_process_runtime() {
         .filter(|r| *r > 0)
         .unwrap_or(5);
     let Some(tools) = prerequisites() else { return };
-    let (version, binaries): (&str, Vec<(&str, PathBuf)>) = match real_components() {
+    let (version, binaries): (&str, Vec<(&str, PathBuf)>) = match require::k8s_binaries_if_given() {
         Some(dir) => (
             "v1.36.2",
             COMPONENTS.iter().map(|c| (*c, dir.join(c))).collect(),

@@ -278,30 +278,10 @@ pub fn real_cluster() -> Option<(Cluster, PathBuf)> {
     ))
 }
 
-/// The directory of the real binaries, or why the test cannot run.
+/// The directory of the real binaries, or `None` when the test is skipped (see
+/// [`require::k8s_binaries`] for when it fails instead).
 pub fn real_components() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os("BOOT_K8S_BIN").map(PathBuf::from) else {
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/k8s");
-        let in_ci = std::env::var_os("CI").is_some();
-        assert!(
-            !(in_ci && shipped.exists()),
-            "{} exists but BOOT_K8S_BIN is not set; .ci/run must unpack it and set it",
-            shipped.display()
-        );
-        eprintln!(
-            "SKIPPED: the end-to-end test against the real control-plane binaries did not run: \
-             set BOOT_K8S_BIN to a directory from `../shared/k8s/unpack DIR`"
-        );
-        return None;
-    };
-    for name in BINARIES {
-        assert!(
-            dir.join(name).is_file(),
-            "BOOT_K8S_BIN={} has no {name}",
-            dir.display()
-        );
-    }
-    Some(dir)
+    require::k8s_binaries(&BINARIES)
 }
 
 /// `kubectl --kubeconfig admin.conf ARGS`.
