@@ -297,3 +297,30 @@ fn invalid_references_are_refused_before_any_request() {
         text(&out)
     );
 }
+
+/// The kubelet's credentials file holds registry passwords: one others can read is warned about
+/// (naming it and the fix), one only root reads is not.
+#[test]
+fn a_credentials_file_others_can_read_is_warned_about() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("var/lib/kubelet/config.json");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, r#"{"auths":{"r.example":{"auth":"dXNlcjpwYXNz"}}}"#).unwrap();
+    let image = format!("127.0.0.1:{}/x/y:1", free_port());
+    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false)] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = boot(root.path(), &["images", "pull", &image]);
+        assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let warning = stderr
+            .lines()
+            .find(|l| l.contains("WARNING") && l.contains("/var/lib/kubelet/config.json"));
+        assert_eq!(warning.is_some(), warned, "mode {mode:o}: {}", text(&out));
+        if let Some(warning) = warning {
+            assert!(
+                warning.contains(&format!("{mode:o}")) && warning.contains("chmod 0600"),
+                "{warning}"
+            );
+        }
+    }
+}

@@ -203,6 +203,9 @@ impl ImageGate {
 pub fn gate(options: &crate::agent::AgentOptions) -> Result<Arc<ImageGate>, ImageError> {
     let store = Store::open(&options.root)?;
     let registries = Registries::load(&options.registries, &options.root)?;
+    for warning in registries.warnings() {
+        eprintln!("[agent] warning: {warning}");
+    }
     Ok(ImageGate::new(store, registries))
 }
 

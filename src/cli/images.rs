@@ -168,6 +168,9 @@ pub fn pull_all(
 ) -> Result<(), CliError> {
     let store = open_store(root)?;
     let registries = Registries::load(&cfg.boot.registries, root).map_err(image_error)?;
+    for warning in registries.warnings() {
+        eprintln!("[{phase}] WARNING: {warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()

@@ -3,10 +3,14 @@
 //! the configuration or the kubelet's docker `config.json` (reference §2: exact `host[:port]`
 //! keys, `https://` and paths stripped, Docker Hub as `index.docker.io`).
 //!
-//! Reads: the credentials file (`/var/lib/kubelet/config.json` by default), at most 1 MiB.
+//! Reads: the credentials file (`/var/lib/kubelet/config.json` by default), at most 1 MiB; a file
+//! that others than its root owner may read or write is used, with a warning
+//! ([`Registries::warnings`]), as `docker login` writes it 0600.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use base64::Engine as _;
 use oci_client::secrets::RegistryAuth;
@@ -25,6 +29,7 @@ pub struct Registries {
     configs: BTreeMap<String, RegistryHostConfig>,
     /// From the docker `config.json`: host → (user, password).
     file_credentials: BTreeMap<String, (String, String)>,
+    warnings: Vec<String>,
 }
 
 /// One host a pull may fetch from.
@@ -54,6 +59,12 @@ impl Registries {
             path: path.clone(),
             source: e.into(),
         })?;
+        let warnings = bytes
+            .is_some()
+            .then(|| credentials_warning(&path))
+            .flatten()
+            .into_iter()
+            .collect();
         let file_credentials = match bytes {
             Some(bytes) => parse_docker_config(&bytes)
                 .map_err(|reason| ImageError::Corrupt { path, reason })?,
@@ -78,7 +89,14 @@ impl Registries {
             mirrors,
             configs,
             file_credentials,
+            warnings,
         })
+    }
+
+    /// What the caller should tell the user about these settings (a credentials file others can
+    /// read), each a sentence naming the file, with a hint.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The hosts to try for `image`, mirrors first.
@@ -116,6 +134,31 @@ impl Registries {
             None => RegistryAuth::Anonymous,
         }
     }
+}
+
+/// A warning when the credentials file at `path` (links followed, as it is read) may be read or
+/// changed by others than root and the agent's user: it holds registry passwords.
+fn credentials_warning(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    let mut problems = Vec::new();
+    if meta.uid() != 0 && meta.uid() != euid {
+        problems.push(format!("is owned by uid {}", meta.uid()));
+    }
+    if mode & 0o044 != 0 {
+        problems.push(format!("is readable by group or others (mode {mode:o})"));
+    }
+    if mode & 0o022 != 0 {
+        problems.push(format!("is writable by group or others (mode {mode:o})"));
+    }
+    (!problems.is_empty()).then(|| {
+        format!(
+            "the registry credentials file {} {}: it holds registry passwords; hint: chown root and chmod 0600 it",
+            path.display(),
+            problems.join(" and ")
+        )
+    })
 }
 
 /// `https://host[:port]` → (`host[:port]`, insecure = false); `http://…` → insecure.

@@ -53,6 +53,9 @@ pub async fn pull_step(
         .collect::<Result<Vec<_>, _>>()?;
     let store = Store::open(root)?;
     let registries = Registries::load(&cfg.boot.registries, root)?;
+    for warning in registries.warnings() {
+        let _ = writeln!(out, "[preflight] WARNING: {warning}");
+    }
     let pulls = images.iter().map(|image| {
         let (store, registries) = (&store, &registries);
         async move {
