@@ -158,7 +158,7 @@ async fn recorded_pid_now_used_by_another_process_is_left_alone() {
     let mut agent = TestAgent::new(|_| {});
     let unrelated = Killed(Command::new("sleep").arg("1022").spawn().unwrap());
     let pid = unrelated.0.id() as i32;
-    let ticks = boot::runtime::process::proc::stat(pid).unwrap().start_ticks;
+    let ticks = boot::runtime::linux::proc::stat(pid).unwrap().start_ticks;
     let manifest = sh_pod("victim", "exec sleep 1023", "", "");
     agent.write_manifest("victim.yaml", &manifest);
     let pod = StaticPod::parse(&agent.manifest("victim.yaml"), manifest.as_bytes(), NODE).unwrap();

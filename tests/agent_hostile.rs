@@ -240,7 +240,7 @@ async fn tampered_records_reach_no_other_process_and_no_other_file() {
             .unwrap(),
     );
     let pid = bystander.0.id() as i32;
-    let ticks = boot::runtime::process::proc::stat(pid).unwrap().start_ticks;
+    let ticks = boot::runtime::linux::proc::stat(pid).unwrap().start_ticks;
     let outside = tempfile::tempdir().unwrap();
     let fake_cgroup = outside.path().join("cgroup");
     std::fs::create_dir(&fake_cgroup).unwrap();

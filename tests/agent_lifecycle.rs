@@ -208,7 +208,7 @@ async fn sigterm_ignoring_group_is_killed_after_the_grace_period() {
     assert!(processes_with("sleep 1003").is_empty());
     for dir in cgroup_dirs {
         assert!(
-            boot::runtime::process::cgroup::pids(&dir).is_empty(),
+            boot::runtime::linux::cgroup::pids(&dir).is_empty(),
             "{} is empty",
             dir.display()
         );

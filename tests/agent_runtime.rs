@@ -45,7 +45,7 @@ async fn exec_probes_run_inside_the_pods_network_namespace() {
 /// The process runtime, except that creating the sandbox of a pod named `hung-…` blocks until
 /// released, as a `stat` of a hostPath on a dead NFS server does.
 struct HungSandbox {
-    inner: boot::runtime::process::ProcessRuntime,
+    inner: std::sync::Arc<dyn boot::runtime::Runtime>,
     gate: std::sync::Arc<Gate>,
 }
 
@@ -103,6 +103,12 @@ impl boot::runtime::Runtime for HungSandbox {
     fn remove_sandbox(&self, sandbox: &boot::runtime::Sandbox) {
         self.inner.remove_sandbox(sandbox)
     }
+    fn remove_all(
+        &self,
+        sandboxes: &[boot::runtime::Sandbox],
+    ) -> boot::runtime::network::sandbox::Teardown {
+        self.inner.remove_all(sandboxes)
+    }
     fn start_container(
         &self,
         request: &boot::runtime::ContainerRequest<'_>,
@@ -156,7 +162,11 @@ async fn a_hung_host_path_holds_neither_status_nor_other_pods_probes() {
     let gate = std::sync::Arc::new(Gate::default());
     let _release = Release(gate.clone());
     let runtime = HungSandbox {
-        inner: boot::agent::process_runtime(&agent.options),
+        inner: boot::runtime::open(
+            boot::runtime::RuntimeKind::Process,
+            &agent.options.runtime_settings(),
+            None,
+        ),
         gate: gate.clone(),
     };
     agent.start_with_runtime(std::sync::Arc::new(runtime)).await;

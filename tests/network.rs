@@ -472,7 +472,7 @@ fn attach_and_detach_timing() {
         let namespace = boot::runtime::names::Namespace::new("default").unwrap();
         let full_name = boot::runtime::names::PodName::new("bench-node1").unwrap();
         let netns = dir.path().join(format!("netns-{i}"));
-        boot::runtime::process::netns::create(&netns).unwrap();
+        boot::runtime::linux::netns::create(&netns).unwrap();
         let pod = boot::runtime::PodRef {
             uid: &uid,
             namespace: &namespace,
@@ -485,7 +485,7 @@ fn attach_and_detach_timing() {
         let started = Instant::now();
         boot::runtime::network::detach(&settings, &attached).unwrap();
         dels.push(started.elapsed());
-        boot::runtime::process::netns::remove(&netns);
+        boot::runtime::linux::netns::remove(&netns);
     }
     adds.sort();
     dels.sort();

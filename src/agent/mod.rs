@@ -33,11 +33,8 @@ use std::time::SystemTime;
 
 use tokio::sync::mpsc;
 
-use crate::config::RuntimeKind;
 use crate::runtime::oci::image::ImageSource;
-use crate::runtime::oci::{OciRuntime, OciSettings};
-use crate::runtime::process::{ProcessRuntime, ProcessSettings};
-use crate::runtime::Runtime;
+use crate::runtime::{self, Runtime, RuntimeKind};
 use status::AgentStatus;
 use supervisor::{Context, Supervisor};
 
@@ -60,29 +57,14 @@ pub async fn run(
     options: AgentOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let runtime: Arc<dyn Runtime> = match options.runtime {
-        RuntimeKind::Process => Arc::new(process_runtime(&options)),
-        RuntimeKind::Oci => {
-            let store = crate::image::Store::open(&options.root).map_err(AgentError::Images)?;
-            Arc::new(OciRuntime::new(oci_settings(&options), Arc::new(store)))
-        }
+    let images: Option<Arc<dyn ImageSource>> = match options.runtime {
+        RuntimeKind::Process => None,
+        RuntimeKind::Oci => Some(Arc::new(
+            crate::image::Store::open(&options.root).map_err(AgentError::Images)?,
+        )),
     };
+    let runtime = runtime::open(options.runtime, &options.runtime_settings(), images);
     run_with_runtime(options, runtime, shutdown).await
-}
-
-/// The process runtime as the agent with `options` sets it up (`boot reset` uses the same).
-pub fn process_runtime(options: &AgentOptions) -> ProcessRuntime {
-    ProcessRuntime::new(ProcessSettings {
-        bin_dirs: options.bin_dirs.clone(),
-        hostname: options.node_name.clone(),
-        netns_dir: options.netns_dir.clone(),
-        network: options.pod_network.clone(),
-        pods_dir: options.state_dir.join("pods"),
-        relay_exe: options.relay_exe.clone(),
-        log_max_size: options.log_max_size,
-        log_max_files: options.log_max_files,
-        cgroup_parent: options.cgroup_parent.clone(),
-    })
 }
 
 /// Runs the agent with the OCI runtime, its images coming from `images`, until `shutdown`
@@ -94,27 +76,8 @@ pub async fn run_with_images(
 ) -> Result<(), AgentError> {
     let mut options = options;
     options.runtime = RuntimeKind::Oci;
-    let runtime = OciRuntime::new(oci_settings(&options), images);
-    run_with_runtime(options, Arc::new(runtime), shutdown).await
-}
-
-/// The OCI runtime's settings from the agent's options: its directories under the host root.
-pub fn oci_settings(options: &AgentOptions) -> OciSettings {
-    OciSettings {
-        state_dir: options.state_dir.join("oci"),
-        run_dir: options.root.path("/run/boot/oci"),
-        netns_dir: options.netns_dir.clone(),
-        network: options.pod_network.clone(),
-        pods_dir: options.state_dir.join("pods"),
-        boot_exe: options.relay_exe.clone(),
-        log_max_size: options.log_max_size,
-        log_max_files: options.log_max_files,
-        cgroup_parent: options.cgroup_parent.clone(),
-        node_name: options.node_name.clone(),
-        cluster_dns: Default::default(),
-        host_resolv_conf: options.root.path("/etc/resolv.conf"),
-        host_hosts: options.root.path("/etc/hosts"),
-    }
+    let runtime = runtime::open(RuntimeKind::Oci, &options.runtime_settings(), Some(images));
+    run_with_runtime(options, runtime, shutdown).await
 }
 
 /// Runs the agent with any runtime until `shutdown` resolves.

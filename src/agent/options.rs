@@ -10,6 +10,7 @@ use super::backoff::BackoffSettings;
 use crate::host::HostRoot;
 use crate::runtime::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
 use crate::runtime::network::NetworkSettings;
+use crate::runtime::{RuntimeKind, RuntimeSettings};
 use crate::version::Version;
 
 /// The kubelet's `staticPodPath` in a kubeadm cluster.
@@ -62,7 +63,7 @@ pub struct AgentOptions {
     /// `kubelet.conf`.
     pub node: Option<crate::node::NodeOptions>,
     /// How containers run (`BootConfiguration.runtime`).
-    pub runtime: crate::config::RuntimeKind,
+    pub runtime: RuntimeKind,
     /// Mirrors, credentials and insecure registries for image pulls.
     pub registries: crate::config::RegistriesConfiguration,
 }
@@ -93,9 +94,26 @@ impl AgentOptions {
                 .parse()
                 .expect("the default version parses"),
             node: None,
-            runtime: crate::config::RuntimeKind::default(),
+            runtime: RuntimeKind::default(),
             registries: Default::default(),
             root,
+        }
+    }
+
+    /// The runtime's settings: its directories under the root, the node name, the pod network.
+    pub fn runtime_settings(&self) -> RuntimeSettings {
+        RuntimeSettings {
+            state_dir: self.state_dir.clone(),
+            run_dir: self.root.path("/run/boot"),
+            netns_dir: self.netns_dir.clone(),
+            network: self.pod_network.clone(),
+            bin_dirs: self.bin_dirs.clone(),
+            node_name: self.node_name.clone(),
+            boot_exe: self.relay_exe.clone(),
+            log_max_size: self.log_max_size,
+            log_max_files: self.log_max_files,
+            cgroup_parent: self.cgroup_parent.clone(),
+            ..RuntimeSettings::for_root(&self.root, self.node_name.clone())
         }
     }
 

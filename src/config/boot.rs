@@ -42,17 +42,8 @@ pub struct BootConfiguration {
     pub etcd_snapshots: EtcdSnapshots,
 }
 
-/// `BootConfiguration.runtime` (and `boot agent --runtime`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum RuntimeKind {
-    /// Host binaries looked up in `binDirs`, for hosts that install the components.
-    Process,
-    /// The manifest's image, pulled into the image store and run in namespaces of its own
-    /// (youki's libcontainer): what kubeadm + kubelet + containerd do, so the default.
-    #[default]
-    Oci,
-}
+/// `BootConfiguration.runtime` (and `boot agent --runtime`): the runtime's own kind.
+pub use crate::runtime::RuntimeKind;
 
 impl Default for BootConfiguration {
     fn default() -> Self {

@@ -7,8 +7,7 @@ use super::plan::ResetPlan;
 use super::remove::Beneath;
 use crate::agent::records;
 use crate::host::HostRoot;
-use crate::runtime::network;
-use crate::runtime::Runtime;
+use crate::runtime::{self, Runtime, RuntimeKind, RuntimeSettings};
 
 #[derive(Debug)]
 pub struct StepError {
@@ -21,33 +20,21 @@ pub struct StepError {
 pub async fn execute(plan: &ResetPlan, root: &HostRoot, out: &mut Vec<String>) -> Vec<StepError> {
     let mut errors = Vec::new();
     agent::stop_agent(plan.agent.as_ref(), root, out).await;
-    // The runtime the agent uses with its default settings for this root: reset asks it to stop
-    // and remove what it made, as the kubelet only speaks CRI.
-    let options = crate::agent::AgentOptions::new(root.clone(), "reset");
-    let runtime: Box<dyn Runtime> = if root.path(OCI_PODS).exists() {
-        // Only stopping and removing: no image is ever resolved.
-        let no_images = std::sync::Arc::new(crate::runtime::oci::image::StaticImages::new());
-        Box::new(crate::runtime::oci::OciRuntime::new(
-            crate::agent::oci_settings(&options),
-            no_images,
-        ))
-    } else {
-        Box::new(crate::agent::process_runtime(&options))
+    // The runtime the agent used, over the same directories: reset asks it to stop and remove
+    // what it made, as the kubelet only speaks CRI.
+    let settings = RuntimeSettings {
+        network: Some(plan.network.clone()),
+        ..RuntimeSettings::for_root(root, "reset")
     };
+    let runtime = runtime::open(RuntimeKind::found(&settings), &settings, None);
     let sandboxes = stop_pods(runtime.as_ref(), &plan.records_dir, out).await;
-    // CNI DEL of every cached attachment while the pods' namespaces still exist, so the plugins
-    // find their interfaces; then the sandboxes (namespaces, emptyDirs) through the runtime.
-    let (done, failed) = network::cleanup::teardown(&plan.network);
-    let (chains_done, chains_failed) = network::iptables::remove_unused_hostport_chains();
-    out.extend(done.into_iter().chain(chains_done));
-    for error in failed.into_iter().chain(chains_failed) {
+    let teardown = runtime.remove_all(&sandboxes);
+    out.extend(teardown.done);
+    for error in teardown.failed {
         errors.push(StepError {
             step: "delete the pod network".into(),
             error,
         });
-    }
-    for sandbox in &sandboxes {
-        runtime.remove_sandbox(sandbox);
     }
     agent::stop_relays(root, out).await;
     let beneath = match Beneath::open(root.prefix()) {
@@ -163,9 +150,6 @@ fn remove_dirs(beneath: &Beneath, dirs: &[&PathBuf], errors: &mut Vec<StepError>
         }
     }
 }
-
-/// Where the OCI runtime keeps its pods' sandboxes: present when the agent ran `runtime: oci`.
-const OCI_PODS: &str = "/run/boot/oci/pods";
 
 /// Every recorded container through the runtime: stopped (SIGTERM, the pod's grace period,
 /// SIGKILL) and removed (its cgroups). Returns the recorded sandboxes, for removal once the pod

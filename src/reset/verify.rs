@@ -67,7 +67,7 @@ pub fn verify(plan: &ResetPlan, pods: &[(i32, u64, String)], cgroups: &[PathBuf]
         }
     }
     for (pid, ticks, name) in pods {
-        if crate::runtime::process::proc::is_same_live_process(*pid, *ticks) {
+        if crate::runtime::linux::proc::is_same_live_process(*pid, *ticks) {
             left.push(Leftover::Process {
                 pid: *pid,
                 what: name.clone(),

@@ -1,17 +1,24 @@
 //! How a container runs. The agent, `boot reset` and the probes reach containers only through a
-//! [`Runtime`], shaped like the CRI (design §8, style 14): a pod gets a sandbox (its network
-//! namespace, its volumes), then its containers start, are exec'd into, stop and are watched for
-//! exit inside it; after an agent restart they are adopted by their recorded handles.
-//! [`process::ProcessRuntime`] runs containers as host processes (design §5); an OCI image runtime
-//! implements the same trait. [`names`] are the validated identifiers the runtime turns into paths,
-//! [`logs`] the CRI log format, the per-container log relay and the reader behind `boot logs`.
+//! [`Runtime`], shaped like the CRI (design §8, style 14), which [`open`] makes: a pod gets a
+//! sandbox (its network namespace, its volumes), then its containers start, are exec'd into, stop
+//! and are watched for exit inside it; after an agent restart they are adopted by their recorded
+//! handles. [`oci::OciRuntime`] runs each container from its image in namespaces of its own,
+//! [`process::ProcessRuntime`] as a host process (design §5); both are built from the same Linux
+//! mechanics ([`linux`]) and the same pod networking ([`network`]). [`names`] are the validated
+//! identifiers the runtime turns into paths, [`logs`] the CRI log format, the per-container log
+//! relay and the reader behind `boot logs`.
 
+pub mod expansion;
 pub mod ignored_fields;
+pub mod linux;
 pub mod logs;
 pub mod names;
 pub mod network;
 pub mod oci;
+mod open;
 pub mod process;
+
+pub use open::{open, RuntimeKind, RuntimeSettings};
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -194,6 +201,10 @@ pub trait Runtime: Send + Sync + 'static {
         command: &[String],
         timeout: Duration,
     ) -> BoxFuture<ExecOutput>;
+    /// `boot reset`, once every container is stopped: deletes every pod network attachment this
+    /// runtime's CNI cache holds and the iptables chains no pod uses any more, then removes
+    /// `sandboxes` (namespaces, emptyDirs, sandbox mounts); says what went and what could not.
+    fn remove_all(&self, sandboxes: &[Sandbox]) -> network::sandbox::Teardown;
     /// Warnings about what this runtime cannot do here (no root, no cgroups), for status.
     fn warnings(&self) -> Vec<String>;
     /// The fields of `pod` this runtime does not apply (e.g. seccomp for host processes), each

@@ -10,8 +10,8 @@ use boot::agent::records::load_all;
 use boot::agent::status::{self, AgentStatus, PodStatus};
 use boot::agent::{AgentOptions, BackoffSettings};
 use boot::host::HostRoot;
+use boot::runtime::linux::{cgroup, netns, proc};
 use boot::runtime::network::{cleanup, NetworkSettings};
-use boot::runtime::process::{cgroup, netns, proc};
 
 #[path = "ports.rs"]
 mod ports;
@@ -77,7 +77,11 @@ impl TestAgent {
 
     /// Starts (or restarts) the agent in this process and waits for its socket.
     pub async fn start(&mut self) {
-        let runtime = std::sync::Arc::new(boot::agent::process_runtime(&self.options));
+        let runtime = boot::runtime::open(
+            boot::runtime::RuntimeKind::Process,
+            &self.options.runtime_settings(),
+            None,
+        );
         self.start_with_runtime(runtime).await;
     }
 

@@ -52,7 +52,7 @@ impl Supervisor {
             node_name: options.node_name.clone(),
             manifest_dir: options.manifest_dir.clone(),
             agent_pid: std::process::id(),
-            runtime: runtime_name(options.runtime).into(),
+            runtime: options.runtime.name().into(),
             started_at: rfc3339_nano(self.ctx.started_at),
             warnings,
             manifest_problems,
@@ -215,12 +215,5 @@ fn diagnose(worker: &PodWorker, status: &PodStatus) -> Option<String> {
         PodPhase::Succeeded => Some("all containers completed".into()),
         PodPhase::Pending => Some("starting".into()),
         _ => None,
-    }
-}
-
-fn runtime_name(kind: crate::config::RuntimeKind) -> &'static str {
-    match kind {
-        crate::config::RuntimeKind::Process => "process",
-        crate::config::RuntimeKind::Oci => "oci",
     }
 }

@@ -5,6 +5,7 @@
 //! network ([`default`]). Each plugin runs per the CNI spec ([`exec`], [`ops`], [`request`]); ADD
 //! results are cached ([`cache`]) so that CHECK, DEL and reset ([`cleanup`], with the nat rules
 //! the plugins leave in [`iptables`]) get their `prevResult` and the configuration ADD used.
+//! [`sandbox`] is what both runtimes do with it: a pod's namespace made, attached and removed.
 //!
 //! Touches: the conf dir (read only, `/etc/cni/net.d`), the plugins in the bin dirs
 //! (`/opt/cni/bin`, `/usr/lib/cni`), `<root>/var/lib/boot/cni/` (result cache, the default
@@ -18,6 +19,7 @@ pub mod exec;
 pub mod iptables;
 pub mod ops;
 pub mod request;
+pub mod sandbox;
 
 #[cfg(test)]
 mod attach_tests;
@@ -309,7 +311,7 @@ pub(crate) fn delete_cached(
         network: cached.network_name.clone(),
         problem: format!("its cached configuration is unusable: {problem}"),
     })?;
-    let netns_alive = crate::runtime::process::netns::is_mounted(&cached.netns);
+    let netns_alive = crate::runtime::linux::netns::is_mounted(&cached.netns);
     let attachment = Attachment {
         list: &list,
         container_id: &cached.container_id,
@@ -322,22 +324,4 @@ pub(crate) fn delete_cached(
     attachment.del(Some(&cached.result))?;
     settings.cache().remove(cached);
     Ok(())
-}
-
-/// Removes a sandbox's pod network, for every runtime: CNI DEL while the namespace still exists, so
-/// the plugins find the pod's interface (a failed DEL keeps its cache entry for reset), then the
-/// namespace — only the very path `<netns_dir>/<uid>` a runtime makes: a record naming another is
-/// not acted on.
-pub fn remove_sandbox_network(
-    settings: Option<&NetworkSettings>,
-    netns_dir: &std::path::Path,
-    sandbox: &crate::runtime::Sandbox,
-) {
-    if let (Some(settings), Some(attached)) = (settings, &sandbox.network) {
-        let _ = detach(settings, attached);
-    }
-    let ours = netns_dir.join(sandbox.pod_uid.as_str());
-    if let Some(path) = sandbox.netns.as_ref().filter(|p| **p == ours) {
-        crate::runtime::process::netns::remove(path);
-    }
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 
 use super::shim::{CANNOT_EXEC, CANNOT_EXEC_PREFIX, REPORT_FD, TIMED_OUT};
-use crate::runtime::process::{exec, proc};
+use crate::runtime::linux::output::{output_pipe, read_capped};
+use crate::runtime::linux::proc;
 use crate::runtime::{ContainerExit, ExecEnd, ExecOutput};
 
 /// What the shim is told to create.
@@ -105,7 +106,7 @@ pub async fn exec_sync(
         end: ExecEnd::CannotStart(message),
         output: Vec::new(),
     };
-    let (reader, writer) = match exec::output_pipe() {
+    let (reader, writer) = match output_pipe() {
         Ok(pipe) => pipe,
         Err(e) => return fail(format!("output pipe: {e}")),
     };
@@ -136,7 +137,7 @@ pub async fn exec_sync(
         Ok(child) => child,
         Err(e) => return fail(format!("cannot run {} oci-shim: {e}", shim.display())),
     };
-    let output = tokio::spawn(exec::read_capped(reader));
+    let output = tokio::spawn(read_capped(reader));
     // The shim enforces the timeout inside the container; this one only catches a stuck shim.
     let status = match tokio::time::timeout(timeout + SHIM_SLACK, child.wait()).await {
         Ok(Ok(status)) => status,

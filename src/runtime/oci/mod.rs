@@ -33,8 +33,8 @@ use self::image::ImageSource;
 use self::rootfs::ContainerDirs;
 use self::sandbox::{SandboxDirs, SandboxFiles};
 use super::ignored_fields::{self, ContainerField, PodField, Unsupported};
+use super::linux::{cgroup, proc, volumes};
 use super::network::{self, NetworkSettings};
-use super::process::{cgroup, netns, proc, volumes};
 use super::{
     BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecOutput, ExecTarget,
     PodRef, Runtime, RuntimeError, Sandbox,
@@ -138,13 +138,7 @@ impl OciRuntime {
     }
 
     fn volume_paths(&self, pod: PodRef<'_>) -> Result<Vec<(String, PathBuf)>, String> {
-        let empty_dir_base = self.settings.pods_dir.join(pod.uid).join("volumes");
-        pod.spec
-            .volumes
-            .iter()
-            .flatten()
-            .map(|v| Ok((v.name.clone(), volumes::prepare_volume(v, &empty_dir_base)?)))
-            .collect()
+        volumes::prepare_pod_volumes(pod, &self.settings.pods_dir)
     }
 
     fn create_sandbox_inner(&self, pod: PodRef<'_>) -> Result<Sandbox, String> {
@@ -158,35 +152,12 @@ impl OciRuntime {
             notes: Vec::new(),
         };
         if !host_network {
-            let path = self.settings.netns_dir.join(pod.uid);
-            let existed = netns::is_mounted(&path);
-            netns::create(&path).map_err(|e| {
-                format!(
-                    "cannot create its network namespace {}: {e}",
-                    path.display()
-                )
-            })?;
-            match &self.settings.network {
-                None => sandbox
-                    .notes
-                    .push("own network namespace, loopback only (pod networking off)".into()),
-                Some(settings) => match network::attach(settings, pod, &path) {
-                    Ok(attached) => {
-                        sandbox.pod_ip = attached.pod_ip();
-                        sandbox.notes.push("own network namespace".into());
-                        sandbox.notes.push(attached.describe());
-                        sandbox.network = Some(attached);
-                    }
-                    Err(e) => {
-                        // A namespace a running pod already uses stays; a new one goes.
-                        if !existed {
-                            netns::remove(&path);
-                        }
-                        return Err(format!("pod network: {e}"));
-                    }
-                },
-            }
-            sandbox.netns = Some(path);
+            network::sandbox::create(
+                self.settings.network.as_ref(),
+                &self.settings.netns_dir,
+                pod,
+                &mut sandbox,
+            )?;
         }
         let hostname = if host_network {
             self.settings.node_name.clone()
@@ -301,15 +272,11 @@ fn own_capabilities() -> Vec<String> {
         })
 }
 
+/// A host file as text, at most [`MAX_HOST_FILE`] bytes, only a regular file (the node's
+/// resolv.conf may be a symbolic link, as systemd-resolved makes it).
 fn read_bounded(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(MAX_HOST_FILE)
-        .read_to_string(&mut text)
-        .ok()?;
-    Some(text)
+    let bytes = crate::host::read_bounded(path, MAX_HOST_FILE, crate::host::Links::Follow).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// Sends `signal` to the container's init if `handle` still names it.
@@ -341,7 +308,7 @@ impl Runtime for OciRuntime {
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        network::remove_sandbox_network(
+        network::sandbox::remove(
             self.settings.network.as_ref(),
             &self.settings.netns_dir,
             sandbox,
@@ -417,6 +384,14 @@ impl Runtime for OciRuntime {
             // What libcontainer left: the container's cgroups and the pod's, once empty.
             cgroup::remove(&handle.cgroups);
         })
+    }
+
+    fn remove_all(&self, sandboxes: &[Sandbox]) -> network::sandbox::Teardown {
+        let teardown = network::sandbox::remove_all(self.settings.network.as_ref());
+        for sandbox in sandboxes {
+            self.remove_sandbox(sandbox);
+        }
+        teardown
     }
 
     fn warnings(&self) -> Vec<String> {

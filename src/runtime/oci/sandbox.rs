@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
-use super::rootfs::is_mount_point;
+use crate::runtime::linux::mounts::is_mount_point;
 
 use crate::host::RenderedFile;
 

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use k8s_openapi::api::core::v1::Container;
 
 use super::{check_name, launch, podfiles, spec, OciRuntime};
-use crate::runtime::process::{proc, spawn};
+use crate::runtime::linux::{proc, relay};
 use crate::runtime::{BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, PodRef};
 
 impl OciRuntime {
@@ -95,21 +95,14 @@ impl OciRuntime {
         }
         crate::host::write_all(&files).map_err(|e| e.to_string())?;
 
-        let (out_read, out_write) = pipe()?;
-        let (err_read, err_write) = pipe()?;
         let s = &self.settings;
-        let mut relay = spawn::spawn_relay(
-            &s.boot_exe,
-            &request.log_path,
-            s.log_max_size,
-            s.log_max_files,
-            out_read,
-            err_read,
-        )
+        let output = relay::start(&relay::LogRelay {
+            exe: &s.boot_exe,
+            log_file: &request.log_path,
+            max_size: s.log_max_size,
+            max_files: s.log_max_files,
+        })
         .map_err(|e| format!("cannot start its log relay {}: {e}", s.boot_exe.display()))?;
-        tokio::spawn(async move {
-            let _ = relay.wait().await;
-        });
         let state = self.libcontainer_state();
         let created = launch::create(
             &launch::CreateRequest {
@@ -119,8 +112,8 @@ impl OciRuntime {
                 bundle: &dirs.dir,
                 layers: &image.layers,
             },
-            out_write,
-            err_write,
+            output.stdout,
+            output.stderr,
         )
         .map_err(|e| format!("image {reference}: {e}"));
         let pid = match created {
@@ -185,9 +178,4 @@ fn thermal_throttle_paths() -> Vec<String> {
         .collect();
     paths.sort();
     paths
-}
-
-fn pipe() -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("cannot create a pipe: {e}"))
 }

@@ -13,12 +13,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use super::proc::{self, PinnedProcess};
 use super::security::ProcessIdentity;
-use crate::runtime::{ExecEnd, ExecOutput, EXEC_OUTPUT_LIMIT};
+use crate::runtime::linux::output::{output_pipe, read_capped};
+use crate::runtime::linux::proc::{self, PinnedProcess};
+use crate::runtime::{ExecEnd, ExecOutput};
 
 /// Everything the exec'd process needs, prepared before the fork.
 #[derive(Debug, Default)]
@@ -135,30 +135,6 @@ fn join_in_child(cmd: &mut Command, setup: &ExecSetup) -> io::Result<()> {
         });
     }
     Ok(())
-}
-
-/// A close-on-exec pipe: the read end for us, the write end for the child's stdout and stderr.
-pub fn output_pipe() -> io::Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
-    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    Ok((
-        tokio::net::unix::pipe::Receiver::from_owned_fd(read)?,
-        write,
-    ))
-}
-
-/// Reads to EOF, keeping the first [`EXEC_OUTPUT_LIMIT`] bytes; the rest is drained so the
-/// command never blocks on a full pipe.
-pub async fn read_capped(mut reader: tokio::net::unix::pipe::Receiver) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = reader.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        let room = EXEC_OUTPUT_LIMIT.saturating_sub(kept.len());
-        kept.extend_from_slice(&buf[..n.min(room)]);
-    }
-    kept
 }
 
 /// The netns file of a sandbox, opened for [`ExecSetup::netns`].

@@ -1,35 +1,32 @@
 //! The process runtime: every container is a host process (design §5). A pod's sandbox is its
-//! network namespace ([`netns`]) and its prepared volumes ([`volumes`]); a container is a session
-//! and process-group leader in its own cgroup ([`cgroup`]) with the limits of its
-//! `resources.limits`, started by [`spawn`] from the program and arguments [`command`] resolves,
-//! its output going through a log relay; [`exec`] runs commands inside it for exec probes and
-//! [`security`] applies its `securityContext`. Signals go only through checked pidfds
-//! ([`proc::PinnedProcess`]); handles and sandboxes read back from records are acted on only when
-//! they name this runtime's own cgroups and netns path. Without root there are no cgroups and no
-//! namespaces: the pods still run, and [`ProcessRuntime::warnings`] says what is missing.
+//! network namespace and its prepared volumes; a container is a session and process-group leader
+//! in its own cgroup with the limits of its `resources.limits`, started by [`spawn`] from the
+//! program and arguments [`command`] resolves, with the bind mounts [`binds`] lists, its output
+//! going through a log relay; [`exec`] runs commands inside it for exec probes and [`security`]
+//! applies its `securityContext`. The mechanics (cgroups, namespaces, pidfds, volumes) are
+//! [`crate::runtime::linux`]'s. Signals go only through checked pidfds; handles and sandboxes read
+//! back from records are acted on only when they name this runtime's own cgroups and netns path.
+//! Without root there are no cgroups and no namespaces: the pods still run, and
+//! [`ProcessRuntime::warnings`] says what is missing.
 //!
 //! Touches: `/sys/fs/cgroup`, `<root>/run/boot/netns`, `<root>/var/lib/boot/pods/<uid>` (emptyDir),
 //! hostPath volumes, the log directory.
 
-pub mod cgroup;
+pub mod binds;
 pub mod command;
 pub mod exec;
-pub mod netns;
-pub mod proc;
-pub mod quantity;
 pub mod security;
 pub mod spawn;
-pub mod volumes;
 
 use std::fs;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use nix::sys::signal::Signal;
 
-use self::cgroup::{CgroupLayout, Limits};
-use self::proc::PinnedProcess;
+use super::linux::cgroup::{self, CgroupLayout, Limits};
+use super::linux::proc::{self, PinnedProcess};
+use super::linux::{relay, volumes};
 use super::network::{self, NetworkSettings};
 use super::{
     BoxFuture, ContainerExit, ContainerHandle, ContainerRequest, ExecEnd, ExecOutput, ExecTarget,
@@ -119,11 +116,7 @@ impl ProcessRuntime {
     }
 
     fn volume_paths(&self, pod: PodRef<'_>) -> Result<Vec<(String, PathBuf)>, String> {
-        let empty_dir_base = self.settings.pods_dir.join(pod.uid).join("volumes");
-        let volumes = pod.spec.volumes.iter().flatten();
-        volumes
-            .map(|v| Ok((v.name.clone(), volumes::prepare_volume(v, &empty_dir_base)?)))
-            .collect()
+        volumes::prepare_pod_volumes(pod, &self.settings.pods_dir)
     }
 
     fn start(
@@ -145,14 +138,14 @@ impl ProcessRuntime {
             container,
             nix::unistd::geteuid().as_raw(),
         )?;
-        let mounts = volumes::bind_mounts(container, &self.volume_paths(request.pod)?)?;
+        let mounts = binds::bind_mounts(container, &self.volume_paths(request.pod)?)?;
         if !mounts.is_empty() && !self.privileged {
             return Err(format!(
                 "mounts {} at a path other than its hostPath or read-only, which needs root",
                 mounts[0].target.display()
             ));
         }
-        volumes::ensure_targets(&mounts)
+        binds::ensure_targets(&mounts)
             .map_err(|e| format!("cannot create a bind mount target: {e}"))?;
         let mut setup = spawn::ChildSetup {
             mounts,
@@ -183,22 +176,15 @@ impl ProcessRuntime {
             })?;
             setup.netns = Some(file.into());
         }
-        let (out_read, out_write) = pipe()?;
-        let (err_read, err_write) = pipe()?;
         let s = &self.settings;
-        let mut relay = spawn::spawn_relay(
-            &s.relay_exe,
-            &request.log_path,
-            s.log_max_size,
-            s.log_max_files,
-            out_read,
-            err_read,
-        )
+        let output = relay::start(&relay::LogRelay {
+            exe: &s.relay_exe,
+            log_file: &request.log_path,
+            max_size: s.log_max_size,
+            max_files: s.log_max_files,
+        })
         .map_err(|e| format!("cannot start its log relay {}: {e}", s.relay_exe.display()))?;
-        tokio::spawn(async move {
-            let _ = relay.wait().await; // reaps the relay when the container's pipes close
-        });
-        let mut child = spawn::spawn_container(&spec, setup, out_write, err_write)
+        let mut child = spawn::spawn_container(&spec, setup, output.stdout, output.stderr)
             .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
         let pid = child
             .id()
@@ -226,11 +212,6 @@ impl ProcessRuntime {
         });
         Ok((handle, exit))
     }
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| format!("cannot create a pipe: {e}"))
 }
 
 /// SIGTERM to the container's process group, up to `grace` for it to exit, then SIGKILL to the
@@ -276,42 +257,18 @@ impl Runtime for ProcessRuntime {
                 .push("no network namespace without root: runs in the host network".into());
             return Ok(sandbox);
         }
-        let path = self.settings.netns_dir.join(pod.uid);
-        let existed = netns::is_mounted(&path);
-        netns::create(&path).map_err(|e| {
-            fail(format!(
-                "cannot create its network namespace {}: {e}",
-                path.display()
-            ))
-        })?;
-        let Some(settings) = &self.settings.network else {
-            sandbox.netns = Some(path);
-            sandbox
-                .notes
-                .push("own network namespace, loopback only (pod networking off)".into());
-            return Ok(sandbox);
-        };
-        match network::attach(settings, pod, &path) {
-            Ok(attached) => {
-                sandbox.pod_ip = attached.pod_ip();
-                sandbox.notes.push("own network namespace".into());
-                sandbox.notes.push(attached.describe());
-                sandbox.network = Some(attached);
-                sandbox.netns = Some(path);
-                Ok(sandbox)
-            }
-            Err(e) => {
-                // A namespace a running pod already uses stays; a new one goes with the failure.
-                if !existed {
-                    netns::remove(&path);
-                }
-                Err(fail(format!("pod network: {e}")))
-            }
-        }
+        network::sandbox::create(
+            self.settings.network.as_ref(),
+            &self.settings.netns_dir,
+            pod,
+            &mut sandbox,
+        )
+        .map_err(fail)?;
+        Ok(sandbox)
     }
 
     fn remove_sandbox(&self, sandbox: &Sandbox) {
-        network::remove_sandbox_network(
+        network::sandbox::remove(
             self.settings.network.as_ref(),
             &self.settings.netns_dir,
             sandbox,
@@ -374,6 +331,14 @@ impl Runtime for ProcessRuntime {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
+    }
+
+    fn remove_all(&self, sandboxes: &[Sandbox]) -> network::sandbox::Teardown {
+        let teardown = network::sandbox::remove_all(self.settings.network.as_ref());
+        for sandbox in sandboxes {
+            self.remove_sandbox(sandbox);
+        }
+        teardown
     }
 
     fn warnings(&self) -> Vec<String> {

@@ -14,9 +14,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::Stdio;
 
+use super::binds::BindMount;
 use super::command::ProcessSpec;
 use super::security::ProcessIdentity;
-use super::volumes::BindMount;
 
 /// What the child does between fork and exec.
 #[derive(Debug, Default)]
@@ -120,47 +120,5 @@ pub fn spawn_container(
     }
     let child = command.spawn();
     drop(setup);
-    child
-}
-
-/// Spawns the log relay (`boot log-relay`): the container's stdout pipe as its stdin, the stderr
-/// pipe as fd 3, in a session of its own so that signals to the agent or the container leave it
-/// alone; it exits when both pipes are closed.
-pub fn spawn_relay(
-    exe: &Path,
-    log_file: &Path,
-    max_size: u64,
-    max_files: u32,
-    stdout_read: OwnedFd,
-    stderr_read: OwnedFd,
-) -> io::Result<tokio::process::Child> {
-    let err_fd = stderr_read.as_raw_fd();
-    let mut command = tokio::process::Command::new(exe);
-    command
-        .arg("log-relay")
-        .arg("--file")
-        .arg(log_file)
-        .arg("--max-size")
-        .arg(max_size.to_string())
-        .arg("--max-files")
-        .arg(max_files.to_string())
-        .env_clear()
-        .stdin(Stdio::from(stdout_read))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // SAFETY: async-signal-safe calls only.
-    unsafe {
-        command.pre_exec(move || {
-            check(libc::setsid())?;
-            if err_fd == 3 {
-                check(libc::fcntl(3, libc::F_SETFD, 0))?;
-            } else {
-                check(libc::dup2(err_fd, 3))?;
-            }
-            Ok(())
-        });
-    }
-    let child = command.spawn();
-    drop(stderr_read);
     child
 }

@@ -22,7 +22,7 @@ use libcontainer::oci_spec::runtime::{
 
 use super::image::ImageConfig;
 use super::user::ResolvedUser;
-use crate::runtime::process::cgroup::Limits;
+use crate::runtime::linux::cgroup::Limits;
 pub use mounts::InjectedFiles;
 
 /// The kubelet's masked paths for the default `procMount` (`pkg/securitycontext/util.go`), plus

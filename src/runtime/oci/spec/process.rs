@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Capabilities, Container};
 
+use crate::runtime::expansion::expand_references;
 use crate::runtime::oci::image::ImageConfig;
-use crate::runtime::process::command::expand_references;
 
 /// containerd's default `PATH` (`pkg/oci/spec.go` `defaultUnixEnv`).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
