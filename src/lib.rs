@@ -5,10 +5,12 @@
 //! Data flows one way (design §3): [`config`] → [`pki`] / [`render`] (pure, in memory, all or
 //! nothing) → [`host`] writes → [`agent`] runs. `main.rs` only calls [`cli::main`].
 
+pub mod addons;
 pub mod agent;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod cri;
 pub mod etcd;
 pub mod host;
 pub mod http;

@@ -180,21 +180,9 @@ pub fn kubelet_configuration(cfg: &Config) -> String {
     format!(
         "apiVersion: kubelet.config.k8s.io/v1beta1\nauthentication:\n  anonymous:\n    enabled: false\n  webhook:\n    cacheTTL: 0s\n    enabled: true\n  x509:\n    clientCAFile: {ca}\nauthorization:\n  mode: Webhook\n  webhook:\n    cacheAuthorizedTTL: 0s\n    cacheUnauthorizedTTL: 0s\ncgroupDriver: systemd\nclusterDNS:\n- {dns}\nclusterDomain: {domain}\nhealthzBindAddress: 127.0.0.1\nhealthzPort: 10248\nkind: KubeletConfiguration\nrotateCertificates: true\nstaticPodPath: /etc/kubernetes/manifests\n",
         ca = ca.display(),
-        dns = dns_ip(cfg),
+        dns = crate::addons::dns_ip(cfg),
         domain = cfg.cluster.networking.dns_domain,
     )
-}
-
-/// kubeadm's `GetDNSIP`: the 10th address of the first service subnet.
-fn dns_ip(cfg: &Config) -> std::net::IpAddr {
-    match cfg.first_service_ip() {
-        std::net::IpAddr::V4(first) => {
-            std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from(first) + 9))
-        }
-        std::net::IpAddr::V6(first) => {
-            std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(first) + 9))
-        }
-    }
 }
 
 #[cfg(test)]

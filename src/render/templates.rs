@@ -43,6 +43,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "audit-policy.yaml.tera",
         include_str!("../../templates/audit-policy.yaml.tera"),
     ),
+    (
+        "coredns.yaml.tera",
+        include_str!("../../templates/addons/coredns.yaml.tera"),
+    ),
+    (
+        "kube-proxy.yaml.tera",
+        include_str!("../../templates/addons/kube-proxy.yaml.tera"),
+    ),
 ];
 
 pub struct Templates {
