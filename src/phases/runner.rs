@@ -25,6 +25,17 @@ pub trait Phase<C: Workflow> {
     fn name(&self) -> &'static str;
     /// One line for `phase --help` and the plan.
     fn summary(&self) -> &'static str;
+    /// Older names users may still give for this phase (`agent` for `kubelet-start`). An alias
+    /// several phases share names them all (`post-boot`: `upload-config` and
+    /// `mark-control-plane`).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// A phase that only reads (preflight) runs for real in a dry run, as kubeadm's does, so a
+    /// dry run fails where the run would; every other phase is described instead.
+    fn runs_in_dry_run(&self) -> bool {
+        false
+    }
     /// What a dry run prints instead of running (without the `[dry-run]` prefix). The default is
     /// the summary.
     fn dry_run(&self, ctx: &C) -> Vec<String> {
@@ -40,8 +51,8 @@ pub trait Phase<C: Workflow> {
 pub enum Selection {
     /// Every phase but these (and their children).
     Skip(Vec<String>),
-    /// This phase alone (and its children): `boot init phase NAME`.
-    Only(String),
+    /// These phases alone (and their children): `boot init phase NAME` (several for an alias).
+    Only(Vec<String>),
 }
 
 /// A phase name that names no phase of the list.
@@ -59,25 +70,27 @@ impl Selection {
     }
 
     /// `--skip-phases` (comma-separated, repeatable) over the configuration's `skipPhases`: the
-    /// flag wins when given, as in kubeadm. Every name must be a phase of `phases` or a parent of
-    /// some (`addon`), with kubeadm's `X/all` meaning `X`.
+    /// flag wins when given, as in kubeadm. Every name must be a phase of `phases`, a parent of
+    /// some (`addon`) or an alias, with kubeadm's `X/all` meaning `X`.
     pub fn skip<C: Workflow>(
         flag: &[String],
         config: &[String],
         phases: &[&dyn Phase<C>],
     ) -> Result<Selection, SelectionError> {
         let source = if flag.is_empty() { config } else { flag };
-        let names = source
+        let mut names = Vec::new();
+        for name in source
             .iter()
             .flat_map(|s| s.split(','))
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .map(|name| known(name, phases))
-            .collect::<Result<_, _>>()?;
+        {
+            names.extend(known(name, phases)?);
+        }
         Ok(Selection::Skip(names))
     }
 
-    /// `phase NAME`: that phase, or all the children of a parent.
+    /// `phase NAME`: that phase, all the children of a parent, or the phases of an alias.
     pub fn only<C: Workflow>(
         name: &str,
         phases: &[&dyn Phase<C>],
@@ -89,7 +102,7 @@ impl Selection {
     pub fn selects(&self, name: &str) -> bool {
         match self {
             Selection::Skip(skipped) => !skipped.iter().any(|s| covers(s, name)),
-            Selection::Only(only) => covers(only, name),
+            Selection::Only(only) => only.iter().any(|o| covers(o, name)),
         }
     }
 }
@@ -102,11 +115,23 @@ fn covers(parent: &str, name: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// The canonical form of a phase name given on the command line, or why it names nothing.
-fn known<C: Workflow>(name: &str, phases: &[&dyn Phase<C>]) -> Result<String, SelectionError> {
+/// The canonical names a phase name given on the command line stands for (one, or the phases
+/// of an alias), or why it names nothing.
+fn known<C: Workflow>(
+    name: &str,
+    phases: &[&dyn Phase<C>],
+) -> Result<Vec<String>, SelectionError> {
     let name = name.strip_suffix("/all").unwrap_or(name);
     if phases.iter().any(|p| covers(name, p.name())) {
-        return Ok(name.to_string());
+        return Ok(vec![name.to_string()]);
+    }
+    let aliased: Vec<String> = phases
+        .iter()
+        .filter(|p| p.aliases().contains(&name))
+        .map(|p| p.name().to_string())
+        .collect();
+    if !aliased.is_empty() {
+        return Ok(aliased);
     }
     Err(SelectionError {
         name: name.to_string(),
@@ -174,7 +199,8 @@ impl Report {
 }
 
 /// Runs (or, with `dry_run`, describes) the selected phases of `phases` in order. The first
-/// error stops the run and is returned with the phase's name; a dry run runs nothing.
+/// error stops the run and is returned with the phase's name; a dry run runs only the phases
+/// that only read ([`Phase::runs_in_dry_run`]).
 pub async fn run<C: Workflow>(
     phases: &[&dyn Phase<C>],
     ctx: &mut C,
@@ -188,7 +214,7 @@ pub async fn run<C: Workflow>(
             report.skipped.push(name);
             continue;
         }
-        if dry_run {
+        if dry_run && !phase.runs_in_dry_run() {
             let lines = phase.dry_run(ctx);
             let out = ctx.out();
             for line in lines {
@@ -341,6 +367,88 @@ mod tests {
              [dry-run] [addon/coredns] does its thing\n\
              [dry-run] [post] does its thing\n"
         );
+    }
+
+    /// A phase with old names, or one that only reads.
+    struct Special {
+        name: &'static str,
+        aliases: &'static [&'static str],
+        reads_only: bool,
+    }
+
+    impl Phase<Recorder> for Special {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn summary(&self) -> &'static str {
+            "special"
+        }
+        fn aliases(&self) -> &'static [&'static str] {
+            self.aliases
+        }
+        fn runs_in_dry_run(&self) -> bool {
+            self.reads_only
+        }
+        fn run<'a>(&'a self, ctx: &'a mut Recorder) -> PhaseFuture<'a, String> {
+            Box::pin(async move {
+                ctx.ran.push(self.name);
+                Ok(())
+            })
+        }
+    }
+
+    const ALIASED: [&dyn Phase<Recorder>; 4] = [
+        &Special {
+            name: "preflight",
+            aliases: &[],
+            reads_only: true,
+        },
+        &Special {
+            name: "kubelet-start",
+            aliases: &["agent"],
+            reads_only: false,
+        },
+        &Special {
+            name: "upload-config",
+            aliases: &["post-boot"],
+            reads_only: false,
+        },
+        &Special {
+            name: "mark-control-plane",
+            aliases: &["post-boot"],
+            reads_only: false,
+        },
+    ];
+
+    fn run_aliased(selection: &Selection, dry: bool) -> (Vec<&'static str>, String) {
+        let mut ctx = Recorder::default();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(run(&ALIASED, &mut ctx, selection, dry))
+            .unwrap();
+        (ctx.ran, String::from_utf8(ctx.out).unwrap())
+    }
+
+    #[test]
+    fn an_alias_stands_for_every_phase_that_has_it() {
+        let only = Selection::only("post-boot", &ALIASED).unwrap();
+        assert_eq!(
+            only,
+            Selection::Only(vec!["upload-config".into(), "mark-control-plane".into()])
+        );
+        assert_eq!(run_aliased(&only, false).0, ["upload-config", "mark-control-plane"]);
+        let skip = Selection::skip(&["agent,post-boot".into()], &[], &ALIASED).unwrap();
+        assert_eq!(run_aliased(&skip, false).0, ["preflight"]);
+        assert!(Selection::only("post", &ALIASED).is_err());
+    }
+
+    #[test]
+    fn a_phase_that_only_reads_runs_in_a_dry_run() {
+        let (ran, printed) = run_aliased(&Selection::all(), true);
+        assert_eq!(ran, ["preflight"]);
+        assert!(!printed.contains("[preflight]"), "{printed}");
+        assert!(printed.contains("[dry-run] [kubelet-start] special"), "{printed}");
     }
 
     #[test]
