@@ -10,6 +10,7 @@ pub mod agent;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod controlplane;
 pub mod cri;
 pub mod etcd;
 pub mod host;

@@ -1,18 +1,20 @@
 //! `boot init`: bootstrap the control plane; `boot init phase <name>` runs one file-writing phase
 //! on its own, writing to the real paths (or under `--root`).
 
-use std::time::SystemTime;
+use std::io::IsTerminal;
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
 use super::load::{self, ConfigFlags};
 use super::output;
 use super::{CliError, ExitCode, GlobalArgs};
-use crate::config::AgentMode;
-use crate::init::phases::{self, PhaseName};
-use crate::init::run::{self as init_run, InitError, InitRequest};
-use crate::init::wait::WaitFailure;
-use crate::render::{self, OutputLayout, Parts, Templates, COMPONENTS};
+use crate::config::{AgentMode, Config};
+use crate::controlplane::wait::WaitFailure;
+use crate::host::HostRoot;
+use crate::init::{ForegroundAgent, InitContext, InitError, InitRequest, StartForeground, PHASES};
+use crate::phases::{self, Selection};
+use crate::render::Templates;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -25,11 +27,12 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Phases to skip, comma-separated (preflight, certs, kubeconfig, etcd, control-plane, agent,
-    /// wait-control-plane, post-boot).
+    /// Phases to skip, comma-separated (`boot init phase --help` lists them; skipping a parent
+    /// such as `control-plane` skips its children).
     #[arg(long, value_name = "PHASES", value_delimiter = ',')]
     pub skip_phases: Vec<String>,
-    /// Print the plan and every file that would be written; write nothing.
+    /// Print the plan and every file that would be written; write nothing (preflight still
+    /// checks, as kubeadm's).
     #[arg(long)]
     pub dry_run: bool,
     /// Preflight checks whose errors become warnings (kubeadm's names, or `all`).
@@ -50,129 +53,77 @@ pub struct RunArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum InitCommand {
-    /// Run one phase of init.
-    Phase {
-        #[command(subcommand)]
-        phase: Phase,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Phase {
-    /// Generate the certificate authorities, certificates and the service-account key pair.
-    Certs(PhaseArgs),
-    /// Write admin.conf, super-admin.conf, controller-manager.conf and scheduler.conf.
-    Kubeconfig(PhaseArgs),
-    /// Write the etcd static pod manifest.
-    Etcd(PhaseArgs),
-    /// Write the kube-apiserver, kube-controller-manager and kube-scheduler manifests.
-    ControlPlane(PhaseArgs),
-    /// Run the preflight checks only.
-    Preflight(RunArgs),
-    /// Start the static pod agent.
-    Agent(RunArgs),
-    /// Wait until every control plane component is healthy.
-    WaitControlPlane(RunArgs),
-    /// Bind kubeadm:cluster-admins and upload the ClusterConfiguration (idempotent).
-    PostBoot(RunArgs),
-    /// Upload the shared certificates, encrypted, to Secret kube-system/kubeadm-certs (with
-    /// --upload-certs) and print the key.
-    UploadCerts(RunArgs),
-    /// Create the bootstrap token, its RBAC, kubelet-config and the signed cluster-info.
-    BootstrapToken(RunArgs),
+    /// Run one phase of init (or a parent's children); the phases are listed below.
+    Phase(PhaseArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PhaseArgs {
+    /// The phase, as `--skip-phases` names it.
+    #[arg(value_name = "NAME")]
+    pub name: String,
     #[command(flatten)]
-    pub config: ConfigFlags,
+    pub run: RunArgs,
+}
+
+/// `boot init phase --help`'s list: every phase of init with its summary.
+pub fn phase_help() -> String {
+    let mut text = String::from("Phases:\n");
+    for name in phases::names(&PHASES) {
+        let summary = PHASES
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.summary())
+            .unwrap_or("all of the phases below it");
+        let aliases = PHASES
+            .iter()
+            .find(|p| p.name() == name)
+            .map(|p| p.aliases())
+            .unwrap_or_default();
+        let aka = match aliases {
+            [] => String::new(),
+            names => format!(" (also: {})", names.join(", ")),
+        };
+        text.push_str(&format!("  {name:<34} {summary}{aka}\n"));
+    }
+    text
 }
 
 pub fn run(args: InitArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
-    let Some(InitCommand::Phase { phase }) = args.command else {
-        return run_all(args.run, global);
-    };
-    let only = |name: PhaseName, mut args: RunArgs| {
-        args.skip_phases = phases::ALL
-            .iter()
-            .filter(|p| **p != name)
-            .map(|p| p.to_string())
-            .collect();
-        run_all(args, global)
-    };
-    let (flags, parts) = match &phase {
-        Phase::Preflight(_)
-        | Phase::Agent(_)
-        | Phase::WaitControlPlane(_)
-        | Phase::PostBoot(_)
-        | Phase::UploadCerts(_)
-        | Phase::BootstrapToken(_) => {
-            return match phase {
-                Phase::Preflight(a) => only(PhaseName::Preflight, a),
-                Phase::Agent(a) => only(PhaseName::Agent, a),
-                Phase::WaitControlPlane(a) => only(PhaseName::WaitControlPlane, a),
-                Phase::PostBoot(a) => only(PhaseName::PostBoot, a),
-                Phase::UploadCerts(a) => only(PhaseName::UploadCerts, a),
-                Phase::BootstrapToken(a) => only(PhaseName::BootstrapToken, a),
-                _ => unreachable!("matched above"),
-            };
-        }
-        Phase::Certs(a) => (
-            &a.config,
-            Parts {
-                pki: true,
-                kubeconfigs: false,
-                components: &[],
-            },
-        ),
-        Phase::Kubeconfig(a) => (
-            &a.config,
-            Parts {
-                pki: false,
-                kubeconfigs: true,
-                components: &[],
-            },
-        ),
-        Phase::Etcd(a) => (
-            &a.config,
-            Parts {
-                pki: false,
-                kubeconfigs: false,
-                components: &COMPONENTS[..1],
-            },
-        ),
-        Phase::ControlPlane(a) => (
-            &a.config,
-            Parts {
-                pki: false,
-                kubeconfigs: false,
-                components: &COMPONENTS[1..],
-            },
-        ),
-    };
-    let root = global.host_root()?;
-    let cfg = load::load(global, flags)?;
-    let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref())
-        .map_err(output::render_error)?;
-    let layout = OutputLayout::host(&cfg, &root);
-    let bundle = render::bundle(&cfg, &root, &templates, &layout, parts, SystemTime::now())
-        .map_err(output::render_error)?;
-    load::print_warnings(&bundle.warnings);
-    output::write(&bundle.files)?;
-    output::report(&bundle, &layout);
-    Ok(ExitCode::Ok)
+    match args.command {
+        Some(InitCommand::Phase(phase)) => run_phases(phase.run, Some(&phase.name), global),
+        None => run_phases(args.run, None, global),
+    }
 }
 
-/// The whole of `boot init`.
-fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
-    use std::io::IsTerminal;
+/// `boot init`, or `boot init phase NAME` (`only`): the selected phases through the runner.
+fn run_phases(
+    args: RunArgs,
+    only: Option<&str>,
+    global: &GlobalArgs,
+) -> Result<ExitCode, CliError> {
+    let started = Instant::now();
     let root = global.host_root()?;
     let cfg = load::load(global, &args.config)?;
     load::print_warnings(&cfg.warnings);
     let templates = Templates::with_overrides(cfg.boot.templates_dir.as_deref())
         .map_err(output::render_error)?;
-    let skip = phases::skipped(&args.skip_phases, &cfg.init.skip_phases)
-        .map_err(|e| CliError::usage(format!("--skip-phases: {e}"), "see `boot init --help`"))?;
+    let selection = match only {
+        Some(name) => Selection::only(name, &PHASES).map_err(|e| {
+            CliError::usage(
+                format!("boot init phase: {e}"),
+                "see `boot init phase --help`",
+            )
+        })?,
+        None => {
+            Selection::skip(&args.skip_phases, &cfg.init.skip_phases, &PHASES).map_err(|e| {
+                CliError::usage(
+                    format!("--skip-phases: {e}"),
+                    "see `boot init phase --help`",
+                )
+            })?
+        }
+    };
     let mut ignore = args.ignore_preflight_errors.clone();
     ignore.extend(
         cfg.init
@@ -181,70 +132,90 @@ fn run_all(args: RunArgs, global: &GlobalArgs) -> Result<ExitCode, CliError> {
             .iter()
             .cloned(),
     );
-    let mode = args.agent.unwrap_or(cfg.boot.agent.mode);
     let exe = std::env::current_exe().map_err(|e| {
         CliError::new(ExitCode::Files, "cannot find the boot executable").with_cause(e)
     })?;
+    let dry_run = args.dry_run || cfg.init.dry_run;
     let request = InitRequest {
-        cfg: &cfg,
-        root: &root,
-        templates: &templates,
-        skip,
-        dry_run: args.dry_run || cfg.init.dry_run,
+        dry_run,
         ignore_preflight: ignore,
-        agent_mode: mode,
+        agent_mode: args.agent.unwrap_or(cfg.boot.agent.mode),
         exe,
         live: std::io::stdout().is_terminal(),
         pull_images: args.pull_images || cfg.boot.runtime == crate::config::RuntimeKind::Oci,
         join: super::join_data::join_data(&args.join, &cfg)?,
+        start_foreground: Some(Box::new(start_foreground) as Box<StartForeground>),
+        root: root.clone(),
+        templates,
+        cfg,
     };
+    if only.is_none() {
+        println!(
+            "[init] Using Kubernetes version: v{} (etcd {})",
+            request.cfg.kubernetes_version, request.cfg.etcd_version
+        );
+    }
     let runtime = super::async_runtime(2)?;
-    let foreground = mode == AgentMode::Foreground;
     runtime.block_on(async {
-        let mut stdout = std::io::stdout();
-        // Preflight, the ledger and the files first: a foreground agent binds its ports only
-        // after preflight checked them, and creates its directories after they were recorded.
-        let Some(prepared) = init_run::prepare(&request, &mut stdout)
-            .await
-            .map_err(|e| init_error(e, &root))?
-        else {
-            return Ok(ExitCode::Ok);
-        };
-        let agent = if foreground && request.skip.iter().all(|p| *p != PhaseName::Agent) {
-            let options = crate::agent::AgentOptions::from_config(root.clone(), &cfg)?;
-            // Automatic certificate renewal runs beside the agent here too, as `boot agent` runs it.
-            let renewal = super::agent::auto_renewal(&cfg, &root, &options.status_socket);
-            let renewal = tokio::spawn(crate::certs::auto::run(renewal));
-            let agent = tokio::spawn(crate::agent::run(options, super::shutdown_signal()));
-            Some((agent, renewal))
-        } else {
-            None
-        };
-        let took = init_run::finish(&request, prepared, &mut stdout)
-            .await
+        let mut ctx = InitContext::new(request, &selection, Box::new(std::io::stdout()))
             .map_err(|e| init_error(e, &root))?;
-        print_finish(&root, took);
-        if request.runs(PhaseName::BootstrapToken) {
-            if let Some(text) = super::join_data::join_commands(&cfg, &root, &request.join) {
+        let report = phases::run(&PHASES, &mut ctx, &selection, dry_run)
+            .await
+            .map_err(|failed| {
+                let mut error = init_error(failed.error, &root);
+                error.headline = format!("phase {}: {}", failed.phase, error.headline);
+                error
+            })?;
+        if dry_run {
+            println!("[dry-run] Nothing was written.");
+            return Ok(ExitCode::Ok);
+        }
+        if !report.ran.is_empty() {
+            println!("[init] Phases took: {}", report.timings());
+        }
+        let request = &ctx.request;
+        if only.is_none() {
+            print_finish(&root, started.elapsed());
+        }
+        if selection.selects("bootstrap-token") {
+            if let Some(text) = super::join_data::join_commands(&request.cfg, &root, &request.join)
+            {
                 println!("\n{text}");
             }
         }
-        if let Some((agent, renewal)) = agent {
-            println!(
-                "[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)"
-            );
-            let ended = agent.await;
-            renewal.abort();
-            if let Ok(Err(e)) = ended {
-                return Err(CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e));
-            }
+        match ctx.foreground.take() {
+            Some(foreground) => wait_foreground(foreground).await,
+            None => Ok(ExitCode::Ok),
         }
-        Ok(ExitCode::Ok)
     })
 }
 
-fn print_finish(root: &crate::host::HostRoot, took: std::time::Duration) {
-    let admin = init_run::admin_conf(root);
+/// `--agent=foreground`: the agent and its certificate renewal in this process, stopped by
+/// SIGTERM or SIGINT.
+fn start_foreground(
+    cfg: &Config,
+    root: &HostRoot,
+) -> Result<ForegroundAgent, crate::init::context::BoxedError> {
+    let options = crate::agent::AgentOptions::from_config(root.clone(), cfg)?;
+    let renewal = super::agent::auto_renewal(cfg, root, &options.status_socket);
+    Ok(ForegroundAgent {
+        renewal: tokio::spawn(crate::certs::auto::run(renewal)),
+        agent: tokio::spawn(crate::agent::run(options, super::shutdown_signal())),
+    })
+}
+
+async fn wait_foreground(foreground: ForegroundAgent) -> Result<ExitCode, CliError> {
+    println!("[agent] Running in the foreground; Ctrl-C stops the agent (the pods keep running)");
+    let ended = foreground.agent.await;
+    foreground.renewal.abort();
+    if let Ok(Err(e)) = ended {
+        return Err(CliError::new(ExitCode::AgentDown, "the agent stopped").with_cause(e));
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn print_finish(root: &HostRoot, took: std::time::Duration) {
+    let admin = crate::init::admin_conf(root);
     let root_flag = if root.is_system() {
         String::new()
     } else {
@@ -261,7 +232,7 @@ fn print_finish(root: &crate::host::HostRoot, took: std::time::Duration) {
     println!("Check the static pods with `boot status{root_flag}`; take everything down with `boot reset{root_flag}`.");
 }
 
-pub(super) fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliError {
+pub(super) fn init_error(err: InitError, root: &HostRoot) -> CliError {
     let root_flag = if root.is_system() {
         String::new()
     } else {
@@ -310,10 +281,20 @@ pub(super) fn init_error(err: InitError, root: &crate::host::HostRoot) -> CliErr
         err @ InitError::Agent(_) => {
             CliError::new(ExitCode::AgentDown, err.to_string()).with_hint(reset)
         }
-        err @ InitError::PostBoot(_) => CliError::new(ExitCode::Timeout, err.to_string())
-            .with_hint(format!(
-                "`boot init phase post-boot{root_flag}` retries it once the API server answers; {reset}"
-            )),
+        InitError::Foreground(e) => match e.downcast::<CliError>() {
+            Ok(cli) => *cli,
+            Err(e) => CliError::new(ExitCode::AgentDown, format!("cannot start the agent: {e}")),
+        },
+        InitError::PostBoot(e) => {
+            let hint = e.hint().map(|h| format!("{h}; ")).unwrap_or_default();
+            CliError::new(ExitCode::Timeout, e.to_string()).with_hint(format!(
+                "{hint}`boot init phase upload-config{root_flag}` retries it once the API server answers; {reset}"
+            ))
+        }
+        InitError::Mark(e) => CliError::new(ExitCode::Timeout, e.to_string()).with_hint(format!(
+            "{}; `boot init phase mark-control-plane{root_flag}` retries it; {reset}",
+            e.hint()
+        )),
         other => CliError::new(ExitCode::Files, other.to_string()).with_hint(reset),
     }
 }

@@ -279,7 +279,7 @@ fn describe(failure: Failure, root: &HostRoot) -> Described {
         JoinError::Preflight(report) => format!("preflight checks failed\n{report}"),
         // init's report of a wait that failed: which component, why, its last log lines.
         JoinError::Wait(failure) => {
-            super::init::init_error(crate::init::run::InitError::Wait(failure), root).headline
+            super::init::init_error(crate::init::InitError::Wait(failure), root).headline
         }
         other => other.to_string(),
     };

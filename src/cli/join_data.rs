@@ -8,7 +8,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::CliError;
 use crate::config::{Config, GoDuration};
 use crate::host::HostRoot;
-use crate::init::run::JoinData;
+use crate::init::JoinData;
 use crate::join::token_secret::tokens_from_config;
 use crate::join::{BootstrapToken, CaCertHash, CertificateKey};
 

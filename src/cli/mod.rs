@@ -25,7 +25,7 @@ pub use error::{CliError, ExitCode};
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::host::HostRoot;
 
@@ -130,9 +130,19 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+/// The command line, with what clap's derive cannot say statically: `boot init phase --help`
+/// lists init's phases from the phase list itself.
+pub fn command() -> clap::Command {
+    Cli::command().mut_subcommand("init", |init| {
+        init.mut_subcommand("phase", |phase| {
+            phase.after_help(init::phase_help()).term_width(0)
+        })
+    })
+}
+
 /// Parses the command line, runs the command and exits with its code.
 pub fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let code = match run(cli) {
         Ok(code) => code,
         Err(err) => {

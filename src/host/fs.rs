@@ -32,21 +32,43 @@ pub struct WriteError {
 /// file (where permissions, a full disk or a bad path fail), then all are renamed into place. A
 /// failure in the first step leaves no file of the set behind.
 pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
-    let mut staged: Vec<(TempPath, &RenderedFile)> = Vec::with_capacity(files.len());
-    let result = (|| {
-        for file in files {
-            let tmp = stage(file).map_err(|source| WriteError {
-                path: file.path.clone(),
-                source,
-            })?;
-            staged.push((tmp, file));
-        }
-        for (tmp, file) in staged.drain(..) {
-            tmp.persist(&file.path).map_err(|e| WriteError {
-                path: file.path.clone(),
+    stage_all(files)?.commit(|_| true)
+}
+
+/// Files written to their temporary names beside their targets and not yet renamed into place:
+/// the first step of [`write_all`], for a caller that renames them a part at a time (init's
+/// phases). Dropping it removes the temporary files of those not committed.
+#[derive(Debug, Default)]
+pub struct Staged {
+    files: Vec<(TempPath, PathBuf)>,
+}
+
+/// Stages every file (see [`Staged`]); on a failure none stays staged.
+pub fn stage_all(files: &[RenderedFile]) -> Result<Staged, WriteError> {
+    let mut staged = Staged::default();
+    for file in files {
+        let tmp = stage(file).map_err(|source| WriteError {
+            path: file.path.clone(),
+            source,
+        })?;
+        staged.files.push((tmp, file.path.clone()));
+    }
+    Ok(staged)
+}
+
+impl Staged {
+    /// Renames the staged files whose target `wanted` accepts into place, each directory synced.
+    pub fn commit(&mut self, wanted: impl Fn(&Path) -> bool) -> Result<(), WriteError> {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|(_, path)| wanted(path));
+        self.files = later;
+        for (tmp, path) in now {
+            tmp.persist(&path).map_err(|e| WriteError {
+                path: path.clone(),
                 source: e.error,
             })?;
-            if let Some(dir) = file.path.parent() {
+            if let Some(dir) = path.parent() {
                 File::open(dir)
                     .and_then(|d| d.sync_all())
                     .map_err(|source| WriteError {
@@ -56,9 +78,12 @@ pub fn write_all(files: &[RenderedFile]) -> Result<(), WriteError> {
             }
         }
         Ok(())
-    })();
-    // Temporary files not renamed (a failure) are removed as `staged` drops.
-    result
+    }
+
+    /// Whether `path` is staged and not committed yet.
+    pub fn holds(&self, path: &Path) -> bool {
+        self.files.iter().any(|(_, p)| p == path)
+    }
 }
 
 fn create_dir_all(dir: &Path) -> io::Result<()> {
@@ -162,6 +187,28 @@ mod tests {
         write_all(&[RenderedFile::new(manifests.join("etcd.yaml"), 0o600, "x")]).unwrap();
         let mode = fs::metadata(&manifests).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn staged_files_appear_when_committed_and_the_rest_go_with_the_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RenderedFile::new(dir.path().join("pki/ca.key"), 0o600, "k");
+        let second = RenderedFile::new(dir.path().join("manifests/etcd.yaml"), 0o600, "m");
+        let mut staged = stage_all(&[first.clone(), second.clone()]).unwrap();
+        assert!(!first.path.exists() && !second.path.exists());
+        staged
+            .commit(|p| p.starts_with(dir.path().join("pki")))
+            .unwrap();
+        assert!(first.path.exists() && !second.path.exists());
+        assert!(staged.holds(&second.path) && !staged.holds(&first.path));
+        drop(staged);
+        let left: Vec<_> = fs::read_dir(dir.path().join("manifests"))
+            .unwrap()
+            .collect();
+        assert!(
+            left.is_empty(),
+            "an uncommitted file stayed staged: {left:?}"
+        );
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 pub mod facts;
 mod fs;
+pub mod layout;
 pub mod ledger;
 pub mod limits;
 pub mod lookup;
 mod read;
 mod root;
 
-pub use fs::{write_all, WriteError};
+pub use fs::{stage_all, write_all, Staged, WriteError};
 pub use read::{read_bounded, read_bounded_if_exists, Links, ReadError};
 pub use root::HostRoot;
 

@@ -1,11 +1,27 @@
-//! `boot init`: preflight → certs → kubeconfig → etcd → control-plane → agent →
-//! wait-control-plane → post-boot, as kubeadm's phases (reference §1), with the agent in place of
-//! the kubelet.
+//! `boot init`: kubeadm's init phases (reference §1), with the agent in place of the kubelet, as
+//! one ordered list ([`PHASES`]) on the phase runner (`crate::phases`): preflight → certs →
+//! kubeconfig → etcd → control-plane/{apiserver,controller-manager,scheduler} → kubelet-start →
+//! wait-control-plane → upload-config → upload-certs → mark-control-plane → bootstrap-token.
+//!
+//! Everything the selected phases write is rendered in memory first ([`InitContext::new`]): a
+//! template or PKI error writes nothing. Each writing phase records its files in the ledger
+//! before writing them.
 
-pub mod agent_launch;
-pub mod diagnose;
-pub mod health;
+pub mod context;
 pub mod images;
 pub mod phases;
-pub mod run;
-pub mod wait;
+
+pub use context::{
+    ForegroundAgent, InitContext, InitError, InitRequest, JoinData, StartForeground,
+};
+pub use phases::PHASES;
+
+use std::path::PathBuf;
+
+use crate::host::HostRoot;
+
+/// Where `admin.conf` is, for the closing message.
+pub fn admin_conf(root: &HostRoot) -> PathBuf {
+    root.path(crate::host::layout::KUBERNETES_DIR)
+        .join(crate::postboot::ADMIN_CONF)
+}

@@ -20,12 +20,11 @@ use super::etcd_journal::{JoinJournal, JournalError};
 use super::upload_certs::{self, UploadCertsError, SHARED};
 use super::{CertificateKey, JoinCredentials, JoinDiscovery, JoinDiscoveryError};
 use crate::config::{bracket_host, Arg, ClusterConfiguration, Config, ConfigError, Timeouts};
+use crate::controlplane::wait::{self, WaitFailure};
+use crate::controlplane::{agent_launch, effective_config, NodeLedger, RecordError};
 use crate::etcd::{promote, EtcdClient, EtcdError, Identity};
-use crate::host::ledger::Ledger;
+use crate::host::layout::{never_removed, EFFECTIVE_CONFIG};
 use crate::host::{write_all, HostRoot, RenderedFile, WriteError};
-use crate::init::agent_launch;
-use crate::init::run::{effective_config, EFFECTIVE_CONFIG};
-use crate::init::wait::{self, WaitFailure};
 use crate::kubeapi::{kube_system, Caller};
 use crate::pki::ExistingPki;
 use crate::preflight::{self, PreflightReport};
@@ -69,11 +68,8 @@ pub enum JoinError {
     Identity(String),
     #[error(transparent)]
     Write(#[from] WriteError),
-    #[error("cannot record {path}: {source}")]
-    Ledger {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Record(#[from] RecordError),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error(transparent)]
@@ -254,12 +250,6 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
     let kubelet_file = crate::node::KubeletConfiguration::for_init(&cfg, root).rendered(root);
     let etcd_manifest = layout.manifest_dir.join("etcd.yaml");
     let mode = agent_launch::resolve_mode(request.agent_mode, root);
-    let mut ledger = Ledger::load(root)
-        .map_err(|source| JoinError::Ledger {
-            path: Ledger::path(root),
-            source,
-        })?
-        .unwrap_or_default();
     let mut noted: Vec<RenderedFile> = bundle.files.clone();
     // An external etcd client file directly in a directory reset never touches (`/etc`) stays
     // out of the ledger: listing it would make reset refuse the whole ledger.
@@ -269,28 +259,30 @@ pub async fn run(request: &JoinRequest<'_>, out: &mut dyn Write) -> Result<Joine
             .iter()
             .filter(|f| {
                 let dir = f.path.parent().unwrap_or(Path::new("/"));
-                !external_dirs.iter().any(|d| d == dir) || !crate::reset::never_removed(root, dir)
+                !external_dirs.iter().any(|d| d == dir) || !never_removed(root, dir)
             })
             .cloned(),
     );
     if stacked {
         noted.push(RenderedFile::new(etcd_manifest.clone(), 0o600, Vec::new()));
     }
-    crate::init::run::note_kubelet_files(&mut ledger, root, &kubelet_file);
-    ledger.agent = Some(agent_launch::launch_record(mode, root));
-    crate::init::run::note_everything(&mut ledger, &cfg, root, &layout, &noted, &config_file);
+    let mut ledger = NodeLedger::load(root)?;
+    let manifests: Vec<RenderedFile> = noted
+        .iter()
+        .filter(|f| f.path.starts_with(&layout.manifest_dir))
+        .cloned()
+        .collect();
+    ledger.note_node(&cfg, &layout, &manifests);
+    ledger.note_files(&noted);
+    ledger.note_files(std::slice::from_ref(&config_file));
+    ledger.note_kubelet_files(&kubelet_file);
+    ledger.note_agent(agent_launch::launch_record(mode, root));
     // The external etcd client files may lie outside the PKI directory: reset removes them
     // (only them: the ledger lists files) as it does the rest of what the join wrote.
-    for dir in external_dirs
-        .iter()
-        .filter(|d| !crate::reset::never_removed(root, d))
-    {
+    for dir in external_dirs.iter().filter(|d| !never_removed(root, d)) {
         ledger.note_prefix(dir);
     }
-    ledger.save(root).map_err(|source| JoinError::Ledger {
-        path: Ledger::path(root),
-        source,
-    })?;
+    ledger.save()?;
     say!(
         "[certs] Using certificateDir folder {:?}",
         layout.cert_dir.display().to_string()

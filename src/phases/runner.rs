@@ -117,10 +117,7 @@ fn covers(parent: &str, name: &str) -> bool {
 
 /// The canonical names a phase name given on the command line stands for (one, or the phases
 /// of an alias), or why it names nothing.
-fn known<C: Workflow>(
-    name: &str,
-    phases: &[&dyn Phase<C>],
-) -> Result<Vec<String>, SelectionError> {
+fn known<C: Workflow>(name: &str, phases: &[&dyn Phase<C>]) -> Result<Vec<String>, SelectionError> {
     let name = name.strip_suffix("/all").unwrap_or(name);
     if phases.iter().any(|p| covers(name, p.name())) {
         return Ok(vec![name.to_string()]);
@@ -437,7 +434,10 @@ mod tests {
             only,
             Selection::Only(vec!["upload-config".into(), "mark-control-plane".into()])
         );
-        assert_eq!(run_aliased(&only, false).0, ["upload-config", "mark-control-plane"]);
+        assert_eq!(
+            run_aliased(&only, false).0,
+            ["upload-config", "mark-control-plane"]
+        );
         let skip = Selection::skip(&["agent,post-boot".into()], &[], &ALIASED).unwrap();
         assert_eq!(run_aliased(&skip, false).0, ["preflight"]);
         assert!(Selection::only("post", &ALIASED).is_err());
@@ -448,7 +448,10 @@ mod tests {
         let (ran, printed) = run_aliased(&Selection::all(), true);
         assert_eq!(ran, ["preflight"]);
         assert!(!printed.contains("[preflight]"), "{printed}");
-        assert!(printed.contains("[dry-run] [kubelet-start] special"), "{printed}");
+        assert!(
+            printed.contains("[dry-run] [kubelet-start] special"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -17,9 +17,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::host::layout::{PID_FILE, STATUS_SOCKET};
 use crate::host::ledger::AgentLaunch;
 use crate::host::HostRoot;
-use crate::init::agent_launch::PID_FILE;
 
 /// How long the agent gets to stop on SIGTERM before SIGKILL.
 const AGENT_GRACE: Duration = Duration::from_secs(10);
@@ -43,7 +43,7 @@ pub async fn stop_agent(launch: Option<&AgentLaunch>, root: &HostRoot, out: &mut
             out.push(format!("[reset] Stopped and disabled {unit}"));
         }
     }
-    let socket = root.path("/run/boot/agent.sock");
+    let socket = root.path(STATUS_SOCKET);
     let mut candidates = socket_holders(&socket);
     candidates.extend(pid_file(&root.path(PID_FILE)));
     candidates.sort_unstable();

@@ -17,5 +17,5 @@ mod verify;
 pub use etcd_member::{remove_own_member, MemberError};
 pub use execute::{execute, StepError};
 pub use plan::{plan, ResetPlan};
-pub use validate::{never_removed, LedgerError, BOOT_PREFIXES};
+pub use validate::LedgerError;
 pub use verify::{verify, Leftover};

@@ -7,55 +7,9 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::host::layout::{Protected, AGENT_LOG, OWNED, PID_FILE, UNIT_FILE, UNIT_NAME};
 use crate::host::ledger::{AgentLaunch, Ledger};
 use crate::host::HostRoot;
-use crate::init::agent_launch::{LOG_FILE, PID_FILE, UNIT_NAME};
-
-/// The host directories whose content is boot's, whatever the configuration says.
-pub const BOOT_PREFIXES: &[&str] = &[
-    "/etc/kubernetes",
-    "/var/lib/boot",
-    "/var/lib/etcd",
-    "/run/boot",
-    "/var/log/boot",
-    "/var/log/pods",
-    // The API server's audit log (boot's secure default).
-    "/var/log/kubernetes/audit",
-    // The kubelet's configuration and serving certificate, as kubeadm's kubelet-start writes them.
-    "/var/lib/kubelet",
-    "/etc/systemd/system/boot-agent.service",
-];
-
-/// Directories below the top level that a distribution owns; never removed, never emptied.
-const SYSTEM_DIRS: &[&str] = &[
-    "/etc/systemd",
-    "/etc/systemd/system",
-    "/etc/ssl",
-    "/etc/ssl/certs",
-    "/etc/pki",
-    "/etc/ca-certificates",
-    "/run/user",
-    "/usr/bin",
-    "/usr/include",
-    "/usr/lib",
-    "/usr/lib64",
-    "/usr/libexec",
-    "/usr/local",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/share",
-    "/var/backups",
-    "/var/cache",
-    "/var/lib",
-    "/var/log",
-    "/var/mail",
-    "/var/run",
-    "/var/spool",
-    "/var/tmp",
-];
-
-/// `/etc/passwd` is read up to this size for the home directories.
-const PASSWD_LIMIT: u64 = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -91,27 +45,22 @@ pub enum LedgerError {
 pub struct Bounds {
     root: PathBuf,
     prefixes: Vec<PathBuf>,
-    protected: Vec<PathBuf>,
+    protected: Protected,
 }
 
 impl Bounds {
     /// boot's directories under `root` plus the ones an init recorded (its configured
     /// certificate, manifest and etcd directories); the protected ones from this host.
     pub fn new(root: &HostRoot, recorded: impl IntoIterator<Item = PathBuf>) -> Bounds {
-        let passwd = read_bounded(Path::new("/etc/passwd"));
-        Bounds::with_homes(root, recorded, home_dirs(&passwd))
+        Bounds::with(root, recorded, Protected::for_host(root))
     }
 
-    fn with_homes(
+    fn with(
         root: &HostRoot,
         recorded: impl IntoIterator<Item = PathBuf>,
-        homes: Vec<PathBuf>,
+        protected: Protected,
     ) -> Bounds {
-        // Host paths: under `--root DIR`, `DIR/var` is boot's own creation, not the system's.
-        let mut protected: Vec<PathBuf> = vec![PathBuf::from("/"), root.prefix().to_path_buf()];
-        protected.extend(SYSTEM_DIRS.iter().map(PathBuf::from));
-        protected.extend(homes);
-        let mut prefixes: Vec<PathBuf> = BOOT_PREFIXES.iter().map(|p| root.path(p)).collect();
+        let mut prefixes: Vec<PathBuf> = OWNED.iter().map(|p| root.path(p)).collect();
         prefixes.extend(recorded);
         Bounds {
             root: root.prefix().to_path_buf(),
@@ -121,17 +70,8 @@ impl Bounds {
     }
 
     fn is_protected(&self, path: &Path) -> bool {
-        let top_level = path.components().count() <= 2;
-        top_level
-            || self.protected.iter().any(|p| p == path)
-            || path.starts_with("/home") && path.components().count() <= 3
+        self.protected.contains(path)
     }
-}
-
-/// `/`, the root, top-level, system and home directories: reset never removes them, so init
-/// never records them.
-pub fn never_removed(root: &HostRoot, path: &Path) -> bool {
-    Bounds::new(root, Vec::new()).is_protected(path)
 }
 
 /// Checks every path and the agent launch of `ledger` (already recorded under `root`).
@@ -240,35 +180,15 @@ fn check_agent(
     match launch {
         Some(AgentLaunch::Systemd { unit, unit_file }) => {
             expect("unit", unit.clone(), UNIT_NAME.into())?;
-            let want = root.path(format!("/etc/systemd/system/{UNIT_NAME}"));
+            let want = root.path(UNIT_FILE);
             expect("unit file", shown(unit_file), shown(&want))
         }
         Some(AgentLaunch::Detached { pid_file, log_file }) => {
             expect("pid file", shown(pid_file), shown(&root.path(PID_FILE)))?;
-            expect("log file", shown(log_file), shown(&root.path(LOG_FILE)))
+            expect("log file", shown(log_file), shown(&root.path(AGENT_LOG)))
         }
         Some(AgentLaunch::Foreground) | None => Ok(()),
     }
-}
-
-/// Reads at most [`PASSWD_LIMIT`] bytes; an unreadable file is empty.
-fn read_bounded(path: &Path) -> String {
-    use std::io::Read;
-    let mut text = String::new();
-    if let Ok(file) = std::fs::File::open(path) {
-        let _ = file.take(PASSWD_LIMIT).read_to_string(&mut text);
-    }
-    text
-}
-
-/// The home directories in `/etc/passwd` (field 6), except `/` and non-absolute ones.
-fn home_dirs(passwd: &str) -> Vec<PathBuf> {
-    passwd
-        .lines()
-        .filter_map(|line| line.split(':').nth(5))
-        .map(PathBuf::from)
-        .filter(|home| home.is_absolute() && home != Path::new("/"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -371,10 +291,15 @@ mod tests {
                 "{path}: {err}"
             );
         }
-        let bounds = Bounds::with_homes(
+        let bounds = Bounds::with(
             &HostRoot::system(),
             Vec::new(),
-            home_dirs("alice:x:1000:1000::/srv/alice:/bin/sh\nroot:x:0:0::/root:/bin/sh\n"),
+            Protected::with_homes(
+                &HostRoot::system(),
+                crate::host::layout::home_dirs(
+                    "alice:x:1000:1000::/srv/alice:/bin/sh\nroot:x:0:0::/root:/bin/sh\n",
+                ),
+            ),
         );
         assert!(bounds.is_protected(Path::new("/srv/alice")));
         assert!(bounds.is_protected(Path::new("/root")));
@@ -394,7 +319,7 @@ mod tests {
         let err = check(|l, r| {
             l.agent = Some(AgentLaunch::Detached {
                 pid_file: r.path("/run/sshd.pid"),
-                log_file: r.path(LOG_FILE),
+                log_file: r.path(AGENT_LOG),
             });
         })
         .unwrap_err();

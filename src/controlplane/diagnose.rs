@@ -130,7 +130,7 @@ impl fmt::Display for Diagnosis {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::init::health::Phase;
+    use crate::controlplane::health::Phase;
 
     fn view(detail: &str) -> ComponentView {
         ComponentView {

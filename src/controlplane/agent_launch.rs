@@ -10,12 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::config::AgentMode;
+use crate::host::layout::{AGENT_LOG, PID_FILE, UNIT_FILE, UNIT_NAME};
 use crate::host::ledger::AgentLaunch;
 use crate::host::{write_all, HostRoot, RenderedFile};
-
-pub const UNIT_NAME: &str = "boot-agent.service";
-pub const PID_FILE: &str = "/run/boot/agent.pid";
-pub const LOG_FILE: &str = "/var/log/boot/agent.log";
 
 /// `auto` becomes systemd when systemd runs this (real) root, else a detached daemon.
 pub fn resolve_mode(mode: AgentMode, root: &HostRoot) -> AgentMode {
@@ -46,12 +43,12 @@ pub fn launch_record(mode: AgentMode, root: &HostRoot) -> AgentLaunch {
     match mode {
         AgentMode::Systemd => AgentLaunch::Systemd {
             unit: UNIT_NAME.into(),
-            unit_file: root.path(format!("/etc/systemd/system/{UNIT_NAME}")),
+            unit_file: root.path(UNIT_FILE),
         },
         AgentMode::Foreground => AgentLaunch::Foreground,
         _ => AgentLaunch::Detached {
             pid_file: root.path(PID_FILE),
-            log_file: root.path(LOG_FILE),
+            log_file: root.path(AGENT_LOG),
         },
     }
 }
@@ -67,7 +64,7 @@ pub fn unit_file(exe: &Path, args: &[String]) -> String {
 
 /// Starts the agent detached: a new session, output to the log file, its pid in the pid file.
 pub fn start_detached(exe: &Path, root: &HostRoot, args: &[String]) -> io::Result<u32> {
-    let log_path = root.path(LOG_FILE);
+    let log_path = root.path(AGENT_LOG);
     if let Some(dir) = log_path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -101,7 +98,7 @@ pub fn start_detached(exe: &Path, root: &HostRoot, args: &[String]) -> io::Resul
 
 /// Writes the unit and enables and starts it.
 pub fn start_systemd(exe: &Path, root: &HostRoot, args: &[String]) -> io::Result<PathBuf> {
-    let path = root.path(format!("/etc/systemd/system/{UNIT_NAME}"));
+    let path = root.path(UNIT_FILE);
     write_all(&[RenderedFile::new(path.clone(), 0o644, unit_file(exe, args))])
         .map_err(|e| e.source)?;
     for step in [&["daemon-reload"][..], &["enable", "--now", UNIT_NAME]] {

@@ -65,7 +65,7 @@ pub async fn control_plane_check(
         .collect();
     let request = WaitRequest {
         manifests,
-        status_socket: &root.path("/run/boot/agent.sock"),
+        status_socket: &root.path(crate::host::layout::STATUS_SOCKET),
         default_host: cfg.advertise_address.to_string(),
         user_agent: crate::probe::http::user_agent(&cfg.kubernetes_version),
         timeout,
