@@ -105,7 +105,7 @@ pub fn load_effective(
     root: &crate::host::HostRoot,
     flags: &ConfigFlags,
 ) -> Result<Config, CliError> {
-    let recorded = root.path(crate::init::run::EFFECTIVE_CONFIG);
+    let recorded = root.path(crate::host::layout::EFFECTIVE_CONFIG);
     if global.config.is_none() && recorded.is_file() {
         let mut global = global.clone();
         global.config = Some(recorded);
